@@ -1,0 +1,63 @@
+"""Left padding, attention masks and position ids for batched CODI runs.
+
+Batched answers must equal one-at-a-time answers, so every call of the latent loop gets the
+running attention mask (pads masked) and position ids that count only real tokens.
+
+Example:
+    >>> ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    >>> ids.tolist(), mask.tolist()
+    ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]])
+    >>> positions_from_mask(mask).tolist()
+    [[0, 1, 2], [0, 0, 0]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Left-pad token id lists: `(Long[Tensor, "batch seq"], Long[Tensor, "batch seq"] mask)`."""
+    if len(sequences) == 0:
+        raise ValueError("left_pad: empty batch")
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if len(seq) == 0:
+            raise ValueError(f"left_pad: sequence {row} is empty")
+        ids[row, width - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
+        mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
+def right_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Right-pad token id lists: `(ids, mask)`, both `Long[Tensor, "batch seq"]`."""
+    if len(sequences) == 0:
+        raise ValueError("right_pad: empty batch")
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def positions_from_mask(mask: Tensor) -> Tensor:
+    """Position ids that count real tokens only: `Long[Tensor, "batch seq"]` (pads get 0)."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def next_positions(mask: Tensor, n: int = 1) -> Tensor:
+    """Position ids of `n` new tokens appended after a (left-padded) `mask`: `Long[Tensor, "batch n"]`."""
+    start = mask.long().sum(-1, keepdim=True)
+    return start + torch.arange(n, device=mask.device).unsqueeze(0)
+
+
+def extend_mask(mask: Tensor, n: int = 1) -> Tensor:
+    """Append `n` attended positions to every row of `mask`."""
+    return torch.cat([mask, mask.new_ones(mask.shape[0], n)], dim=-1)
