@@ -1,0 +1,178 @@
+"""`CodiModel`: an nnsight `TransformersModel` whose traced driver is the CODI latent loop.
+
+The merged LM is the wrapped module, so every submodule is addressed exactly as in plain
+nnsight (`codi.transformer.h[3]`, `codi.model.layers[3]`), and two children are added for the
+latent phase: `codi.prj` (the projection, called at latent steps only) and `codi.step_input`
+(an identity every step's input embeddings pass through, so its occurrence i is step i: the
+prompt embeddings at step 0, the latent vector z_k at step k, the eot embedding, each answer
+token's embedding). Read or edit `codi.step_input.output` to see or change what a step is fed.
+
+Example (one trace over the whole loop; `tracer.iter[i]` is step i — DESIGN.md convention):
+
+    >>> codi = load_model("tiny")                                   # doctest: +SKIP
+    >>> prompts = codi.encode(["Tom has 3 apples ..."])            # doctest: +SKIP
+    >>> with codi.latent_generate(prompts, num_latents=6) as tracer:      # doctest: +SKIP
+    ...     hidden = nnsight.save([])
+    ...     for step in tracer.iter[:8]:                            # bot, latent1..6, eot
+    ...         out = codi.transformer.h[1].output
+    ...         if step == 3:
+    ...             out[:, -1] += 4.0 * direction                   # steer latent3 at layer 1
+    ...         hidden.append(out[:, -1].clone())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from nnsight import TransformersModel
+from nnsight.intervention.envoy import traceable
+from torch import Tensor, nn
+
+from ..models.config import CodiConfig
+from .batching import left_pad
+from .loop import LatentLoopState, Masking, decode_answers, step_names
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    """Left-padded CODI prompts: `input_ids` and `attention_mask`, `Long[Tensor, "batch seq"]`.
+
+    A single object (not tensors) so nnsight hands it to the driver untouched instead of
+    re-collating it as a text batch.
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+class CodiModel(TransformersModel):
+    """A CODI model: merged causal LM + latent projection + `CodiConfig`, traceable with nnsight.
+
+    Build it with `nnsight_codi.load_model(...)` rather than directly.
+    """
+
+    def __init__(self, *args: Any, codi_config: CodiConfig, prj: nn.Module, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        object.__setattr__(self, "codi_config", codi_config)
+        ref = next(self._module.parameters())
+        self.prj = prj.to(device=ref.device, dtype=ref.dtype).eval()
+        self.step_input = nn.Identity()
+
+    # -- shape facts ------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        """Number of transformer blocks L (hidden states are indexed 0..L)."""
+        return int(self._module.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self._module.config.hidden_size)
+
+    @property
+    def num_latents(self) -> int:
+        return self.codi_config.num_latents
+
+    @property
+    def device(self) -> torch.device:
+        return next(self._module.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self._module.parameters()).dtype
+
+    def step_names(self, num_latents: int | None = None) -> list[str]:
+        return step_names(self.num_latents if num_latents is None else num_latents)
+
+    # -- prompts ----------------------------------------------------------------
+    def prompt_ids(self, question: str) -> list[int]:
+        """Token ids the model sees for one question: `[q (+suffix)] (+eos) bot` (codi.md §1)."""
+        cfg = self.codi_config
+        text = question.strip().replace("  ", " ") + cfg.prompt_suffix
+        ids = list(self.tokenizer(text)["input_ids"])
+        if not cfg.remove_eos:
+            if cfg.eos_id is None:
+                raise ValueError("remove_eos=False needs an eos_id in the CODI config")
+            ids.append(cfg.eos_id)
+        ids.append(cfg.bot_id)
+        return ids
+
+    def encode(self, questions: Sequence[str]) -> PromptBatch:
+        """Left-padded prompts (ids + attention mask, on the model's device) for `latent_generate`."""
+        if isinstance(questions, str):
+            questions = [questions]
+        ids, mask = left_pad([self.prompt_ids(q) for q in questions], self.codi_config.pad_id)
+        return PromptBatch(ids.to(self.device), mask.to(self.device))
+
+    def decode(self, tokens: Tensor) -> list[str]:
+        """Answer texts from `latent_generate`'s token ids (cut at eos)."""
+        return decode_answers(self.tokenizer, tokens, self.codi_config.eos_id)
+
+    # -- nnsight batching: a PromptBatch goes to the driver as it is -------------
+    def _batch_size(self, *inputs: Any, **kwargs: Any) -> int:
+        if inputs and isinstance(inputs[0], PromptBatch):
+            return len(inputs[0])
+        return super()._batch_size(*inputs, **kwargs)
+
+    def _batch(self, invokes: list, fn: Any) -> tuple:
+        first = invokes[0][0][0] if invokes and invokes[0][0] else None
+        if isinstance(first, PromptBatch):
+            if len(invokes) > 1:
+                raise NotImplementedError(
+                    "latent_generate takes one PromptBatch per trace: put all questions in one codi.encode(...)"
+                )
+            inputs, kwargs = invokes[0]
+            return tuple(inputs), dict(kwargs)
+        return super()._batch(invokes, fn)
+
+    # -- the loop ---------------------------------------------------------------
+    def new_loop_state(self, prompts: PromptBatch, num_latents: int | None = None,
+                       max_new_tokens: int = 256, masking: Masking = "exact") -> LatentLoopState:
+        return LatentLoopState(
+            input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, config=self.codi_config,
+            num_latents=self.num_latents if num_latents is None else int(num_latents),
+            max_new_tokens=max_new_tokens, masking=masking,
+        )
+
+    def _project(self, hidden: Tensor) -> Tensor:
+        return self.prj(hidden, hook=True) if self.codi_config.use_prj else hidden
+
+    def _step_inputs(self, kwargs: dict) -> dict:
+        """Route every step's input embeddings through `step_input`, so occurrence i is step i."""
+        ids = kwargs.pop("input_ids", None)
+        embeds = kwargs.pop("inputs_embeds", None)
+        if embeds is None:
+            embeds = self._module.get_input_embeddings()(ids)
+        kwargs["inputs_embeds"] = self.step_input(embeds, hook=True)
+        return kwargs
+
+    @traceable
+    def latent_generate(self, prompts: PromptBatch, num_latents: int | None = None,
+                        max_new_tokens: int = 256, masking: Masking = "exact") -> Tensor:
+        """Run prompt → bot → K latents → eot → greedy answer; return answer ids `[batch, new]`.
+
+        Use as `with codi.latent_generate(codi.encode(questions)) as tracer:` to trace it (each LM call is one
+        step, `tracer.iter[i]` = step i), or call it directly for the answers.
+        """
+        state = self.new_loop_state(prompts, num_latents, max_new_tokens, masking)
+        lm = self._module
+        cache = None
+        while not state.done:
+            kwargs = self._step_inputs(state.call_kwargs(project=self._project))
+            out = lm(**kwargs, past_key_values=cache, use_cache=True, output_hidden_states=True)
+            cache = out.past_key_values
+            state.observe(out.hidden_states[-1][:, -1:], out.logits[:, -1])
+        return state.generated()
+
+    @torch.inference_mode()
+    def answer(self, questions: Sequence[str], num_latents: int | None = None, max_new_tokens: int = 256,
+               masking: Masking = "exact") -> list[str]:
+        """Answer texts for a batch of questions (no tracing)."""
+        tokens = self.latent_generate(self.encode(questions), num_latents=num_latents, max_new_tokens=max_new_tokens,
+                                      masking=masking)
+        return self.decode(tokens)

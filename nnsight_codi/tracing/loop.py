@@ -1,0 +1,188 @@
+"""The CODI latent loop, written once as a state machine over LM calls.
+
+Every LM call the loop makes is one **step** (DESIGN.md's convention, also the occurrence
+index `tracer.iter[i]` in a trace):
+
+| step            | input fed                                   | position read          |
+|-----------------|---------------------------------------------|------------------------|
+| 0  (`bot`)      | the prompt `[q][bot]` (token ids)           | the bot position (-1)  |
+| k = 1..K        | `z_k = prj(final-normed h at step k-1)`     | the k-th latent        |
+| K+1 (`eot`)     | the eot token (`eot, eos` if not remove_eos)| eot; its logits give answer token 1 |
+| K+1+j (`answer{j}`) | greedy answer token j                   | answer token j         |
+
+`LatentLoopState` decides what each call receives (inputs, attention mask, position ids) and
+consumes what it returned (final-normed last hidden state, last logits). The two executors —
+the traced driver `CodiModel.latent_generate` (one nnsight trace over the whole loop) and
+`run_latent_session` (one trace per LM call, the NDIF shape) — only make the calls; neither
+holds loop logic of its own.
+
+Masking modes:
+- `"exact"` (default): every call gets the running attention mask (left pads masked) and
+  position ids counting real tokens only, so batched answers equal one-at-a-time answers.
+- `"reference"`: the reference code's behaviour — only the prompt call gets a mask; latent and
+  decoding calls get none, and positions count the padding. Use for parity with published
+  numbers; at batch size 1 both modes are identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..models.config import CodiConfig
+from .batching import extend_mask, next_positions, positions_from_mask
+
+Masking = Literal["exact", "reference"]
+MASKING_MODES: tuple[str, ...] = ("exact", "reference")
+
+
+def step_names(num_latents: int) -> list[str]:
+    """Names of the steps up to eot: `['bot', 'latent1', …, 'latentK', 'eot']`."""
+    return ["bot"] + [f"latent{k}" for k in range(1, num_latents + 1)] + ["eot"]
+
+
+def step_name(step: int, num_latents: int) -> str:
+    """Name of any step index, answer tokens included (`answer1`, `answer2`, …)."""
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    if step <= num_latents + 1:
+        return step_names(num_latents)[step]
+    return f"answer{step - num_latents - 1}"
+
+
+@dataclass
+class LatentLoopState:
+    """What the next LM call receives, and what the loop has produced so far.
+
+    Args:
+        input_ids: `Long[Tensor, "batch seq"]` left-padded prompts ending in bot.
+        attention_mask: `Long[Tensor, "batch seq"]`, 0 on left padding.
+        config: the model's CodiConfig (token ids, prompt format).
+        num_latents: K, the number of latent iterations (0 allowed: bot then eot).
+        max_new_tokens: bound on greedy answer tokens (the reference uses 256).
+        masking: `"exact"` or `"reference"` (module docstring).
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    config: CodiConfig
+    num_latents: int
+    max_new_tokens: int = 256
+    masking: Masking = "exact"
+    step: int = 0
+    mask: Tensor = field(init=False)
+    last_hidden: Tensor | None = field(init=False, default=None)
+    next_tokens: Tensor | None = field(init=False, default=None)
+    tokens: list[Tensor] = field(init=False, default_factory=list)
+    finished: Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.masking not in MASKING_MODES:
+            raise ValueError(f"masking must be one of {MASKING_MODES}, got {self.masking!r}")
+        if self.num_latents < 0:
+            raise ValueError(f"num_latents must be >= 0, got {self.num_latents}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.input_ids.shape != self.attention_mask.shape:
+            raise ValueError(
+                f"input_ids {tuple(self.input_ids.shape)} and attention_mask "
+                f"{tuple(self.attention_mask.shape)} differ in shape"
+            )
+        self.mask = self.attention_mask
+        self.finished = torch.zeros(self.input_ids.shape[0], dtype=torch.bool, device=self.input_ids.device)
+
+    # -- what the executors ask -------------------------------------------------
+    @property
+    def eot_step(self) -> int:
+        return self.num_latents + 1
+
+    @property
+    def is_latent_step(self) -> bool:
+        return 1 <= self.step <= self.num_latents
+
+    @property
+    def done(self) -> bool:
+        if len(self.tokens) >= self.max_new_tokens:
+            return True
+        return bool(self.finished.all()) and len(self.tokens) > 0
+
+    def call_kwargs(self, project: Callable[[Tensor], Tensor] | None = None) -> dict:
+        """Keyword arguments of the next LM call (without the KV cache).
+
+        `project` maps the last final-normed hidden state `Float[Tensor, "batch 1 dim"]` to the
+        next latent input; it is only called on latent steps.
+        """
+        if self.step == 0:
+            kwargs = {"input_ids": self.input_ids, "attention_mask": self.mask}
+            if self.masking == "exact":
+                kwargs["position_ids"] = positions_from_mask(self.mask)
+            return kwargs
+        if self.is_latent_step:
+            assert self.last_hidden is not None
+            embeds = project(self.last_hidden) if project is not None else self.last_hidden
+            return self._appended(inputs_embeds=embeds)
+        if self.step == self.eot_step:
+            batch = self.input_ids.shape[0]
+            eot = [self.config.eot_id] if self.config.remove_eos else [self.config.eot_id, self._eos()]
+            ids = torch.tensor([eot] * batch, dtype=torch.long, device=self.input_ids.device)
+            return self._appended(input_ids=ids)
+        assert self.next_tokens is not None
+        return self._appended(input_ids=self.next_tokens[:, None])
+
+    def observe(self, last_hidden: Tensor, last_logits: Tensor) -> None:
+        """Consume one call's final-normed hidden state `[batch, 1, dim]` and logits `[batch, vocab]`."""
+        self._advance_mask()
+        self.last_hidden = last_hidden
+        if self.step >= self.eot_step:
+            logits = last_logits.float().clone()
+            if self.config.eot_id < logits.shape[-1]:
+                logits[:, self.config.eot_id] = float("-inf")  # the reference masks only eot
+            nxt = logits.argmax(-1)
+            eos = self.config.eos_id
+            if eos is not None:
+                nxt = torch.where(self.finished, torch.full_like(nxt, eos), nxt)
+                self.finished = self.finished | (nxt == eos)
+            self.tokens.append(nxt)
+            self.next_tokens = nxt
+        self.step += 1
+
+    def generated(self) -> Tensor:
+        """Answer token ids `Long[Tensor, "batch new"]`; after eos every position holds eos."""
+        if not self.tokens:
+            return torch.zeros(self.input_ids.shape[0], 0, dtype=torch.long, device=self.input_ids.device)
+        return torch.stack(self.tokens, dim=1)
+
+    # -- internals ----------------------------------------------------------------
+    def _eos(self) -> int:
+        if self.config.eos_id is None:
+            raise ValueError("remove_eos=False needs an eos_id in the CODI config")
+        return self.config.eos_id
+
+    def _new_width(self) -> int:
+        return 2 if (self.step == self.eot_step and not self.config.remove_eos) else 1
+
+    def _appended(self, **inputs: Tensor) -> dict:
+        if self.masking == "reference":
+            return inputs
+        width = self._new_width()
+        inputs["attention_mask"] = extend_mask(self.mask, width)
+        inputs["position_ids"] = next_positions(self.mask, width)
+        return inputs
+
+    def _advance_mask(self) -> None:
+        if self.step > 0:
+            self.mask = extend_mask(self.mask, self._new_width())
+
+
+def decode_answers(tokenizer, tokens: Tensor, eos_id: int | None) -> list[str]:
+    """Decode generated ids row by row, stopping before the first eos (special tokens skipped)."""
+    texts = []
+    for row in tokens.tolist():
+        if eos_id is not None and eos_id in row:
+            row = row[: row.index(eos_id)]
+        texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    return texts

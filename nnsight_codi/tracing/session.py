@@ -1,0 +1,86 @@
+"""The NDIF-shaped executor: an nnsight session with one trace per LM call.
+
+NDIF runs only models it has deployed, wrapped in stock nnsight classes, so a remote CODI run
+cannot use `CodiModel`'s traced driver. Here the loop lives in the session body (shipped to the
+server as source), each LM call is an ordinary `model.trace(...)` of the merged LM, the
+projection is called in the session body (its weights travel in the request) and the KV cache
+stays on the server between traces. The loop logic is `LatentLoopState`, the same object the
+local driver uses, so both give the same answers (tested with `remote="local"`).
+
+`step_fn(model, step)` runs inside every trace before the loop reads the outputs: read or edit
+any module there with nnsight idioms (`model.transformer.h[2].output[:, -1] += v`) and collect
+values into containers created with `nnsight.save([])` outside.
+
+Example:
+    >>> lm = plain_lm_model(codi)                                  # doctest: +SKIP
+    >>> tokens = run_latent_session(lm, codi.prj._module, codi.codi_config, codi.encode(qs),
+    ...                             remote="local")                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import nnsight
+from nnsight import TransformersModel
+from torch import Tensor, nn
+
+from ..models.config import CodiConfig
+from .loop import LatentLoopState, Masking
+
+StepFn = Callable[[Any, int], None]
+
+
+def plain_lm_model(codi) -> TransformersModel:
+    """A stock `TransformersModel` over a CodiModel's merged LM (what NDIF would host)."""
+    return TransformersModel(codi._module, tokenizer=codi.tokenizer, task="text-generation")
+
+
+def _register_for_remote() -> None:
+    # This package is not installed on an NDIF server: ship its code by value.
+    import nnsight_codi
+
+    nnsight.register(nnsight_codi)
+
+
+def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiConfig, prompts,
+                       num_latents: int | None = None, max_new_tokens: int = 256,
+                       masking: Masking = "exact", remote: bool | str | None = None,
+                       step_fn: StepFn | None = None) -> Tensor:
+    """Run the CODI loop as a session (one trace per LM call); return answer ids `[batch, new]`.
+
+    Args:
+        model: the merged LM as a `TransformersModel` (a stock wrapper: what NDIF hosts).
+        prj: the latent projection (plain `nn.Module`, shipped by value on remote runs).
+        config: the model's CodiConfig.
+        prompts: a `PromptBatch` (`CodiModel.encode`).
+        remote: None for a local run, `"local"` to serialise the request like NDIF does,
+            `True` (or a host URL) for NDIF itself (host and key from the environment).
+        step_fn: called as `step_fn(model, step)` inside each step's trace.
+    """
+    if remote:
+        _register_for_remote()
+    state = LatentLoopState(
+        input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, config=config,
+        num_latents=config.num_latents if num_latents is None else int(num_latents),
+        max_new_tokens=max_new_tokens, masking=masking,
+    )
+    project = prj if config.use_prj else None
+    session_kwargs = {} if not remote else {"remote": remote}
+    with model.session(**session_kwargs):
+        cache = None
+        while not state.done:
+            inputs = state.call_kwargs(project=project)
+            if cache is not None:
+                inputs["past_key_values"] = cache
+            with model.trace(**inputs, use_cache=True, output_hidden_states=True):
+                if step_fn is not None:
+                    step_fn(model, state.step)
+                out = model.output
+                hidden = out.hidden_states[-1][:, -1:]
+                logits = out.logits[:, -1]
+                cache = out.past_key_values
+            state.observe(hidden, logits)
+        tokens = nnsight.save(state.generated())
+    return tokens

@@ -1,0 +1,65 @@
+"""Tiny models built inside the tests: a word-level tokenizer, random GPT-2 / Llama CODI models,
+and reference-layout CODI checkpoints (the `codi.base_model.model.…` + LoRA + `prj.*` key layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from nnsight_codi.models.config import CodiConfig
+from nnsight_codi.models.converted import save_converted
+from nnsight_codi.models.projection import build_projection
+
+WORDS = ["<eos>", "<unk>", "the", "answer", "is", ":", "tom", "has", "pens", ".", "he", "gets", "more",
+         "how", "many", "?", "loses", "<<", ">>", "=", "+", "-", "*", "/"]
+NUMBERS = [str(i) for i in range(40)]
+
+
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    """Word-level tokenizer: ids 0..63 (24 words + numbers 0..39); eos=0."""
+    vocab = {w: i for i, w in enumerate(WORDS + NUMBERS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>")
+
+
+BASE_VOCAB = len(WORDS) + len(NUMBERS)  # V; pad=V, bot=V+1, eot=V+2 as in the reference
+
+
+def codi_config(num_latents: int = 3, family: str = "gpt2", **overrides) -> CodiConfig:
+    fields = dict(pad_id=BASE_VOCAB, bot_id=BASE_VOCAB + 1, eot_id=BASE_VOCAB + 2, num_latents=num_latents,
+                  eos_id=0, family=family)
+    fields.update(overrides)
+    return CodiConfig(**fields)
+
+
+def tiny_lm(family: str = "gpt2", seed: int = 0, layers: int = 2, dim: int = 32):
+    torch.manual_seed(seed)
+    vocab = BASE_VOCAB + 3
+    if family == "gpt2":
+        cfg = GPT2Config(n_layer=layers, n_embd=dim, n_head=4, vocab_size=vocab, n_positions=128,
+                         bos_token_id=0, eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        lm = GPT2LMHeadModel(cfg)
+    elif family == "llama":
+        cfg = LlamaConfig(num_hidden_layers=layers, hidden_size=dim, intermediate_size=2 * dim,
+                          num_attention_heads=4, num_key_value_heads=2, vocab_size=vocab,
+                          max_position_embeddings=128, bos_token_id=0, eos_token_id=0, tie_word_embeddings=True)
+        lm = LlamaForCausalLM(cfg)
+    else:
+        raise ValueError(family)
+    # Larger-than-default init so different inputs give clearly different greedy tokens.
+    with torch.no_grad():
+        for p in lm.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    return lm.eval()
+
+
+def make_converted(directory: Path, family: str = "gpt2", num_latents: int = 3, seed: int = 0, **overrides) -> Path:
+    lm = tiny_lm(family, seed)
+    torch.manual_seed(seed + 1)
+    prj = build_projection(lm.config.hidden_size, 48)
+    return save_converted(directory, lm, word_tokenizer(), prj, codi_config(num_latents, family, **overrides))
