@@ -63,3 +63,65 @@ def make_converted(directory: Path, family: str = "gpt2", num_latents: int = 3, 
     torch.manual_seed(seed + 1)
     prj = build_projection(lm.config.hidden_size, 48)
     return save_converted(directory, lm, word_tokenizer(), prj, codi_config(num_latents, family, **overrides))
+
+
+# -- reference-layout CODI checkpoints -------------------------------------------------------
+
+PREFIX = "codi.base_model.model."
+TARGETS = {"gpt2": ("c_attn", "c_proj", "c_fc"),
+           "llama": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")}
+
+
+def make_base_dir(directory: Path, family: str = "gpt2") -> Path:
+    """A 'base model' directory: config (vocab V) + tokenizer, as `--base` expects."""
+    lm = tiny_lm(family)
+    config = lm.config.__class__(**{**lm.config.to_dict(), "vocab_size": BASE_VOCAB})
+    directory.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(directory)
+    word_tokenizer().save_pretrained(directory)
+    return directory
+
+
+def make_reference_checkpoint(directory: Path, family: str = "gpt2", rank: int = 4, alpha: float = 32.0,
+                              seed: int = 0, fmt: str = "bin") -> dict:
+    """Write a reference-layout CODI checkpoint (random weights, non-zero LoRA) and return its parts.
+
+    Returns a dict with `path` (the checkpoint file), `base_dir`, `lm` (the unmerged base model, vocab V+3),
+    `lora` ({module name: (A, B)}), `prj` (module) and `scale` — everything an independent
+    implementation needs.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    base_dir = make_base_dir(directory / "base", family)
+    lm = tiny_lm(family, seed)
+    torch.manual_seed(seed + 7)
+    prj = build_projection(lm.config.hidden_size, 40)
+    state: dict[str, torch.Tensor] = {}
+    lora: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    modules = dict(lm.named_modules())
+    for key, value in lm.state_dict().items():
+        module_name, _, leaf = key.rpartition(".")
+        if module_name.rsplit(".", 1)[-1] in TARGETS[family]:
+            state[f"{PREFIX}{module_name}.base_layer.{leaf}"] = value.clone()
+            if leaf == "weight":
+                module = modules[module_name]
+                fan_in, fan_out = ((value.shape[0], value.shape[1]) if type(module).__name__ == "Conv1D"
+                                   else (value.shape[1], value.shape[0]))
+                a = torch.randn(rank, fan_in) * 0.2
+                b = torch.randn(fan_out, rank) * 0.2
+                state[f"{PREFIX}{module_name}.lora_A.default.weight"] = a
+                state[f"{PREFIX}{module_name}.lora_B.default.weight"] = b
+                lora[module_name] = (a, b)
+        else:
+            state[PREFIX + key] = value.clone()
+    for key, value in prj.state_dict().items():
+        state["prj." + key] = value.clone()
+    if fmt == "bin":
+        path = directory / "pytorch_model.bin"
+        torch.save(state, path)
+    else:
+        from safetensors.torch import save_file
+
+        path = directory / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return {"path": path, "base_dir": base_dir, "lm": lm, "lora": lora, "prj": prj.eval(),
+            "scale": alpha / rank, "state": state, "family": family}

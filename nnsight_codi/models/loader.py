@@ -26,7 +26,7 @@ from .config import CodiConfig, CodiFormatError
 from .converted import is_converted_dir, load_projection
 
 TINY_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-codi"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -1,0 +1,64 @@
+"""An independent, plain-PyTorch CODI inference loop (codi.md §1), batch size 1.
+
+It shares no code with the package: LoRA is applied *unmerged* with forward hooks, hidden
+states are read with forward hooks on every block, and the loop is written out by hand.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def attach_lora(lm, lora: dict, scale: float) -> list:
+    """Add `scale · x Aᵀ Bᵀ` to each target module's output (works for Linear and Conv1D)."""
+    modules = dict(lm.named_modules())
+    handles = []
+    for name, (a, b) in lora.items():
+        def hook(module, args, output, a=a, b=b):
+            return output + (args[0] @ a.T @ b.T) * scale
+        handles.append(modules[name].register_forward_hook(hook))
+    return handles
+
+
+def blocks_of(lm):
+    return lm.transformer.h if hasattr(lm, "transformer") else lm.model.layers
+
+
+@torch.no_grad()
+def reference_run(lm, prj, prompt_ids: list[int], bot_id: int, eot_id: int, eos_id: int, num_latents: int,
+                  max_new_tokens: int, use_prj: bool = True):
+    """Returns (answer token ids, hidden[step] = list over layers 1..L of block outputs at the last position,
+    latent_inputs list)."""
+    captured: list[torch.Tensor] = []
+    handles = [blk.register_forward_hook(lambda m, a, o: captured.append((o[0] if isinstance(o, tuple) else o)[:, -1].clone()))
+               for blk in blocks_of(lm)]
+    embed = lm.get_input_embeddings()
+    hidden, latents, answer = [], [], []
+    try:
+        ids = torch.tensor([prompt_ids + [bot_id]])
+        out = lm(input_ids=ids, use_cache=True, output_hidden_states=True)
+        hidden.append(list(captured)); captured.clear()
+        kv = out.past_key_values
+        z = out.hidden_states[-1][:, -1:, :]
+        for _ in range(num_latents):
+            z = prj(z) if use_prj else z
+            latents.append(z[:, -1].clone())
+            out = lm(inputs_embeds=z, past_key_values=kv, use_cache=True, output_hidden_states=True)
+            hidden.append(list(captured)); captured.clear()
+            kv = out.past_key_values
+            z = out.hidden_states[-1][:, -1:, :]
+        x = embed(torch.tensor([[eot_id]]))
+        for _ in range(max_new_tokens):
+            out = lm(inputs_embeds=x, past_key_values=kv, use_cache=True)
+            hidden.append(list(captured)); captured.clear()
+            kv = out.past_key_values
+            logits = out.logits[:, -1, : lm.config.vocab_size - 1]  # the reference masks only eot (last id)
+            nxt = int(logits.argmax(-1))
+            answer.append(nxt)
+            if nxt == eos_id:
+                break
+            x = embed(torch.tensor([[nxt]]))
+    finally:
+        for h in handles:
+            h.remove()
+    return answer, hidden, latents
