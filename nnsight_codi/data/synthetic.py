@@ -5,7 +5,7 @@ Each problem is a short story about one person and one kind of item: an opening 
 operation (+, −, ×, ÷), then a question. Every intermediate value is recorded, and the chain
 of thought is written in the GSM8k-Aug format, one `<<a op b = c>>` equation per step:
 
-    question: "Tom buys 4 boxes of pens . Each box holds 6 pens . He loses 3 pens .
+    question: "Tom buys 4 boxes of pens with 6 in each . He loses 3 pens .
                How many pens does Tom have now ?"
     cot:      "<< 4 * 6 = 24 >> << 24 - 3 = 21 >>"        (style "spaced", for word tokenizers)
               "<<4*6=24>> <<24-3=21>>"                    (style "compact", as in GSM8k-Aug)
@@ -52,42 +52,41 @@ OPENINGS_PLAIN = (
     "{name} has {a} {items} .",
     "{name} starts with {a} {items} .",
     "There are {a} {items} in {name_pos} room .",
-    "{name} collected {a} {items} last week .",
+    "{name} collected {a} {items} .",
 )
 OPENINGS_MUL = (
-    "{name} buys {a} {containers} of {items} . Each one holds {b} {items} .",
-    "{name} has {a} {containers} with {b} {items} in each .",
+    "{name} buys {a} {containers} of {items} with {b} in each .",
+    "{name} has {a} {containers} with {b} {items} each .",
 )
 PHRASES: dict[str, tuple[str, ...]] = {
     "+": (
-        "{P} gets {b} more {items} .",
-        "{P} buys {b} more .",
+        "{P} gets {b} more .",
+        "{P} buys {b} more {items} .",
         "{Friend} gives {o} {b} {items} .",
         "{P} finds {b} {items} .",
-        "Then {p} wins {b} more {items} .",
     ),
     "-": (
         "{P} loses {b} {items} .",
-        "{P} gives {b} {items} to {friend} .",
+        "{P} gives {b} to {friend} .",
         "{P} sells {b} of them .",
         "Then {p} uses {b} {items} .",
     ),
     "*": (
-        "{P} ends up with {b} times as many {items} .",
+        "{P} ends up with {b} times as many .",
         "Then the number of {items} grows {b} times .",
-        "{P} buys {b} times as many {items} as {p} has and gives the old ones away .",
+        "{P} makes it {b} times as many .",
     ),
     "/": (
-        "{P} splits the {items} into {b} equal groups and keeps one group .",
-        "{P} shares the {items} equally among {b} children and keeps one share .",
-        "Then only one of every {b} {items} is kept .",
+        "{P} splits them into {b} equal groups and keeps one .",
+        "{P} shares them among {b} kids and keeps one share .",
+        "Then only one in {b} {items} is kept .",
     ),
 }
 QUESTIONS = (
     "How many {items} does {name} have now ?",
-    "How many {items} does {name} have in the end ?",
+    "How many {items} does {p} have in the end ?",
     "How many {items} are there now ?",
-    "How many {items} are left ?",
+    "How many are left ?",
 )
 ANSWER_PREFIX = "The answer is :"
 COT_SYMBOLS = ("<<", ">>", "=", "+", "-", "*", "/", ".", ",", "?", ":")

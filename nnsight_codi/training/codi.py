@@ -1,0 +1,156 @@
+"""The CODI forward passes and losses (one shared model as teacher and student).
+
+Student: the left-padded prompt `q + bot` (attention mask, position ids counting real tokens
+only), then K latent calls feeding `z_k = prj(h_last)` through `inputs_embeds` with the KV
+cache (gradients flow through the whole chain), then the decoder call on `eot + ans`
+(teacher forcing). Teacher: `q + cot + ans`, right-padded. Losses (codi.md §3):
+
+    L = α·CE_teacher(cot + ans) + β·CE_student(ans | eot) + γ·KD
+    KD = mean over hidden_states l of  SmoothL1(s_l, sg(t_l)) / std(t_l)
+
+where `s_l`, `t_l`: `Float[Tensor, "batch dim"]` are layer l's hidden states at the token
+before the answer number (student decoder / teacher), `hidden_states` includes the embedding
+output and the final-norm output (L+1 entries), and std is one scalar over batch×dim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..tracing.batching import extend_mask, next_positions, positions_from_mask
+from .encode import Batch
+
+
+def final_norm(model: nn.Module) -> nn.Module:
+    """The final normalisation before the unembedding (GPT-2 `ln_f`, Llama `norm`)."""
+    for path in ("transformer.ln_f", "model.norm", "gpt_neox.final_layer_norm", "model.final_layernorm"):
+        obj: object = model
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        return obj  # type: ignore[return-value]
+    raise ValueError(f"cannot find the final norm of {type(model).__name__}")
+
+
+@dataclass
+class LatentRun:
+    """State after the prompt and K latent calls.
+
+    Attributes:
+        cache: the KV cache (covers prompt + K latents).
+        mask: `Long[Tensor, "batch p+K"]` running attention mask.
+        z: `Float[Tensor, "batch 1 dim"]` the next latent input (prj of the last hidden state).
+        hidden: per step (0 = the prompt's bot position, k = latent k) the tuple of all
+            hidden states at that position, each `Float[Tensor, "batch dim"]` (only if kept).
+    """
+
+    cache: object
+    mask: Tensor
+    z: Tensor
+    hidden: list[tuple[Tensor, ...]]
+
+
+def run_latents(model: nn.Module, prj: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor,
+                num_latents: int, keep_hidden: bool = False) -> LatentRun:
+    """Prompt call then `num_latents` latent calls (the inference loop's convention).
+
+    Args:
+        prompt_ids, prompt_mask: `Long[Tensor, "batch p"]`, left-padded, ending in bot.
+        num_latents: K ≥ 0.
+        keep_hidden: keep every step's hidden states at the new position (for the logit lens).
+    """
+    positions = positions_from_mask(prompt_mask)
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
+                use_cache=True, output_hidden_states=True)
+    hidden = [tuple(h[:, -1] for h in out.hidden_states)] if keep_hidden else []
+    z = prj(out.hidden_states[-1][:, -1:])
+    cache, mask = out.past_key_values, prompt_mask
+    for _ in range(num_latents):
+        pos = next_positions(mask)
+        mask = extend_mask(mask)
+        out = model(inputs_embeds=z, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                    use_cache=True, output_hidden_states=True)
+        cache = out.past_key_values
+        if keep_hidden:
+            hidden.append(tuple(h[:, -1] for h in out.hidden_states))
+        z = prj(out.hidden_states[-1][:, -1:])
+    return LatentRun(cache, mask, z, hidden)
+
+
+def _gather(hidden_states: Sequence[Tensor], positions: Tensor) -> list[Tensor]:
+    rows = torch.arange(positions.shape[0], device=positions.device)
+    return [h[rows, positions] for h in hidden_states]
+
+
+def distillation_loss(student: Sequence[Tensor], teacher: Sequence[Tensor], kind: str = "smooth_l1",
+                      div_std: bool = True) -> Tensor:
+    """Mean over layers of `loss(s_l, sg(t_l)) / std(t_l)`; each entry `Float[Tensor, "batch dim"]`.
+
+    `kind`: "smooth_l1" (reference default), "l1", or "l2" (MSE; divided by std twice as in the
+    reference). The std is one scalar per layer over batch×dim (unbiased, `Tensor.std()`).
+    """
+    if len(student) != len(teacher) or not student:
+        raise ValueError(f"need the same non-zero number of layers, got {len(student)} and {len(teacher)}")
+    fn = {"smooth_l1": F.smooth_l1_loss, "l1": F.l1_loss, "l2": F.mse_loss}[kind]
+    losses = []
+    for s, t in zip(student, teacher):
+        t = t.detach()
+        loss = fn(s, t)
+        if div_std:
+            std = t.std()
+            loss = loss / std / (std if kind == "l2" else 1.0)
+        losses.append(loss)
+    return torch.stack(losses).mean()
+
+
+def teacher_pass(model: nn.Module, batch: Batch) -> tuple[Tensor, list[Tensor]]:
+    """Teacher CE over CoT + answer and the hidden states at the distilled token.
+
+    Returns `(ce, [Float[Tensor, "batch dim"]] * (L+1))`.
+    """
+    out = model(input_ids=batch.teacher_ids, attention_mask=batch.teacher_mask, output_hidden_states=True)
+    ce = F.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), batch.teacher_labels[:, 1:].flatten(),
+                         ignore_index=-100)
+    return ce, _gather(out.hidden_states, batch.teacher_distill)
+
+
+def student_pass(model: nn.Module, prj: nn.Module, batch: Batch, num_latents: int,
+                 pad_id: int) -> tuple[Tensor, list[Tensor]]:
+    """Student CE on the answer after eot (teacher forcing) and its hidden states at the distilled token."""
+    run = run_latents(model, prj, batch.prompt_ids, batch.prompt_mask, num_latents)
+    dec_ids = batch.decoder_ids
+    embeds = model.get_input_embeddings()(dec_ids.masked_fill(batch.decoder_labels == -100, pad_id))
+    pos = next_positions(run.mask, dec_ids.shape[1])
+    mask = extend_mask(run.mask, dec_ids.shape[1])
+    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=run.cache,
+                use_cache=True, output_hidden_states=True)
+    ce = F.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), batch.decoder_labels[:, 1:].flatten(),
+                         ignore_index=-100)
+    return ce, _gather(out.hidden_states, batch.student_distill)
+
+
+def codi_losses(model: nn.Module, prj: nn.Module, batch: Batch, *, num_latents: int, pad_id: int,
+                teacher_weight: float = 1.0, student_weight: float = 1.0, distill_weight: float = 1.0,
+                distill_loss: str = "smooth_l1", div_std: bool = True,
+                teacher_only: bool = False) -> dict[str, Tensor]:
+    """All CODI losses of one batch: `{"loss", "teacher", "student", "distill"}` (scalars).
+
+    The teacher's hidden states are computed in the same (grad-enabled) pass as its CE and
+    detached for the distillation target; without dropout this equals the reference's separate
+    `no_grad` pass.
+    """
+    t_ce, t_hidden = teacher_pass(model, batch)
+    zero = t_ce.new_zeros(())
+    if teacher_only:
+        return {"loss": teacher_weight * t_ce, "teacher": t_ce, "student": zero, "distill": zero}
+    s_ce, s_hidden = student_pass(model, prj, batch, num_latents, pad_id)
+    kd = distillation_loss(s_hidden, t_hidden, distill_loss, div_std)
+    loss = teacher_weight * t_ce + student_weight * s_ce + distill_weight * kd
+    return {"loss": loss, "teacher": t_ce, "student": s_ce, "distill": kd}

@@ -1,0 +1,130 @@
+"""Tokenize (question, cot, answer) rows into CODI teacher and student sequences.
+
+Follows the reference's preprocessing (codi.md §3): each piece is tokenized separately and
+concatenated with no separator; the question keeps the tokenizer's own specials (e.g. a Llama
+BOS), CoT and answer pieces do not; the answer piece ends with eos.
+
+    teacher  = q + cot + ans                     labels: -100 on q
+    prompt   = q (+ eos if not remove_eos) + bot  (left-padded in batches)
+    decoder  = eot (+ eos if not remove_eos) + ans
+    ans      = tok(answer_template.format(answer=N)) + eos
+
+The distilled token is the one just before the answer number's first token (":" for the
+word tokenizer and GPT-2, " " for Llama), located with character offsets.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..tracing.batching import left_pad, right_pad
+
+_STEP = re.compile(r"<<.*?>>")
+
+
+def clean_question(question: str, prompt_suffix: str = "") -> str:
+    """The prompt text: `question.strip().replace('  ', ' ') + prompt_suffix` (the inference convention)."""
+    return question.strip().replace("  ", " ") + prompt_suffix
+
+
+def cot_steps(cot: str) -> list[str]:
+    """Split a CoT into steps: `<<...>>` equations if present, else the space-separated words."""
+    steps = _STEP.findall(cot)
+    return steps if steps else cot.split(" ")
+
+
+def prepare_cot(cot: str, include_last: bool) -> str:
+    """The CoT text trained on: all steps, or all but the last (the reference's default)."""
+    steps = cot_steps(cot.strip())
+    if not include_last:
+        steps = steps[:-1]
+    return " ".join(steps)
+
+
+@dataclass
+class Encoded:
+    """One tokenized example. `distill_index` indexes into `answer` (the token before the number)."""
+
+    question: list[int]
+    cot: list[int]
+    answer: list[int]
+    distill_index: int
+
+
+def encode_answer(tokenizer, answer: str, template: str) -> tuple[list[int], int]:
+    """`(ids of template.format(answer) + [eos], index of the token before the number)`."""
+    text = template.format(answer=answer)
+    start = len(text) - len(answer)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    first = next((i for i, (_, end) in enumerate(offsets) if end > start), None)
+    if first is None or first == 0:
+        raise ValueError(f"cannot locate the answer number in the tokenized answer {text!r}")
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no eos token")
+    return list(ids) + [tokenizer.eos_token_id], first - 1
+
+
+def encode_example(tokenizer, question: str, cot: str, answer: str, *, template: str,
+                   include_last_cot: bool = True, prompt_suffix: str = "") -> Encoded:
+    """Tokenize one row (see the module doc)."""
+    q = tokenizer(clean_question(question, prompt_suffix))["input_ids"]
+    cot_text = prepare_cot(cot, include_last_cot)
+    c = tokenizer(cot_text, add_special_tokens=False)["input_ids"] if cot_text else []
+    a, d = encode_answer(tokenizer, str(answer).strip(), template)
+    return Encoded(list(q), list(c), a, d)
+
+
+@dataclass
+class Batch:
+    """A collated batch.
+
+    Attributes:
+        teacher_ids: `Long[Tensor, "batch t"]` right-padded q+cot+ans; `teacher_mask` likewise.
+        teacher_labels: `Long[Tensor, "batch t"]` with -100 on question and padding.
+        teacher_distill: `Long[Tensor, "batch"]` position of the distilled token in the teacher.
+        prompt_ids, prompt_mask: `Long[Tensor, "batch p"]` left-padded q (+eos) + bot.
+        decoder_ids: `Long[Tensor, "batch s"]` right-padded eot (+eos) + ans (pads = pad_id).
+        decoder_labels: `Long[Tensor, "batch s"]` = decoder_ids with -100 on padding.
+        student_distill: `Long[Tensor, "batch"]` position of the distilled token in the decoder.
+        answers: the answer strings.
+    """
+
+    teacher_ids: Tensor
+    teacher_mask: Tensor
+    teacher_labels: Tensor
+    teacher_distill: Tensor
+    prompt_ids: Tensor
+    prompt_mask: Tensor
+    decoder_ids: Tensor
+    decoder_labels: Tensor
+    student_distill: Tensor
+    answers: list[str]
+
+    def to(self, device: str | torch.device) -> "Batch":
+        return Batch(**{k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()})
+
+
+def collate(examples: list[Encoded], *, pad_id: int, bot_id: int, eot_id: int, eos_id: int,
+            remove_eos: bool = True, answers: list[str] | None = None) -> Batch:
+    """Pad a list of `Encoded` into a `Batch` (see its doc for the layout)."""
+    if not examples:
+        raise ValueError("collate: empty batch")
+    teacher = [e.question + e.cot + e.answer for e in examples]
+    t_ids, t_mask = right_pad(teacher, pad_id)
+    t_labels = t_ids.clone()
+    t_labels[t_mask == 0] = -100
+    for row, e in enumerate(examples):
+        t_labels[row, : len(e.question)] = -100
+    t_pos = torch.tensor([len(e.question) + len(e.cot) + e.distill_index for e in examples])
+    extra = [] if remove_eos else [eos_id]
+    p_ids, p_mask = left_pad([e.question + extra + [bot_id] for e in examples], pad_id)
+    d_ids, d_mask = right_pad([[eot_id] + extra + e.answer for e in examples], pad_id)
+    d_labels = d_ids.clone()
+    d_labels[d_mask == 0] = -100
+    s_pos = torch.tensor([1 + len(extra) + e.distill_index for e in examples])
+    return Batch(t_ids, t_mask, t_labels, t_pos, p_ids, p_mask, d_ids, d_labels, s_pos, answers or [])
