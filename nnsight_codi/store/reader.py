@@ -45,6 +45,8 @@ def open_store(path: str | os.PathLike, *, complete_only: bool = True,
         warnings.simplefilter("ignore")
         ds = xr.open_zarr(path, chunks={} if chunks is None else chunks)
     check_schema_version(ds.attrs, str(path))
+    small = [n for n in ds.coords if n not in ds.indexes]  # question, step_name: load now
+    ds = ds.assign_coords({n: ds[n].load() for n in small})
     manifest = Manifest.load(path)
     done = manifest.completed_indices() if manifest.initialized else np.zeros(0, np.int64)
     ds.attrs["num_completed"] = int(done.size)
@@ -116,7 +118,7 @@ def concat_stores(stores: Iterable[StoreLike], dim: str = "example") -> xr.Datas
     if not dsets:
         raise ValueError("concat_stores: no stores given")
     if dim == "example":
-        ids = np.concatenate([d["example"].values.astype(str) for d in dsets])
+        ids = np.array([str(x) for d in dsets for x in d["example"].values], dtype=object)
         uniq, counts = np.unique(ids, return_counts=True)
         if (counts > 1).any():
             raise StoreError(f"concat_stores: example ids repeat across stores "

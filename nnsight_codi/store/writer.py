@@ -288,6 +288,19 @@ class StoreWriter:
             raise StoreError(f"cannot create store directory {p}: {e.strerror or e}") from e
         if not os.access(p, os.W_OK | os.X_OK):
             raise StoreError(f"cannot write store at {p}: directory is not writable")
+        self._refuse_foreign()  # before the lock file is created in someone else's directory
+
+    def _refuse_foreign(self) -> None:
+        p = self.path
+        if (p / MANIFEST_NAME).exists():
+            return
+        others = sorted(x.name for x in p.iterdir()
+                        if x.name != LOCK_NAME and not x.name.startswith(f".{MANIFEST_NAME}"))
+        if others:
+            raise StoreError(
+                f"{p} is not empty and has no {MANIFEST_NAME}: it is not a store written by "
+                f"StoreWriter (or its manifest was deleted); refusing to write into it. "
+                f"Contents: {others[:8]}")
 
     def _open_locked(self) -> None:
         p = self.path
@@ -313,13 +326,7 @@ class StoreWriter:
                 m.initialized = True
                 m.save(p)
         else:
-            others = sorted(x.name for x in p.iterdir()
-                            if x.name != LOCK_NAME and not x.name.startswith(f".{MANIFEST_NAME}"))
-            if others:
-                raise StoreError(
-                    f"{p} is not empty and has no {MANIFEST_NAME}: it is not a store written by "
-                    f"StoreWriter (or its manifest was deleted); refusing to write into it. "
-                    f"Contents: {others[:8]}")
+            self._refuse_foreign()
             m = Manifest(fingerprint=self.fingerprint, num_examples=self.num_examples)
             m.save(p)
             self._create_template()
