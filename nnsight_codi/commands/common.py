@@ -1,0 +1,66 @@
+"""Arguments and helpers shared by the commands that load a model or a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..models.loader import DTYPES
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="tiny",
+                        help="'tiny' (shipped), a converted CODI dir, a CODI checkpoint file/dir, a known hub id "
+                             "(zen-E/CODI-gpt2, …) or a plain HF LM (default: tiny)")
+    parser.add_argument("--base", default=None, help="base model (hub id or local HF dir) for raw CODI checkpoints")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="model dtype (default: float32)")
+
+
+def add_dataset_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="synthetic",
+                        help="'synthetic', 'gsm8k' (hub) or a local json/jsonl/parquet file (default: synthetic)")
+    parser.add_argument("--split", default="test", help="split for hub datasets / file name filter (default: test)")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N examples")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic problems (default: 1)")
+
+
+def add_loop_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--num-latents", type=int, default=None, help="latent iterations K (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="bound on answer tokens (default: 256)")
+    parser.add_argument("--masking", choices=["exact", "reference"], default="exact",
+                        help="exact: masks + positions on every call (batched == one-at-a-time); "
+                             "reference: the reference code's unmasked latent/decoding calls")
+    parser.add_argument("--remote", default=None,
+                        help="run as an nnsight session: 'local' (serialised like NDIF) or 'ndif' (remote=True)")
+
+
+def remote_value(arg: str | None) -> bool | str | None:
+    if arg is None:
+        return None
+    if arg == "local":
+        return "local"
+    if arg in ("ndif", "true", "True"):
+        return True
+    if arg.startswith("http"):
+        return arg
+    raise ValueError(f"--remote must be 'local', 'ndif' or an http(s) host, got {arg!r}")
+
+
+def load_codi(args: argparse.Namespace):
+    """Load `--model` and insist that it is a CODI model."""
+    from ..models import load_model
+    from ..tracing.codi_model import CodiModel
+
+    model = load_model(args.model, device=args.device, dtype=args.dtype, base=args.base)
+    if not isinstance(model, CodiModel):
+        raise ValueError(f"{args.model} is a plain LM, not a CODI model (no codi.json / prj)")
+    return model
+
+
+def emit_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")

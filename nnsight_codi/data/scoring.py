@@ -1,0 +1,40 @@
+"""Answer extraction and scoring exactly as the CODI reference (codi.md §1 "Scoring").
+
+- Prediction: remove commas, take the **last** match of `-?\\d+\\.?\\d*`, as float; no match → `inf`.
+- Gold: the text after the last `####` (the whole text if there is none), commas removed, as float.
+- Correct: exact float equality.
+
+Example:
+    >>> extract_prediction("The answer is: 1,234.")
+    1234.0
+    >>> extract_gold("She makes 9 * 2 = $<<9*2=18>>18 every day.\\n#### 18")
+    18.0
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+NUMBER = re.compile(r"-?\d+\.?\d*")
+
+
+def extract_prediction(text: str) -> float:
+    matches = NUMBER.findall(text.replace(",", ""))
+    if not matches:
+        return math.inf
+    return float(matches[-1])
+
+
+def extract_gold(answer: str | int | float) -> float:
+    if isinstance(answer, (int, float)):
+        return float(answer)
+    tail = str(answer).split("####")[-1].replace(",", "").strip()
+    try:
+        return float(tail)
+    except ValueError as err:
+        raise ValueError(f"gold answer {answer!r} does not end in a number") from err
+
+
+def is_correct(prediction: float, gold: float) -> bool:
+    return prediction == gold

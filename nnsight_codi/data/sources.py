@@ -1,0 +1,95 @@
+"""Evaluation datasets by name or path, normalised to `id`, `question`, `answer` (gold text).
+
+`spec` may be:
+- `"gsm8k"`: GSM8K from the hub (`openai/gsm8k`, config `main`; needs network);
+- a local `.json` / `.jsonl` / `.parquet` file (or a directory of them) with `question` and
+  `answer` fields (the GSM8K format: the gold number after `####`);
+- `"synthetic"`: the seeded synthetic arithmetic problems (`seed`, `size` options).
+
+Example:
+    >>> ds = load_eval_dataset("synthetic", limit=3, seed=1)
+    >>> ds.column_names[:3]
+    ['id', 'question', 'answer']
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, load_dataset
+
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+HUB_NAMES = {"gsm8k": ("openai/gsm8k", "main")}
+QUESTION_FIELDS = ("question", "question_concat", "instruction")
+ANSWER_FIELDS = ("answer", "Answer", "final_ans", "response")
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing or lacks the fields evaluation needs."""
+
+
+def load_eval_dataset(spec: str | Path, split: str = "test", limit: int | None = None, seed: int = 1,
+                      size: int = 1000, **options: Any) -> Dataset:
+    """Load `spec` as a Dataset with at least `id`, `question`, `answer` (see module doc)."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    spec = str(spec)
+    if spec == "synthetic":
+        from .synthetic import generate_problems
+
+        n = limit if limit is not None else size
+        return generate_problems(n, seed=seed, **options)
+    path = Path(spec).expanduser()
+    if path.exists():
+        ds = _load_local(path, split)
+    elif spec in HUB_NAMES:
+        name, config = HUB_NAMES[spec]
+        ds = load_dataset(name, config, split=split)
+    elif spec.endswith(tuple(FILE_BUILDERS)):
+        raise DatasetError(f"dataset file {path} not found")
+    else:
+        raise DatasetError(
+            f"unknown dataset {spec!r}: use 'gsm8k', 'synthetic', or a local .json/.jsonl/.parquet file"
+        )
+    ds = _normalise(ds, spec)
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    return ds
+
+
+def _load_local(path: Path, split: str) -> Dataset:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in FILE_BUILDERS and split in p.stem)
+        if not files:
+            files = sorted(p for p in path.iterdir() if p.suffix in FILE_BUILDERS)
+        if not files:
+            raise DatasetError(f"{path}: no .json/.jsonl/.parquet files")
+    else:
+        files = [path]
+    builders = {FILE_BUILDERS.get(p.suffix) for p in files}
+    if None in builders or len(builders) != 1:
+        raise DatasetError(f"{path}: unsupported file type(s) {[p.suffix for p in files]}; use .json/.jsonl/.parquet")
+    try:
+        return load_dataset(builders.pop(), data_files=[str(p) for p in files], split="train")
+    except Exception as err:
+        raise DatasetError(f"{path}: cannot read dataset ({type(err).__name__}: {err})") from err
+
+
+def _normalise(ds: Dataset, spec: str) -> Dataset:
+    question = next((f for f in QUESTION_FIELDS if f in ds.column_names), None)
+    answer = next((f for f in ANSWER_FIELDS if f in ds.column_names), None)
+    if question is None or answer is None:
+        raise DatasetError(
+            f"{spec}: needs a question field ({'/'.join(QUESTION_FIELDS)}) and an answer field "
+            f"({'/'.join(ANSWER_FIELDS)}); found {ds.column_names}"
+        )
+    if question != "question":
+        ds = ds.rename_column(question, "question")
+    if answer != "answer":
+        ds = ds.rename_column(answer, "answer")
+    if "id" not in ds.column_names:
+        ds = ds.add_column("id", [f"{Path(spec).stem}-{i}" for i in range(len(ds))])
+    elif ds.features["id"].dtype != "string":
+        ds = ds.map(lambda row: {"id": str(row["id"])})
+    return ds

@@ -1,0 +1,118 @@
+"""Accuracy of a CODI model on a question-answer dataset, scored as the reference does.
+
+Example:
+    >>> codi = load_model("tiny")                                          # doctest: +SKIP
+    >>> result = evaluate(codi, load_eval_dataset("synthetic", limit=50))   # doctest: +SKIP
+    >>> result.accuracy                                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .data.scoring import extract_gold, extract_prediction, is_correct
+from .tracing.loop import Masking
+
+
+@dataclass
+class Prediction:
+    """One example's result (one line of `predictions.jsonl`)."""
+
+    id: str
+    question: str
+    prediction_text: str
+    prediction: float
+    gold: float
+    correct: bool
+
+
+@dataclass
+class EvalResult:
+    model: str
+    dataset: str
+    num_latents: int
+    predictions: list[Prediction] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.predictions)
+
+    @property
+    def accuracy(self) -> float:
+        return sum(p.correct for p in self.predictions) / self.n if self.n else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "n": self.n, "correct": sum(p.correct for p in self.predictions),
+                "num_latents": self.num_latents, "model": self.model, "dataset": self.dataset}
+
+    def write(self, directory: str | Path) -> Path:
+        """Write `predictions.jsonl` (one object per example) and `summary.json` into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "predictions.jsonl", "w") as handle:
+            for p in self.predictions:
+                row = asdict(p)
+                row["prediction"] = _json_number(row["prediction"])
+                handle.write(json.dumps(row) + "\n")
+        (directory / "summary.json").write_text(json.dumps(self.summary(), indent=2) + "\n")
+        return directory
+
+
+def _json_number(x: float) -> float | str:
+    return x if x == x and abs(x) != float("inf") else str(x)
+
+
+def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar prompt length (less padding; results are order-free)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@torch.inference_mode()
+def generate_answers(codi, questions: Sequence[str], batch_size: int = 32, num_latents: int | None = None,
+                     max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
+                     progress: bool = True) -> list[str]:
+    """Answer texts for every question, in input order (batched by prompt length)."""
+    from .tracing.session import plain_lm_model, run_latent_session
+
+    lengths = [len(codi.prompt_ids(q)) for q in questions]
+    texts: list[str] = [""] * len(questions)
+    lm = plain_lm_model(codi) if remote else None
+    bar = tqdm(total=len(questions), desc="latent loop", unit="q", disable=not progress)
+    for idx in batches_by_length(lengths, batch_size):
+        prompts = codi.encode([questions[i] for i in idx])
+        if remote:
+            tokens = run_latent_session(lm, codi.prj._module, codi.codi_config, prompts, num_latents,
+                                        max_new_tokens, masking, remote=remote)
+        else:
+            tokens = codi.latent_generate(prompts, num_latents=num_latents, max_new_tokens=max_new_tokens,
+                                          masking=masking)
+        for i, text in zip(idx, codi.decode(tokens)):
+            texts[i] = text
+        bar.update(len(idx))
+    bar.close()
+    return texts
+
+
+def evaluate(codi, dataset, batch_size: int = 32, num_latents: int | None = None, max_new_tokens: int = 256,
+             masking: Masking = "exact", remote: bool | str | None = None, progress: bool = True,
+             model_name: str = "", dataset_name: str = "") -> EvalResult:
+    """Run the latent loop on every example of `dataset` (fields `id`, `question`, `answer`) and score it."""
+    questions = list(dataset["question"])
+    golds = [extract_gold(a) for a in dataset["answer"]]
+    texts = generate_answers(codi, questions, batch_size, num_latents, max_new_tokens, masking, remote, progress)
+    k = codi.num_latents if num_latents is None else int(num_latents)
+    result = EvalResult(model=model_name, dataset=dataset_name, num_latents=k)
+    for ex_id, q, text, gold in zip(dataset["id"], questions, texts, golds):
+        pred = extract_prediction(text)
+        result.predictions.append(Prediction(str(ex_id), q, text, pred, gold, is_correct(pred, gold)))
+    return result

@@ -1,0 +1,56 @@
+"""The CLI: `eval --json --out` on a fabricated CODI model, checked against one-at-a-time answers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from factories import make_converted
+from nnsight_codi.cli import main
+from nnsight_codi.data.scoring import extract_gold, extract_prediction
+from nnsight_codi.data.sources import load_eval_dataset
+from nnsight_codi.models import load_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_converted(tmp_path_factory.mktemp("m"), "gpt2", num_latents=2)
+
+
+def test_eval_json_and_predictions(model_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main(["eval", "--model", str(model_dir), "--dataset", "synthetic", "--limit", "6", "--batch-size", "4",
+                 "--max-new-tokens", "4", "--json", "--out", str(out)])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {"accuracy", "n", "num_latents", "model"} <= set(summary)
+    assert summary["n"] == 6 and summary["num_latents"] == 2
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 6
+    codi = load_model(model_dir)
+    dataset = load_eval_dataset("synthetic", limit=6)
+    for row, question, answer in zip(rows, dataset["question"], dataset["answer"]):
+        assert {"id", "question", "prediction_text", "prediction", "gold", "correct"} <= set(row)
+        assert row["question"] == question
+        assert row["prediction_text"] == codi.answer([question], max_new_tokens=4)[0]  # batch == single
+        assert row["gold"] == extract_gold(answer)
+        assert row["correct"] == (extract_prediction(row["prediction_text"]) == row["gold"])
+    assert summary["accuracy"] == sum(r["correct"] for r in rows) / 6
+
+
+def test_eval_remote_local_matches_local(model_dir, capsys):
+    args = ["eval", "--model", str(model_dir), "--limit", "4", "--max-new-tokens", "3", "--json"]
+    main(args)
+    local = json.loads(capsys.readouterr().out)
+    main(args + ["--remote", "local"])
+    remote = json.loads(capsys.readouterr().out)
+    assert local["accuracy"] == remote["accuracy"] and local["n"] == remote["n"]
+
+
+def test_bad_inputs_give_clear_errors(model_dir, capsys):
+    assert main(["eval", "--model", "no-such-model"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["eval", "--model", str(model_dir), "--dataset", "missing.jsonl"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["eval", "--model", str(model_dir), "--dtype", "float32", "--device", "cuda:0"]) in (0, 2)
