@@ -70,7 +70,7 @@ LOCK_NAME = ".nnsight_codi.lock"
 STORE_FORMAT = "nnsight-codi activation store"
 PROMOTED_CONFIG_KEYS = ("model_id", "model_revision", "num_latents", "interventions", "dataset")
 """Config keys also written as top-level provenance attributes."""
-COMPRESSIONS = ("zstd", "none")
+COMPRESSIONS = ("blosc", "zstd", "none")
 VERSIONED_PACKAGES = ("nnsight-codi", "nnsight", "torch", "transformers", "xarray", "zarr",
                       "dask", "numpy")
 
@@ -95,7 +95,8 @@ class StoreWriter:
         dtype: "float32" or "float16", the storage dtype of float variables.
         chunk: examples per zarr chunk (use the batch size).
         pad_id: fill of `prompt_ids` past the prompt.
-        compression: "zstd" (level 1) or "none".
+        compression: "blosc" (lz4 + bitshuffle: fast, ~10% smaller on float32 activations,
+            much smaller on padded position arrays), "zstd" (level 1: slower) or "none".
         command: provenance command line (default `sys.argv`).
     """
 
@@ -112,7 +113,7 @@ class StoreWriter:
         dtype: str = "float32",
         chunk: int = 32,
         pad_id: int = -1,
-        compression: str | None = "zstd",
+        compression: str | None = "blosc",
         command: str | None = None,
     ) -> None:
         self.init_kwargs = dict(variables=variables, coords=coords, sizes=sizes, config=config,
@@ -410,7 +411,11 @@ class StoreWriter:
         import zarr
 
         ds = self.template()
-        codec = [zarr.codecs.ZstdCodec(level=1)] if self.compression == "zstd" else None
+        codec = {
+            "blosc": [zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")],
+            "zstd": [zarr.codecs.ZstdCodec(level=1)],
+            "none": None,
+        }[self.compression]
         encoding = {name: {"chunks": self._chunks(name), "compressors": codec}
                     for name in self.all_variables}
         for name in self.all_variables:
@@ -610,7 +615,13 @@ def _cast(name: str, spec: Any, x: np.ndarray, float_dtype: str) -> np.ndarray:
                 raise SchemaError(f"write(): {name} must be numeric: {e}") from None
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise SchemaError(f"write(): {name} must be a float array, got {x.dtype}")
-        return x.astype(float_dtype if kind == "float" else np.float64, copy=False)
+        if kind == "float" and float_dtype == "float16" and x.size and x.dtype != np.float16:
+            big = np.nanmax(np.abs(np.where(np.isfinite(x), x, 0)))
+            if big > np.finfo(np.float16).max:
+                warnings.warn(f"{name}: |value| up to {big:.4g} exceeds the float16 range and "
+                              "is stored as inf; use dtype='float32'", stacklevel=4)
+        with np.errstate(over="ignore"):
+            return x.astype(float_dtype if kind == "float" else np.float64, copy=False)
     if kind == "int32":
         if not np.issubdtype(x.dtype, np.integer):
             raise SchemaError(f"write(): {name} must be an integer array, got {x.dtype}")

@@ -72,6 +72,14 @@ def test_roundtrip_float16(tmp_path):
     np.testing.assert_array_equal(ds.lens_top_ids.values[2], lib.expected(2, "lens_top_ids"))
 
 
+def test_float16_overflow_warns(tmp_path):
+    kw = lib.writer_kwargs(variables=["hidden"], dtype="float16")
+    with StoreWriter(tmp_path / "o.zarr", **kw) as w:
+        big = np.full((1, lib.K + 2, lib.L + 1, lib.D), 1e6, np.float32)
+        with pytest.warns(UserWarning, match="float16 range"):
+            w.write([0], {"hidden": big})
+
+
 def test_plain_xarray_opens_without_package(store32):
     code = textwrap.dedent(f"""
         import json, sys, warnings
