@@ -93,7 +93,7 @@ class StoreWriter:
         num_examples: optional check of `len(coords["example"])`.
         num_layers: the model's number of blocks L; if given, layers are checked to be in 0..L.
         dtype: "float32" or "float16", the storage dtype of float variables.
-        chunk: examples per zarr chunk (use the batch size).
+        chunk: examples per zarr chunk (use the batch size). A resumed store keeps its own.
         pad_id: fill of `prompt_ids` past the prompt.
         compression: "blosc" (lz4 + bitshuffle: fast, ~10% smaller on float32 activations,
             much smaller on padded position arrays), "zstd" (level 1: slower) or "none".
@@ -224,9 +224,7 @@ class StoreWriter:
             "schema_version": SCHEMA_VERSION,
             "variables": list(self.variables),
             "dtype": self.dtype,
-            "chunk": self.chunk,
             "pad_id": self.pad_id,
-            "compression": self.compression,
             "num_examples": len(self.coords["example"]),
             "examples_sha256": hashlib.sha256(ids).hexdigest(),
             "step_name": self.coords.get("step_name"),
@@ -356,6 +354,9 @@ class StoreWriter:
             if tuple(arr.shape) != self.shape(name):
                 raise StoreError(f"store {self.path}: variable {name} has shape {arr.shape}, "
                                  f"expected {self.shape(name)}")
+        # chunk and compression are storage details, not part of the fingerprint: a resumed
+        # capture with another batch size keeps the store's chunking
+        self.chunk = int(self._arrays["complete"].chunks[0])
 
     # ----------------------------------------------------------------- template
     def template(self) -> Any:
@@ -442,6 +443,8 @@ class StoreWriter:
         attrs["layer_convention"] = LAYER_DOC
         attrs["step_convention"] = STEP_DOC
         attrs["pad_id"] = self.pad_id
+        attrs["chunk"] = self.chunk
+        attrs["compression"] = self.compression
         attrs["config"] = self.config
         attrs["command"] = self.command
         attrs["versions"] = package_versions()

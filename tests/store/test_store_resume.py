@@ -80,6 +80,16 @@ def test_exception_midway_then_resume_and_rerun_does_nothing(tmp_path, reference
     assert (path / "manifest.json").read_bytes() == before
 
 
+def test_resume_with_other_chunk_keeps_store_chunking(tmp_path, reference):
+    path = tmp_path / "run.zarr"
+    with StoreWriter(path, **lib.writer_kwargs()) as w:
+        idx = next(w.batches())
+        w.write(idx, lib.batch_data(idx))
+    lib.write_all(path, chunk=3)  # e.g. a different --batch-size: not a config change
+    assert_complete_and_equal(path, reference)
+    assert open_store(path).hidden.chunks[0][0] == lib.CHUNK
+
+
 def test_pending_and_batches(tmp_path):
     with StoreWriter(tmp_path / "s.zarr", **lib.writer_kwargs()) as w:
         assert [b.tolist() for b in w.batches()][:2] == [[0, 1, 2, 3], [4, 5, 6, 7]]
