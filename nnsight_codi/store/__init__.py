@@ -1,11 +1,11 @@
 """Activation store: stream captures to zarr (resumable), read them back as labeled xarray.
 
-Example:
-    >>> from nnsight_codi.store import StoreWriter, open_store, select_steps  # doctest: +SKIP
-    >>> with StoreWriter("out.zarr", variables=["hidden"], coords=..., sizes=...) as w:
-    ...     for idx in w.batches():
-    ...         w.write(idx, {"hidden": ...})
-    >>> ds = open_store("out.zarr")
+Example (see `StoreWriter` for a runnable one)::
+
+    with StoreWriter("out.zarr", variables=["hidden"], coords=coords, sizes=sizes) as w:
+        for idx in w.batches():
+            w.write(idx, {"hidden": hidden_batch})
+    ds = open_store("out.zarr")
 """
 
 from nnsight_codi.store.errors import (

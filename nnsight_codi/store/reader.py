@@ -4,11 +4,12 @@ A store is a plain zarr v3 group written through xarray, so `xarray.open_zarr(pa
 too (same dims and coordinates, without this package); `open_store` adds the schema-version
 check and keeps only the examples the manifest lists as complete.
 
-Example:
-    >>> ds = open_store("runs/out/capture.zarr")                   # doctest: +SKIP
-    >>> h = select_steps(ds, "latent3").hidden.sel(layer=12)      # (example, dim), lazy
-    >>> right = select_correct(ds, True)
-    >>> both = concat_conditions({"base": ds, "steered": open_store("steered.zarr")})
+Example::
+
+    ds = open_store("runs/out/capture.zarr")
+    h = select_steps(ds, "latent3").hidden.sel(layer=12)      # (example, dim), lazy
+    right = select_correct(ds, True)
+    both = concat_conditions({"base": ds, "steered": open_store("steered.zarr")})
 """
 
 from __future__ import annotations
@@ -74,9 +75,7 @@ def check_schema_version(attrs: Mapping[str, Any], where: str = "store") -> int:
 def select_steps(ds: xr.Dataset, steps: str | int | Sequence[str | int]) -> xr.Dataset:
     """Select steps by name (`"latent3"`, `["bot", "eot"]`) or index; a scalar drops `step`.
 
-    Example:
-        >>> select_steps(ds, ["bot", "eot"]).step_name.values   # doctest: +SKIP
-        array(['bot', 'eot'], ...)
+    Example: `select_steps(ds, ["bot", "eot"]).step_name.values` → `['bot', 'eot']`.
     """
     names = [str(s) for s in ds["step_name"].values]
     values = [int(s) for s in ds["step"].values]

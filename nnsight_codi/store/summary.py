@@ -1,9 +1,9 @@
 """Describe a store: schema, dims, sizes on disk, completed examples, provenance.
 
-Example:
-    >>> info = store_summary("out/capture.zarr")      # doctest: +SKIP
-    >>> info["examples"]["completed"], info["bytes_on_disk"]
-    (128, 40960123)
+Example::
+
+    info = store_summary("out/capture.zarr")
+    info["examples"]["completed"], info["bytes_on_disk"]     # (128, 40960123)
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ import os
 import shutil
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -159,7 +160,7 @@ class StoreWriter:
         if not ids:
             raise SchemaError("coords['example'] is empty")
         if len(set(ids)) != len(ids):
-            dups = sorted({x for x in ids if ids.count(x) > 1})[:5]
+            dups = sorted(x for x, c in Counter(ids).items() if c > 1)[:5]
             raise SchemaError(f"example ids must be unique; duplicated: {dups}")
         if num_examples is not None and num_examples != len(ids):
             raise SchemaError(f"num_examples={num_examples} but {len(ids)} example ids given")
