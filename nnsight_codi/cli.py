@@ -29,9 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .store.errors import StoreError
+
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, OSError) as err:
+    except (ValueError, FileNotFoundError, OSError, StoreError) as err:
         print(f"nnsight-codi {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -91,7 +91,7 @@ def generate_answers(codi, questions: Sequence[str], batch_size: int = 32, num_l
     for idx in batches_by_length(lengths, batch_size):
         prompts = codi.encode([questions[i] for i in idx])
         if remote:
-            tokens = run_latent_session(lm, codi.prj._module, codi.codi_config, prompts, num_latents,
+            tokens, _ = run_latent_session(lm, codi.prj._module, codi.codi_config, prompts, num_latents,
                                         max_new_tokens, masking, remote=remote)
         else:
             tokens = codi.latent_generate(prompts, num_latents=num_latents, max_new_tokens=max_new_tokens,

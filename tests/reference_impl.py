@@ -62,3 +62,45 @@ def reference_run(lm, prj, prompt_ids: list[int], bot_id: int, eot_id: int, eos_
         for h in handles:
             h.remove()
     return answer, hidden, latents
+
+
+@torch.no_grad()
+def reference_capture(lm, prj, prompt_ids: list[int], bot_id: int, eot_id: int, num_latents: int) -> dict:
+    """Per step (bot, latents, eot) of one unpadded example: `hidden` [L+1, d] (layer 0 = block 0's
+    input, layer l = block l-1's output), `latent_input` [d] (latent steps), `attention` [keys]
+    (last query, mean over layers and heads; needs eager attention) and `kv` after the last latent
+    ([L, 2, heads, seq, head_dim])."""
+    blocks = blocks_of(lm)
+    current: dict = {}
+    handles = [blocks[0].register_forward_pre_hook(
+        lambda m, args, kwargs: current.__setitem__(0, (args[0] if args else kwargs["hidden_states"])[:, -1].clone()),
+        with_kwargs=True)]
+    for i, blk in enumerate(blocks):
+        handles.append(blk.register_forward_hook(
+            lambda m, a, o, i=i: current.__setitem__(i + 1, (o[0] if isinstance(o, tuple) else o)[:, -1].clone())))
+    steps = []
+
+    def record(out, latent=None):
+        attn = torch.stack([a[0, :, -1].mean(0) for a in out.attentions]).mean(0)
+        steps.append({"hidden": torch.stack([current[l][0] for l in range(len(blocks) + 1)]),
+                      "latent_input": latent, "attention": attn})
+
+    try:
+        out = lm(input_ids=torch.tensor([prompt_ids + [bot_id]]), use_cache=True, output_hidden_states=True,
+                 output_attentions=True)
+        record(out)
+        kv_cache, z = out.past_key_values, out.hidden_states[-1][:, -1:]
+        for _ in range(num_latents):
+            z = prj(z)
+            out = lm(inputs_embeds=z, past_key_values=kv_cache, use_cache=True, output_hidden_states=True,
+                     output_attentions=True)
+            record(out, z[0, -1].clone())
+            kv_cache, z = out.past_key_values, out.hidden_states[-1][:, -1:]
+        kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in kv_cache.layers])
+        out = lm(input_ids=torch.tensor([[eot_id]]), past_key_values=kv_cache, use_cache=True,
+                 output_hidden_states=True, output_attentions=True)
+        record(out)
+    finally:
+        for h in handles:
+            h.remove()
+    return {"steps": steps, "kv": kv}

@@ -50,15 +50,20 @@ def remote_value(arg: str | None) -> bool | str | None:
     raise ValueError(f"--remote must be 'local', 'ndif' or an http(s) host, got {arg!r}")
 
 
-def load_codi(args: argparse.Namespace):
-    """Load `--model` and insist that it is a CODI model."""
+def load_codi_model(spec: str, device: str = "cpu", dtype: str = "float32", base: str | None = None):
+    """Load `spec` and insist that it is a CODI model."""
     from ..models import load_model
     from ..tracing.codi_model import CodiModel
 
-    model = load_model(args.model, device=args.device, dtype=args.dtype, base=args.base)
+    model = load_model(spec, device=device, dtype=dtype, base=base)
     if not isinstance(model, CodiModel):
-        raise ValueError(f"{args.model} is a plain LM, not a CODI model (no codi.json / prj)")
+        raise ValueError(f"{spec} is a plain LM, not a CODI model (no codi.json / prj)")
     return model
+
+
+def load_codi(args: argparse.Namespace):
+    """Load `--model` (with `--device/--dtype/--base`) as a CODI model."""
+    return load_codi_model(args.model, args.device, args.dtype, args.base)
 
 
 def emit_json(data: Any) -> None:

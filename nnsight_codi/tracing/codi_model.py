@@ -22,7 +22,8 @@ Example (one trace over the whole loop; `tracer.iter[i]` is step i — DESIGN.md
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,21 +154,36 @@ class CodiModel(TransformersModel):
 
     @traceable
     def latent_generate(self, prompts: PromptBatch, num_latents: int | None = None,
-                        max_new_tokens: int = 256, masking: Masking = "exact") -> Tensor:
+                        max_new_tokens: int = 256, masking: Masking = "exact",
+                        output_attentions: bool = False) -> Tensor:
         """Run prompt → bot → K latents → eot → greedy answer; return answer ids `[batch, new]`.
 
         Use as `with codi.latent_generate(codi.encode(questions)) as tracer:` to trace it (each LM call is one
-        step, `tracer.iter[i]` = step i), or call it directly for the answers.
+        step, `tracer.iter[i]` = step i), or call it directly for the answers. With
+        `output_attentions=True` every call returns attention weights (use eager attention:
+        `codi.eager_attention()`).
         """
         state = self.new_loop_state(prompts, num_latents, max_new_tokens, masking)
         lm = self._module
         cache = None
+        extra = {"output_attentions": True} if output_attentions else {}
         while not state.done:
             kwargs = self._step_inputs(state.call_kwargs(project=self._project))
-            out = lm(**kwargs, past_key_values=cache, use_cache=True, output_hidden_states=True)
+            out = lm(**kwargs, past_key_values=cache, use_cache=True, output_hidden_states=True, **extra)
             cache = out.past_key_values
             state.observe(out.hidden_states[-1][:, -1:], out.logits[:, -1])
         return state.generated()
+
+    @contextmanager
+    def eager_attention(self) -> Iterator[None]:
+        """Temporarily switch the LM to eager attention (needed for attention weights)."""
+        lm = self._module
+        previous = lm.config._attn_implementation
+        lm.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            lm.set_attn_implementation(previous)
 
     @torch.inference_mode()
     def answer(self, questions: Sequence[str], num_latents: int | None = None, max_new_tokens: int = 256,

@@ -7,14 +7,15 @@ projection is called in the session body (its weights travel in the request) and
 stays on the server between traces. The loop logic is `LatentLoopState`, the same object the
 local driver uses, so both give the same answers (tested with `remote="local"`).
 
-`step_fn(model, step)` runs inside every trace before the loop reads the outputs: read or edit
-any module there with nnsight idioms (`model.transformer.h[2].output[:, -1] += v`) and collect
-values into containers created with `nnsight.save([])` outside.
+`step_fn(model, step, sink)` runs inside every trace before the loop reads the outputs: read or
+edit any module there with nnsight idioms (`model.transformer.h[2].output[:, -1] += v`) and
+append what should come back to `sink`, a list saved in the session (on a remote run nothing
+else leaves the server). `hooks.run_loop` builds `step_fn` from step hooks.
 
 Example:
     >>> lm = plain_lm_model(codi)                                  # doctest: +SKIP
-    >>> tokens = run_latent_session(lm, codi.prj._module, codi.codi_config, codi.encode(qs),
-    ...                             remote="local")                # doctest: +SKIP
+    >>> tokens, records = run_latent_session(lm, codi.prj._module, codi.codi_config, codi.encode(qs),
+    ...                                      remote="local")       # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import Tensor, nn
 from ..models.config import CodiConfig
 from .loop import LatentLoopState, Masking
 
-StepFn = Callable[[Any, int], None]
+StepFn = Callable[[Any, int, list], None]
 
 
 def plain_lm_model(codi) -> TransformersModel:
@@ -47,8 +48,10 @@ def _register_for_remote() -> None:
 def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiConfig, prompts,
                        num_latents: int | None = None, max_new_tokens: int = 256,
                        masking: Masking = "exact", remote: bool | str | None = None,
-                       step_fn: StepFn | None = None) -> Tensor:
-    """Run the CODI loop as a session (one trace per LM call); return answer ids `[batch, new]`.
+                       step_fn: StepFn | None = None, output_attentions: bool = False) -> tuple[Tensor, list]:
+    """Run the CODI loop as a session (one trace per LM call).
+
+    Returns `(answer ids Long[Tensor, "batch new"], records appended to the sink by step_fn)`.
 
     Args:
         model: the merged LM as a `TransformersModel` (a stock wrapper: what NDIF hosts).
@@ -57,7 +60,8 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
         prompts: a `PromptBatch` (`CodiModel.encode`).
         remote: None for a local run, `"local"` to serialise the request like NDIF does,
             `True` (or a host URL) for NDIF itself (host and key from the environment).
-        step_fn: called as `step_fn(model, step)` inside each step's trace.
+        step_fn: called as `step_fn(model, step, sink)` inside each step's trace.
+        output_attentions: ask every call for attention weights (needs eager attention).
     """
     if remote:
         _register_for_remote()
@@ -68,19 +72,21 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
     )
     project = prj if config.use_prj else None
     session_kwargs = {} if not remote else {"remote": remote}
+    extra = {"output_attentions": True} if output_attentions else {}
     with model.session(**session_kwargs):
+        sink = nnsight.save([])
         cache = None
         while not state.done:
             inputs = state.call_kwargs(project=project)
             if cache is not None:
                 inputs["past_key_values"] = cache
-            with model.trace(**inputs, use_cache=True, output_hidden_states=True):
+            with model.trace(**inputs, use_cache=True, output_hidden_states=True, **extra):
                 if step_fn is not None:
-                    step_fn(model, state.step)
+                    step_fn(model, state.step, sink)
                 out = model.output
                 hidden = out.hidden_states[-1][:, -1:]
                 logits = out.logits[:, -1]
                 cache = out.past_key_values
             state.observe(hidden, logits)
         tokens = nnsight.save(state.generated())
-    return tokens
+    return tokens, list(sink)

@@ -57,8 +57,9 @@ def test_hidden_states_batched_equal_single_in_trace(codi):
 def test_session_executor_equals_driver(codi, remote):
     prompts = codi.encode(QUESTIONS)
     driver = codi.latent_generate(prompts, max_new_tokens=5)
-    session = run_latent_session(plain_lm_model(codi), codi.prj._module, codi.codi_config, prompts,
-                                 max_new_tokens=5, remote=remote)
+    session, records = run_latent_session(plain_lm_model(codi), codi.prj._module, codi.codi_config, prompts,
+                                          max_new_tokens=5, remote=remote)
+    assert records == []
     assert session.tolist() == driver.tolist()
 
 
@@ -73,13 +74,11 @@ def test_session_step_fn_sees_and_edits_hidden_states(codi):
             envoy = getattr(envoy, part)
         return envoy[i]
 
-    seen = []
+    def read(model, step, sink):
+        sink.append(layer(model, 0).output[:, -1].clone())
 
-    def read(model, step):
-        seen.append(layer(model, 0).output[:, -1].clone())
-
-    run_latent_session(lm, codi.prj._module, codi.codi_config, prompts, max_new_tokens=2, remote="local",
-                       step_fn=read)
+    _, seen = run_latent_session(lm, codi.prj._module, codi.codi_config, prompts, max_new_tokens=2,
+                                 remote="local", step_fn=read)
     with codi.latent_generate(prompts, max_new_tokens=2) as tracer:
         traced = nnsight.save([])
         for step in tracer.iter[:6]:

@@ -1,0 +1,65 @@
+"""`nnsight-codi capture`: stream a dataset's latent-loop activations into a resumable zarr store.
+
+Examples::
+
+    nnsight-codi capture --model tiny --dataset synthetic --limit 256 --out out/tiny.zarr
+    nnsight-codi capture --model tiny --out out/attn.zarr --what hidden,attention,kv --layers 0,2,4 --json
+    nnsight-codi info out/tiny.zarr
+
+Re-running the same command resumes an interrupted capture (and does nothing on a finished
+one); a different configuration into an existing store is refused with what differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_dataset_args, add_model_args, emit_json, remote_value
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    from ..store.schema import DEFAULT_VARIABLES, REQUESTABLE
+
+    p = subparsers.add_parser("capture", help="capture activations across the latent steps into a zarr store")
+    add_model_args(p)
+    add_dataset_args(p)
+    p.add_argument("--out", required=True, help="store path (a directory, e.g. out/run.zarr)")
+    p.add_argument("--what", default=",".join(DEFAULT_VARIABLES),
+                   help=f"comma-separated variables from {', '.join(REQUESTABLE)} (default: %(default)s)")
+    p.add_argument("--layers", type=_ints, default=None, help="layers 0..L to capture (default: all)")
+    p.add_argument("--num-latents", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--masking", choices=["exact", "reference"], default="exact")
+    p.add_argument("--store-dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--remote", default=None, help="'local' (serialised like NDIF) or 'ndif'")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..capture import CaptureConfig, run_capture
+    from ..store.schema import parse_variables
+
+    config = CaptureConfig(
+        model=args.model, dataset=args.dataset, split=args.split, seed=args.seed, limit=args.limit,
+        variables=parse_variables(args.what), layers=args.layers, num_latents=args.num_latents,
+        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, masking=args.masking,
+        store_dtype=args.store_dtype, model_dtype=args.dtype, device=args.device, base=args.base,
+        remote=remote_value(args.remote),
+    )
+    summary = run_capture(args.out, config, progress=not args.json)
+    if args.json:
+        emit_json(summary)
+    else:
+        print(f"{summary['examples']} examples in {summary['path']} ({summary['bytes'] / 1e6:.1f} MB, "
+              f"{summary['written_now']} written now, {summary['seconds']:.1f}s); inspect with `nnsight-codi info {summary['path']}`")
+    return 0

@@ -1,0 +1,126 @@
+"""`Capture`: the step hook that records activations for the store (DESIGN.md schema).
+
+Variables (names as in `nnsight_codi.store.schema`):
+- `hidden`: residual stream at the last position of each step (bot, latents, eot), for the
+  chosen layers (0 = embedding output, L = last block output, pre final norm);
+- `latent_input`: the vector fed at each latent step (NaN at bot and eot);
+- `attention`: each step's query attention over all earlier positions, averaged over all layers
+  and heads (needs eager attention; padding gets zero weight and is dropped by left-aligning);
+- `kv`: the KV cache after the last latent step (the end of the latent phase), per captured
+  layer l ≥ 1 (the cache of block l-1).
+
+`assemble` turns the hook's records into numpy arrays of the store's shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .hooks import Record
+
+CAPTURABLE = ("hidden", "latent_input", "attention", "kv")
+
+
+@dataclass
+class Capture:
+    """Record `variables` at steps 0..K+1 (a `StepHook`).
+
+    Args:
+        variables: any of `hidden`, `latent_input`, `attention`, `kv`.
+        layers: residual-stream layers 0..L to record for `hidden` and `kv`.
+        num_latents: K.
+    """
+
+    variables: Sequence[str]
+    layers: Sequence[int]
+    num_latents: int
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.variables) - set(CAPTURABLE))
+        if unknown:
+            raise ValueError(f"Capture: unknown variable(s) {unknown}; capturable: {list(CAPTURABLE)}")
+        self.variables = tuple(self.variables)
+        self.layers = tuple(sorted(set(int(l) for l in self.layers)))
+
+    @property
+    def needs_attentions(self) -> bool:
+        return "attention" in self.variables
+
+    def sites(self, step: int) -> list[str]:
+        sites = []
+        if "latent_input" in self.variables and 1 <= step <= self.num_latents:
+            sites.append("input")
+        if "hidden" in self.variables:
+            sites += [f"layer{l}" for l in self.layers]
+        if "attention" in self.variables or ("kv" in self.variables and step == self.num_latents):
+            sites.append("output")
+        return sites
+
+    def visit(self, site: str, value: Any, step: int, sink: list[Record]) -> None:
+        if site == "input":
+            sink.append(("latent_input", step, value[:, -1].detach().clone()))
+        elif site.startswith("layer"):
+            sink.append((f"hidden/{site[5:]}", step, value[:, -1].detach().clone()))
+        else:
+            if "attention" in self.variables:
+                if value.attentions is None:
+                    raise RuntimeError("attention capture needs output_attentions and eager attention")
+                # per layer [batch, head, query, key] → last query, mean over heads, then layers
+                per_layer = torch.stack([a[:, :, -1].float().mean(1) for a in value.attentions])
+                sink.append(("attention", step, per_layer.mean(0).detach().clone()))
+            if "kv" in self.variables and step == self.num_latents:
+                cache = value.past_key_values
+                blocks = [l for l in self.layers if l >= 1]
+                kv = torch.stack([torch.stack([_cache_tensor(cache, l - 1, "keys"),
+                                               _cache_tensor(cache, l - 1, "values")], 1) for l in blocks], 1)
+                sink.append(("kv", step, kv.detach().clone()))  # [batch, layer, 2, head, seq, head_dim]
+
+
+def _cache_tensor(cache: Any, block: int, part: str) -> Tensor:
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return getattr(layers[block], part)
+    legacy = cache.key_cache if part == "keys" else cache.value_cache  # older transformers
+    return legacy[block]
+
+
+def assemble(records: Sequence[Record], capture: Capture, attention_mask: Tensor,
+             position_width: int, hidden_size: int) -> dict[str, np.ndarray]:
+    """Records → arrays: `hidden [b, step, layer, dim]`, `latent_input [b, step, dim]`,
+    `attention [b, step, position]`, `kv [b, layer≥1, 2, head, position, head_dim]` (positions
+    left-aligned: position 0 is the first prompt token of each example)."""
+    from ..store.positions import left_align, pad_counts_from_mask
+
+    steps = capture.num_latents + 2
+    batch = attention_mask.shape[0]
+    pads = pad_counts_from_mask(attention_mask)
+    by_name: dict[str, dict[int, Tensor]] = {}
+    for name, step, tensor in records:
+        by_name.setdefault(name, {})[step] = tensor.detach().to("cpu", torch.float32)
+    out: dict[str, np.ndarray] = {}
+    if "hidden" in capture.variables:
+        out["hidden"] = np.stack([
+            np.stack([by_name[f"hidden/{l}"][s].numpy() for l in capture.layers], axis=1) for s in range(steps)
+        ], axis=1)
+    if "latent_input" in capture.variables:
+        arr = np.full((batch, steps, hidden_size), np.nan, dtype=np.float32)
+        for s, t in by_name.get("latent_input", {}).items():
+            arr[:, s] = t.numpy()
+        out["latent_input"] = arr
+    if "attention" in capture.variables:
+        arr = np.full((batch, steps, position_width), np.nan, dtype=np.float32)
+        for s in range(steps):
+            row = left_align(by_name["attention"][s], pads, axis=-1)
+            arr[:, s, : min(row.shape[-1], position_width)] = row[:, :position_width]
+        out["attention"] = arr
+    if "kv" in capture.variables:
+        kv = left_align(by_name["kv"][capture.num_latents], pads, axis=-2)
+        out["kv"] = kv[..., :position_width, :]
+    return out
+
