@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from nnsight_codi.steps import step_names as _step_names
 from nnsight_codi.store.errors import SchemaError
 
 SCHEMA_VERSION = 1
@@ -126,7 +127,7 @@ def step_names(num_latents: int) -> list[str]:
     """Step names of a CODI run with K latents: `['bot', 'latent1', …, 'latentK', 'eot']`."""
     if num_latents < 0:
         raise SchemaError(f"num_latents must be >= 0, got {num_latents}")
-    return ["bot"] + [f"latent{k}" for k in range(1, num_latents + 1)] + ["eot"]
+    return _step_names(num_latents)
 
 
 def parse_variables(text: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -34,24 +34,12 @@ import torch
 from torch import Tensor
 
 from ..models.config import CodiConfig
+from ..steps import step_name, step_names
 from .batching import extend_mask, next_positions, positions_from_mask
 
 Masking = Literal["exact", "reference"]
 MASKING_MODES: tuple[str, ...] = ("exact", "reference")
-
-
-def step_names(num_latents: int) -> list[str]:
-    """Names of the steps up to eot: `['bot', 'latent1', …, 'latentK', 'eot']`."""
-    return ["bot"] + [f"latent{k}" for k in range(1, num_latents + 1)] + ["eot"]
-
-
-def step_name(step: int, num_latents: int) -> str:
-    """Name of any step index, answer tokens included (`answer1`, `answer2`, …)."""
-    if step < 0:
-        raise ValueError(f"step must be >= 0, got {step}")
-    if step <= num_latents + 1:
-        return step_names(num_latents)[step]
-    return f"answer{step - num_latents - 1}"
+__all__ = ["LatentLoopState", "Masking", "MASKING_MODES", "decode_answers", "step_name", "step_names"]
 
 
 @dataclass
