@@ -69,9 +69,15 @@ def run_latents(model: nn.Module, prj: nn.Module, prompt_ids: Tensor, prompt_mas
     positions = positions_from_mask(prompt_mask)
     out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
                 use_cache=True, output_hidden_states=True)
+    return continue_latents(model, prj, out, prompt_mask, num_latents, keep_hidden)
+
+
+def continue_latents(model: nn.Module, prj: nn.Module, out, mask: Tensor, num_latents: int,
+                     keep_hidden: bool = False) -> LatentRun:
+    """The K latent calls after a call `out` whose last position is bot; `mask` covers the cache."""
     hidden = [tuple(h[:, -1] for h in out.hidden_states)] if keep_hidden else []
     z = prj(out.hidden_states[-1][:, -1:])
-    cache, mask = out.past_key_values, prompt_mask
+    cache = out.past_key_values
     for _ in range(num_latents):
         pos = next_positions(mask)
         mask = extend_mask(mask)
@@ -110,21 +116,39 @@ def distillation_loss(student: Sequence[Tensor], teacher: Sequence[Tensor], kind
     return torch.stack(losses).mean()
 
 
-def teacher_pass(model: nn.Module, batch: Batch) -> tuple[Tensor, list[Tensor]]:
+def teacher_pass(model: nn.Module, batch: Batch, use_cache: bool = False):
     """Teacher CE over CoT + answer and the hidden states at the distilled token.
 
-    Returns `(ce, [Float[Tensor, "batch dim"]] * (L+1))`.
+    Returns `(ce, [Float[Tensor, "batch dim"]] * (L+1), cache or None)`.
     """
-    out = model(input_ids=batch.teacher_ids, attention_mask=batch.teacher_mask, output_hidden_states=True)
+    out = model(input_ids=batch.teacher_ids, attention_mask=batch.teacher_mask,
+                position_ids=positions_from_mask(batch.teacher_mask), use_cache=use_cache,
+                output_hidden_states=True)
     ce = F.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), batch.teacher_labels[:, 1:].flatten(),
                          ignore_index=-100)
-    return ce, _gather(out.hidden_states, batch.teacher_distill)
+    return ce, _gather(out.hidden_states, batch.teacher_distill), (out.past_key_values if use_cache else None)
 
 
-def student_pass(model: nn.Module, prj: nn.Module, batch: Batch, num_latents: int,
-                 pad_id: int) -> tuple[Tensor, list[Tensor]]:
-    """Student CE on the answer after eot (teacher forcing) and its hidden states at the distilled token."""
-    run = run_latents(model, prj, batch.prompt_ids, batch.prompt_mask, num_latents)
+def student_latents_from_teacher(model: nn.Module, prj: nn.Module, batch: Batch, cache, num_latents: int) -> LatentRun:
+    """Student prompt reusing the teacher's question encoding: crop the teacher's KV cache to the
+    question block, then one call on the prompt suffix ((eos,) bot), then the K latents."""
+    cache.crop(-(batch.teacher_ids.shape[1] - batch.question_width))
+    q_mask = batch.teacher_mask[:, : batch.question_width]
+    n = batch.student_suffix.shape[1]
+    out = model(input_ids=batch.student_suffix, attention_mask=extend_mask(q_mask, n),
+                position_ids=next_positions(q_mask, n), past_key_values=cache, use_cache=True,
+                output_hidden_states=True)
+    return continue_latents(model, prj, out, extend_mask(q_mask, n), num_latents)
+
+
+def student_pass(model: nn.Module, prj: nn.Module, batch: Batch, num_latents: int, pad_id: int,
+                 run: LatentRun | None = None) -> tuple[Tensor, list[Tensor]]:
+    """Student CE on the answer after eot (teacher forcing) and its hidden states at the distilled token.
+
+    `run`: the latent run to continue (default: a fresh `run_latents` on the batch's prompt).
+    """
+    if run is None:
+        run = run_latents(model, prj, batch.prompt_ids, batch.prompt_mask, num_latents)
     dec_ids = batch.decoder_ids
     embeds = model.get_input_embeddings()(dec_ids.masked_fill(batch.decoder_labels == -100, pad_id))
     pos = next_positions(run.mask, dec_ids.shape[1])
@@ -139,18 +163,21 @@ def student_pass(model: nn.Module, prj: nn.Module, batch: Batch, num_latents: in
 def codi_losses(model: nn.Module, prj: nn.Module, batch: Batch, *, num_latents: int, pad_id: int,
                 teacher_weight: float = 1.0, student_weight: float = 1.0, distill_weight: float = 1.0,
                 distill_loss: str = "smooth_l1", div_std: bool = True,
-                teacher_only: bool = False) -> dict[str, Tensor]:
+                teacher_only: bool = False, shared_prompt: bool = True) -> dict[str, Tensor]:
     """All CODI losses of one batch: `{"loss", "teacher", "student", "distill"}` (scalars).
 
     The teacher's hidden states are computed in the same (grad-enabled) pass as its CE and
     detached for the distillation target; without dropout this equals the reference's separate
-    `no_grad` pass.
+    `no_grad` pass. With `shared_prompt` the student's question encoding is the teacher's
+    (identical values, since both see the same tokens at the same positions under a causal
+    mask; gradients add up the same way), which saves one forward/backward over the question.
     """
-    t_ce, t_hidden = teacher_pass(model, batch)
+    t_ce, t_hidden, cache = teacher_pass(model, batch, use_cache=shared_prompt and not teacher_only)
     zero = t_ce.new_zeros(())
     if teacher_only:
         return {"loss": teacher_weight * t_ce, "teacher": t_ce, "student": zero, "distill": zero}
-    s_ce, s_hidden = student_pass(model, prj, batch, num_latents, pad_id)
+    run = student_latents_from_teacher(model, prj, batch, cache, num_latents) if shared_prompt else None
+    s_ce, s_hidden = student_pass(model, prj, batch, num_latents, pad_id, run=run)
     kd = distillation_loss(s_hidden, t_hidden, distill_loss, div_std)
     loss = teacher_weight * t_ce + student_weight * s_ce + distill_weight * kd
     return {"loss": loss, "teacher": t_ce, "student": s_ce, "distill": kd}

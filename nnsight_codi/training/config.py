@@ -43,7 +43,7 @@ class TrainConfig:
         max_grad_norm, threads (torch CPU threads; 0 = leave as is), device.
     Bookkeeping:
         out: output directory (model/, checkpoint/, log.jsonl, metrics.json).
-        eval_every, checkpoint_every: in steps (0 = never); progress: show a tqdm bar.
+        eval_every, checkpoint_every, log_every: in steps (0 = never); progress: show a tqdm bar.
     """
 
     out: str = "out/codi-run"
@@ -97,6 +97,7 @@ class TrainConfig:
 
     eval_every: int = 500
     checkpoint_every: int = 500
+    log_every: int = 50
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 

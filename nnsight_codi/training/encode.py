@@ -4,7 +4,7 @@ Follows the reference's preprocessing (codi.md §3): each piece is tokenized sep
 concatenated with no separator; the question keeps the tokenizer's own specials (e.g. a Llama
 BOS), CoT and answer pieces do not; the answer piece ends with eos.
 
-    teacher  = q + cot + ans                     labels: -100 on q
+    teacher  = q + cot + ans                     labels: -100 on q (q left-padded, rest right-padded)
     prompt   = q (+ eos if not remove_eos) + bot  (left-padded in batches)
     decoder  = eot (+ eos if not remove_eos) + ans
     ans      = tok(answer_template.format(answer=N)) + eos
@@ -83,11 +83,20 @@ def encode_example(tokenizer, question: str, cot: str, answer: str, *, template:
 class Batch:
     """A collated batch.
 
+    The teacher sequence is laid out so that its question part is exactly the student's
+    prompt encoding: the questions are LEFT-padded to a common width `question_width`, and
+    cot + answer follow, RIGHT-padded. With the attention mask and position ids counting
+    real tokens only, the teacher's hidden states (and KV cache) over the first
+    `question_width` positions equal the student's prompt call on `q`, so the student can
+    reuse them (`codi.codi_losses(shared_prompt=True)`).
+
     Attributes:
-        teacher_ids: `Long[Tensor, "batch t"]` right-padded q+cot+ans; `teacher_mask` likewise.
+        teacher_ids: `Long[Tensor, "batch t"]` [pads, q | cot, ans, pads]; `teacher_mask` likewise.
         teacher_labels: `Long[Tensor, "batch t"]` with -100 on question and padding.
         teacher_distill: `Long[Tensor, "batch"]` position of the distilled token in the teacher.
+        question_width: width of the left-padded question block.
         prompt_ids, prompt_mask: `Long[Tensor, "batch p"]` left-padded q (+eos) + bot.
+        student_suffix: `Long[Tensor, "batch s"]` what follows q in the prompt: (eos +) bot.
         decoder_ids: `Long[Tensor, "batch s"]` right-padded eot (+eos) + ans (pads = pad_id).
         decoder_labels: `Long[Tensor, "batch s"]` = decoder_ids with -100 on padding.
         student_distill: `Long[Tensor, "batch"]` position of the distilled token in the decoder.
@@ -98,8 +107,10 @@ class Batch:
     teacher_mask: Tensor
     teacher_labels: Tensor
     teacher_distill: Tensor
+    question_width: int
     prompt_ids: Tensor
     prompt_mask: Tensor
+    student_suffix: Tensor
     decoder_ids: Tensor
     decoder_labels: Tensor
     student_distill: Tensor
@@ -114,17 +125,21 @@ def collate(examples: list[Encoded], *, pad_id: int, bot_id: int, eot_id: int, e
     """Pad a list of `Encoded` into a `Batch` (see its doc for the layout)."""
     if not examples:
         raise ValueError("collate: empty batch")
-    teacher = [e.question + e.cot + e.answer for e in examples]
-    t_ids, t_mask = right_pad(teacher, pad_id)
+    q_ids, q_mask = left_pad([e.question for e in examples], pad_id)
+    r_ids, r_mask = right_pad([e.cot + e.answer for e in examples], pad_id)
+    width = q_ids.shape[1]
+    t_ids = torch.cat([q_ids, r_ids], dim=1)
+    t_mask = torch.cat([q_mask, r_mask], dim=1)
     t_labels = t_ids.clone()
     t_labels[t_mask == 0] = -100
-    for row, e in enumerate(examples):
-        t_labels[row, : len(e.question)] = -100
-    t_pos = torch.tensor([len(e.question) + len(e.cot) + e.distill_index for e in examples])
+    t_labels[:, :width] = -100
+    t_pos = torch.tensor([width + len(e.cot) + e.distill_index for e in examples])
     extra = [] if remove_eos else [eos_id]
     p_ids, p_mask = left_pad([e.question + extra + [bot_id] for e in examples], pad_id)
+    suffix = torch.tensor([extra + [bot_id]] * len(examples), dtype=torch.long)
     d_ids, d_mask = right_pad([[eot_id] + extra + e.answer for e in examples], pad_id)
     d_labels = d_ids.clone()
     d_labels[d_mask == 0] = -100
     s_pos = torch.tensor([1 + len(extra) + e.distill_index for e in examples])
-    return Batch(t_ids, t_mask, t_labels, t_pos, p_ids, p_mask, d_ids, d_labels, s_pos, answers or [])
+    return Batch(t_ids, t_mask, t_labels, t_pos, width, p_ids, p_mask, suffix, d_ids, d_labels, s_pos,
+                 answers or [])

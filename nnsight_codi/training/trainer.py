@@ -206,7 +206,7 @@ def evaluate_all(setup: Setup, cfg: TrainConfig, data, num_latents: int | None =
     return out
 
 
-def train(cfg: TrainConfig, resume: bool = False, data=None) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, data=None, stop_at: int | None = None) -> dict:
     """Run CODI training as configured; returns the final metrics (also in `out/metrics.json`).
 
     Args:
@@ -214,6 +214,8 @@ def train(cfg: TrainConfig, resume: bool = False, data=None) -> dict:
         resume: continue from `out/checkpoint/state.pt` (the config must match the saved one,
             except `steps`/`minutes`/`progress`/`eval_every`/`checkpoint_every`).
         data: optional `(train, eval)` datasets overriding `cfg.dataset` (tests).
+        stop_at: stop (checkpoint, save) after this step although the schedule runs to
+            `cfg.steps` (simulates an interruption; resume later with the same config).
     """
     from tqdm.auto import tqdm
 
@@ -225,7 +227,8 @@ def train(cfg: TrainConfig, resume: bool = False, data=None) -> dict:
     if resume:
         saved = TrainConfig.load(out / "train_config.json").to_dict()
         mine = cfg.to_dict()
-        volatile = {"steps", "minutes", "progress", "eval_every", "checkpoint_every", "threads", "out", "extra"}
+        volatile = {"steps", "minutes", "progress", "eval_every", "checkpoint_every", "log_every", "threads", "out",
+                    "extra"}
         diff = sorted(k for k in mine if k not in volatile and saved.get(k) != mine[k])
         if diff:
             raise ValueError(f"cannot resume {out}: config differs from the saved one in {diff}")
@@ -256,7 +259,8 @@ def train(cfg: TrainConfig, resume: bool = False, data=None) -> dict:
             p = max(p, (time.time() - t0) / budget)
         return p
 
-    while (total is None or step < total) and (budget is None or time.time() - t0 < budget):
+    while (total is None or step < total) and (budget is None or time.time() - t0 < budget) \
+            and (stop_at is None or step < stop_at):
         for group in opt.param_groups:
             group["lr"] = cfg.lr * lr_factor(progress(), cfg.warmup_ratio, cfg.min_lr_ratio)
         idx = batch_indices(step, cfg.batch_size, len(examples), cfg.seed)
@@ -279,7 +283,7 @@ def train(cfg: TrainConfig, resume: bool = False, data=None) -> dict:
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         count += 1
-        if step % 50 == 0 or step == total:
+        if (cfg.log_every and step % cfg.log_every == 0) or step == total or step == stop_at:
             row = {"step": step, "time": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"],
                    **{k: v / count for k, v in sums.items()}}
             history.append(row)
