@@ -5,6 +5,9 @@ dataset, output path) before any model work, then streams batch by batch through
 latent loop (`hooks.run_loop` with a `Capture` hook) into a `StoreWriter`. Killed at any point
 and started again with the same configuration, it resumes where it stopped.
 
+A plain HF LM is captured the same way with `positions` (from the prompt's end) as its steps:
+one forward pass per batch, the same `Capture` hook and `visit_step` walk.
+
 Example:
     >>> summary = run_capture("out/tiny.zarr", CaptureConfig(model="tiny", limit=64))   # doctest: +SKIP
     >>> ds = open_store("out/tiny.zarr")                                                 # doctest: +SKIP
@@ -13,7 +16,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,7 @@ class CaptureConfig:
     device: str = "cpu"
     base: str | None = None
     remote: Any = None
+    positions: tuple[int, ...] | None = None
     interventions: list[dict] = field(default_factory=list)
 
     def fingerprint(self, codi) -> dict[str, Any]:
@@ -57,10 +63,11 @@ class CaptureConfig:
             data.pop(volatile)
         data["variables"] = list(self.variables)
         data["layers"] = list(self.layers) if self.layers is not None else None
-        cfg = codi.codi_config
-        data["model_id"] = cfg.source or str(self.model)
-        data["model_revision"] = cfg.revision
-        data["num_latents"] = codi.num_latents if self.num_latents is None else self.num_latents
+        data["positions"] = list(self.positions) if self.positions is not None else None
+        cfg = getattr(codi, "codi_config", None)
+        data["model_id"] = (cfg.source if cfg else None) or str(self.model)
+        data["model_revision"] = cfg.revision if cfg else None
+        data["num_latents"] = (codi.num_latents if self.num_latents is None else self.num_latents) if cfg else 0
         return data
 
 
@@ -76,30 +83,30 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     _check_writable(Path(out))
     dataset = load_eval_dataset(config.dataset, split=config.split, limit=config.limit, seed=config.seed)
     if codi is None:
-        from .commands.common import load_codi_model
+        from .models import load_model
 
-        codi = load_codi_model(config.model, config.device, config.model_dtype, config.base)
-    num_layers = codi.num_layers
-    layers = validate_layers(config.layers, num_layers)
-    k = codi.num_latents if config.num_latents is None else int(config.num_latents)
-    if k < 0:
-        raise ValueError(f"num_latents must be >= 0, got {k}")
+        codi = load_model(config.model, device=config.device, dtype=config.model_dtype, base=config.base)
+    target = _target(codi, config)
+    layers = validate_layers(config.layers, target.num_layers)
+    k = target.num_latents
     model_vars = [v for v in variables if v in CAPTURABLE]
-    hook = Capture(model_vars, layers, k)
+    hook = Capture(model_vars, layers, k, positions=target.positions)
+    if target.positions is not None and set(variables) & set(ANSWER_VARIABLES):
+        raise ValueError(f"{sorted(set(variables) & set(ANSWER_VARIABLES))} need a CODI model; "
+                         "a plain LM capture records activations only")
 
     questions = list(dataset["question"])
     golds = [extract_gold(a) for a in dataset["answer"]]
-    prompt_lengths = [len(codi.prompt_ids(q)) for q in questions]
-    width = max(prompt_lengths) + k + 3
+    width = max(target.prompt_length(q) for q in questions) + k + 3
     lm_config = codi._module.config
     heads = int(getattr(lm_config, "num_key_value_heads", None) or lm_config.num_attention_heads)
-    head_dim = int(getattr(lm_config, "head_dim", None) or codi.hidden_size // lm_config.num_attention_heads)
+    head_dim = int(getattr(lm_config, "head_dim", None) or lm_config.hidden_size // lm_config.num_attention_heads)
     writer = StoreWriter(
-        out, variables=list(variables), config=config.fingerprint(codi), num_layers=num_layers,
+        out, variables=list(variables), config=config.fingerprint(codi), num_layers=target.num_layers,
         coords={"example": [str(i) for i in dataset["id"]], "question": questions,
-                "step_name": codi.step_names(k), "layer": list(layers)},
-        sizes={"dim": codi.hidden_size, "position": width, "head": heads, "head_dim": head_dim},
-        dtype=config.store_dtype, chunk=config.batch_size, pad_id=codi.codi_config.pad_id,
+                "step_name": target.step_names, "layer": list(layers)},
+        sizes={"dim": int(lm_config.hidden_size), "position": width, "head": heads, "head_dim": head_dim},
+        dtype=config.store_dtype, chunk=config.batch_size, pad_id=target.pad_id,
     )
     written = 0
     with writer:
@@ -107,8 +114,8 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
         bar = tqdm(total=len(todo), desc="capture", unit="q", disable=not progress)
         with _maybe_eager(codi, hook.needs_attentions):
             for idx in writer.batches(config.batch_size):
-                data = _capture_batch(codi, hook, [questions[i] for i in idx], [golds[i] for i in idx],
-                                      config, k, width, variables)
+                data = _capture_batch(target, hook, [questions[i] for i in idx], [golds[i] for i in idx],
+                                      config, width, variables)
                 writer.write(idx, data)
                 written += len(idx)
                 bar.update(len(idx))
@@ -116,44 +123,124 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
         complete = writer.num_completed
     return {"path": str(out), "examples": complete, "written_now": written,
             "bytes": _dir_bytes(Path(out)), "seconds": round(time.perf_counter() - start, 3),
-            "variables": list(variables), "layers": list(layers), "num_latents": k}
+            "variables": list(variables), "layers": list(layers), "num_latents": k,
+            "steps": list(target.step_names)}
 
 
-def _capture_batch(codi, hook: Capture, questions: list[str], golds: list[float], config: CaptureConfig,
-                   k: int, width: int, variables: tuple[str, ...]) -> dict[str, np.ndarray]:
+ANSWER_VARIABLES = ("answer_pred", "answer_gold", "correct")
+
+
+class _CodiTarget:
+    """A CODI model: prompts end in bot; steps are bot, latents, eot; answers are decoded."""
+
+    positions = None
+
+    def __init__(self, codi, config: CaptureConfig) -> None:
+        self.model, self.config = codi, config
+        self.num_layers = codi.num_layers
+        self.num_latents = codi.num_latents if config.num_latents is None else int(config.num_latents)
+        if self.num_latents < 0:
+            raise ValueError(f"num_latents must be >= 0, got {self.num_latents}")
+        self.step_names = codi.step_names(self.num_latents)
+        self.pad_id = codi.codi_config.pad_id
+
+    def prompt_length(self, question: str) -> int:
+        return len(self.model.prompt_ids(question))
+
+    def encode(self, questions: list[str]):
+        return self.model.encode(questions)
+
+    def run(self, prompts, hook: Capture):
+        tokens, records = run_loop(self.model, prompts, [hook], num_latents=self.num_latents,
+                                   max_new_tokens=self.config.max_new_tokens, masking=self.config.masking,
+                                   remote=self.config.remote, output_attentions=hook.needs_attentions)
+        return self.model.decode(tokens), records
+
+
+class _PlainTarget:
+    """A plain HF LM: one forward pass over the question; chosen positions are the steps."""
+
+    num_latents = 0
+
+    def __init__(self, model, config: CaptureConfig) -> None:
+        if config.remote:
+            raise ValueError("remote capture is implemented for CODI models (the NDIF session shape)")
+        self.model, self.config = model, config
+        self.positions = tuple(config.positions or (-1,))
+        self.num_layers = int(model._module.config.num_hidden_layers)
+        self.step_names = [f"pos{p}" for p in self.positions]
+        tok = model.tokenizer
+        self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+
+    def prompt_length(self, question: str) -> int:
+        return len(self.model.tokenizer(question)["input_ids"])
+
+    def encode(self, questions: list[str]):
+        from .tracing.codi_model import PromptBatch
+
+        tok = self.model.tokenizer
+        tok.padding_side = "left"
+        enc = tok(questions, padding=True, return_tensors="pt")
+        device = next(self.model._module.parameters()).device
+        return PromptBatch(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+
+    def run(self, prompts, hook: Capture):
+        import nnsight
+
+        from .tracing.hooks import visit_step
+
+        extra = {"output_attentions": True} if hook.needs_attentions else {}
+        with self.model.trace(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask,
+                              use_cache="kv" in hook.variables, **extra):
+            sink = nnsight.save([])
+            visit_step(self.model, 0, [hook], sink, self.num_layers)
+        return None, list(sink)
+
+
+def _target(model, config: CaptureConfig):
+    from .tracing.codi_model import CodiModel
+
+    if isinstance(model, CodiModel):
+        if config.positions is not None:
+            raise ValueError("positions are for plain LMs; a CODI capture's steps are bot, latents and eot")
+        return _CodiTarget(model, config)
+    return _PlainTarget(model, config)
+
+
+def _capture_batch(target, hook: Capture, questions: list[str], golds: list[float], config: CaptureConfig,
+                   width: int, variables: tuple[str, ...]) -> dict[str, np.ndarray]:
     import torch
 
-    prompts = codi.encode(questions)
+    prompts = target.encode(questions)
     with torch.inference_mode():
-        tokens, records = run_loop(codi, prompts, [hook], num_latents=k, max_new_tokens=config.max_new_tokens,
-                                   masking=config.masking, remote=config.remote,
-                                   output_attentions=hook.needs_attentions)
-    data = assemble(records, hook, prompts.attention_mask, width, codi.hidden_size) if hook.variables else {}
-    preds = np.array([extract_prediction(t) for t in codi.decode(tokens)], dtype=np.float64)
-    preds[~np.isfinite(preds)] = np.nan
-    gold = np.array(golds, dtype=np.float64)
-    extra = {"answer_pred": preds, "answer_gold": gold, "correct": preds == gold}
+        answers, records = target.run(prompts, hook)
+    hidden_size = int(target.model._module.config.hidden_size)
+    data = assemble(records, hook, prompts.attention_mask, width, hidden_size) if hook.variables else {}
+    extra: dict[str, np.ndarray] = {}
+    if answers is not None:
+        preds = np.array([extract_prediction(t) for t in answers], dtype=np.float64)
+        preds[~np.isfinite(preds)] = np.nan
+        gold = np.array(golds, dtype=np.float64)
+        extra = {"answer_pred": preds, "answer_gold": gold, "correct": preds == gold}
     pads = pad_counts_from_mask(prompts.attention_mask)
-    lengths = prompts.attention_mask.sum(-1).cpu().numpy().astype(np.int32)
     if "prompt_ids" in variables:
-        extra["prompt_ids"] = left_align(prompts.input_ids, pads, fill=codi.codi_config.pad_id).astype(np.int32)
+        extra["prompt_ids"] = left_align(prompts.input_ids, pads, fill=target.pad_id).astype(np.int32)
     data.update({name: value for name, value in extra.items() if name in variables})
-    data["prompt_length"] = lengths
+    data["prompt_length"] = prompts.attention_mask.sum(-1).cpu().numpy().astype(np.int32)
     return data
 
 
-def _maybe_eager(codi, needed: bool):
-    from contextlib import nullcontext
+def _maybe_eager(model, needed: bool):
+    """Eager attention while capturing attention weights (sdpa returns none)."""
+    from .tracing.codi_model import eager_attention
 
-    return codi.eager_attention() if needed else nullcontext()
+    return eager_attention(model._module) if needed else nullcontext()
 
 
 def _check_writable(path: Path) -> None:
     parent = path if path.exists() else path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    import os
-
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"cannot write the store at {path}: {parent} is not writable")
 

@@ -135,3 +135,39 @@ def test_refusals_and_bad_inputs(tmp_path, capsys):
         locked = tmp_path / "ro"
         locked.mkdir(mode=0o500)
         assert main(["capture", "--model", str(model_dir), "--out", str(locked / "x.zarr")]) != 0
+
+
+def test_plain_lm_capture_positions_equal_hf_hidden_states(tmp_path):
+    from factories import tiny_lm, word_tokenizer
+    from nnsight_codi.models import load_plain_lm
+
+    lm_dir = tmp_path / "plain"
+    tiny_lm("llama").save_pretrained(lm_dir)
+    tok = word_tokenizer()
+    tok.pad_token = "<eos>"
+    tok.save_pretrained(lm_dir)
+    model = load_plain_lm(lm_dir)
+    config = CaptureConfig(model=str(lm_dir), limit=3, variables=("hidden", "attention", "prompt_ids"),
+                           positions=(-2, -1), batch_size=3)
+    run_capture(tmp_path / "p.zarr", config, codi=model, progress=False)
+    ds = open_store(tmp_path / "p.zarr")
+    assert list(ds["step_name"].values) == ["pos-2", "pos-1"]
+    hf = model._module
+    hf.set_attn_implementation("eager")
+    for i, question in enumerate(ds["question"].values):
+        ids = torch.tensor([tok(str(question))["input_ids"]])
+        with torch.no_grad():
+            out = hf(input_ids=ids, output_hidden_states=True, output_attentions=True)
+        # hidden_states[-1] is final-normed; the store's last layer is the last block's output (pre norm)
+        last_block = []
+        handle = hf.model.layers[-1].register_forward_hook(lambda m, a, o: last_block.append(o))
+        with torch.no_grad():
+            hf(input_ids=ids)
+        handle.remove()
+        expected = torch.stack(list(out.hidden_states[:-1]) + [last_block[0]], 2)[0]  # [seq, layer, dim]
+        np.testing.assert_allclose(ds["hidden"][i].values, expected[[-2, -1]].numpy(), rtol=1e-4, atol=1e-4)
+        attn = torch.stack([a[0, :, [-2, -1]].mean(0) for a in out.attentions]).mean(0)  # [2, seq]
+        np.testing.assert_allclose(ds["attention"][i, :, : ids.shape[1]].values, attn.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="need a CODI model"):
+        run_capture(tmp_path / "q.zarr", CaptureConfig(model=str(lm_dir), limit=2, variables=("hidden", "correct")),
+                    codi=model, progress=False)

@@ -4,6 +4,7 @@ Examples::
 
     nnsight-codi capture --model tiny --dataset synthetic --limit 256 --out out/tiny.zarr
     nnsight-codi capture --model tiny --out out/attn.zarr --what hidden,attention,kv --layers 0,2,4 --json
+    nnsight-codi capture --model path/to/hf-lm --positions -3,-2,-1 --what hidden --out out/plain.zarr
     nnsight-codi info out/tiny.zarr
 
 Re-running the same command resumes an interrupted capture (and does nothing on a finished
@@ -34,6 +35,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--what", default=",".join(DEFAULT_VARIABLES),
                    help=f"comma-separated variables from {', '.join(REQUESTABLE)} (default: %(default)s)")
     p.add_argument("--layers", type=_ints, default=None, help="layers 0..L to capture (default: all)")
+    p.add_argument("--positions", type=_ints, default=None,
+                   help="plain LMs only: prompt positions from the end that form the step dim (default: -1)")
     p.add_argument("--num-latents", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=256)
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         variables=parse_variables(args.what), layers=args.layers, num_latents=args.num_latents,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, masking=args.masking,
         store_dtype=args.store_dtype, model_dtype=args.dtype, device=args.device, base=args.base,
-        remote=remote_value(args.remote),
+        remote=remote_value(args.remote), positions=args.positions,
     )
     summary = run_capture(args.out, config, progress=not args.json)
     if args.json:

@@ -9,6 +9,9 @@ Variables (names as in `nnsight_codi.store.schema`):
 - `kv`: the KV cache after the last latent step (the end of the latent phase), per captured
   layer l ≥ 1 (the cache of block l-1).
 
+For a plain LM (no latent loop) pass `positions` (counted from the end of the prompt, -1 = last
+token): one forward pass is captured and its chosen positions become the `step` dimension.
+
 `assemble` turns the hook's records into numpy arrays of the store's shapes.
 """
 
@@ -34,12 +37,15 @@ class Capture:
     Args:
         variables: any of `hidden`, `latent_input`, `attention`, `kv`.
         layers: residual-stream layers 0..L to record for `hidden` and `kv`.
-        num_latents: K.
+        num_latents: K (0 for a plain LM).
+        positions: plain-LM mode: prompt positions from the end (e.g. `(-3, -2, -1)`) that form
+            the step dimension of one forward pass.
     """
 
     variables: Sequence[str]
     layers: Sequence[int]
     num_latents: int
+    positions: Sequence[int] | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.variables) - set(CAPTURABLE))
@@ -47,6 +53,23 @@ class Capture:
             raise ValueError(f"Capture: unknown variable(s) {unknown}; capturable: {list(CAPTURABLE)}")
         self.variables = tuple(self.variables)
         self.layers = tuple(sorted(set(int(l) for l in self.layers)))
+        if self.positions is not None:
+            self.positions = tuple(int(p) for p in self.positions)
+            if not self.positions or any(p >= 0 for p in self.positions):
+                raise ValueError(f"positions must be negative (counted from the prompt's end), got {self.positions}")
+            if "latent_input" in self.variables:
+                raise ValueError("latent_input exists only for CODI models (a plain LM has no latent steps)")
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.positions) if self.positions is not None else self.num_latents + 2
+
+    @property
+    def kv_step(self) -> int:
+        return 0 if self.positions is not None else self.num_latents
+
+    def _index(self) -> Any:
+        return list(self.positions) if self.positions is not None else -1
 
     @property
     def needs_attentions(self) -> bool:
@@ -58,23 +81,23 @@ class Capture:
             sites.append("input")
         if "hidden" in self.variables:
             sites += [f"layer{l}" for l in self.layers]
-        if "attention" in self.variables or ("kv" in self.variables and step == self.num_latents):
+        if "attention" in self.variables or ("kv" in self.variables and step == self.kv_step):
             sites.append("output")
-        return sites
+        return sites if (self.positions is None or step == 0) else []
 
     def visit(self, site: str, value: Any, step: int, sink: list[Record]) -> None:
         if site == "input":
             sink.append(("latent_input", step, value[:, -1].detach().clone()))
         elif site.startswith("layer"):
-            sink.append((f"hidden/{site[5:]}", step, value[:, -1].detach().clone()))
+            sink.append((f"hidden/{site[5:]}", step, value[:, self._index()].detach().clone()))
         else:
             if "attention" in self.variables:
                 if value.attentions is None:
                     raise RuntimeError("attention capture needs output_attentions and eager attention")
                 # per layer [batch, head, query, key] → last query, mean over heads, then layers
-                per_layer = torch.stack([a[:, :, -1].float().mean(1) for a in value.attentions])
+                per_layer = torch.stack([a[:, :, self._index()].float().mean(1) for a in value.attentions])
                 sink.append(("attention", step, per_layer.mean(0).detach().clone()))
-            if "kv" in self.variables and step == self.num_latents:
+            if "kv" in self.variables and step == self.kv_step:
                 cache = value.past_key_values
                 blocks = [l for l in self.layers if l >= 1]
                 kv = torch.stack([torch.stack([_cache_tensor(cache, l - 1, "keys"),
@@ -97,12 +120,17 @@ def assemble(records: Sequence[Record], capture: Capture, attention_mask: Tensor
     left-aligned: position 0 is the first prompt token of each example)."""
     from ..store.positions import left_align, pad_counts_from_mask
 
-    steps = capture.num_latents + 2
+    steps = capture.num_steps
     batch = attention_mask.shape[0]
     pads = pad_counts_from_mask(attention_mask)
     by_name: dict[str, dict[int, Tensor]] = {}
     for name, step, tensor in records:
-        by_name.setdefault(name, {})[step] = tensor.detach().to("cpu", torch.float32)
+        tensor = tensor.detach().to("cpu", torch.float32)
+        if capture.positions is not None and name != "kv":  # [batch, position, ...] → one step each
+            for s in range(steps):
+                by_name.setdefault(name, {})[s] = tensor[:, s]
+        else:
+            by_name.setdefault(name, {})[step] = tensor
     out: dict[str, np.ndarray] = {}
     if "hidden" in capture.variables:
         out["hidden"] = np.stack([
@@ -120,7 +148,7 @@ def assemble(records: Sequence[Record], capture: Capture, attention_mask: Tensor
             arr[:, s, : min(row.shape[-1], position_width)] = row[:, :position_width]
         out["attention"] = arr
     if "kv" in capture.variables:
-        kv = left_align(by_name["kv"][capture.num_latents], pads, axis=-2)
+        kv = left_align(by_name["kv"][capture.kv_step], pads, axis=-2)
         out["kv"] = kv[..., :position_width, :]
     return out
 

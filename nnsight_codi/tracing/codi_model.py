@@ -37,6 +37,17 @@ from .batching import left_pad
 from .loop import LatentLoopState, Masking, decode_answers, step_names
 
 
+@contextmanager
+def eager_attention(lm: nn.Module) -> Iterator[None]:
+    """Temporarily switch a HF model to eager attention (sdpa returns no attention weights)."""
+    previous = lm.config._attn_implementation
+    lm.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        lm.set_attn_implementation(previous)
+
+
 @dataclass(frozen=True)
 class PromptBatch:
     """Left-padded CODI prompts: `input_ids` and `attention_mask`, `Long[Tensor, "batch seq"]`.
@@ -174,16 +185,9 @@ class CodiModel(TransformersModel):
             state.observe(out.hidden_states[-1][:, -1:], out.logits[:, -1])
         return state.generated()
 
-    @contextmanager
-    def eager_attention(self) -> Iterator[None]:
-        """Temporarily switch the LM to eager attention (needed for attention weights)."""
-        lm = self._module
-        previous = lm.config._attn_implementation
-        lm.set_attn_implementation("eager")
-        try:
-            yield
-        finally:
-            lm.set_attn_implementation(previous)
+    def eager_attention(self):
+        """Context manager: eager attention while inside (needed for attention weights)."""
+        return eager_attention(self._module)
 
     @torch.inference_mode()
     def answer(self, questions: Sequence[str], num_latents: int | None = None, max_new_tokens: int = 256,
