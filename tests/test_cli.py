@@ -54,3 +54,13 @@ def test_bad_inputs_give_clear_errors(model_dir, capsys):
     assert main(["eval", "--model", str(model_dir), "--dataset", "missing.jsonl"]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["eval", "--model", str(model_dir), "--dtype", "float32", "--device", "cuda:0"]) in (0, 2)
+
+
+def test_demo_runs_and_writes_its_outputs(model_dir, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(model_dir), "--limit", "4", "--examples", "2", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n"] == 4 and 0 <= summary["accuracy"] <= 1 and summary["store_examples"] == 4
+    worked = json.loads((out / "worked_examples.json").read_text())
+    assert len(worked) == 2 and [e["step"] for e in worked[0]["logit_lens"]] == ["bot", "latent1", "latent2", "eot"]
+    assert (out / "eval" / "predictions.jsonl").exists() and (out / "capture.zarr" / "manifest.json").exists()

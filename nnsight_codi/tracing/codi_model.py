@@ -143,12 +143,24 @@ class CodiModel(TransformersModel):
         return super()._batch(invokes, fn)
 
     # -- the loop ---------------------------------------------------------------
+    def max_positions(self) -> int | None:
+        cfg = self._module.config
+        return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+
     def new_loop_state(self, prompts: PromptBatch, num_latents: int | None = None,
                        max_new_tokens: int = 256, masking: Masking = "exact") -> LatentLoopState:
+        k = self.num_latents if num_latents is None else int(num_latents)
+        limit = self.max_positions()
+        if limit is not None:
+            room = limit - prompts.input_ids.shape[1] - max(k, 0) - 2
+            if room < 1:
+                raise ValueError(f"prompt of {prompts.input_ids.shape[1]} tokens + {k} latents does not fit "
+                                 f"the model's {limit} positions")
+            if max_new_tokens > room:
+                max_new_tokens = room  # answers stop at eos long before; the context ends here
         return LatentLoopState(
             input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, config=self.codi_config,
-            num_latents=self.num_latents if num_latents is None else int(num_latents),
-            max_new_tokens=max_new_tokens, masking=masking,
+            num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
         )
 
     def _project(self, hidden: Tensor) -> Tensor:
