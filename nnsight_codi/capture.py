@@ -163,8 +163,6 @@ class _PlainTarget:
     num_latents = 0
 
     def __init__(self, model, config: CaptureConfig) -> None:
-        if config.remote:
-            raise ValueError("remote capture is implemented for CODI models (the NDIF session shape)")
         self.model, self.config = model, config
         self.positions = tuple(config.positions or (-1,))
         self.num_layers = int(model._module.config.num_hidden_layers)
@@ -190,6 +188,11 @@ class _PlainTarget:
         from .tracing.hooks import visit_step
 
         extra = {"output_attentions": True} if hook.needs_attentions else {}
+        if self.config.remote:
+            import nnsight_codi
+
+            nnsight.register(nnsight_codi)  # ship this package's hook code by value
+            extra["remote"] = self.config.remote
         with self.model.trace(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask,
                               use_cache="kv" in hook.variables, **extra):
             sink = nnsight.save([])

@@ -168,6 +168,10 @@ def test_plain_lm_capture_positions_equal_hf_hidden_states(tmp_path):
         np.testing.assert_allclose(ds["hidden"][i].values, expected[[-2, -1]].numpy(), rtol=1e-4, atol=1e-4)
         attn = torch.stack([a[0, :, [-2, -1]].mean(0) for a in out.attentions]).mean(0)  # [2, seq]
         np.testing.assert_allclose(ds["attention"][i, :, : ids.shape[1]].values, attn.numpy(), atol=1e-5)
+    remote = CaptureConfig(model=str(lm_dir), limit=3, variables=("hidden",), positions=(-2, -1), batch_size=3,
+                           remote="local")
+    run_capture(tmp_path / "r.zarr", remote, codi=model, progress=False)
+    np.testing.assert_allclose(open_store(tmp_path / "r.zarr")["hidden"].values, ds["hidden"].values, atol=1e-5)
     with pytest.raises(ValueError, match="need a CODI model"):
         run_capture(tmp_path / "q.zarr", CaptureConfig(model=str(lm_dir), limit=2, variables=("hidden", "correct")),
                     codi=model, progress=False)

@@ -64,3 +64,37 @@ def test_demo_runs_and_writes_its_outputs(model_dir, tmp_path, capsys):
     worked = json.loads((out / "worked_examples.json").read_text())
     assert len(worked) == 2 and [e["step"] for e in worked[0]["logit_lens"]] == ["bot", "latent1", "latent2", "eot"]
     assert (out / "eval" / "predictions.jsonl").exists() and (out / "capture.zarr" / "manifest.json").exists()
+
+
+def test_convert_command_then_load(tmp_path, capsys):
+    from factories import make_reference_checkpoint
+
+    ref = make_reference_checkpoint(tmp_path / "ckpt", "llama")
+    dst = tmp_path / "converted"
+    assert main(["convert", str(ref["path"]), str(dst), "--base", str(ref["base_dir"]), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["lora_rank"] == 4 and info["merged_modules"] == 2 * 7  # 2 layers × 7 target modules
+    assert (dst / "codi.json").exists() and (dst / "prj.safetensors").exists()
+    direct = load_model(ref["path"], base=str(ref["base_dir"]))
+    assert load_model(dst).answer(["tom has 3 pens ."], max_new_tokens=4) == direct.answer(["tom has 3 pens ."],
+                                                                                            max_new_tokens=4)
+    assert main(["convert", str(ref["path"]), str(dst), "--base", str(ref["base_dir"])]) == 2  # not empty
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_plain_lm_and_dtypes_through_load_model(tmp_path):
+    import torch
+    from nnsight import TransformersModel
+
+    from factories import tiny_lm, word_tokenizer
+
+    tiny_lm("gpt2").save_pretrained(tmp_path / "plain")
+    word_tokenizer().save_pretrained(tmp_path / "plain")
+    plain = load_model(tmp_path / "plain")
+    assert isinstance(plain, TransformersModel) and plain.tokenizer.pad_token_id is not None
+    codi_dir = make_converted(tmp_path / "c", "gpt2", num_latents=2)
+    half = load_model(codi_dir, dtype="bfloat16")
+    assert half.dtype == torch.bfloat16 and half.prj._module[1].weight.dtype == torch.bfloat16
+    assert len(half.answer(["tom has 3 pens ."], max_new_tokens=3)) == 1
+    with pytest.raises(ValueError, match="unknown dtype"):
+        load_model(codi_dir, dtype="int8")
