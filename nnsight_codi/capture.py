@@ -54,12 +54,13 @@ class CaptureConfig:
     base: str | None = None
     remote: Any = None
     positions: tuple[int, ...] | None = None
+    ndif_model: str | None = None
     interventions: list[dict] = field(default_factory=list)
 
     def fingerprint(self, codi) -> dict[str, Any]:
         """The part of the config that defines the store's content (device, batch size, remote do not)."""
         data = dataclasses.asdict(self)
-        for volatile in ("device", "remote", "base", "batch_size"):
+        for volatile in ("device", "remote", "base", "batch_size", "ndif_model"):
             data.pop(volatile)
         data["variables"] = list(self.variables)
         data["layers"] = list(self.layers) if self.layers is not None else None
@@ -86,6 +87,8 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
         from .models import load_model
 
         codi = load_model(config.model, device=config.device, dtype=config.model_dtype, base=config.base)
+    if config.ndif_model:
+        object.__setattr__(codi, "ndif_repo_id", config.ndif_model)
     target = _target(codi, config)
     layers = validate_layers(config.layers, target.num_layers)
     k = target.num_latents

@@ -82,20 +82,15 @@ def generate_answers(codi, questions: Sequence[str], batch_size: int = 32, num_l
                      max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
                      progress: bool = True) -> list[str]:
     """Answer texts for every question, in input order (batched by prompt length)."""
-    from .tracing.session import plain_lm_model, run_latent_session
+    from .tracing.hooks import run_loop
 
     lengths = [len(codi.prompt_ids(q)) for q in questions]
     texts: list[str] = [""] * len(questions)
-    lm = plain_lm_model(codi) if remote else None
     bar = tqdm(total=len(questions), desc="latent loop", unit="q", disable=not progress)
     for idx in batches_by_length(lengths, batch_size):
         prompts = codi.encode([questions[i] for i in idx])
-        if remote:
-            tokens, _ = run_latent_session(lm, codi.prj._module, codi.codi_config, prompts, num_latents,
-                                        max_new_tokens, masking, remote=remote)
-        else:
-            tokens = codi.latent_generate(prompts, num_latents=num_latents, max_new_tokens=max_new_tokens,
-                                          masking=masking)
+        tokens, _ = run_loop(codi, prompts, num_latents=num_latents, max_new_tokens=max_new_tokens,
+                             masking=masking, remote=remote)
         for i, text in zip(idx, codi.decode(tokens)):
             texts[i] = text
         bar.update(len(idx))

@@ -43,6 +43,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--masking", choices=["exact", "reference"], default="exact")
     p.add_argument("--store-dtype", choices=["float32", "float16"], default="float32")
     p.add_argument("--remote", default=None, help="'local' (serialised like NDIF) or 'ndif'")
+    p.add_argument("--ndif-model", default=None, help="with --remote ndif: hub id of the merged LM on NDIF")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
     return p
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         variables=parse_variables(args.what), layers=args.layers, num_latents=args.num_latents,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, masking=args.masking,
         store_dtype=args.store_dtype, model_dtype=args.dtype, device=args.device, base=args.base,
-        remote=remote_value(args.remote), positions=args.positions,
+        remote=remote_value(args.remote), positions=args.positions, ndif_model=args.ndif_model,
     )
     summary = run_capture(args.out, config, progress=not args.json)
     if args.json:

@@ -36,6 +36,8 @@ def add_loop_args(parser: argparse.ArgumentParser) -> None:
                              "reference: the reference code's unmasked latent/decoding calls")
     parser.add_argument("--remote", default=None,
                         help="run as an nnsight session: 'local' (serialised like NDIF) or 'ndif' (remote=True)")
+    parser.add_argument("--ndif-model", default=None,
+                        help="with --remote ndif: hub id of the merged CODI LM deployed on NDIF")
 
 
 def remote_value(arg: str | None) -> bool | str | None:
@@ -62,8 +64,11 @@ def load_codi_model(spec: str, device: str = "cpu", dtype: str = "float32", base
 
 
 def load_codi(args: argparse.Namespace):
-    """Load `--model` (with `--device/--dtype/--base`) as a CODI model."""
-    return load_codi_model(args.model, args.device, args.dtype, args.base)
+    """Load `--model` (with `--device/--dtype/--base`, and `--ndif-model` if given) as a CODI model."""
+    codi = load_codi_model(args.model, args.device, args.dtype, args.base)
+    if getattr(args, "ndif_model", None):
+        object.__setattr__(codi, "ndif_repo_id", args.ndif_model)
+    return codi
 
 
 def emit_json(data: Any) -> None:

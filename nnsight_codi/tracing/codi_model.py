@@ -72,6 +72,7 @@ class CodiModel(TransformersModel):
     def __init__(self, *args: Any, codi_config: CodiConfig, prj: nn.Module, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         object.__setattr__(self, "codi_config", codi_config)
+        object.__setattr__(self, "ndif_repo_id", None)  # hub id of this merged LM on NDIF, for remote=True
         ref = next(self._module.parameters())
         self.prj = prj.to(device=ref.device, dtype=ref.dtype).eval()
         self.step_input = nn.Identity()

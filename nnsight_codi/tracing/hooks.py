@@ -102,6 +102,10 @@ def run_loop(codi, prompts, hooks: Sequence[StepHook] = (), num_latents: int | N
     k = codi.num_latents if num_latents is None else int(num_latents)
     num_layers = codi.num_layers
     hooks = list(hooks)
+    if not hooks and not remote:  # nothing to visit: no trace needed
+        tokens = codi.latent_generate(prompts, num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
+                                      output_attentions=output_attentions)
+        return tokens, []
     if remote:
         from .session import plain_lm_model, run_latent_session
 
@@ -109,7 +113,7 @@ def run_loop(codi, prompts, hooks: Sequence[StepHook] = (), num_latents: int | N
             if step <= k + 1:
                 visit_step(model, step, hooks, sink, num_layers)
 
-        return run_latent_session(plain_lm_model(codi), codi.prj._module, codi.codi_config, prompts, k,
+        return run_latent_session(plain_lm_model(codi, remote), codi.prj._module, codi.codi_config, prompts, k,
                                   max_new_tokens, masking, remote=remote, step_fn=step_fn,
                                   output_attentions=output_attentions)
     with codi.latent_generate(prompts, num_latents=k, max_new_tokens=max_new_tokens, masking=masking,

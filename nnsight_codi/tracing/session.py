@@ -33,8 +33,19 @@ from .loop import LatentLoopState, Masking
 StepFn = Callable[[Any, int, list], None]
 
 
-def plain_lm_model(codi) -> TransformersModel:
-    """A stock `TransformersModel` over a CodiModel's merged LM (what NDIF would host)."""
+def plain_lm_model(codi, remote: bool | str | None = "local") -> TransformersModel:
+    """A stock `TransformersModel` of a CodiModel's merged LM (what NDIF would host).
+
+    For a real NDIF run (`remote=True` or a host URL) it names the deployed repo in
+    `codi.ndif_repo_id` (CLI `--ndif-model`): NDIF only runs models it hosts. Otherwise it wraps
+    the local module, which is what `remote="local"` and local sessions use.
+    """
+    repo = getattr(codi, "ndif_repo_id", None)
+    if remote and remote != "local":
+        if not repo:
+            raise ValueError("a remote NDIF run needs the hub id of the merged CODI LM deployed there: "
+                             "set codi.ndif_repo_id (CLI --ndif-model)")
+        return TransformersModel(repo, task="text-generation")
     return TransformersModel(codi._module, tokenizer=codi.tokenizer, task="text-generation")
 
 

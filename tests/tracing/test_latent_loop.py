@@ -136,3 +136,10 @@ def test_bad_loop_arguments(codi):
         codi.latent_generate(prompts, num_latents=-1)
     with pytest.raises(ValueError, match="masking"):
         codi.latent_generate(prompts, masking="none")
+
+
+def test_real_ndif_run_needs_a_deployed_repo_id(codi):
+    from nnsight_codi.tracing.hooks import run_loop
+
+    with pytest.raises(ValueError, match="ndif_repo_id"):
+        run_loop(codi, codi.encode(QUESTIONS[:1]), remote=True)
