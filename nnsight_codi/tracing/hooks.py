@@ -109,6 +109,9 @@ def run_loop(codi, prompts, hooks: Sequence[StepHook] = (), num_latents: int | N
     if remote:
         from .session import plain_lm_model, run_latent_session
 
+        # the same bound on decoding as the driver (the model's context length)
+        max_new_tokens = codi.new_loop_state(prompts, k, max_new_tokens, masking).max_new_tokens
+
         def step_fn(model, step, sink):
             if step <= k + 1:
                 visit_step(model, step, hooks, sink, num_layers)
