@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..models.architecture import final_norm as _final_norm
+
 
 def _module(model) -> nn.Module:
     return getattr(model, "_module", model)
@@ -21,16 +23,7 @@ def _module(model) -> nn.Module:
 
 def final_norm(model) -> nn.Module:
     """The final norm of a HF causal LM (GPT-2 `transformer.ln_f`, Llama-likes `model.norm`)."""
-    lm = _module(model)
-    for path in ("transformer.ln_f", "model.norm", "gpt_neox.final_layer_norm", "model.decoder.final_layer_norm"):
-        obj = lm
-        try:
-            for part in path.split("."):
-                obj = getattr(obj, part)
-        except AttributeError:
-            continue
-        return obj
-    raise ValueError(f"cannot find the final norm of {type(lm).__name__}")
+    return _final_norm(_module(model))
 
 
 @torch.inference_mode()

@@ -19,32 +19,29 @@ import torch
 from torch import Tensor
 
 
-def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    """Left-pad token id lists: `(Long[Tensor, "batch seq"], Long[Tensor, "batch seq"] mask)`."""
+def _pad(sequences: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[Tensor, Tensor]:
     if len(sequences) == 0:
-        raise ValueError("left_pad: empty batch")
+        raise ValueError("padding an empty batch")
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
         if len(seq) == 0:
-            raise ValueError(f"left_pad: sequence {row} is empty")
-        ids[row, width - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
-        mask[row, width - len(seq):] = 1
+            raise ValueError(f"sequence {row} is empty")
+        cols = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, cols] = torch.as_tensor(list(seq), dtype=torch.long)
+        mask[row, cols] = 1
     return ids, mask
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Left-pad token id lists: `(Long[Tensor, "batch seq"], Long[Tensor, "batch seq"] mask)`."""
+    return _pad(sequences, pad_id, left=True)
 
 
 def right_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     """Right-pad token id lists: `(ids, mask)`, both `Long[Tensor, "batch seq"]`."""
-    if len(sequences) == 0:
-        raise ValueError("right_pad: empty batch")
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return ids, mask
+    return _pad(sequences, pad_id, left=False)
 
 
 def positions_from_mask(mask: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import nnsight
 from torch import Tensor
 
+from ..models.architecture import transformer_blocks
 from .loop import Masking
 
 Record = tuple[str, int, Any]
@@ -54,15 +55,7 @@ def site_order(site: str) -> int:
 
 def block_list(model) -> Any:
     """The envoy list of transformer blocks (`transformer.h` for GPT-2, `model.layers` for Llama-likes)."""
-    for path in ("transformer.h", "model.layers", "gpt_neox.layers", "model.decoder.layers"):
-        envoy = model
-        try:
-            for part in path.split("."):
-                envoy = getattr(envoy, part)
-        except AttributeError:
-            continue
-        return envoy
-    raise ValueError("cannot find the transformer blocks of this model (tried transformer.h, model.layers, …)")
+    return transformer_blocks(model)
 
 
 def _unwrap(output: Any) -> Tensor:
