@@ -25,12 +25,12 @@ from nnsight_codi.commands.train import main  # noqa: E402
 ARGS = [
     "--out", "out/tiny-codi",
     "--seed", "0", "--test-seed", "1000003",
-    "--dataset", "synthetic", "--train-size", "210000", "--eval-size", "1000",
-    "--min-steps", "2", "--max-steps", "3", "--value-max", "99", "--add-max", "9", "--mul-max", "4",
-    "--base", "tiny-gpt2", "--n-layer", "4", "--n-embd", "128", "--n-head", "4",
+    "--dataset", "synthetic", "--train-size", "240000", "--eval-size", "1000",
+    "--min-steps", "2", "--max-steps", "3", "--value-max", "99", "--add-max", "5", "--mul-max", "3",
+    "--base", "tiny-gpt2", "--n-layer", "4", "--n-embd", "128", "--n-head", "4", "--number-init", "fourier",
     "--num-latents", "6", "--distill-weight", "1", "--student-weight", "5", "--teacher-weight", "1",
-    "--teacher-warmup-steps", "150",
-    "--steps", "3200", "--batch-size", "64", "--lr", "2e-3", "--weight-decay", "0.01",
+    "--teacher-warmup-steps", "400",
+    "--steps", "3600", "--batch-size", "64", "--lr", "3e-3", "--weight-decay", "0.01",
     "--eval-every", "400", "--checkpoint-every", "400", "--threads", "2",
 ]
 

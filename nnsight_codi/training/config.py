@@ -26,6 +26,8 @@ class TrainConfig:
     Model:
         base: "tiny-gpt2" (built from scratch with the word tokenizer) or a local HF model directory.
         n_layer, n_embd, n_head, max_number: the tiny model's shape and tokenizer range.
+        number_init: "random" or "fourier" (number embeddings initialised from their value, see
+            `base.number_features`; tiny model only).
         prj_dim, prj_layer_norm: the projection.
         lora_r: 0 for full fine-tuning, > 0 for LoRA adapters of rank r on the attention/MLP linears
             (plus trainable prj and new token embeddings); merged into the saved model.
@@ -67,6 +69,7 @@ class TrainConfig:
     n_embd: int = 128
     n_head: int = 4
     max_number: int = 999
+    number_init: str = "random"
     prj_dim: int | None = None
     prj_layer_norm: bool = True
     lora_r: int = 0

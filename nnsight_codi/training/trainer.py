@@ -46,7 +46,8 @@ class Setup:
 def build_setup(cfg: TrainConfig) -> Setup:
     """Base model, tokenizer, special ids and a fresh projection (seeded)."""
     if cfg.base == "tiny-gpt2":
-        model, tok, ids = tiny_base(cfg.max_number, cfg.n_layer, cfg.n_embd, cfg.n_head, seed=cfg.seed)
+        model, tok, ids = tiny_base(cfg.max_number, cfg.n_layer, cfg.n_embd, cfg.n_head, seed=cfg.seed,
+                                    number_init=cfg.number_init)
     else:
         model, tok, ids = hf_base(cfg.base)
     hidden = model.get_input_embeddings().weight.shape[1]
@@ -309,3 +310,18 @@ def train(cfg: TrainConfig, resume: bool = False, data=None, stop_at: int | None
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     log.close()
     return metrics
+
+
+def export_checkpoint(out: str | Path, dest: str | Path | None = None) -> Path:
+    """Write the latest checkpoint of run `out` as a converted CODI directory (default `out/model-stepN`).
+
+    Useful to inspect a run while it trains, or to recover a model from an interrupted run.
+    """
+    out = Path(out)
+    cfg = TrainConfig.load(out / "train_config.json")
+    setup = build_setup(cfg)
+    state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
+    setup.model.load_state_dict(state["model"])
+    setup.prj.load_state_dict(state["prj"])
+    dest = Path(dest) if dest else out / f"model-step{state['step']}"
+    return save_converted(dest, final_model_for_saving(setup), setup.tokenizer, setup.prj, codi_config_for(cfg, setup))

@@ -179,3 +179,32 @@ def test_cli_register_and_config():
     assert cmd.run(bad) == 2
     with pytest.raises(ValueError):
         TrainConfig(answer_template="no placeholder")
+
+
+def test_hf_base_from_local_files(tmp_path, family="llama", lora_r=4):
+    """A local HF base (Llama, LoRA on its Linear layers) trained on GSM8k-Aug style jsonl."""
+    from factories import BASE_VOCAB, tiny_lm, word_tokenizer
+
+    lm = tiny_lm(family)
+    base = lm.__class__(lm.config.__class__(**{**lm.config.to_dict(), "vocab_size": BASE_VOCAB}))
+    base.save_pretrained(tmp_path / "base")
+    word_tokenizer().save_pretrained(tmp_path / "base")
+    rows = []
+    for a in range(1, 9):
+        for b in range(1, 5):
+            rows.append({"question": f"tom has {a} pens . he gets {b} more . how many pens ?",
+                         "cot": f"<<{a}+{b}={a + b}>>", "answer": f"#### {a + b}"})
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = TrainConfig(out=str(tmp_path / "run"), base=str(tmp_path / "base"), dataset=str(tmp_path / "train.jsonl"),
+                      answer_template="the answer is : {answer}", eval_size=4, eval_during=4, steps=4, batch_size=4,
+                      num_latents=2, lora_r=lora_r, progress=False, eval_every=0, checkpoint_every=0, log_every=1)
+    metrics = train(cfg)
+    assert metrics["steps"] == 4 and all(math.isfinite(h["loss"]) for h in metrics["history"])
+    ccfg = CodiConfig.load(tmp_path / "run" / "model")
+    assert (ccfg.pad_id, ccfg.bot_id, ccfg.eot_id) == (BASE_VOCAB, BASE_VOCAB + 1, BASE_VOCAB + 2)
+    assert ccfg.family == family
+    from nnsight_codi.training.report import load_trained
+
+    model, _, tok, _ = load_trained(tmp_path / "run" / "model")
+    assert not any("lora" in k for k in model.state_dict())
+    assert len(tok) == BASE_VOCAB + 3
