@@ -74,7 +74,7 @@ class CaptureConfig:
 
 def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: bool = True) -> dict[str, Any]:
     """Capture `config` into the store at `out`; return a summary (`examples`, `bytes`, `seconds`, `path`)."""
-    from .data.sources import load_eval_dataset
+    from .data.sources import load_eval_dataset, synthetic_options
     from .store import StoreWriter
 
     start = time.perf_counter()
@@ -82,11 +82,14 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
     _check_writable(Path(out))
-    dataset = load_eval_dataset(config.dataset, split=config.split, limit=config.limit, seed=config.seed)
+    if config.dataset != "synthetic":  # a bad path fails before the model loads
+        dataset = load_eval_dataset(config.dataset, split=config.split, limit=config.limit, seed=config.seed)
     if codi is None:
         from .models import load_model
 
         codi = load_model(config.model, device=config.device, dtype=config.model_dtype, base=config.base)
+    if config.dataset == "synthetic":  # problems from the distribution the model was trained on
+        dataset = load_eval_dataset("synthetic", limit=config.limit, seed=config.seed, **synthetic_options(codi))
     if config.ndif_model:
         object.__setattr__(codi, "ndif_repo_id", config.ndif_model)
     target = _target(codi, config)

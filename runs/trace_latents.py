@@ -14,7 +14,7 @@ import nnsight
 import torch
 
 from nnsight_codi import load_model
-from nnsight_codi.data.sources import load_eval_dataset
+from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
 from nnsight_codi.lens import logit_lens, top_tokens
 from nnsight_codi.tracing.hooks import block_list
 
@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
 
     codi = load_model(args.model)
-    data = load_eval_dataset("synthetic", limit=args.n, seed=7)
+    data = load_eval_dataset("synthetic", limit=args.n, seed=7, **synthetic_options(codi))
     prompts = codi.encode(list(data["question"]))
     steps = codi.num_latents + 2
     torch.manual_seed(0)

@@ -98,3 +98,15 @@ def test_plain_lm_and_dtypes_through_load_model(tmp_path):
     assert len(half.answer(["tom has 3 pens ."], max_new_tokens=3)) == 1
     with pytest.raises(ValueError, match="unknown dtype"):
         load_model(codi_dir, dtype="int8")
+
+
+def test_synthetic_eval_uses_the_models_training_distribution(tmp_path, capsys):
+    from nnsight_codi.data.synthetic import generate_problems
+
+    options = {"value_range": [0, 30], "max_steps": 2, "add_range": [1, 5], "mul_range": [2, 3]}
+    model = make_converted(tmp_path / "m", "gpt2", num_latents=1, extra={"synthetic_options": options})
+    assert main(["eval", "--model", str(model), "--limit", "3", "--max-new-tokens", "2", "--json",
+                 "--out", str(tmp_path / "e")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "e" / "predictions.jsonl").read_text().splitlines()]
+    expected = generate_problems(3, seed=1, value_range=(0, 30), max_steps=2, add_range=(1, 5), mul_range=(2, 3))
+    assert [r["question"] for r in rows] == list(expected["question"])

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..capture import CaptureConfig, run_capture
-    from ..data.sources import load_eval_dataset
+    from ..data.sources import load_eval_dataset, synthetic_options
     from ..evaluation import evaluate
     from ..lens import logit_lens, top_tokens
     from ..tracing.capture import Capture
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     codi = load_codi_model(args.model)
-    dataset = load_eval_dataset("synthetic", limit=args.limit, seed=args.seed)
+    dataset = load_eval_dataset("synthetic", limit=args.limit, seed=args.seed, **synthetic_options(codi))
     quiet = args.json
     with_latents = evaluate(codi, dataset, progress=not quiet, model_name=args.model, dataset_name="synthetic")
     without = evaluate(codi, dataset, num_latents=0, progress=not quiet, model_name=args.model,

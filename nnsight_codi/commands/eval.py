@@ -28,12 +28,15 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.sources import load_eval_dataset
+    from ..data.sources import load_eval_dataset, synthetic_options
     from ..evaluation import evaluate
 
     remote = remote_value(args.remote)
-    dataset = load_eval_dataset(args.dataset, split=args.split, limit=args.limit, seed=args.seed)
+    if args.dataset != "synthetic":  # a bad path fails before the model loads
+        dataset = load_eval_dataset(args.dataset, split=args.split, limit=args.limit, seed=args.seed)
     codi = load_codi(args)
+    if args.dataset == "synthetic":  # problems from the distribution the model was trained on
+        dataset = load_eval_dataset("synthetic", limit=args.limit, seed=args.seed, **synthetic_options(codi))
     start = time.perf_counter()
     result = evaluate(codi, dataset, batch_size=args.batch_size, num_latents=args.num_latents,
                       max_new_tokens=args.max_new_tokens, masking=args.masking, remote=remote,

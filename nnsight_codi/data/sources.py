@@ -4,7 +4,9 @@
 - `"gsm8k"`: GSM8K from the hub (`openai/gsm8k`, config `main`; needs network);
 - a local `.json` / `.jsonl` / `.parquet` file (or a directory of them) with `question` and
   `answer` fields (the GSM8K format: the gold number after `####`);
-- `"synthetic"`: the seeded synthetic arithmetic problems (`seed`, `size` options).
+- `"synthetic"`: the seeded synthetic arithmetic problems (`seed`, `size` options; difficulty
+  options as `SyntheticOptions` fields — `synthetic_options(model)` gives the distribution a
+  model was trained on, recorded in its codi.json).
 
 Example:
     >>> ds = load_eval_dataset("synthetic", limit=3, seed=1)
@@ -56,6 +58,16 @@ def load_eval_dataset(spec: str | Path, split: str = "test", limit: int | None =
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return ds
+
+
+def synthetic_options(model) -> dict[str, Any]:
+    """The synthetic-problem options a model was trained on (`codi.json` extra), else `{}`."""
+    config = getattr(model, "codi_config", None)
+    options = dict((config.extra.get("synthetic_options") or {}) if config is not None else {})
+    for key in ("value_range", "add_range", "mul_range"):
+        if key in options:
+            options[key] = tuple(options[key])
+    return options
 
 
 def _load_local(path: Path, split: str) -> Dataset:
