@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
     parser.add_argument("--config", default=None, help="a train_config.json to start from (flags override it)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint/state.pt")
+    parser.add_argument("--stop-at", type=int, default=None,
+                        help="stop after this step (checkpoint + save) though the schedule runs to --steps; "
+                             "continue later with --resume")
     parser.add_argument("--final-eval", action=argparse.BooleanOptionalAction, default=True,
                         help="evaluate on the held-out set at the end (K latents, 0 latents, teacher CoT)")
 
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"nnsight-codi train: {err}", file=sys.stderr)
         return 2
     try:
-        metrics = train(cfg, resume=args.resume)
+        metrics = train(cfg, resume=args.resume, stop_at=getattr(args, "stop_at", None))
     except (ValueError, FileNotFoundError) as err:
         print(f"nnsight-codi train: {err}", file=sys.stderr)
         return 2
