@@ -136,6 +136,12 @@ def _perm(n: int, seed: int, epoch: int) -> list[int]:
     return _PERM_CACHE[key]
 
 
+def synthetic_options_of(cfg: TrainConfig) -> dict:
+    """The `SyntheticOptions` fields of a synthetic run (recorded in codi.json `extra`)."""
+    return {"min_steps": cfg.min_steps, "max_steps": cfg.max_steps, "value_range": [0, cfg.value_max],
+            "add_range": [1, cfg.add_max], "mul_range": [2, cfg.mul_max], "ops": cfg.ops}
+
+
 def codi_config_for(cfg: TrainConfig, setup: Setup) -> CodiConfig:
     ids = setup.ids
     return CodiConfig(
@@ -143,7 +149,8 @@ def codi_config_for(cfg: TrainConfig, setup: Setup) -> CodiConfig:
         remove_eos=cfg.remove_eos, prompt_suffix=cfg.prompt_suffix, use_prj=True, eos_id=ids["eos_id"],
         family=family_of(setup.model), source="nnsight-codi train", base=cfg.base,
         extra={"answer_template": cfg.answer_template, "train_seed": cfg.seed, "test_seed": cfg.test_seed,
-               "dataset": cfg.dataset},
+               "dataset": cfg.dataset, **({"synthetic_options": synthetic_options_of(cfg)}
+                                          if cfg.dataset == "synthetic" else {})},
     )
 
 
