@@ -1,6 +1,6 @@
 """Capture overhead vs the plain latent loop, measured side by side in one process.
 
-    python bench/bench_capture.py [--sizes tiny,gpt2] [--batch 8] [--repeats 5] [--device cpu]
+    python bench/bench_capture.py [--sizes tiny,gpt2] [--batch 8] [--repeats 5] [--device cpu|cuda] [--json PATH]
 
 For each model (the shipped tiny CODI, and a CODI-GPT-2-sized model built from config with
 random weights) and one batch of synthetic questions, median wall time of:
@@ -12,6 +12,7 @@ random weights) and one batch of synthetic questions, median wall time of:
 - `session`        the NDIF-shaped session executor, locally;
 - `capture→zarr`   `run_capture` of the same questions into a fresh store (incl. writing).
 
+Each variant is timed round-robin (one call of each per round, after one warm-up call of each).
 Ratios are to `torch loop`. Peak RSS vs number of examples runs `run_capture` in fresh
 subprocesses. Prints a markdown table and writes bench/results/bench_capture.json.
 """
@@ -48,7 +49,8 @@ def build(size: str, device: str):
 
     tok = build_word_tokenizer()
     vocab = len(tok)
-    lm = GPT2LMHeadModel(GPT2Config(vocab_size=vocab + 3, n_layer=12, n_embd=768, n_head=12, n_positions=1024))
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=vocab + 3, n_layer=12, n_embd=768, n_head=12, n_positions=1024,
+                                    bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
     out = Path(tempfile.mkdtemp()) / "gpt2-sized"
     cfg = CodiConfig(pad_id=vocab, bot_id=vocab + 1, eot_id=vocab + 2, num_latents=6, eos_id=tok.eos_token_id)
     save_converted(out, lm, tok, build_projection(768, 768), cfg)
@@ -67,14 +69,21 @@ def torch_loop(codi, prompts, max_new_tokens):
     return state.generated()
 
 
-def median_time(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def median_times(fns: dict, repeats: int) -> dict:
+    """Median wall time of each function, timed round-robin (one call of each per round) after
+    one warm-up call of each, so clock ramps and cache effects fall on every variant alike."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bench_model(size, device, batch, repeats, max_new_tokens):
@@ -89,15 +98,6 @@ def bench_model(size, device, batch, repeats, max_new_tokens):
     prompts = codi.encode(questions)
     hook = Capture(["hidden", "latent_input"], range(codi.num_layers + 1), codi.num_latents)
     lm = plain_lm_model(codi)
-    rows = {}
-    with torch.inference_mode():
-        rows["torch loop"] = median_time(lambda: torch_loop(codi, prompts, max_new_tokens), repeats)
-        rows["driver"] = median_time(lambda: codi.latent_generate(prompts, max_new_tokens=max_new_tokens), repeats)
-        rows["trace"] = median_time(lambda: run_loop(codi, prompts, [], max_new_tokens=max_new_tokens), repeats)
-        rows["trace+capture"] = median_time(lambda: run_loop(codi, prompts, [hook], max_new_tokens=max_new_tokens),
-                                            repeats)
-        rows["session"] = median_time(lambda: run_latent_session(lm, codi.prj._module, codi.codi_config, prompts,
-                                                                 max_new_tokens=max_new_tokens), repeats)
 
     def capture_once():
         path = Path(tempfile.mkdtemp()) / "s.zarr"
@@ -105,7 +105,16 @@ def bench_model(size, device, batch, repeats, max_new_tokens):
                                          max_new_tokens=max_new_tokens), codi=codi, progress=False)
         return path
 
-    rows["capture→zarr"] = median_time(capture_once, max(2, repeats // 2))
+    with torch.inference_mode():
+        rows = median_times({
+            "torch loop": lambda: torch_loop(codi, prompts, max_new_tokens),
+            "driver": lambda: codi.latent_generate(prompts, max_new_tokens=max_new_tokens),
+            "trace": lambda: run_loop(codi, prompts, [], max_new_tokens=max_new_tokens),
+            "trace+capture": lambda: run_loop(codi, prompts, [hook], max_new_tokens=max_new_tokens),
+            "session": lambda: run_latent_session(lm, codi.prj._module, codi.codi_config, prompts,
+                                                  max_new_tokens=max_new_tokens),
+            "capture→zarr": capture_once,
+        }, repeats)
     path = capture_once()
     store_bytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return {"model": size, "layers": codi.num_layers, "dim": codi.hidden_size, "latents": codi.num_latents,
@@ -141,6 +150,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--peak", default="32,128,512", help="dataset sizes for peak RSS ('' to skip)")
+    parser.add_argument("--json", default=str(ROOT / "results" / "bench_capture.json"), help="where to write the results")
     args = parser.parse_args()
     torch.manual_seed(0)
     results = [bench_model(s, args.device, args.batch, args.repeats, args.max_new_tokens)
@@ -157,9 +167,9 @@ def main() -> None:
         print("\n| examples captured (tiny) | " + " | ".join(str(n) for n in peaks) + " |")
         print("|---|" + "---|" * len(peaks))
         print("| peak RSS (MiB) | " + " | ".join(f"{v:.0f}" for v in peaks.values()) + " |")
-    info = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    info = {"device": args.device if args.device == "cpu" else torch.cuda.get_device_name(), "batch": args.batch, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "results": results, "peak_rss_mib": peaks, "self_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    out = ROOT / "results" / "bench_capture.json"
+    out = Path(args.json)
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(info, indent=2) + "\n")
     print(f"\nwritten {out}")

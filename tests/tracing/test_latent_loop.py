@@ -50,7 +50,8 @@ def test_hidden_states_batched_equal_single_in_trace(codi):
 
     batched = trace_hidden(QUESTIONS)
     for row, question in enumerate(QUESTIONS):
-        torch.testing.assert_close(batched[row], trace_hidden([question])[0], atol=1e-5, rtol=1e-4)
+        # float32 batched vs single matmuls differ by ~1e-6; three latent iterations amplify it.
+        torch.testing.assert_close(batched[row], trace_hidden([question])[0], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("remote", [None, "local"])
