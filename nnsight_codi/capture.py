@@ -56,10 +56,13 @@ class CaptureConfig:
     positions: tuple[int, ...] | None = None
     ndif_model: str | None = None
     interventions: list[dict] = field(default_factory=list)
+    synthetic: dict[str, Any] | None = None
 
     def fingerprint(self, codi) -> dict[str, Any]:
         """The part of the config that defines the store's content (device, batch size, remote do not)."""
         data = dataclasses.asdict(self)
+        if self.synthetic is None:
+            data.pop("synthetic")  # stores written before the option existed keep their fingerprint
         for volatile in ("device", "remote", "base", "batch_size", "ndif_model"):
             data.pop(volatile)
         data["variables"] = list(self.variables)
@@ -89,7 +92,8 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
 
         codi = load_model(config.model, device=config.device, dtype=config.model_dtype, base=config.base)
     if config.dataset == "synthetic":  # problems from the distribution the model was trained on
-        dataset = load_eval_dataset("synthetic", limit=config.limit, seed=config.seed, **synthetic_options(codi))
+        dataset = load_eval_dataset("synthetic", limit=config.limit, seed=config.seed,
+                                    **synthetic_options(codi, config.synthetic))
     if config.ndif_model:
         object.__setattr__(codi, "ndif_repo_id", config.ndif_model)
     target = _target(codi, config)

@@ -65,6 +65,19 @@ class EvalResult:
         return directory
 
 
+def direct_answer_budget(codi, slack: int = 2) -> int:
+    """Answer tokens that fit a direct answer and nothing more: the model's answer template
+    (codi.json `answer_template`, else the reference's "The answer is: {answer}") with a
+    one-token number, plus eos, plus `slack` tokens for longer numbers.
+
+    Decoding bounded to this leaves no room for an explicit chain of thought, which is what
+    "accuracy without latents" should measure: a CODI model given no latents may instead fall
+    back to writing its chain of thought out (the shipped tiny model does).
+    """
+    template = codi.codi_config.extra.get("answer_template", "The answer is: {answer}")
+    return len(codi.tokenizer(template.format(answer=0), add_special_tokens=False)["input_ids"]) + 1 + slack
+
+
 def _json_number(x: float) -> float | str:
     return x if x == x and abs(x) != float("inf") else str(x)
 

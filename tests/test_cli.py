@@ -61,6 +61,9 @@ def test_demo_runs_and_writes_its_outputs(model_dir, tmp_path, capsys):
     assert main(["demo", "--model", str(model_dir), "--limit", "4", "--examples", "2", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n"] == 4 and 0 <= summary["accuracy"] <= 1 and summary["store_examples"] == 4
+    assert 0 <= summary["accuracy_k0"] <= 1 and 0 <= summary["accuracy_k0_free"] <= 1
+    k0 = [json.loads(line) for line in (out / "eval_k0" / "predictions.jsonl").read_text().splitlines()]
+    assert sum(r["correct"] for r in k0) / 4 == summary["accuracy_k0"]
     worked = json.loads((out / "worked_examples.json").read_text())
     assert len(worked) == 2 and [e["step"] for e in worked[0]["logit_lens"]] == ["bot", "latent1", "latent2", "eot"]
     assert (out / "eval" / "predictions.jsonl").exists() and (out / "capture.zarr" / "manifest.json").exists()
@@ -110,3 +113,17 @@ def test_synthetic_eval_uses_the_models_training_distribution(tmp_path, capsys):
     rows = [json.loads(line) for line in (tmp_path / "e" / "predictions.jsonl").read_text().splitlines()]
     expected = generate_problems(3, seed=1, value_range=(0, 30), max_steps=2, add_range=(1, 5), mul_range=(2, 3))
     assert [r["question"] for r in rows] == list(expected["question"])
+
+
+def test_synthetic_difficulty_flags_reach_the_problems(model_dir, tmp_path, capsys):
+    out = tmp_path / "eval4"
+    code = main(["eval", "--model", str(model_dir), "--limit", "12", "--max-new-tokens", "2", "--json",
+                 "--min-steps", "4", "--max-steps", "4", "--value-max", "60", "--out", str(out)])
+    assert code == 0
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    expected = load_eval_dataset("synthetic", limit=12, min_steps=4, max_steps=4, value_range=(0, 60))
+    assert [r["question"] for r in rows] == list(expected["question"])
+    assert set(expected["steps"]) == {4} and max(v for vals in expected["intermediates"] for v in vals) <= 60
+    capsys.readouterr()
+    assert main(["eval", "--model", str(model_dir), "--limit", "2", "--min-steps", "5", "--max-steps", "2"]) == 2
+    assert "min_steps" in capsys.readouterr().err

@@ -25,6 +25,22 @@ def add_dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="split for hub datasets / file name filter (default: test)")
     parser.add_argument("--limit", type=int, default=None, help="use the first N examples")
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic problems (default: 1)")
+    group = parser.add_argument_group("synthetic difficulty (default: the distribution the model was trained on)")
+    group.add_argument("--min-steps", type=int, default=None, help="fewest operations per problem")
+    group.add_argument("--max-steps", type=int, default=None, help="most operations per problem (up to 4 and more)")
+    group.add_argument("--value-max", type=int, default=None, help="largest operand or intermediate value")
+    group.add_argument("--ops", default=None, help="operations after the opening, a subset of '+-*/'")
+
+
+def synthetic_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The synthetic difficulty flags that were given, as `SyntheticOptions` fields."""
+    out: dict[str, Any] = {}
+    for name in ("min_steps", "max_steps", "ops"):
+        if getattr(args, name, None) is not None:
+            out[name] = getattr(args, name)
+    if getattr(args, "value_max", None) is not None:
+        out["value_range"] = (0, args.value_max)
+    return out
 
 
 def add_loop_args(parser: argparse.ArgumentParser) -> None:

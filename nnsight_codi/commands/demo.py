@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..capture import CaptureConfig, run_capture
     from ..data.sources import load_eval_dataset, synthetic_options
-    from ..evaluation import evaluate
+    from ..evaluation import direct_answer_budget, evaluate
     from ..lens import logit_lens, top_tokens
     from ..tracing.capture import Capture
     from ..tracing.hooks import run_loop
@@ -43,10 +43,16 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_eval_dataset("synthetic", limit=args.limit, seed=args.seed, **synthetic_options(codi))
     quiet = args.json
     with_latents = evaluate(codi, dataset, progress=not quiet, model_name=args.model, dataset_name="synthetic")
-    without = evaluate(codi, dataset, num_latents=0, progress=not quiet, model_name=args.model,
-                       dataset_name="synthetic")
+    # Without latents: once answering directly (decoding bounded to the answer's length), once
+    # free to write more (the model may fall back to writing its chain of thought out).
+    without = evaluate(codi, dataset, num_latents=0, max_new_tokens=direct_answer_budget(codi), progress=not quiet,
+                       model_name=args.model, dataset_name="synthetic")
+    without_free = evaluate(codi, dataset, num_latents=0, progress=not quiet, model_name=args.model,
+                            dataset_name="synthetic")
     with_latents.write(out / "eval")
     without.write(out / "eval_k0")
+    without_free.write(out / "eval_k0_free")
+    writes_cot = sum("<<" in p.prediction_text for p in without_free.predictions)
 
     k, last = codi.num_latents, codi.num_layers
     shown = dataset.select(range(min(args.examples, len(dataset))))
@@ -69,19 +75,22 @@ def run(args: argparse.Namespace) -> int:
                                                max_new_tokens=32), codi=codi, progress=not quiet)
     summary = {"model": args.model, "num_latents": k, "n": with_latents.n,
                "accuracy": with_latents.accuracy, "accuracy_k0": without.accuracy,
+               "accuracy_k0_free": without_free.accuracy, "k0_free_writes_cot": writes_cot,
                "out": str(out), "store": str(store), "store_examples": capture["examples"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if args.json:
         emit_json(summary | {"worked_examples": worked})
         return 0
     print(f"\naccuracy with {k} latents: {with_latents.accuracy:.1%}   with 0 latents: {without.accuracy:.1%}"
-          f"   ({with_latents.n} held-out synthetic problems, seed {args.seed})\n")
+          f"   ({with_latents.n} held-out synthetic problems, seed {args.seed})")
+    print(f"with 0 latents and room to write more: {without_free.accuracy:.1%} "
+          f"({writes_cot}/{without_free.n} answers write an explicit chain of thought '<< … >>' instead)\n")
     for ex in worked:
         print(f"Q: {ex['question']}")
         if ex["cot"]:
             print(f"   chain of thought (not shown to the model): {ex['cot']}")
         print("   logit lens, last layer:  " + "  ".join(f"{e['step']}→{e['token']!r}" for e in ex["logit_lens"]))
         print(f"   answer: {ex['answer']!r}   gold: {ex['gold']}\n")
-    print(f"outputs in {out}/: eval/predictions.jsonl, eval_k0/, worked_examples.json, summary.json, "
+    print(f"outputs in {out}/: eval/predictions.jsonl, eval_k0/, eval_k0_free/, worked_examples.json, summary.json, "
           f"capture.zarr (open with nnsight_codi.store.open_store or `nnsight-codi info {store}`)")
     return 0

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import add_dataset_args, add_loop_args, add_model_args, emit_json, load_codi, remote_value
+from .common import (add_dataset_args, add_loop_args, add_model_args, emit_json, load_codi, remote_value,
+                     synthetic_overrides)
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -36,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         dataset = load_eval_dataset(args.dataset, split=args.split, limit=args.limit, seed=args.seed)
     codi = load_codi(args)
     if args.dataset == "synthetic":  # problems from the distribution the model was trained on
-        dataset = load_eval_dataset("synthetic", limit=args.limit, seed=args.seed, **synthetic_options(codi))
+        dataset = load_eval_dataset("synthetic", limit=args.limit, seed=args.seed,
+                                    **synthetic_options(codi, synthetic_overrides(args)))
     start = time.perf_counter()
     result = evaluate(codi, dataset, batch_size=args.batch_size, num_latents=args.num_latents,
                       max_new_tokens=args.max_new_tokens, masking=args.masking, remote=remote,

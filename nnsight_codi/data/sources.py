@@ -60,13 +60,23 @@ def load_eval_dataset(spec: str | Path, split: str = "test", limit: int | None =
     return ds
 
 
-def synthetic_options(model) -> dict[str, Any]:
-    """The synthetic-problem options a model was trained on (`codi.json` extra), else `{}`."""
+def synthetic_options(model, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The synthetic-problem options a model was trained on (`codi.json` extra, else `{}`),
+    with `overrides` (`SyntheticOptions` fields) on top; checked by `SyntheticOptions`.
+
+    Example:
+        >>> synthetic_options(None, {"max_steps": 4, "value_range": [0, 50]})
+        {'max_steps': 4, 'value_range': (0, 50)}
+    """
+    from .synthetic import SyntheticOptions
+
     config = getattr(model, "codi_config", None)
     options = dict((config.extra.get("synthetic_options") or {}) if config is not None else {})
+    options.update(overrides or {})
     for key in ("value_range", "add_range", "mul_range"):
         if key in options:
             options[key] = tuple(options[key])
+    SyntheticOptions(**options)  # a bad combination fails here, before any work
     return options
 
 
