@@ -6,8 +6,9 @@
 
 Same seed → same data, init and batch order; the step count (not wall time) fixes the
 schedule, so a rerun reproduces the model (bit-exact on the same CPU and thread count).
-`OMP_WAIT_POLICY=PASSIVE` keeps the 2 OpenMP threads from spin-waiting when other processes
-share the CPU (with the default policy steps slowed 3-8x under contention here).
+The recipe trains on one thread (two seeds fit the 2-core machine side by side);
+`OMP_WAIT_POLICY=PASSIVE` keeps OpenMP threads from spin-waiting when other processes share the
+CPU (with the default policy, 2-thread steps slowed 3-8x under contention here).
 """
 
 import os
