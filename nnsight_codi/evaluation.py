@@ -72,7 +72,7 @@ def direct_answer_budget(codi, slack: int = 2) -> int:
 
     Decoding bounded to this leaves no room for an explicit chain of thought, which is what
     "accuracy without latents" should measure: a CODI model given no latents may instead fall
-    back to writing its chain of thought out (the shipped tiny model does).
+    back to writing its chain of thought out (seed 0 of the shipped tiny model's recipe does).
     """
     template = codi.codi_config.extra.get("answer_template", "The answer is: {answer}")
     return len(codi.tokenizer(template.format(answer=0), add_special_tokens=False)["input_ids"]) + 1 + slack

@@ -26,7 +26,7 @@ from nnsight_codi.commands.train import main  # noqa: E402
 
 ARGS = [
     "--out", "out/tiny-codi",
-    "--seed", "0", "--test-seed", "1000003",
+    "--seed", "3", "--test-seed", "1000003",
     "--dataset", "synthetic", "--train-size", "280000", "--eval-size", "1000",
     "--min-steps", "2", "--max-steps", "3", "--value-max", "99", "--add-max", "5", "--mul-max", "3",
     "--base", "tiny-gpt2", "--n-layer", "4", "--n-embd", "128", "--n-head", "4", "--number-init", "fourier",

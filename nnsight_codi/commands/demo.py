@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\naccuracy with {k} latents: {with_latents.accuracy:.1%}   with 0 latents: {without.accuracy:.1%}"
           f"   ({with_latents.n} held-out synthetic problems, seed {args.seed})")
     print(f"with 0 latents and room to write more: {without_free.accuracy:.1%} "
-          f"({writes_cot}/{without_free.n} answers write an explicit chain of thought '<< … >>' instead)\n")
+          f"({writes_cot}/{without_free.n} answers start an explicit chain of thought '<<' instead)\n")
     for ex in worked:
         print(f"Q: {ex['question']}")
         if ex["cot"]:

@@ -13,7 +13,7 @@ from nnsight_codi.models.loader import TINY_MODEL_DIR
 from nnsight_codi.training.evaluate import student_generate
 from nnsight_codi.training.report import load_trained
 
-HELD_OUT_SEED = 1_000_004  # never used to train the shipped model (codi.json: train_seed 0, test_seed 1000003)
+HELD_OUT_SEED = 1_000_004  # never used to train the shipped model (codi.json: train_seed 3, test_seed 1000003)
 
 
 @pytest.fixture(scope="module")
@@ -53,5 +53,5 @@ def test_reasons_in_its_latents(tiny, problems):
     questions, answers = list(problems["question"]), list(problems["answer"])
     with_latents = accuracy(tiny.answer(questions), answers)
     direct_k0 = accuracy(tiny.answer(questions, num_latents=0, max_new_tokens=direct_answer_budget(tiny)), answers)
-    assert with_latents >= 0.85  # 93.7% on 1,000 problems of this seed (TRAINING.md)
-    assert with_latents - direct_k0 >= 0.5  # 5.9% without latents on the same 1,000
+    assert with_latents >= 0.9  # 98.3% on 1,000 problems of this seed (TRAINING.md)
+    assert with_latents - direct_k0 >= 0.5  # 13.3% without latents on the same 1,000
