@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from factories import PREFIX, reference_state_dict  # noqa: E402  (the tests' reference-layout writer)
 
 
 def build_checkpoint(root: Path, rank: int = 128, alpha: float = 32.0, seed: int = 0) -> dict:
@@ -47,28 +51,14 @@ def build_checkpoint(root: Path, rank: int = 128, alpha: float = 32.0, seed: int
     torch.manual_seed(seed)
     lm = GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size + 3, bos_token_id=eos, eos_token_id=eos))
     prj = build_projection(768, 768)
-    prefix, state, lora = "codi.base_model.model.", {}, {}
-    modules = dict(lm.named_modules())
-    for key, value in lm.state_dict().items():
-        module_name, _, leaf = key.rpartition(".")
-        if module_name.rsplit(".", 1)[-1] in ("c_attn", "c_proj", "c_fc"):
-            state[f"{prefix}{module_name}.base_layer.{leaf}"] = value.to(torch.bfloat16)
-            if leaf == "weight":
-                fan_in, fan_out = value.shape  # GPT-2 Conv1D stores in×out
-                assert type(modules[module_name]).__name__ == "Conv1D"
-                a, b = torch.randn(rank, fan_in) * 0.02, torch.randn(fan_out, rank) * 0.02
-                state[f"{prefix}{module_name}.lora_A.default.weight"] = a
-                state[f"{prefix}{module_name}.lora_B.default.weight"] = b
-                lora[module_name] = (a, b)
-        else:
-            state[prefix + key] = value.to(torch.bfloat16)
-    state.update({"prj." + k: v for k, v in prj.state_dict().items()})
+    # bf16 base as in the released checkpoints, fp32 LoRA and prj
+    state, lora = reference_state_dict(lm, prj, "gpt2", rank, lora_std=0.02, base_dtype=torch.bfloat16)
     path = root / "ckpt" / "pytorch_model.bin"
     path.parent.mkdir(parents=True)
     torch.save(state, path)
     name = "transformer.h.0.attn.c_attn"
     a, b = lora[name]
-    expected = state[f"{prefix}{name}.base_layer.weight"].float() + (alpha / rank) * (b @ a).T
+    expected = state[f"{PREFIX}{name}.base_layer.weight"].float() + (alpha / rank) * (b @ a).T
     return {"path": path, "base_dir": base_dir, "check_module": name, "expected": expected,
             "bytes": path.stat().st_size}
 

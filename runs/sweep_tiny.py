@@ -44,10 +44,9 @@ def run_variant(name: str, overrides: dict, out_root: str, device: str, eval_siz
     import torch
 
     torch.set_num_threads(1)
-    from nnsight_codi.data.synthetic import generate_problems
     from nnsight_codi.training.evaluate import lens_table
+    from nnsight_codi.training.report import load_trained, unseen_problems
     from nnsight_codi.training.trainer import Setup, evaluate_all, train
-    from nnsight_codi.training.report import load_trained
 
     cfg = recipe(f"{out_root}/{name}", overrides, device)
     t0 = time.time()
@@ -55,9 +54,7 @@ def run_variant(name: str, overrides: dict, out_root: str, device: str, eval_siz
     model, prj, tok, codi = load_trained(Path(cfg.out) / "model")
     model.to(device); prj.to(device)
     ids = {"pad_id": codi.pad_id, "bot_id": codi.bot_id, "eot_id": codi.eot_id, "eos_id": codi.eos_id}
-    data = generate_problems(eval_size, cfg.test_seed + 1, min_steps=cfg.min_steps, max_steps=cfg.max_steps,
-                             value_range=(0, cfg.value_max), add_range=(1, cfg.add_max), mul_range=(2, cfg.mul_max),
-                             ops=cfg.ops)
+    data = unseen_problems(cfg, eval_size)
     acc = evaluate_all(Setup(model, prj, tok, ids), cfg, data)
     lens = lens_table(model, prj, tok, list(data["question"]), list(data["intermediates"]),
                       num_latents=cfg.num_latents, ids=ids, remove_eos=cfg.remove_eos, prompt_suffix=cfg.prompt_suffix)

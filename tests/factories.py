@@ -82,6 +82,35 @@ def make_base_dir(directory: Path, family: str = "gpt2") -> Path:
     return directory
 
 
+def reference_state_dict(lm, prj, family: str, rank: int, lora_std: float = 0.2,
+                         base_dtype: torch.dtype | None = None) -> tuple[dict, dict]:
+    """`lm` + `prj` as the reference CODI state dict: every key under `codi.base_model.model.`,
+    the LoRA target modules split into `base_layer` plus random non-zero `lora_A/B.default`
+    (std `lora_std`), `prj.*`. Returns `(state, {module name: (A, B)})`."""
+    state: dict[str, torch.Tensor] = {}
+    lora: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    modules = dict(lm.named_modules())
+    for key, value in lm.state_dict().items():
+        value = value.clone() if base_dtype is None else value.to(base_dtype)
+        module_name, _, leaf = key.rpartition(".")
+        if module_name.rsplit(".", 1)[-1] in TARGETS[family]:
+            state[f"{PREFIX}{module_name}.base_layer.{leaf}"] = value
+            if leaf == "weight":
+                module = modules[module_name]
+                fan_in, fan_out = ((value.shape[0], value.shape[1]) if type(module).__name__ == "Conv1D"
+                                   else (value.shape[1], value.shape[0]))
+                a = torch.randn(rank, fan_in) * lora_std
+                b = torch.randn(fan_out, rank) * lora_std
+                state[f"{PREFIX}{module_name}.lora_A.default.weight"] = a
+                state[f"{PREFIX}{module_name}.lora_B.default.weight"] = b
+                lora[module_name] = (a, b)
+        else:
+            state[PREFIX + key] = value
+    for key, value in prj.state_dict().items():
+        state["prj." + key] = value.clone()
+    return state, lora
+
+
 def make_reference_checkpoint(directory: Path, family: str = "gpt2", rank: int = 4, alpha: float = 32.0,
                               seed: int = 0, fmt: str = "bin") -> dict:
     """Write a reference-layout CODI checkpoint (random weights, non-zero LoRA) and return its parts.
@@ -95,26 +124,7 @@ def make_reference_checkpoint(directory: Path, family: str = "gpt2", rank: int =
     lm = tiny_lm(family, seed)
     torch.manual_seed(seed + 7)
     prj = build_projection(lm.config.hidden_size, 40)
-    state: dict[str, torch.Tensor] = {}
-    lora: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    modules = dict(lm.named_modules())
-    for key, value in lm.state_dict().items():
-        module_name, _, leaf = key.rpartition(".")
-        if module_name.rsplit(".", 1)[-1] in TARGETS[family]:
-            state[f"{PREFIX}{module_name}.base_layer.{leaf}"] = value.clone()
-            if leaf == "weight":
-                module = modules[module_name]
-                fan_in, fan_out = ((value.shape[0], value.shape[1]) if type(module).__name__ == "Conv1D"
-                                   else (value.shape[1], value.shape[0]))
-                a = torch.randn(rank, fan_in) * 0.2
-                b = torch.randn(fan_out, rank) * 0.2
-                state[f"{PREFIX}{module_name}.lora_A.default.weight"] = a
-                state[f"{PREFIX}{module_name}.lora_B.default.weight"] = b
-                lora[module_name] = (a, b)
-        else:
-            state[PREFIX + key] = value.clone()
-    for key, value in prj.state_dict().items():
-        state["prj." + key] = value.clone()
+    state, lora = reference_state_dict(lm, prj, family, rank)
     if fmt == "bin":
         path = directory / "pytorch_model.bin"
         torch.save(state, path)

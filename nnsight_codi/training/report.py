@@ -32,19 +32,23 @@ def load_trained(directory: str | Path):
     return model, prj, tok, cfg
 
 
+def unseen_problems(cfg: TrainConfig, size: int | None = None):
+    """Synthetic problems of a synthetic run's distribution from seed `test_seed + 1`, which no
+    part of training uses (`size` defaults to `eval_size`)."""
+    from ..data.synthetic import generate_problems
+
+    return generate_problems(cfg.eval_size if size is None else size, cfg.test_seed + 1, min_steps=cfg.min_steps,
+                             max_steps=cfg.max_steps, value_range=(0, cfg.value_max), add_range=(1, cfg.add_max),
+                             mul_range=(2, cfg.mul_max), ops=cfg.ops)
+
+
 def heldout_sets(cfg: TrainConfig) -> dict:
     """Named held-out datasets: the run's test split (and one more unseen seed if synthetic)."""
     from .trainer import load_data
 
     if cfg.dataset == "synthetic":
-        from ..data.synthetic import check_disjoint, generate_problems
-
         _, test = load_data(TrainConfig(**{**cfg.to_dict(), "train_size": 0}))
-        other_seed = cfg.test_seed + 1
-        other = generate_problems(cfg.eval_size, other_seed, min_steps=cfg.min_steps, max_steps=cfg.max_steps,
-                                  value_range=(0, cfg.value_max), add_range=(1, cfg.add_max),
-                                  mul_range=(2, cfg.mul_max), ops=cfg.ops)
-        return {f"seed{cfg.test_seed}": test, f"seed{other_seed}": other}
+        return {f"seed{cfg.test_seed}": test, f"seed{cfg.test_seed + 1}": unseen_problems(cfg)}
     _, test = load_data(cfg)
     return {"heldout": test}
 
