@@ -1,0 +1,113 @@
+"""A study's outputs: `results.json`, `figures/*.png`, `report.md` in one directory.
+
+Every study (DESIGN.md, "Studies") writes the same three things, so the demo can link them:
+
+    out/
+      results.json      machine-readable: every figure's numbers, with confidence intervals
+      figures/*.png     seaborn/matplotlib figures
+      report.md         what was run, the headline table, the figures
+
+Example:
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = write_results(out, {"accuracy": 0.5, "nan": float("nan")})
+    >>> (out / "results.json").read_text().count("null")
+    1
+    >>> print(markdown_table([{"name": "a", "rate": 0.12345}]))
+    | name | rate |
+    | --- | --- |
+    | a | 0.123 |
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: numpy scalars/arrays to Python, NaN/inf to null, paths to strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_results(out: str | Path, results: Mapping[str, Any]) -> Path:
+    """Write `out/results.json` (NaN as null) and return its path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    path.write_text(json.dumps(_clean(results), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def figures_dir(out: str | Path) -> Path:
+    path = Path(out) / "figures"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_figure(fig, out: str | Path, name: str, dpi: int = 130) -> Path:
+    """Save a matplotlib figure as `out/figures/<name>.png`, close it, return the path."""
+    import matplotlib.pyplot as plt
+
+    path = figures_dir(out) / f"{name}.png"
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _cell(value: Any, digits: int) -> str:
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else f"{value:.{digits}f}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, digits: int = 3) -> str:
+    """Rows of dicts as a GitHub markdown table (floats rounded to `digits`)."""
+    if not rows:
+        return "_(no rows)_"
+    columns = list(columns or rows[0].keys())
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(_cell(r.get(c, ""), digits) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _relative(path: Path, out: Path) -> str:
+    """`path` as a link from `out/report.md` (relative when it lies under `out`)."""
+    path, root = path.resolve(), out.resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def write_report(out: str | Path, title: str, sections: Iterable[tuple[str, str]],
+                 figures: Iterable[str | Path] = (), config: Mapping[str, Any] | None = None) -> Path:
+    """Write `out/report.md`: the title, the config that was run, the sections, the figures."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = [f"# {title}\n"]
+    if config is not None:
+        parts.append("## Configuration\n\n```json\n" + json.dumps(_clean(config), indent=2) + "\n```\n")
+    for heading, body in sections:
+        parts.append(f"## {heading}\n\n{body.strip()}\n")
+    figures = [Path(f) for f in figures]
+    if figures:
+        parts.append("## Figures\n\n" + "\n\n".join(
+            f"![{f.stem}]({_relative(f, out)})" for f in figures) + "\n")
+    path = out / "report.md"
+    path.write_text("\n".join(parts))
+    return path
