@@ -57,12 +57,17 @@ class CaptureConfig:
     ndif_model: str | None = None
     interventions: list[dict] = field(default_factory=list)
     synthetic: dict[str, Any] | None = None
+    lens_k: int = 10
+    lens_path: str | None = None
 
     def fingerprint(self, codi) -> dict[str, Any]:
         """The part of the config that defines the store's content (device, batch size, remote do not)."""
         data = dataclasses.asdict(self)
         if self.synthetic is None:
             data.pop("synthetic")  # stores written before the option existed keep their fingerprint
+        if not any(v.startswith(("lens_", "tuned_lens_")) for v in self.variables):
+            data.pop("lens_k")  # likewise for stores without lens read-outs
+            data.pop("lens_path")
         for volatile in ("device", "remote", "base", "batch_size", "ndif_model"):
             data.pop(volatile)
         data["variables"] = list(self.variables)
@@ -81,7 +86,10 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     from .store import StoreWriter
 
     start = time.perf_counter()
-    variables = parse_variables(list(config.variables))  # unknown names fail here, before any work
+    from .lens.capture import LensRequest, with_tuned
+
+    variables = with_tuned(parse_variables(list(config.variables)), config.lens_path)  # unknown names fail here
+    lens = LensRequest.from_variables(variables, config.lens_k, config.lens_path)
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
     _check_writable(Path(out))
@@ -97,9 +105,12 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     if config.ndif_model:
         object.__setattr__(codi, "ndif_repo_id", config.ndif_model)
     target = _target(codi, config)
+    lens.load(codi)
     layers = validate_layers(config.layers, target.num_layers)
     k = target.num_latents
-    model_vars = [v for v in variables if v in CAPTURABLE]
+    model_vars = [v for v in variables if v in CAPTURABLE or (v == "hidden" and lens.needs_hidden)]
+    if lens.needs_hidden and "hidden" not in model_vars:
+        model_vars.append("hidden")  # the lens reads the recorded residual stream
     hook = Capture(model_vars, layers, k, positions=target.positions)
     if target.positions is not None and set(variables) & set(ANSWER_VARIABLES):
         raise ValueError(f"{sorted(set(variables) & set(ANSWER_VARIABLES))} need a CODI model; "
@@ -112,20 +123,23 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     heads = int(getattr(lm_config, "num_key_value_heads", None) or lm_config.num_attention_heads)
     head_dim = int(getattr(lm_config, "head_dim", None) or lm_config.hidden_size // lm_config.num_attention_heads)
     writer = StoreWriter(
-        out, variables=list(variables), config=config.fingerprint(codi), num_layers=target.num_layers,
+        out, variables=list(lens.store_variables), config=config.fingerprint(codi), num_layers=target.num_layers,
         coords={"example": [str(i) for i in dataset["id"]], "question": questions,
                 "step_name": target.step_names, "layer": list(layers)},
-        sizes={"dim": int(lm_config.hidden_size), "position": width, "head": heads, "head_dim": head_dim},
+        sizes={"dim": int(lm_config.hidden_size), "position": width, "head": heads, "head_dim": head_dim,
+               "k": int(config.lens_k)},
         dtype=config.store_dtype, chunk=config.batch_size, pad_id=target.pad_id,
     )
     written = 0
     with writer:
+        lens.write_static(out, codi)
         todo = writer.pending()
         bar = tqdm(total=len(todo), desc="capture", unit="q", disable=not progress)
         with _maybe_eager(codi, hook.needs_attentions):
             for idx in writer.batches(config.batch_size):
                 data = _capture_batch(target, hook, [questions[i] for i in idx], [golds[i] for i in idx],
                                       config, width, variables)
+                data = lens.apply(codi, data, layers)
                 writer.write(idx, data)
                 written += len(idx)
                 bar.update(len(idx))

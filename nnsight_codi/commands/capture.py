@@ -4,6 +4,8 @@ Examples::
 
     nnsight-codi capture --model tiny --dataset synthetic --limit 256 --out out/tiny.zarr
     nnsight-codi capture --model tiny --out out/attn.zarr --what hidden,attention,kv --layers 0,2,4 --json
+    nnsight-codi capture --model tiny --out out/lens.zarr --what hidden,lens,unembed --lens-k 10
+    nnsight-codi capture --model tiny --out out/tuned.zarr --what lens --lens-path out/tuned-lens
     nnsight-codi capture --model path/to/hf-lm --positions -3,-2,-1 --what hidden --out out/plain.zarr
     nnsight-codi info out/tiny.zarr
 
@@ -26,14 +28,20 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    from ..store.schema import DEFAULT_VARIABLES, REQUESTABLE
+    from ..store.schema import DEFAULT_VARIABLES, LENS_GROUPS, REQUESTABLE, STATIC_REQUESTS
 
     p = subparsers.add_parser("capture", help="capture activations across the latent steps into a zarr store")
     add_model_args(p)
     add_dataset_args(p)
     p.add_argument("--out", required=True, help="store path (a directory, e.g. out/run.zarr)")
     p.add_argument("--what", default=",".join(DEFAULT_VARIABLES),
-                   help=f"comma-separated variables from {', '.join(REQUESTABLE)} (default: %(default)s)")
+                   help=f"comma-separated variables from {', '.join(REQUESTABLE)}; groups: "
+                        f"{', '.join(f'{g} (= {chr(44).join(v)})' for g, v in LENS_GROUPS.items())}; per store: "
+                        f"{', '.join(STATIC_REQUESTS)} (final norm + W_U, for lens analyses without a model) "
+                        "(default: %(default)s)")
+    p.add_argument("--lens-k", type=int, default=10, help="top-k size of lens read-outs (default: 10)")
+    p.add_argument("--lens-path", default=None,
+                   help="a tuned-lens directory: lens read-outs are also stored through it (tuned_lens_*)")
     p.add_argument("--layers", type=_ints, default=None, help="layers 0..L to capture (default: all)")
     p.add_argument("--positions", type=_ints, default=None,
                    help="plain LMs only: prompt positions from the end that form the step dim (default: -1)")
@@ -59,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, masking=args.masking,
         store_dtype=args.store_dtype, model_dtype=args.dtype, device=args.device, base=args.base,
         remote=remote_value(args.remote), positions=args.positions, ndif_model=args.ndif_model,
-        synthetic=synthetic_overrides(args) or None,
+        synthetic=synthetic_overrides(args) or None, lens_k=args.lens_k, lens_path=args.lens_path,
     )
     summary = run_capture(args.out, config, progress=not args.json)
     if args.json:

@@ -89,9 +89,17 @@ VARIABLES: dict[str, VarSpec] = {
                          "attention of each step's query over positions, averaged over all "
                          "layers and heads"),
     "lens_top_ids": VarSpec(("example", "step", "layer", "k"), "int32", -1,
-                            "lens top-k token ids at each step and layer"),
+                            "logit lens top-k token ids at each step and layer"),
     "lens_top_probs": VarSpec(("example", "step", "layer", "k"), "float", None,
-                              "lens top-k probabilities at each step and layer"),
+                              "logit lens top-k probabilities at each step and layer"),
+    "lens_entropy": VarSpec(("example", "step", "layer"), "float", None,
+                            "entropy (nats) of the logit lens distribution at each step and layer"),
+    "tuned_lens_top_ids": VarSpec(("example", "step", "layer", "k"), "int32", -1,
+                                  "tuned lens top-k token ids at each step and layer"),
+    "tuned_lens_top_probs": VarSpec(("example", "step", "layer", "k"), "float", None,
+                                    "tuned lens top-k probabilities at each step and layer"),
+    "tuned_lens_entropy": VarSpec(("example", "step", "layer"), "float", None,
+                                  "entropy (nats) of the tuned lens distribution at each step and layer"),
     "answer_pred": VarSpec(("example",), "float64", None,
                            "predicted numeric answer (NaN if none could be parsed)"),
     "answer_gold": VarSpec(("example",), "float64", None, "gold numeric answer"),
@@ -123,6 +131,26 @@ KV_NAMES = ("key", "value")
 """Coordinate of the `kv_part` dim (a dim cannot be named `kv` like its variable)."""
 
 
+LENS_GROUPS: dict[str, tuple[str, ...]] = {
+    "lens": ("lens_top_ids", "lens_top_probs", "lens_entropy"),
+    "tuned_lens": ("tuned_lens_top_ids", "tuned_lens_top_probs", "tuned_lens_entropy"),
+}
+"""Request names that stand for a lens's read-outs (`--what hidden,lens`)."""
+
+STATIC_VARIABLES: dict[str, tuple[str, ...]] = {
+    "token_string": ("token_id",),
+    "unembed_weight": ("token_id", "dim"),
+    "unembed_bias": ("token_id",),
+    "unembed_norm_weight": ("dim",),
+    "unembed_norm_bias": ("dim",),
+}
+"""Per-store (not per-example) variables: the vocabulary and the unembedding (final-norm
+parameters + W_U), written once by `nnsight_codi.lens.unembed.write_static`. Requested as
+`unembed`; `token_string` comes with every store that holds lens read-outs or `unembed`."""
+
+STATIC_REQUESTS = ("unembed",)
+
+
 def step_names(num_latents: int) -> list[str]:
     """Step names of a CODI run with K latents: `['bot', 'latent1', …, 'latentK', 'eot']`."""
     if num_latents < 0:
@@ -136,12 +164,24 @@ def parse_variables(text: str | Sequence[str] | None) -> tuple[str, ...]:
     Example:
         >>> parse_variables("hidden, correct")
         ('hidden', 'correct')
+
+    Group names expand (`lens` → `lens_top_ids, lens_top_probs, lens_entropy`; `tuned_lens`
+    likewise) and `unembed` (a per-store request, no example dim) is kept as is, last.
+
+        >>> parse_variables("hidden,lens,unembed")
+        ('hidden', 'lens_top_ids', 'lens_top_probs', 'lens_entropy', 'unembed')
     """
     if text is None:
         return DEFAULT_VARIABLES
     names = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
     names = [n for n in names if n]
-    return validate_variables(names) if names else DEFAULT_VARIABLES
+    if not names:
+        return DEFAULT_VARIABLES
+    static = [n for n in names if n in STATIC_REQUESTS]
+    expanded = [m for n in names if n not in STATIC_REQUESTS for m in LENS_GROUPS.get(n, (n,))]
+    if len(static) != len(set(static)):
+        raise SchemaError(f"variable(s) requested twice: {', '.join(sorted(set(static)))}")
+    return (validate_variables(expanded) if expanded else ()) + tuple(static)
 
 
 def validate_variables(names: Iterable[str]) -> tuple[str, ...]:
@@ -154,7 +194,7 @@ def validate_variables(names: Iterable[str]) -> tuple[str, ...]:
     if unknown:
         raise SchemaError(
             f"unknown variable(s) {', '.join(repr(n) for n in unknown)}; "
-            f"valid: {', '.join(REQUESTABLE)}")
+            f"valid: {', '.join(REQUESTABLE + tuple(LENS_GROUPS) + STATIC_REQUESTS)}")
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise SchemaError(f"variable(s) requested twice: {', '.join(dups)}")

@@ -1,0 +1,139 @@
+"""The tuned lens: one affine translator per layer, in tuned-lens's residual form and file layout.
+
+Translator i acts on residual-stream layer i (i = 0..L-1; layer L, the last block's output, is read
+with the plain logit lens): `h ↦ h + W_i h + b_i`, then the model's final norm and unembedding.
+The translators start at zero, so an untrained tuned lens is exactly the logit lens.
+
+Saved as tuned-lens saves (`config.json` with `base_model_name_or_path`, `d_model`,
+`num_hidden_layers`, `bias`, `base_model_revision`, `unembed_hash`, `lens_type`; `params.pt`
+with `layer_translators.{i}.weight / .bias`), so lenses move between this tool and tuned-lens.
+Loading checks the unembedding hash and refuses a lens trained for another model.
+
+Example:
+    >>> lens = TunedLens(d_model=8, num_hidden_layers=2, unembed_hash="x")
+    >>> h = torch.randn(3, 8)
+    >>> bool(torch.equal(lens.transform(h, 0), h))   # zero-initialised: the logit lens
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .unembed import weight_hash
+
+CONFIG_NAME = "config.json"
+PARAMS_NAME = "params.pt"
+
+
+class TunedLens(nn.Module):
+    """Per-layer affine translators `layer_translators[i]: Linear(d_model, d_model)` (zero-init)."""
+
+    def __init__(self, d_model: int, num_hidden_layers: int, unembed_hash: str | None = None,
+                 base_model_name_or_path: str = "", base_model_revision: str | None = None,
+                 bias: bool = True, extra: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.config = {"base_model_name_or_path": base_model_name_or_path, "d_model": int(d_model),
+                       "num_hidden_layers": int(num_hidden_layers), "bias": bool(bias),
+                       "base_model_revision": base_model_revision, "unembed_hash": unembed_hash,
+                       "lens_type": "linear_tuned_lens"}
+        self.extra = dict(extra or {})
+        self.layer_translators = nn.ModuleList()
+        for _ in range(num_hidden_layers):
+            t = nn.Linear(d_model, d_model, bias=bias)
+            nn.init.zeros_(t.weight)
+            if bias:
+                nn.init.zeros_(t.bias)
+            self.layer_translators.append(t)
+
+    @property
+    def num_layers(self) -> int:
+        return self.config["num_hidden_layers"]
+
+    @classmethod
+    def for_model(cls, model, **extra: Any) -> TunedLens:
+        """An untrained (zero) lens for a CODI model / HF LM."""
+        from .logit import _module
+
+        lm = _module(model)
+        cfg = getattr(model, "codi_config", None)
+        return cls(d_model=int(lm.config.hidden_size), num_hidden_layers=int(lm.config.num_hidden_layers),
+                   unembed_hash=weight_hash(lm.get_output_embeddings().weight),
+                   base_model_name_or_path=str((cfg.source if cfg else None) or lm.config.name_or_path or ""),
+                   base_model_revision=cfg.revision if cfg else None, extra=extra)
+
+    def transform(self, h: Tensor, layer: int) -> Tensor:
+        """`Float[Tensor, "... d_model"]` at residual layer `layer` → the translated state."""
+        if not 0 <= layer <= self.num_layers:
+            raise ValueError(f"layer {layer} out of range 0..{self.num_layers}")
+        if layer == self.num_layers:
+            return h
+        t = self.layer_translators[layer]
+        return h + t(h.to(t.weight.dtype)).to(h.dtype)
+
+    def translators(self) -> dict[int, tuple[Any, Any]]:
+        """`{layer: (W, b)}` as numpy arrays (for the offline lens)."""
+        out = {}
+        for i, t in enumerate(self.layer_translators):
+            b = t.bias if t.bias is not None else torch.zeros(t.weight.shape[0])
+            out[i] = (t.weight.detach().float().cpu().numpy(), b.detach().float().cpu().numpy())
+        return out
+
+    # -- I/O ----------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write `config.json` + `params.pt` (tuned-lens's layout) into the directory `path`."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.layer_translators.state_dict(), path / PARAMS_NAME)
+        config = dict(self.config)
+        if self.extra:
+            config["nnsight_codi"] = self.extra  # tuned-lens ignores unknown keys (with a warning)
+        (path / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, model=None, map_location: str = "cpu") -> TunedLens:
+        """Load a lens directory; with `model`, refuse a lens trained for another unembedding."""
+        path = Path(path)
+        config_path, params_path = path / CONFIG_NAME, path / PARAMS_NAME
+        if not config_path.is_file() or not params_path.is_file():
+            raise FileNotFoundError(f"{path} is not a tuned-lens directory (needs {CONFIG_NAME} and {PARAMS_NAME})")
+        config = json.loads(config_path.read_text())
+        try:
+            lens = cls(d_model=config["d_model"], num_hidden_layers=config["num_hidden_layers"],
+                       unembed_hash=config.get("unembed_hash"),
+                       base_model_name_or_path=config.get("base_model_name_or_path", ""),
+                       base_model_revision=config.get("base_model_revision"), bias=config.get("bias", True),
+                       extra=config.get("nnsight_codi"))
+        except KeyError as err:
+            raise ValueError(f"{config_path}: missing key {err}") from None
+        state = torch.load(params_path, map_location=map_location, weights_only=True)
+        try:
+            lens.layer_translators.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(f"{params_path}: parameters do not fit the config "
+                             f"(d_model={config['d_model']}, layers={config['num_hidden_layers']}): "
+                             f"{str(err).splitlines()[0]}") from None
+        if model is not None:
+            lens.check_model(model)
+        return lens
+
+    def check_model(self, model) -> None:
+        """Raise `ValueError` unless this lens fits `model` (shape and unembedding hash)."""
+        from .logit import _module
+
+        lm = _module(model)
+        d, layers = int(lm.config.hidden_size), int(lm.config.num_hidden_layers)
+        if (d, layers) != (self.config["d_model"], self.num_layers):
+            raise ValueError(f"tuned lens has d_model={self.config['d_model']}, {self.num_layers} layers; "
+                             f"the model has d_model={d}, {layers} layers")
+        expected = self.config.get("unembed_hash")
+        actual = weight_hash(lm.get_output_embeddings().weight)
+        if expected and expected != actual:
+            raise ValueError(f"tuned lens was trained for another model: unembedding hash {expected[:12]}… "
+                             f"!= this model's {actual[:12]}… (base {self.config['base_model_name_or_path']!r})")
