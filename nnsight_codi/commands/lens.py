@@ -1,0 +1,131 @@
+"""`nnsight-codi lens`: train and evaluate a tuned lens on a CODI model.
+
+Examples::
+
+    nnsight-codi lens train --model tiny --data latents --out out/lens-latents
+    nnsight-codi lens train --model tiny --data latent:3 --limit 2000 --out out/lens-latent3
+    nnsight-codi lens train --model tiny --data text --out out/lens-text
+    nnsight-codi lens eval --model tiny --lens out/lens-latents --dataset synthetic --json
+
+Training data come from `--dataset` (default: synthetic problems from `--seed 2`, disjoint from
+the default evaluation seed 1) or, for latent modes, from a capture store's `hidden` (`--store`,
+every layer). The lens is saved in tuned-lens's layout (`config.json` + `params.pt`); a killed run
+resumes from `DIR/checkpoint.pt`. `eval` prints the per-layer KL to the model's final
+distribution for the logit lens and the tuned lens on held-out positions.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import add_model_args, emit_json, load_codi, synthetic_overrides
+
+
+def _add_data_args(p: argparse.ArgumentParser, seed: int) -> None:
+    p.add_argument("--dataset", default="synthetic", help="'synthetic', 'gsm8k' or a local file (default: synthetic)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, default=None, help="problems to use (default: 1000)")
+    p.add_argument("--seed", type=int, default=seed, help=f"seed of the synthetic problems (default: {seed})")
+    p.add_argument("--batch-size", type=int, default=32, help="problems per forward batch (default: 32)")
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("lens", help="train / evaluate a tuned lens", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="lens_command", required=True)
+    t = sub.add_parser("train", help="train a tuned lens (tuned-lens layout)")
+    add_model_args(t)
+    t.add_argument("--data", default="latents", help="text | latents | latent:N (default: latents)")
+    _add_data_args(t, seed=2)
+    t.add_argument("--store", default=None, help="latent modes: read hidden from this store instead of running")
+    t.add_argument("--steps", type=int, default=None, help="optimiser steps (default: scaled to the data, <= 250)")
+    t.add_argument("--train-batch", type=int, default=512, help="positions per optimiser step (default: 512)")
+    t.add_argument("--lr-scale", type=float, default=1.0, help="lr = lr_scale * (1 - momentum) (default: 1.0)")
+    t.add_argument("--out", required=True, help="lens directory (config.json + params.pt)")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=run_train)
+    e = sub.add_parser("eval", help="per-layer KL of the logit and the tuned lens on held-out data")
+    add_model_args(e)
+    e.add_argument("--lens", required=True, help="tuned-lens directory")
+    e.add_argument("--data", default=None, help="text | latents | latent:N (default: the lens's training mode)")
+    _add_data_args(e, seed=1)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=run_eval)
+    return p
+
+
+def _check_syntax(mode: str) -> None:
+    from ..lens.train import parse_data_mode
+
+    parse_data_mode(mode, num_latents=10 ** 6)  # unknown modes fail before the model loads
+
+
+def _dataset(args, codi, default_limit: int = 1000):
+    from ..data.sources import load_eval_dataset, synthetic_options
+
+    limit = args.limit or default_limit
+    if args.dataset == "synthetic":
+        return load_eval_dataset("synthetic", limit=limit, seed=args.seed,
+                                 **synthetic_options(codi, synthetic_overrides(args)))
+    return load_eval_dataset(args.dataset, split=args.split, limit=limit, seed=args.seed)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..lens.train import TrainConfig, collect, default_steps, parse_data_mode, train_tuned_lens
+
+    _check_syntax(args.data)
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    store = None
+    if args.store:
+        from ..store import open_store
+
+        store = open_store(args.store)
+    if args.dataset != "synthetic" and not Path(args.dataset).exists() and args.dataset != "gsm8k":
+        raise FileNotFoundError(f"dataset {args.dataset} not found")
+    codi = load_codi(args)
+    parse_data_mode(args.data, codi.num_latents)  # latent index in range, before any work
+    data = collect(codi, _dataset(args, codi) if store is None else None, args.data, args.batch_size,
+                   progress=not args.json, store=store)
+    steps = args.steps or default_steps(len(data), args.train_batch)
+    cfg = TrainConfig(steps=steps, batch_size=args.train_batch, lr_scale=args.lr_scale)
+    meta = {"data": args.data, "dataset": args.dataset, "seed": args.seed, "limit": args.limit,
+            "store": args.store}
+    train_tuned_lens(codi, data, cfg, out=out, progress=not args.json, meta=meta)
+    summary = {"lens": str(out), "data": args.data, "positions": len(data), "steps": steps}
+    if args.json:
+        emit_json(summary)
+    else:
+        print(f"tuned lens ({args.data}, {len(data)} positions, {steps} steps) saved to {out}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from ..lens.train import collect, evaluate_lens, parse_data_mode
+    from ..lens.tuned import CONFIG_NAME, TunedLens
+
+    lens_dir = Path(args.lens)
+    if not (lens_dir / CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"{lens_dir} is not a tuned-lens directory (no {CONFIG_NAME})")
+    mode = args.data or json.loads((lens_dir / CONFIG_NAME).read_text()).get("nnsight_codi", {}).get("data", "latents")
+    _check_syntax(mode)
+    codi = load_codi(args)
+    lens = TunedLens.load(lens_dir, model=codi)
+    parse_data_mode(mode, codi.num_latents)
+    data = collect(codi, _dataset(args, codi, default_limit=200), mode, args.batch_size, progress=not args.json)
+    rows = evaluate_lens(codi, lens, data)
+    summary = {"lens": str(lens_dir), "data": mode, "dataset": args.dataset, "positions": len(data), "layers": rows}
+    if args.json:
+        emit_json(summary)
+    else:
+        from ..reporting import markdown_table
+
+        print(f"held-out KL to the final distribution (nats), {mode}, {len(data)} positions")
+        print(markdown_table(rows))
+    return 0
