@@ -6,7 +6,9 @@ The translators start at zero, so an untrained tuned lens is exactly the logit l
 
 Saved as tuned-lens saves (`config.json` with `base_model_name_or_path`, `d_model`,
 `num_hidden_layers`, `bias`, `base_model_revision`, `unembed_hash`, `lens_type`; `params.pt`
-with `layer_translators.{i}.weight / .bias`), so lenses move between this tool and tuned-lens.
+with the state dict of `layer_translators`, keys `{i}.weight / {i}.bias`, exactly what tuned-lens's
+`TunedLens.save` writes and its loader reads), so lenses move between this tool and tuned-lens.
+A `params.pt` whose keys carry the `layer_translators.` prefix (a whole-lens state dict) loads too.
 Loading checks the unembedding hash and refuses a lens trained for another model.
 
 Example:
@@ -113,6 +115,8 @@ class TunedLens(nn.Module):
         except KeyError as err:
             raise ValueError(f"{config_path}: missing key {err}") from None
         state = torch.load(params_path, map_location=map_location, weights_only=True)
+        prefix = "layer_translators."
+        state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
         try:
             lens.layer_translators.load_state_dict(state)
         except RuntimeError as err:
