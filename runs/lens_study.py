@@ -114,8 +114,6 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     from nnsight_codi.evaluation import direct_answer_budget
     from nnsight_codi.lens.values import dataset_truth
     from nnsight_codi.models import load_model
-    from nnsight_codi.reporting import write_report, write_results
-
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,10 +140,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     result = analyse(out, out, probes=config.probes, probe_folds=config.probe_folds, progress=progress)
     result["config"] = {**asdict(config), "seed": seed, "max_new_tokens": budget}
     result["seconds"] = round(time.perf_counter() - start, 1)
-    result["headline"] = headline(result)
-    write_results(out, result)
-    write_report(out, "Lens study: logit lens, tuned lens, probes and latent read-outs", report_sections(result),
-                 figures=result.get("figures", []), config=result["config"])
+    write_outputs(out, result)
     return result
 
 
@@ -159,7 +154,10 @@ def headline(result: dict[str, Any]) -> list[str]:
     lines = []
     det = result["detection"]
     kmax = max(r["k"] for r in det)
-    for lens in result["lenses"][:2]:
+    tuned = [l for l in result["lenses"] if l != "logit"]
+    best_tuned = max(tuned, key=lambda l: (_best(det, lens=l, k=kmax, target="intermediate") or {"rate": 0})["rate"],
+                     default=None)
+    for lens in ["logit"] + ([best_tuned] if best_tuned else []):
         best = _best(det, lens=lens, k=kmax, target="intermediate")
         ans = _best(det, lens=lens, k=kmax, target="answer")
         if best and ans:
@@ -183,6 +181,55 @@ def headline(result: dict[str, Any]) -> list[str]:
         lines.append(f"linear probe → answer best at {p['step_name']}/layer {p['layer']}: {p['accuracy']:.0%} "
                      f"[{p['ci_low']:.0%}, {p['ci_high']:.0%}] vs majority {p['baseline']:.0%}")
     return lines[:5]
+
+
+def write_outputs(out, result: dict[str, Any]) -> None:
+    """results.json and report.md from a results dict (also used to refresh a finished study's report)."""
+    from nnsight_codi.reporting import write_report, write_results
+
+    result["headline"] = headline(result)
+    write_results(out, result)
+    write_report(out, "Lens study: logit lens, tuned lens, probes and latent read-outs", report_sections(result),
+                 figures=result.get("figures", []), config=result.get("config"))
+
+
+def comparison(result: dict[str, Any]) -> str:
+    """Plain statements of where this model agrees or differs with the seeds' CODI findings
+    (intermediate values at the 3rd and 5th latent of CODI-Llama-1B; odd latents compute and even
+    latents store in CODI-GPT-2), computed from this run's numbers."""
+    det = result["detection"]
+    kmax = max(r["k"] for r in det)
+    per_latent = {}
+    for r in det:
+        if r["lens"] == "logit" and r["k"] == kmax and r["target"] == "intermediate" and r["step_name"].startswith("latent"):
+            per_latent[r["step_name"]] = max(per_latent.get(r["step_name"], 0.0), r["rate"] - r["chance"])
+    lines = []
+    if per_latent:
+        order = sorted(per_latent, key=lambda s: -per_latent[s])
+        lines.append(f"- Where intermediate results show (logit lens, top-{kmax}, best layer, rate − chance): "
+                     + ", ".join(f"{s} {per_latent[s]:+.2f}" for s in sorted(per_latent, key=lambda s: int(s[6:])))
+                     + f". Strongest at {order[0]}; the seeds report the 3rd and 5th of six latents for "
+                     "CODI-Llama-1B" + (" — the same here." if set(order[:2]) == {"latent3", "latent5"} else
+                                         " — this model differs."))
+    par = [p for p in result["parity"] if p["lens"] == "logit" and p["measure"] == "detection"]
+    if par:
+        p = max(par, key=lambda r: abs(r["odd_minus_even"]))
+        sig = p["ci_low"] > 0 or p["ci_high"] < 0
+        lines.append(f"- Odd vs even latents: chain-value detection odd − even = {p['odd_minus_even']:+.2f} "
+                     f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] at layer {p['layer']} "
+                     + ("(odd latents show more values: an alternation as the scratchpad reading of CODI-GPT-2 "
+                        "describes, though there odd steps compute and values are *stored* at even steps)"
+                        if sig and p["odd_minus_even"] > 0 else "(no clear alternation)" if not sig else
+                        "(even latents show more values)") + ".")
+    acc = {r["num_latents"]: r for r in result["accuracy_vs_latents"]}
+    k = result.get("default_num_latents")
+    if acc and k in acc:
+        top = acc[k]["accuracy"]
+        enough = min((n for n, r in acc.items() if r["ci_high"] >= top), default=k)
+        lines.append(f"- Accuracy reaches its trained-K level ({top:.1%}) with {enough} latent(s); more latents than "
+                     f"trained neither help nor hurt much (K={max(acc)}: {acc[max(acc)]['accuracy']:.1%}). "
+                     "The tiny model's problems have 2–3 operations, so few latents suffice.")
+    return "\n".join(lines)
 
 
 def report_sections(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -223,6 +270,7 @@ def report_sections(result: dict[str, Any]) -> list[tuple[str, str]]:
     hist = sorted(result["answer_histogram"], key=lambda h: -h["count"])[:5]
     return [
         ("Headline", "\n".join(f"- {h}" for h in result["headline"])),
+        ("Compared with what the seeds report", comparison(result)),
         ("Best detection per lens and target (top-%d, max over step × layer of rate − chance)" % kmax,
          markdown_table(best_rows)),
         ("Logit lens per step at its best layer", markdown_table(latent_rows)),
