@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+import re
 from typing import Any
 
 import numpy as np
@@ -58,3 +59,69 @@ def left_align(x: Any, pad_counts: Sequence[int] | np.ndarray, axis: int = -1,
         out = out.astype(np.float32)  # NaN fill needs a float array
     np.putmask(out, ~np.broadcast_to(valid.reshape(shape), x.shape), fill)
     return out
+
+
+# ----------------------------------------------------------------------- source coordinates
+SOURCE_KINDS = ("prompt", "number", "bot", "latent", "eot", "eos")
+"""Kinds of attention sources; latent positions are named `latent1`..`latentK` (kind `latent`)."""
+
+_NUMBER = re.compile(r"^\s*-?\d[\d,]*(\.\d+)?\s*$")
+
+
+def is_number_token(token: str) -> bool:
+    """True for a token that spells (part of) a number: `"84"`, `" 1,200"`, `"3.5"`."""
+    return bool(_NUMBER.match(token))
+
+
+def source_labels(prompt_tokens: Sequence[str], num_latents: int | None,
+                  eot_tokens: Sequence[str] = ("<eot>",)) -> tuple[list[str], list[str]]:
+    """Token strings and kinds of one example's positions `[question][bot][z1..zK][eot]`.
+
+    `prompt_tokens` is the decoded prompt ending in bot (as the model sees it); with
+    `num_latents=None` (a plain LM) the prompt is all there is. `eot_tokens` is what the eot step
+    feeds (`eot`, or `eot, eos`).
+
+    Example:
+        >>> toks, kinds = source_labels(["Tom", "has", "3", "<bot>"], 2)
+        >>> list(zip(toks, kinds))[2:]
+        [('3', 'number'), ('<bot>', 'bot'), ('z1', 'latent1'), ('z2', 'latent2'), ('<eot>', 'eot')]
+    """
+    tokens = [str(t) for t in prompt_tokens]
+    if num_latents is None:
+        return tokens, ["number" if is_number_token(t) else "prompt" for t in tokens]
+    kinds = ["number" if is_number_token(t) else "prompt" for t in tokens[:-1]] + ["bot"]
+    tokens += [f"z{k}" for k in range(1, num_latents + 1)] + [str(t) for t in eot_tokens]
+    kinds += [f"latent{k}" for k in range(1, num_latents + 1)] + ["eot"] + ["eos"] * (len(eot_tokens) - 1)
+    return tokens, kinds
+
+
+def number_spans(tokens: Sequence[str], kinds: Sequence[str]) -> list[tuple[list[int], float]]:
+    """Numbers of a prompt as `(positions, value)`: consecutive number tokens without a space
+    between them form one number (BPE splits `1234` into `12`, `34`).
+
+    Example:
+        >>> number_spans(["a", " 12", "34", " and", " 5"], ["prompt", "number", "number", "prompt", "number"])
+        [([1, 2], 1234.0), ([4], 5.0)]
+    """
+    spans: list[tuple[list[int], float]] = []
+    current: list[int] = []
+
+    def close() -> None:
+        if current:
+            text = "".join(tokens[p] for p in current).strip().replace(",", "")
+            try:
+                spans.append((list(current), float(text)))
+            except ValueError:
+                pass
+            current.clear()
+
+    for p, (tok, kind) in enumerate(zip(tokens, kinds)):
+        if kind == "number" and not (current and tok[:1].isspace()):
+            current.append(p)
+        elif kind == "number":
+            close()
+            current.append(p)
+        else:
+            close()
+    close()
+    return spans
