@@ -35,7 +35,7 @@ import xarray as xr
 
 from nnsight_codi.stats import Interval, bootstrap_ci, paired_bootstrap_diff
 from nnsight_codi.store import open_store
-from nnsight_codi.store.positions import number_spans
+from nnsight_codi.store.positions import number_spans, top_k_sources
 
 ROLES = ("number", "prompt", "bot", "previous latent", "earlier latents", "self", "eot")
 """Source roles relative to the querying step (`self` = the step's own position)."""
@@ -141,14 +141,12 @@ def top_attended(ds: xr.Dataset, k: int = 5) -> xr.Dataset:
     """Top-k attended source positions of every step: `position`, `weight`, `token`, `kind`,
     each `(example, step, rank)` (position -1 / weight NaN where a row has fewer sources)."""
     require_attention(ds)
-    att = np.asarray(ds["attention"].values, dtype=np.float64)
-    order = np.argsort(-np.nan_to_num(att, nan=-1.0), axis=-1, kind="stable")[..., :k]
-    weight = np.take_along_axis(att, order, -1)
-    valid = np.isfinite(weight)
-    position = np.where(valid, order, -1)
+    position, weight = top_k_sources(np.asarray(ds["attention"].values), k)
+    valid = position >= 0
+    order = np.maximum(position, 0)
     tokens = text(ds["source_token"])
     kinds = text(ds["source_kind"])
-    rows = np.arange(att.shape[0])[:, None, None]
+    rows = np.arange(position.shape[0])[:, None, None]
     tok = np.where(valid, tokens[rows, order], "")
     kind = np.where(valid, kinds[rows, order], "")
     dims = ("example", "step", "rank")

@@ -28,6 +28,8 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from ..store.positions import top_k_sources
+
 KINDS = ("prompt", "number", "bot", "latent", "eot", "eos", "")
 """Kind codes of the page data (latent1..K all map to `latent`; the token text says which)."""
 
@@ -98,8 +100,7 @@ def page_data(ds: xr.Dataset, top_k: int = 8, layer: int | None = None, title: s
     kinds = _text(ds["source_kind"].values) if has_tokens else None
     if has_attention:
         att = np.asarray(ds["attention"].values, dtype=np.float64)
-        order = np.argsort(-np.nan_to_num(att, nan=-1.0), axis=-1, kind="stable")[..., :top_k]
-        weights = np.take_along_axis(att, order, -1)
+        order, weights = top_k_sources(att, top_k)
     if has_lens:
         lens_ids = np.asarray(ds["lens_top_ids"].values)[..., :5]
         lens_probs = np.asarray(ds["lens_top_probs"].values, dtype=np.float64)[..., :5]

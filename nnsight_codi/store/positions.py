@@ -125,3 +125,23 @@ def number_spans(tokens: Sequence[str], kinds: Sequence[str]) -> list[tuple[list
             close()
     close()
     return spans
+
+
+def top_k_sources(attention: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` most attended positions of each attention row, heaviest first (ties: lower position).
+
+    `attention` is `Float[ndarray, "... position"]` with NaN where there is no source. Returns
+    `(positions, weights)`, each `[..., k]`; rows with fewer than `k` sources get position -1 and
+    weight NaN in the tail.
+
+    Example:
+        >>> pos, w = top_k_sources(np.array([[0.2, 0.5, 0.3, np.nan]]), 3)
+        >>> pos.tolist(), w.round(2).tolist()
+        ([[1, 2, 0]], [[0.5, 0.3, 0.2]])
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    att = np.asarray(attention, dtype=np.float64)
+    order = np.argsort(-np.nan_to_num(att, nan=-np.inf), axis=-1, kind="stable")[..., :k]
+    weights = np.take_along_axis(att, order, -1)
+    return np.where(np.isfinite(weights), order, -1), weights
