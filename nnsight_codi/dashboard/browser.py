@@ -51,7 +51,7 @@ def _run(args: list[str], timeout: int) -> subprocess.CompletedProcess:
         raise FileNotFoundError("chromium is not installed (Debian: apt-get install chromium)")
     with tempfile.TemporaryDirectory(prefix="nnsight-codi-chromium-") as profile:
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--hide-scrollbars", "--mute-audio", "--virtual-time-budget=10000", "--enable-logging=stderr",
+                 "--hide-scrollbars", "--mute-audio", "--virtual-time-budget=5000", "--enable-logging=stderr",
                  "--v=0", f"--user-data-dir={profile}"]
         return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=timeout)
 

@@ -75,7 +75,7 @@ def test_page_is_self_contained(full):
 
 
 @needs_chromium
-@pytest.mark.parametrize("example,step,layer", [("ex-1", 2, None), ("ex-4", 4, 2), ("ex-0", 0, 0)])
+@pytest.mark.parametrize("example,step,layer", [("ex-1", 2, None), ("ex-4", 4, 0)])
 def test_rendered_step_shows_the_stores_values(full, example, step, layer):
     ds, info = full
     dom, console = dump_dom(info["path"], example=example, step=step, layer=layer)
@@ -124,6 +124,8 @@ def test_missing_parts_are_named_not_a_crash(tmp_path, drop):
     info = write_dashboard(store, tmp_path / "dash")
     wanted = {MISSING[k] for k, v in kwargs.items() if v} | ({MISSING["answers"]} if drop == "everything" else set())
     assert set(info["missing"]) == wanted
+    if drop != "everything":  # one browser run covers the page with every part missing
+        return
     if find_chromium() is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
     dom, console = dump_dom(info["path"], example="ex-2", step=1)
