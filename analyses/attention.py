@@ -224,19 +224,18 @@ def summarize(ds: xr.Dataset, seed: int = 0) -> dict[str, Any]:
 
 
 def headline(summary: dict[str, Any]) -> list[str]:
-    """<= 5 one-line findings with numbers and CIs."""
+    """<= 5 one-line findings with numbers and CIs: each read-out per latent, then odd − even."""
     lines = []
     table = pd.DataFrame(summary["alternation"])
-    for name in ("number focus", "previous latent"):
+    for name in dict.fromkeys(table.readout) if len(table) else []:
         part = table[table.readout == name]
         cells = ", ".join(f"z{int(r.latent)} {r.value:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
                           for r in part.itertuples() if np.isfinite(r.value))
+        d = summary["odd_minus_even"].get(name)
+        tail = (f"; odd − even {d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+                if d and d["n"] else "")
         if cells:
-            lines.append(f"{name} per latent: {cells}")
-    for name, d in summary["odd_minus_even"].items():
-        if d["n"]:
-            lines.append(f"{name}, odd − even latents: {d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] "
-                         f"(n={d['n']})")
+            lines.append(f"{name} per latent: {cells}{tail}")
     return lines[:5]
 
 
