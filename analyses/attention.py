@@ -98,25 +98,46 @@ def role_of_positions(kinds: np.ndarray, query: np.ndarray) -> np.ndarray:
     return roles
 
 
-def role_mass(ds: xr.Dataset) -> xr.DataArray:
-    """Attention mass per source role: `(example, step, role)`; rows sum to 1 (NaN: no row)."""
+def _attention(ds: xr.Dataset, variable: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """`variable` as float64 `[example, step, *extra, position]` and its extra dims (block, head)."""
     require_attention(ds)
-    att = np.asarray(ds["attention"].values, dtype=np.float64)
-    roles = role_of_positions(text(ds["source_kind"]), query_positions(att))
+    if variable not in ds:
+        raise ValueError(f"store has no {variable} (capture with --attention-detail "
+                         f"{'head' if variable == 'attention_heads' else 'layer'})")
+    arr = ds[variable]
+    extra = tuple(d for d in arr.dims if d not in ("example", "step", "position"))
+    arr = arr.transpose("example", "step", *extra, "position")
+    return np.asarray(arr.values, dtype=np.float64), extra
+
+
+def _coords(ds: xr.Dataset, extra: tuple[str, ...]) -> dict[str, Any]:
+    coords = {"example": ds["example"].values, "step": ds["step"].values,
+              "step_name": ("step", ds["step_name"].values)}
+    coords.update({d: ds[d].values if d in ds.coords else np.arange(ds.sizes[d]) for d in extra})
+    return coords
+
+
+def role_mass(ds: xr.Dataset, variable: str = "attention") -> xr.DataArray:
+    """Attention mass per source role: `(example, step, role)` — with `variable="attention_layers"`
+    `(example, step, block, role)`; rows sum to 1 (NaN: no row)."""
+    att, extra = _attention(ds, variable)
+    query = query_positions(np.asarray(ds["attention"].values, dtype=np.float64))
+    roles = role_of_positions(text(ds["source_kind"]), query)
+    roles = roles.reshape(roles.shape[:2] + (1,) * len(extra) + roles.shape[2:])
     w = np.nan_to_num(att)
     mass = np.stack([(w * (roles == r)).sum(-1) for r in range(len(ROLES))], axis=-1)
     mass[~np.isfinite(att).any(-1)] = np.nan
-    return xr.DataArray(mass, dims=("example", "step", "role"),
-                        coords={"example": ds["example"].values, "step": ds["step"].values,
-                                "step_name": ("step", ds["step_name"].values), "role": list(ROLES)})
+    return xr.DataArray(mass, dims=("example", "step", *extra, "role"),
+                        coords={**_coords(ds, extra), "role": list(ROLES)})
 
 
-def operand_mass(ds: xr.Dataset) -> xr.DataArray:
-    """`(example, step)`: mass on prompt numbers that are operands of latent k's chain step ⌈k/2⌉."""
-    require_attention(ds)
-    att = np.nan_to_num(np.asarray(ds["attention"].values, dtype=np.float64))
+def operand_mass(ds: xr.Dataset, variable: str = "attention") -> xr.DataArray:
+    """`(example, step[, block])`: mass on prompt numbers that are operands of latent k's chain
+    step ⌈k/2⌉."""
+    att, extra = _attention(ds, variable)
+    att = np.nan_to_num(att)
     names = [str(s) for s in ds["step_name"].values]
-    out = np.full(att.shape[:2], np.nan)
+    out = np.full(att.shape[:-1], np.nan)
     cots = ds["cot"].values if "cot" in ds.coords else [""] * ds.sizes["example"]
     tokens = text(ds["source_token"])
     kinds = text(ds["source_kind"])
@@ -131,10 +152,8 @@ def operand_mass(ds: xr.Dataset) -> xr.DataArray:
                 continue
             pos = [p for span, value in spans if value in chain[j - 1] for p in span]
             if pos:
-                out[i, s] = att[i, s, pos].sum()
-    return xr.DataArray(out, dims=("example", "step"),
-                        coords={"example": ds["example"].values, "step": ds["step"].values,
-                                "step_name": ("step", ds["step_name"].values)})
+                out[i, s] = att[i, s][..., pos].sum(-1)
+    return xr.DataArray(out, dims=("example", "step", *extra), coords=_coords(ds, extra))
 
 
 def top_attended(ds: xr.Dataset, k: int = 5) -> xr.Dataset:
@@ -156,9 +175,10 @@ def top_attended(ds: xr.Dataset, k: int = 5) -> xr.Dataset:
                               "step_name": ("step", ds["step_name"].values), "rank": np.arange(order.shape[-1])})
 
 
-def readouts(ds: xr.Dataset) -> dict[str, xr.DataArray]:
-    """The per-(example, step) alternation read-outs: number focus, previous-latent mass, operand mass."""
-    mass = role_mass(ds)
+def readouts(ds: xr.Dataset, variable: str = "attention") -> dict[str, xr.DataArray]:
+    """The per-(example, step[, block]) alternation read-outs: number focus, previous-latent mass,
+    operand mass."""
+    mass = role_mass(ds, variable)
     prompt = mass.sel(role="number") + mass.sel(role="prompt")
     focus = (mass.sel(role="number") / prompt.where(prompt > 0)).drop_vars("role")
     prev = mass.sel(role="previous latent").drop_vars("role")
@@ -166,7 +186,7 @@ def readouts(ds: xr.Dataset) -> dict[str, xr.DataArray]:
     first = [i for i, n in enumerate(names) if n == "latent1"]
     if first:  # latent1 has no previous latent (its previous position is bot)
         prev = prev.where(prev["step"] != first[0])
-    return {"number focus": focus, "previous latent": prev, "operand mass": operand_mass(ds)}
+    return {"number focus": focus, "previous latent": prev, "operand mass": operand_mass(ds, variable)}
 
 
 def latent_steps(ds: xr.Dataset) -> list[tuple[int, int]]:
@@ -186,22 +206,46 @@ def alternation_table(ds: xr.Dataset, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def odd_even(ds: xr.Dataset, seed: int = 0) -> dict[str, Interval]:
-    """Per read-out: paired bootstrap CI of (mean over odd latents − mean over even latents)."""
-    out = {}
-    steps = latent_steps(ds)
+def _odd_minus_even(values: np.ndarray, steps: list[tuple[int, int]], seed: int) -> Interval | None:
+    """Paired CI of mean(odd latents) − mean(even latents) of `values` `[example, step]`."""
     odd = [s for s, k in steps if k % 2]
     even = [s for s, k in steps if k % 2 == 0]
     if not odd or not even:
-        return out
+        return None
+    with warnings.catch_warnings():  # an example with no finite value gives NaN (dropped)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        a = np.nanmean(values[:, odd], axis=1)
+        b = np.nanmean(values[:, even], axis=1)
+    keep = np.isfinite(a) & np.isfinite(b)
+    return paired_bootstrap_diff(a[keep], b[keep], seed=seed)
+
+
+def odd_even(ds: xr.Dataset, seed: int = 0) -> dict[str, Interval]:
+    """Per read-out: paired bootstrap CI of (mean over odd latents − mean over even latents)."""
+    out = {}
     for name, arr in readouts(ds).items():
-        with warnings.catch_warnings():  # an example with no finite value gives NaN (dropped)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            a = np.nanmean(arr.values[:, odd], axis=1)
-            b = np.nanmean(arr.values[:, even], axis=1)
-        keep = np.isfinite(a) & np.isfinite(b)
-        out[name] = paired_bootstrap_diff(a[keep], b[keep], seed=seed)
+        diff = _odd_minus_even(arr.values, latent_steps(ds), seed)
+        if diff is not None:
+            out[name] = diff
     return out
+
+
+def block_table(ds: xr.Dataset, seed: int = 0) -> pd.DataFrame:
+    """With `attention_layers`: one row per (read-out, block, latent) — the mean with its CI — and
+    per (read-out, block) the odd − even difference (`latent` = "odd-even")."""
+    rows = []
+    steps = latent_steps(ds)
+    for name, arr in readouts(ds, "attention_layers").items():
+        arr = arr.transpose("example", "step", "block")
+        for b, block in enumerate(arr["block"].values):
+            values = arr.values[:, :, b]
+            for s, k in steps:
+                rows.append({"readout": name, "block": int(block), "latent": str(k),
+                             **bootstrap_ci(values[:, s], seed=seed).as_dict()})
+            diff = _odd_minus_even(values, steps, seed)
+            if diff is not None:
+                rows.append({"readout": name, "block": int(block), "latent": "odd-even", **diff.as_dict()})
+    return pd.DataFrame(rows)
 
 
 def summarize(ds: xr.Dataset, seed: int = 0) -> dict[str, Any]:
@@ -218,6 +262,8 @@ def summarize(ds: xr.Dataset, seed: int = 0) -> dict[str, Any]:
         "alternation": table.to_dict("records"),
         "odd_minus_even": {k: v.as_dict() for k, v in diffs.items()},
     }
+    if "attention_layers" in ds:
+        result["by_block"] = block_table(ds, seed).to_dict("records")
     if "correct" in ds:
         result["accuracy"] = float(np.asarray(ds["correct"].values).mean())
     return result
@@ -236,6 +282,17 @@ def headline(summary: dict[str, Any]) -> list[str]:
                 if d and d["n"] else "")
         if cells:
             lines.append(f"{name} per latent: {cells}{tail}")
+    blocks = pd.DataFrame(summary.get("by_block", []))
+    if len(blocks):
+        diffs = blocks[(blocks.latent == "odd-even") & (blocks.n > 0)]
+        cells = []
+        for name in ("previous latent", "number focus"):
+            part = diffs[diffs.readout == name]
+            if len(part):
+                r = part.loc[part.value.abs().idxmax()]
+                cells.append(f"{name} {r.value:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] at block {int(r.block)}")
+        if cells:
+            lines.append("largest odd − even per block: " + "; ".join(cells))
     return lines[:5]
 
 
@@ -295,6 +352,33 @@ def plot_alternation(ds: xr.Dataset, out: str | Path, seed: int = 0) -> Path:
     return save_figure(fig, out, "alternation")
 
 
+def plot_by_block(table: pd.DataFrame, out: str | Path) -> Path:
+    """Heatmaps block × latent of each read-out (means), odd − even in the last column."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from nnsight_codi.reporting import save_figure
+
+    names = list(dict.fromkeys(table.readout))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 0.55 * table.block.nunique() + 2.0))
+    for ax, name in zip(np.atleast_1d(axes), names, strict=True):
+        part = table[table.readout == name].pivot(index="block", columns="latent", values="value")
+        cols = sorted([c for c in part.columns if c != "odd-even"], key=int) + \
+            (["odd-even"] if "odd-even" in part.columns else [])
+        part = part[cols]
+        part.columns = [f"z{c}" if c != "odd-even" else "odd−even" for c in cols]
+        sns.heatmap(part, annot=True, fmt=".2f", cmap="vlag", center=0, ax=ax, cbar=False)
+        ax.set_title(name)
+        ax.set_xlabel("latent (last column: odd − even)")
+        ax.set_ylabel("block (attention layer)")
+    fig.suptitle("Alternation read-outs per block (heads averaged; mean over examples)", y=1.02)
+    fig.tight_layout()
+    return save_figure(fig, out, "alternation_by_block")
+
+
 def analyse(store: str | Path | xr.Dataset, out: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
     """Summary (+ `headline`) of a store; with `out`, also results.json and the two figures."""
     ds = open_store(store) if not isinstance(store, xr.Dataset) else store
@@ -305,6 +389,8 @@ def analyse(store: str | Path | xr.Dataset, out: str | Path | None = None, seed:
         from nnsight_codi.reporting import write_results
 
         result["figures"] = [str(plot_by_source(ds, out)), str(plot_alternation(ds, out, seed))]
+        if "by_block" in result:
+            result["figures"].append(str(plot_by_block(pd.DataFrame(result["by_block"]), out)))
         write_results(out, result)
     return result
 

@@ -44,7 +44,8 @@ class Config:
     examples: int = field(default=1000, metadata={"help": "synthetic problems captured"})
     seed: int = field(default=1, metadata={"help": "seed of the synthetic problems"})
     batch_size: int = 64
-    attention_detail: str | None = field(default=None, metadata={"help": "also store attention per 'layer' or 'head'"})
+    attention_detail: str | None = field(default="layer", metadata={
+        "help": "also store attention per 'layer' (block; read out per block) or per 'head'"})
     top_k: int = field(default=8, metadata={"help": "attended sources shown per step in the dashboard"})
     lens_layer: int | None = field(default=None, metadata={
         "help": "the dashboard's initial logit-lens layer (default: highest mean top-1 probability)"})

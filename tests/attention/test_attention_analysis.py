@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from analyses.attention import (ROLES, analyse, chain_operands, main, odd_even, readouts, role_mass,
+from analyses.attention import (ROLES, analyse, block_table, chain_operands, main, odd_even, readouts, role_mass,
                                 top_attended)
 from nnsight_codi.store import StoreWriter, open_store
 from nnsight_codi.store.positions import source_labels
@@ -18,23 +18,25 @@ PROMPT = ["Tom", "has", "12", "apples", "and", "3", "pears", "<bot>"]
 K = 2
 
 
-def hand_store(path, cot: str = "<< 12 + 3 = 15 >> << 15 * 2 = 30 >>"):
+def hand_store(path, cot: str = "<< 12 + 3 = 15 >> << 15 * 2 = 30 >>", blocks: int = 0):
     tokens, kinds = source_labels(PROMPT, K)          # [8 prompt][z1][z2][eot] → 11 positions
     width = len(tokens)
-    att = np.full((2, K + 2, width), np.nan, dtype=np.float32)
+    per_block = np.full((2, K + 2, max(blocks, 1), width), np.nan, dtype=np.float32)
     rng = np.random.default_rng(0)
     for i in range(2):
         for s in range(K + 2):
             visible = len(PROMPT) + s                  # bot at 7: step s's query is 7 + s
-            att[i, s, :visible] = rng.dirichlet(np.ones(visible))
-    with StoreWriter(path, variables=["attention", "correct"], chunk=2,
+            per_block[i, s, :, :visible] = rng.dirichlet(np.ones(visible), size=max(blocks, 1))
+    att = per_block.mean(2)
+    extra = {"attention_layers": per_block} if blocks else {}
+    with StoreWriter(path, variables=["attention", "correct", *extra], chunk=2,
                      coords={"example": ["a", "b"], "question": [" ".join(PROMPT[:-1])] * 2, "cot": [cot] * 2,
                              "step_name": ["bot", "latent1", "latent2", "eot"],
                              "source_token": [tokens] * 2, "source_kind": [kinds] * 2},
-                     sizes={"position": width}, config={"model_id": "hand"}) as w:
-        w.write([0, 1], {"attention": att, "correct": np.array([True, False]),
+                     sizes={"position": width, "block": max(blocks, 1)}, config={"model_id": "hand"}) as w:
+        w.write([0, 1], {"attention": att, "correct": np.array([True, False]), **extra,
                          "prompt_length": np.array([8, 8], dtype=np.int32)})
-    return open_store(path), att.astype(np.float64)
+    return open_store(path), (per_block if blocks else att).astype(np.float64)
 
 
 def test_chain_operands_both_spellings():
@@ -68,6 +70,23 @@ def test_role_mass_and_readouts_equal_hand_counts(tmp_path):
     np.testing.assert_allclose(r["operand mass"].values[:, 2], att[:, 2, [2, 5]].sum(-1), atol=1e-6)
     diff = odd_even(ds)["number focus"]
     assert diff.value == pytest.approx(float(np.mean(r["number focus"].values[:, 1] - r["number focus"].values[:, 2])))
+
+
+def test_per_block_readouts(tmp_path):
+    ds, per_block = hand_store(tmp_path / "s.zarr", blocks=3)
+    whole = role_mass(ds)
+    blocks = role_mass(ds, "attention_layers")
+    assert blocks.dims == ("example", "step", "block", "role")
+    np.testing.assert_allclose(blocks.mean("block").values, whole.values, atol=1e-6)  # mass is linear
+    np.testing.assert_allclose(blocks.sel(role="previous latent").values[:, 2], per_block[:, 2, :, 8], atol=1e-6)
+    r = readouts(ds, "attention_layers")
+    np.testing.assert_allclose(r["operand mass"].values[:, 1], per_block[:, 1][..., [2, 5]].sum(-1), atol=1e-6)
+    table = block_table(ds)
+    row = table[(table.readout == "number focus") & (table.block == 1) & (table.latent == "odd-even")].iloc[0]
+    focus = r["number focus"].values[:, :, 1]
+    assert row.value == pytest.approx(float(np.mean(focus[:, 1] - focus[:, 2])))
+    with pytest.raises(ValueError, match="attention-detail head"):
+        role_mass(ds, "attention_heads")
 
 
 def test_operands_missing_from_the_prompt_give_nan(tmp_path):
