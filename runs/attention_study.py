@@ -184,6 +184,9 @@ def run(config: Config, out, progress: bool = True) -> dict:
          markdown_table(table, ["readout", "step", "parity", "value", "ci_low", "ci_high", "n"])),
         ("Odd minus even latents (paired bootstrap over examples)",
          markdown_table(odd_even, ["read-out", "value", "ci_low", "ci_high", "n"])),
+        ("Per block: odd minus even latents (heads averaged; paired bootstrap)",
+         markdown_table([r for r in result.get("by_block", []) if r["latent"] == "odd-even"],
+                        ["readout", "block", "value", "ci_low", "ci_high", "n"])),
         ("Dashboard", f"[dashboard/index.html](dashboard/index.html): {dash['examples']} examples, "
                       f"{dash['bytes'] / 1e6:.2f} MB; logit-lens layer {dash['layer']} by default"
                       + (f"; first render {dash['first_render_ms']:.0f} ms" if dash.get("first_render_ms") else "")
