@@ -102,3 +102,24 @@ def test_unknown_study_name_is_refused():
     with pytest.raises(ValueError, match="unknown study"):
         select_studies("lens,nope")
     assert select_studies("none") == [] and [s.name for s in select_studies("all")][0] == "lens"
+
+
+def test_index_page_renders_in_headless_chromium(study_modules, tmp_path):
+    from nnsight_codi.dashboard.browser import dump_dom, find_chromium, screenshot
+
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
+    import matplotlib.image
+
+    good, _ = study_modules
+    root = tmp_path / "demo"
+    outcome = run_study(good, root / "good", progress=False)
+    summary = {"model": "tiny", "num_latents": 2, "n": 4, "accuracy": 0.75, "accuracy_k0": 0.25}
+    index = write_index(root, summary, [], [outcome])
+    dom, console = dump_dom(index)
+    assert console == []
+    assert "n was 3" in dom and "A good study" in dom and "75.0%" in dom
+    png = tmp_path / "index.png"
+    assert screenshot(index, png) == []
+    pixels = matplotlib.image.imread(png)
+    assert pixels.std() > 0.01  # not a blank page
