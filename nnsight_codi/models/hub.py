@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .loader import ModelSourceError, one_line
 from .registry import CheckpointEntry
+
+
+def _offline(err: Exception) -> bool:
+    text = f"{type(err).__name__} {err}".lower()
+    return any(word in text for word in ("offline", "connect", "resolve", "network", "timed out"))
 
 
 def download_checkpoint(entry: CheckpointEntry) -> Path:
@@ -19,8 +25,10 @@ def download_checkpoint(entry: CheckpointEntry) -> Path:
         except EntryNotFoundError as err:
             errors.append(f"{filename}: not in the repo ({err})")
         except Exception as err:  # offline, auth, HTTP errors
-            errors.append(f"{filename}: {type(err).__name__}: {err}")
-    raise RuntimeError(
-        f"cannot download {entry.repo_id} ({'; '.join(errors)}). Without network, download the checkpoint "
-        "elsewhere and pass its local path, or convert it once with `nnsight-codi convert`."
+            errors.append(f"{filename}: {type(err).__name__}: {one_line(err)}")
+            if _offline(err):
+                break  # the other file names will not download either
+    raise ModelSourceError(
+        f"cannot download {entry.repo_id} ({'; '.join(errors)}); without network, download the checkpoint "
+        "elsewhere and pass its local path, or convert it once with `nnsight-codi convert`"
     )
