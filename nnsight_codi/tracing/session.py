@@ -47,7 +47,8 @@ def plain_lm_model(codi, remote: bool | str | None = "local") -> TransformersMod
     if remote and remote != "local":
         if not repo:
             raise ValueError("a remote NDIF run needs the hub id of the merged CODI LM deployed there: "
-                             "set codi.ndif_repo_id (CLI --ndif-model)")
+                             "set codi.ndif_repo_id (CLI --ndif-model), or run a reference checkpoint as its "
+                             "hosted base + LoRA interventions (lora_mode='interventions', CLI --lora-mode)")
         return TransformersModel(repo, task="text-generation")
     return TransformersModel(codi._module, tokenizer=codi.tokenizer, task="text-generation")
 
