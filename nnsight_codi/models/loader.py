@@ -174,7 +174,7 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
         if ckpt is not None:
             if base is not None:
                 check_model_source(base, "base")
-            return _with_hub_errors(lambda: load_checkpoint(ckpt, base=base, device=device, dtype=dtype, **kwargs),
+            return with_hub_errors(lambda: load_checkpoint(ckpt, base=base, device=device, dtype=dtype, **kwargs),
                                     f"base model {base}")
         if path.is_dir() and (path / "config.json").is_file():
             if interventions:
@@ -191,7 +191,7 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
         if base is not None:
             check_model_source(base, "base")
         ckpt = download_checkpoint(entry)
-        return _with_hub_errors(lambda: load_checkpoint(ckpt, base=base or entry.base, entry=entry, device=device,
+        return with_hub_errors(lambda: load_checkpoint(ckpt, base=base or entry.base, entry=entry, device=device,
                                                         dtype=dtype, **kwargs), f"base model {base or entry.base}")
     if looks_like_path(spec_str):
         raise FileNotFoundError(f"{spec_str}: no such file or directory, and not a known hub id")
@@ -203,10 +203,10 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
     if interventions:
         raise ValueError(f"{spec_str} is not a known CODI checkpoint: lora_mode='interventions' needs a reference "
                          "CODI checkpoint (a registry hub id or a local pytorch_model.bin / model.safetensors)")
-    return _with_hub_errors(lambda: load_plain_lm(spec_str, device, dtype), f"model {spec_str}")
+    return with_hub_errors(lambda: load_plain_lm(spec_str, device, dtype), f"model {spec_str}")
 
 
-def _with_hub_errors(load, what: str):
+def with_hub_errors(load, what: str):
     """Run `load`; hub and file errors of transformers/huggingface_hub become one-line `ModelSourceError`s."""
     try:
         return load()
