@@ -475,3 +475,54 @@ class LoraCodiModel(CodiModel):
         tokens, _ = run_loop(self, self.encode(questions), num_latents=num_latents,
                              max_new_tokens=max_new_tokens, masking=masking, remote=remote)
         return self.decode(tokens)
+
+
+# -- what a remote run sends ---------------------------------------------------------------------
+
+@dataclass
+class RequestLog:
+    """Requests a remote run made (`remote="local"` serialises exactly what NDIF would receive)."""
+
+    raw_bytes: list[int] = field(default_factory=list)
+    compressed_bytes: list[int] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return len(self.raw_bytes)
+
+
+def count_requests(with_zstd: bool = False):
+    """Context manager recording the size of every serialised request (`RequestModel.serialize`).
+
+    With `with_zstd=True` it also records the zstd size NDIF's client sends (`CONFIG.API.COMPRESS`).
+
+    Example:
+        >>> with count_requests() as log:                                   # doctest: +SKIP
+        ...     run_loop(codi, prompts, remote="local")
+        >>> log.requests, log.raw_bytes                                     # doctest: +SKIP
+    """
+    from contextlib import contextmanager
+
+    from nnsight.schema.request import RequestModel
+
+    @contextmanager
+    def recording():
+        log = RequestLog()
+        original = RequestModel.__dict__["serialize"]
+
+        def serialize(cls, tracer, compress: bool = False):
+            blob = original.__func__(cls, tracer, compress)
+            log.raw_bytes.append(len(blob))
+            if with_zstd:
+                import zstandard as zstd
+
+                log.compressed_bytes.append(len(blob) if compress else len(zstd.ZstdCompressor(level=6).compress(blob)))
+            return blob
+
+        RequestModel.serialize = classmethod(serialize)
+        try:
+            yield log
+        finally:
+            RequestModel.serialize = original
+
+    return recording()
