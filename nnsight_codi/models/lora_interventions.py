@@ -118,6 +118,8 @@ class LoraAdapter:
             return t.detach().to("cpu", dtype).contiguous()
 
         prj = copy.deepcopy(self.prj.inner).to("cpu", dtype)
+        for module in prj.modules():  # an envoy child gets tagged to be sent as a reference to the
+            module.__dict__.pop("_persistent_id", None)  # server's model ("Module:model.prj"): send it by value
         tied = self.head_rows is self.rows
         rows = conv(self.rows)
         return LoraAdapter({k: (conv(a), conv(b)) for k, (a, b) in self.lora.items()}, self.scale, rows,

@@ -119,6 +119,8 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
                         hidden = out.hidden_states[-1][:, -1:]
                         logits = out.logits[:, -1]
                         cache = out.past_key_values
-            state.observe(hidden, logits)
+            # On a GPU server the model's outputs are on its device while the state's tensors stay where
+            # the request put them (CPU): greedy decoding runs beside the state.
+            state.observe(hidden, logits.to(state.finished.device))
         tokens = nnsight.save(state.generated())
     return tokens, list(sink)

@@ -161,6 +161,8 @@ def test_adapter_travels_once_per_session(pair):
         assert log.requests == 1
         sizes[max_new] = log.raw_bytes[0]
     steps_more = 7
+    # the projection travels by value, not as a reference to a module of the server's model
+    assert not any("_persistent_id" in m.__dict__ for m in model.codi_adapter.prj.modules())
     assert adapter_bytes <= sizes[1] < adapter_bytes + 200_000
     assert abs(sizes[8] - sizes[1]) < adapter_bytes / 4  # not once per trace (7 more traces)
     assert steps_more * adapter_bytes > sizes[8]
