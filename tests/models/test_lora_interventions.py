@@ -233,3 +233,23 @@ def test_missing_target_modules_are_refused_with_the_list(tmp_path):
             load_model(ref["path"], base=str(ref["base_dir"]), lora_mode="interventions")
         for new in renames.values():
             assert new in str(err.value)
+
+
+def test_cli_eval_with_lora_mode_interventions(tmp_path, capsys):
+    import json
+
+    from nnsight_codi.cli import main
+
+    ref = make_reference_checkpoint(tmp_path / "ckpt", "gpt2")
+    common = ["--model", str(ref["path"]), "--base", str(ref["base_dir"]), "--dataset", "synthetic", "--limit", "5",
+              "--batch-size", "3", "--max-new-tokens", "4", "--json"]
+    outputs = {}
+    for mode, extra in (("merged", []), ("interventions", ["--lora-mode", "interventions", "--remote", "local"])):
+        assert main(["eval", *common, "--out", str(tmp_path / mode), *extra]) == 0
+        capsys.readouterr()
+        outputs[mode] = (tmp_path / mode / "predictions.jsonl").read_text().splitlines()
+    assert [json.loads(r)["prediction_text"] for r in outputs["interventions"]] == \
+        [json.loads(r)["prediction_text"] for r in outputs["merged"]]
+    # a hosted run needs the base model's hub id: a local --base directory names none
+    with pytest.raises(ValueError, match="hub id"):
+        load_model(ref["path"], base=str(ref["base_dir"]), lora_mode="interventions").session_model(True)
