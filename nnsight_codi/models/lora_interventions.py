@@ -70,6 +70,20 @@ def envoy_at(model: Any, path: str) -> Any:
     return obj
 
 
+def by_value(module: nn.Module) -> nn.Module:
+    """A copy of `module` that a remote request carries by value.
+
+    nnsight tags a module wrapped as an envoy child (`CodiModel.prj` → "Module:model.prj") to be sent
+    as a *reference* to the server's model, which has no such module; the copy drops those tags.
+    """
+    import copy
+
+    copied = copy.deepcopy(module)
+    for sub in copied.modules():
+        sub.__dict__.pop("_persistent_id", None)
+    return copied
+
+
 class PortableProjection(nn.Module):
     """The latent projection, moved to the hidden state's device/dtype on first use (on the server)."""
 
@@ -112,14 +126,10 @@ class LoraAdapter:
     # -- client side --------------------------------------------------------------
     def cast(self, dtype: torch.dtype) -> LoraAdapter:
         """A copy with every tensor in `dtype` (the remote model's), on CPU: what a request carries."""
-        import copy
-
         def conv(t: Tensor) -> Tensor:
             return t.detach().to("cpu", dtype).contiguous()
 
-        prj = copy.deepcopy(self.prj.inner).to("cpu", dtype)
-        for module in prj.modules():  # an envoy child gets tagged to be sent as a reference to the
-            module.__dict__.pop("_persistent_id", None)  # server's model ("Module:model.prj"): send it by value
+        prj = by_value(self.prj.inner).to("cpu", dtype)
         tied = self.head_rows is self.rows
         rows = conv(self.rows)
         return LoraAdapter({k: (conv(a), conv(b)) for k, (a, b) in self.lora.items()}, self.scale, rows,
@@ -487,16 +497,18 @@ class RequestLog:
 
     raw_bytes: list[int] = field(default_factory=list)
     compressed_bytes: list[int] = field(default_factory=list)
+    blobs: list[bytes] = field(default_factory=list)
 
     @property
     def requests(self) -> int:
         return len(self.raw_bytes)
 
 
-def count_requests(with_zstd: bool = False):
+def count_requests(with_zstd: bool = False, keep: bool = False):
     """Context manager recording the size of every serialised request (`RequestModel.serialize`).
 
-    With `with_zstd=True` it also records the zstd size NDIF's client sends (`CONFIG.API.COMPRESS`).
+    With `with_zstd=True` it also records the zstd size NDIF's client sends (`CONFIG.API.COMPRESS`);
+    with `keep=True` it keeps the serialised requests themselves (`log.blobs`).
 
     Example:
         >>> with count_requests() as log:                                   # doctest: +SKIP
@@ -515,6 +527,8 @@ def count_requests(with_zstd: bool = False):
         def serialize(cls, tracer, compress: bool = False):
             blob = original.__func__(cls, tracer, compress)
             log.raw_bytes.append(len(blob))
+            if keep:
+                log.blobs.append(blob)
             if with_zstd:
                 import zstandard as zstd
 

@@ -253,3 +253,26 @@ def test_cli_eval_with_lora_mode_interventions(tmp_path, capsys):
     # a hosted run needs the base model's hub id: a local --base directory names none
     with pytest.raises(ValueError, match="hub id"):
         load_model(ref["path"], base=str(ref["base_dir"]), lora_mode="interventions").session_model(True)
+
+
+def test_projection_travels_by_value_in_both_modes(pair):
+    """nnsight tags an envoy child (`codi.prj` → "Module:model.prj") to be sent as a reference to the
+    server's model, which has no projection: both session paths must ship a copy by value."""
+    from nnsight.intervention.serialization import loads
+
+    from nnsight_codi.tracing.session import plain_lm_model
+
+    merged, inter, _ = pair
+    inter.session_model("local")  # its weight check is a request of its own
+    for codi in (merged, inter):
+        with count_requests(keep=True) as log:
+            run_loop(codi, codi.encode(QUESTIONS[:1]), max_new_tokens=1, remote="local")
+        assert log.requests == 1
+        persistent = plain_lm_model(codi, "local")._remoteable_persistent_objects()
+        _, (_, _, variables) = loads(log.blobs[0], persistent)
+        shipped = variables["project"]
+        shipped = shipped.inner if hasattr(shipped, "inner") else shipped
+        local = codi.prj._module
+        assert shipped is not local
+        for a, b in zip(shipped.parameters(), local.parameters()):
+            torch.testing.assert_close(a.detach().to(b.dtype), b.detach())
