@@ -24,10 +24,12 @@ from collections.abc import Callable
 from typing import Any
 
 import nnsight
+import torch
 from nnsight import TransformersModel
 from torch import Tensor, nn
 
 from ..models.config import CodiConfig
+from .batching import positions_from_mask
 from .loop import LatentLoopState, Masking
 
 StepFn = Callable[[Any, int, list], None]
@@ -104,6 +106,8 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
             inputs = state.call_kwargs(project=project)
             if cache is not None:
                 inputs["past_key_values"] = cache
+            elif "position_ids" not in inputs:  # reference masking: nnsight would count real tokens only
+                inputs["position_ids"] = positions_from_mask(torch.ones_like(inputs["input_ids"]))
             if adapter is None:
                 with model.trace(**inputs, use_cache=True, output_hidden_states=True, **extra):
                     if step_fn is not None:

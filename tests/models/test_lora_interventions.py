@@ -67,11 +67,11 @@ def test_same_hidden_states_and_greedy_answers_as_merged(pair, remote):
 def test_reference_masking_and_added_token_logits(pair):
     """Unmasked latent calls attend to the pad rows; greedy answers over all V+3 logits, as merged."""
     merged, inter, _ = pair
-    # Compared with the merged model on the same (session) executor: with reference masking and left
-    # padding, nnsight derives position ids from the prompt's mask there, which the traced driver does not.
-    want, _ = run_loop(merged, merged.encode(QUESTIONS), max_new_tokens=MAX_NEW, masking="reference", remote="local")
+    want, _ = run_loop(merged, merged.encode(QUESTIONS), max_new_tokens=MAX_NEW, masking="reference")
+    session, _ = run_loop(merged, merged.encode(QUESTIONS), max_new_tokens=MAX_NEW, masking="reference",
+                          remote="local")  # the prompt's positions count the padding there too
     got, _ = run_loop(inter, inter.encode(QUESTIONS), max_new_tokens=MAX_NEW, masking="reference", remote="local")
-    assert got.tolist() == want.tolist()
+    assert got.tolist() == want.tolist() == session.tolist()
 
     class Logits:
         def sites(self, step):
