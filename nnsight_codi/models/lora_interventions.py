@@ -70,17 +70,22 @@ def envoy_at(model: Any, path: str) -> Any:
     return obj
 
 
-def by_value(module: nn.Module) -> nn.Module:
+def by_value(module: nn.Module, share: bool = True) -> nn.Module:
     """A copy of `module` that a remote request carries by value.
 
     nnsight tags a module wrapped as an envoy child (`CodiModel.prj` → "Module:model.prj") to be sent
-    as a *reference* to the server's model, which has no such module; the copy drops those tags.
+    as a *reference* to the server's model, which has no such module, and replaces its `forward` by a
+    controller; the copy drops both.
     """
     import copy
 
-    copied = copy.deepcopy(module)
+    # share=True keeps the very tensors (same numerics here; never `.to()` such a copy in place)
+    shared = {id(t): t for t in [*module.parameters(), *module.buffers()]} if share else {}
+    copied = copy.deepcopy(module, memo=shared)
     for sub in copied.modules():
         sub.__dict__.pop("_persistent_id", None)
+        if "forward" in sub.__dict__:  # nnsight's per-instance controller: back to the class's forward
+            del sub.__dict__["forward"]
     return copied
 
 
@@ -129,7 +134,7 @@ class LoraAdapter:
         def conv(t: Tensor) -> Tensor:
             return t.detach().to("cpu", dtype).contiguous()
 
-        prj = by_value(self.prj.inner).to("cpu", dtype)
+        prj = by_value(self.prj.inner, share=False).to("cpu", dtype)
         tied = self.head_rows is self.rows
         rows = conv(self.rows)
         return LoraAdapter({k: (conv(a), conv(b)) for k, (a, b) in self.lora.items()}, self.scale, rows,

@@ -92,10 +92,10 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
     adapter = getattr(model, "codi_adapter", None)
     if adapter is not None:
         prj = adapter.project
-    elif remote:
-        from ..models.lora_interventions import by_value
+    elif remote:  # by value (not as a reference to "model.prj", which the server's model lacks),
+        from ..models.lora_interventions import PortableProjection, by_value
 
-        prj = by_value(prj)  # not as a reference to "model.prj", which the server's model lacks
+        prj = PortableProjection(by_value(prj))  # moved to the server model's device on first use
     project = prj if config.use_prj else None
     session_kwargs = {} if not remote else {"remote": remote}
     extra = {"output_attentions": True} if output_attentions else {}
