@@ -55,6 +55,7 @@ class CaptureConfig:
     remote: Any = None
     positions: tuple[int, ...] | None = None
     ndif_model: str | None = None
+    lora_mode: str = "merged"
     interventions: list[dict] = field(default_factory=list)
     synthetic: dict[str, Any] | None = None
 
@@ -63,7 +64,7 @@ class CaptureConfig:
         data = dataclasses.asdict(self)
         if self.synthetic is None:
             data.pop("synthetic")  # stores written before the option existed keep their fingerprint
-        for volatile in ("device", "remote", "base", "batch_size", "ndif_model"):
+        for volatile in ("device", "remote", "base", "batch_size", "ndif_model", "lora_mode"):
             data.pop(volatile)
         data["variables"] = list(self.variables)
         data["layers"] = list(self.layers) if self.layers is not None else None
@@ -90,12 +91,15 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     if codi is None:
         from .models import load_model
 
-        codi = load_model(config.model, device=config.device, dtype=config.model_dtype, base=config.base)
+        codi = load_model(config.model, device=config.device, dtype=config.model_dtype, base=config.base,
+                          lora_mode=config.lora_mode)
     if config.dataset == "synthetic":  # problems from the distribution the model was trained on
         dataset = load_eval_dataset("synthetic", limit=config.limit, seed=config.seed,
                                     **synthetic_options(codi, config.synthetic))
     if config.ndif_model:
         object.__setattr__(codi, "ndif_repo_id", config.ndif_model)
+    if config.remote and hasattr(type(codi), "session_model"):
+        codi.session_model(config.remote)  # base + LoRA interventions: check the (hosted) base before any work
     target = _target(codi, config)
     layers = validate_layers(config.layers, target.num_layers)
     k = target.num_latents

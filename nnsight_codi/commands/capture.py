@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, masking=args.masking,
         store_dtype=args.store_dtype, model_dtype=args.dtype, device=args.device, base=args.base,
         remote=remote_value(args.remote), positions=args.positions, ndif_model=args.ndif_model,
-        synthetic=synthetic_overrides(args) or None,
+        synthetic=synthetic_overrides(args) or None, lora_mode=args.lora_mode,
     )
     summary = run_capture(args.out, config, progress=not args.json)
     if args.json:
