@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data.scoring import extract_gold, extract_prediction
-from .store.positions import left_align, pad_counts_from_mask
+from .store.positions import left_align, pad_counts_from_mask, source_labels
 from .store.schema import parse_variables, validate_layers
 from .tracing.capture import CAPTURABLE, Capture, assemble
 from .tracing.hooks import run_loop
@@ -55,6 +55,7 @@ class CaptureConfig:
     remote: Any = None
     positions: tuple[int, ...] | None = None
     ndif_model: str | None = None
+    lora_mode: str = "merged"
     interventions: list[dict] = field(default_factory=list)
     synthetic: dict[str, Any] | None = None
     lens_k: int = 10
@@ -68,7 +69,7 @@ class CaptureConfig:
         if not any(v.startswith(("lens_", "tuned_lens_")) for v in self.variables):
             data.pop("lens_k")  # likewise for stores without lens read-outs
             data.pop("lens_path")
-        for volatile in ("device", "remote", "base", "batch_size", "ndif_model"):
+        for volatile in ("device", "remote", "base", "batch_size", "ndif_model", "lora_mode"):
             data.pop(volatile)
         data["variables"] = list(self.variables)
         data["layers"] = list(self.layers) if self.layers is not None else None
@@ -98,12 +99,15 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     if codi is None:
         from .models import load_model
 
-        codi = load_model(config.model, device=config.device, dtype=config.model_dtype, base=config.base)
+        codi = load_model(config.model, device=config.device, dtype=config.model_dtype, base=config.base,
+                          lora_mode=config.lora_mode)
     if config.dataset == "synthetic":  # problems from the distribution the model was trained on
         dataset = load_eval_dataset("synthetic", limit=config.limit, seed=config.seed,
                                     **synthetic_options(codi, config.synthetic))
     if config.ndif_model:
         object.__setattr__(codi, "ndif_repo_id", config.ndif_model)
+    if config.remote and hasattr(type(codi), "session_model"):
+        codi.session_model(config.remote)  # base + LoRA interventions: check the (hosted) base before any work
     target = _target(codi, config)
     lens.load(codi)
     layers = validate_layers(config.layers, target.num_layers)
@@ -121,12 +125,16 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     width = max(target.prompt_length(q) for q in questions) + k + 3
     lm_config = codi._module.config
     heads = int(getattr(lm_config, "num_key_value_heads", None) or lm_config.num_attention_heads)
+    sources = [target.source_labels(q) for q in questions]  # what each attended position is
+    cots = list(dataset["cot"] if "cot" in dataset.column_names else dataset["answer"])
     head_dim = int(getattr(lm_config, "head_dim", None) or lm_config.hidden_size // lm_config.num_attention_heads)
     writer = StoreWriter(
         out, variables=list(lens.store_variables), config=config.fingerprint(codi), num_layers=target.num_layers,
         coords={"example": [str(i) for i in dataset["id"]], "question": questions,
-                "step_name": target.step_names, "layer": list(layers)},
+                "step_name": target.step_names, "layer": list(layers), "cot": cots,
+                "source_token": [t for t, _ in sources], "source_kind": [k for _, k in sources]},
         sizes={"dim": int(lm_config.hidden_size), "position": width, "head": heads, "head_dim": head_dim,
+               "block": target.num_layers, "attention_head": int(lm_config.num_attention_heads),
                "k": int(config.lens_k)},
         dtype=config.store_dtype, chunk=config.batch_size, pad_id=target.pad_id,
     )
@@ -161,6 +169,7 @@ class _CodiTarget:
 
     def __init__(self, codi, config: CaptureConfig) -> None:
         self.model, self.config = codi, config
+        self._decoded: dict[int, str] = {}
         self.num_layers = codi.num_layers
         self.num_latents = codi.num_latents if config.num_latents is None else int(config.num_latents)
         if self.num_latents < 0:
@@ -170,6 +179,13 @@ class _CodiTarget:
 
     def prompt_length(self, question: str) -> int:
         return len(self.model.prompt_ids(question))
+
+    def source_labels(self, question: str) -> tuple[list[str], list[str]]:
+        """Token strings and kinds of `[question][bot][z1..zK][eot]` (store coordinates)."""
+        cfg = self.model.codi_config
+        eot = [cfg.eot_id] if cfg.remove_eos else [cfg.eot_id, cfg.eos_id]
+        return source_labels(_token_strings(self.model.tokenizer, self.model.prompt_ids(question), self._decoded),
+                             self.num_latents, _token_strings(self.model.tokenizer, eot, self._decoded))
 
     def encode(self, questions: list[str]):
         return self.model.encode(questions)
@@ -188,6 +204,7 @@ class _PlainTarget:
 
     def __init__(self, model, config: CaptureConfig) -> None:
         self.model, self.config = model, config
+        self._decoded: dict[int, str] = {}
         self.positions = tuple(config.positions or (-1,))
         self.num_layers = int(model._module.config.num_hidden_layers)
         self.step_names = [f"pos{p}" for p in self.positions]
@@ -196,6 +213,10 @@ class _PlainTarget:
 
     def prompt_length(self, question: str) -> int:
         return len(self.model.tokenizer(question)["input_ids"])
+
+    def source_labels(self, question: str) -> tuple[list[str], list[str]]:
+        return source_labels(_token_strings(self.model.tokenizer, self.model.tokenizer(question)["input_ids"],
+                                            self._decoded), None)
 
     def encode(self, questions: list[str]):
         from .tracing.codi_model import PromptBatch
@@ -255,6 +276,17 @@ def _capture_batch(target, hook: Capture, questions: list[str], golds: list[floa
     data.update({name: value for name, value in extra.items() if name in variables})
     data["prompt_length"] = prompts.attention_mask.sum(-1).cpu().numpy().astype(np.int32)
     return data
+
+
+def _token_strings(tokenizer, ids: list[int], cache: dict[int, str]) -> list[str]:
+    """Each id decoded on its own (`tokenizer.decode([i])`), memoised in `cache`."""
+    out = []
+    for i in ids:
+        i = int(i)
+        if i not in cache:
+            cache[i] = tokenizer.decode([i])
+        out.append(cache[i])
+    return out
 
 
 def _maybe_eager(model, needed: bool):

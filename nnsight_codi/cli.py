@@ -6,13 +6,26 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "lens")
+COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "dashboard", "lens")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`nnsight-codi eval: error: …`), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def error_line(command: str, err: BaseException) -> str:
+    """One line for a user error: the message's lines joined (library messages are often paragraphs)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    return f"nnsight-codi {command}: error: " + "; ".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="nnsight-codi", description=__doc__)
+    parser = OneLineParser(prog="nnsight-codi", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nnsight-codi {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
@@ -33,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, OSError, StoreError) as err:
-        print(f"nnsight-codi {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, StoreError) as err:  # user errors (bad path, flag, shape, range, no network)
+        print(error_line(args.command, err), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -58,7 +58,8 @@ def test_bad_inputs_give_clear_errors(model_dir, capsys):
 
 def test_demo_runs_and_writes_its_outputs(model_dir, tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--model", str(model_dir), "--limit", "4", "--examples", "2", "--out", str(out), "--json"]) == 0
+    assert main(["demo", "--model", str(model_dir), "--limit", "4", "--examples", "2", "--studies", "none",
+                 "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n"] == 4 and 0 <= summary["accuracy"] <= 1 and summary["store_examples"] == 4
     assert 0 <= summary["accuracy_k0"] <= 1 and 0 <= summary["accuracy_k0_free"] <= 1
@@ -67,6 +68,10 @@ def test_demo_runs_and_writes_its_outputs(model_dir, tmp_path, capsys):
     worked = json.loads((out / "worked_examples.json").read_text())
     assert len(worked) == 2 and [e["step"] for e in worked[0]["logit_lens"]] == ["bot", "latent1", "latent2", "eot"]
     assert (out / "eval" / "predictions.jsonl").exists() and (out / "capture.zarr" / "manifest.json").exists()
+    for entry in worked[0]["logit_lens"]:  # the most informative layer of each step, with its top-3
+        assert 1 <= entry["layer"] <= 2 and len(entry["top_tokens"]) == 3
+        assert entry["top_probs"] == sorted(entry["top_probs"], reverse=True)
+    assert (out / "index.html").exists() and summary["studies"] == {}
 
 
 def test_convert_command_then_load(tmp_path, capsys):

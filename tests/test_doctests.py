@@ -10,7 +10,7 @@ import pytest
 MODULES = ["nnsight_codi.steps", "nnsight_codi.tracing.batching", "nnsight_codi.models.architecture",
            "nnsight_codi.models.config", "nnsight_codi.models.projection", "nnsight_codi.models.registry",
            "nnsight_codi.data.scoring", "nnsight_codi.store.schema",
-           "nnsight_codi.stats", "nnsight_codi.reporting", "nnsight_codi.config_cli"]
+           "nnsight_codi.stats", "nnsight_codi.reporting", "nnsight_codi.config_cli", "nnsight_codi.studies"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -6,6 +6,7 @@ Examples::
     nnsight-codi capture --model tiny --out out/attn.zarr --what hidden,attention,kv --layers 0,2,4 --json
     nnsight-codi capture --model tiny --out out/lens.zarr --what hidden,lens,unembed --lens-k 10
     nnsight-codi capture --model tiny --out out/tuned.zarr --what lens --lens-path out/tuned-lens
+    nnsight-codi capture --model tiny --out out/heads.zarr --what hidden,correct --attention-detail head
     nnsight-codi capture --model path/to/hf-lm --positions -3,-2,-1 --what hidden --out out/plain.zarr
     nnsight-codi info out/tiny.zarr
 
@@ -27,6 +28,19 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
 
 
+def with_attention_detail(variables: tuple[str, ...], detail: str | None) -> tuple[str, ...]:
+    """`variables` plus `attention` and, for `detail` "layer"/"head", `attention_layers`/`attention_heads`.
+
+    Example:
+        >>> with_attention_detail(("hidden",), "head")
+        ('hidden', 'attention', 'attention_heads')
+    """
+    if detail is None:
+        return variables
+    extra = ("attention", {"layer": "attention_layers", "head": "attention_heads"}[detail])
+    return tuple(variables) + tuple(v for v in extra if v not in variables)
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     from ..store.schema import DEFAULT_VARIABLES, LENS_GROUPS, REQUESTABLE, STATIC_REQUESTS
 
@@ -42,6 +56,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--lens-k", type=int, default=10, help="top-k size of lens read-outs (default: 10)")
     p.add_argument("--lens-path", default=None,
                    help="a tuned-lens directory: lens read-outs are also stored through it (tuned_lens_*)")
+    p.add_argument("--attention-detail", choices=["layer", "head"], default=None,
+                   help="also store attention per block (attention_layers) or per block and head "
+                        "(attention_heads); implies attention")
     p.add_argument("--layers", type=_ints, default=None, help="layers 0..L to capture (default: all)")
     p.add_argument("--positions", type=_ints, default=None,
                    help="plain LMs only: prompt positions from the end that form the step dim (default: -1)")
@@ -63,11 +80,12 @@ def run(args: argparse.Namespace) -> int:
 
     config = CaptureConfig(
         model=args.model, dataset=args.dataset, split=args.split, seed=args.seed, limit=args.limit,
-        variables=parse_variables(args.what), layers=args.layers, num_latents=args.num_latents,
+        variables=with_attention_detail(parse_variables(args.what), args.attention_detail), layers=args.layers, num_latents=args.num_latents,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, masking=args.masking,
         store_dtype=args.store_dtype, model_dtype=args.dtype, device=args.device, base=args.base,
         remote=remote_value(args.remote), positions=args.positions, ndif_model=args.ndif_model,
-        synthetic=synthetic_overrides(args) or None, lens_k=args.lens_k, lens_path=args.lens_path,
+        synthetic=synthetic_overrides(args) or None, lora_mode=args.lora_mode, lens_k=args.lens_k,
+        lens_path=args.lens_path,
     )
     summary = run_capture(args.out, config, progress=not args.json)
     if args.json:

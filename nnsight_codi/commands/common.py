@@ -17,6 +17,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", default=None, help="base model (hub id or local HF dir) for raw CODI checkpoints")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="model dtype (default: float32)")
+    parser.add_argument("--lora-mode", default="merged", choices=["merged", "interventions"],
+                        help="reference CODI checkpoints: merge LoRA into the weights (default), or run the "
+                             "checkpoint as its base model + LoRA as nnsight interventions — with --remote ndif "
+                             "this runs on the base model NDIF hosts (registry base or --base hub id)")
 
 
 def add_dataset_args(parser: argparse.ArgumentParser) -> None:
@@ -68,22 +72,30 @@ def remote_value(arg: str | None) -> bool | str | None:
     raise ValueError(f"--remote must be 'local', 'ndif' or an http(s) host, got {arg!r}")
 
 
-def load_codi_model(spec: str, device: str = "cpu", dtype: str = "float32", base: str | None = None):
+def load_codi_model(spec: str, device: str = "cpu", dtype: str = "float32", base: str | None = None,
+                    lora_mode: str = "merged"):
     """Load `spec` and insist that it is a CODI model."""
     from ..models import load_model
     from ..tracing.codi_model import CodiModel
 
-    model = load_model(spec, device=device, dtype=dtype, base=base)
+    model = load_model(spec, device=device, dtype=dtype, base=base, lora_mode=lora_mode)
     if not isinstance(model, CodiModel):
         raise ValueError(f"{spec} is a plain LM, not a CODI model (no codi.json / prj)")
     return model
 
 
 def load_codi(args: argparse.Namespace):
-    """Load `--model` (with `--device/--dtype/--base`, and `--ndif-model` if given) as a CODI model."""
-    codi = load_codi_model(args.model, args.device, args.dtype, args.base)
+    """Load `--model` (with `--device/--dtype/--base/--lora-mode`, and `--ndif-model` if given) as a CODI model.
+
+    With `--lora-mode interventions` and `--remote`, the (hosted) base model's weights are checked
+    against the checkpoint here, before any work.
+    """
+    codi = load_codi_model(args.model, args.device, args.dtype, args.base, getattr(args, "lora_mode", "merged"))
     if getattr(args, "ndif_model", None):
         object.__setattr__(codi, "ndif_repo_id", args.ndif_model)
+    remote = remote_value(getattr(args, "remote", None))
+    if remote and hasattr(type(codi), "session_model"):
+        codi.session_model(remote)  # one small trace: the weight check of the (hosted) base
     return codi
 
 

@@ -29,6 +29,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..models.checkpoint import convert_reference_checkpoint, find_checkpoint_file
     from ..models.converted import save_converted
+    from ..models.loader import with_hub_errors, check_model_source
     from ..models.registry import lookup
 
     dst = Path(args.dst)
@@ -40,11 +41,15 @@ def run(args: argparse.Namespace) -> int:
 
         file = download_checkpoint(entry)
     else:
+        check_model_source(args.src)
         file = find_checkpoint_file(args.src) if Path(args.src).exists() else None
         if file is None:
             raise ValueError(f"{args.src}: no CODI checkpoint found (and not a known hub id)")
     base = args.base or (entry.base if entry else None)
-    lm, tokenizer, prj, config = convert_reference_checkpoint(file, base, entry, args.lora_alpha, args.num_latents)
+    if base is not None:
+        check_model_source(base)
+    lm, tokenizer, prj, config = with_hub_errors(
+        lambda: convert_reference_checkpoint(file, base, entry, args.lora_alpha, args.num_latents), f"base model {base}")
     save_converted(dst, lm, tokenizer, prj, config)
     info = {"dst": str(dst), "source": config.source, "base": config.base, "num_latents": config.num_latents,
             "lora_rank": config.extra.get("lora_rank"), "merged_modules": config.extra.get("merged_modules")}

@@ -1,14 +1,20 @@
-"""`nnsight-codi demo`: the shipped tiny CODI end to end — accuracy with and without latents,
-worked examples with each step's logit-lens read-out, and an activation store.
+"""`nnsight-codi demo`: the whole framework on the shipped tiny models, in a few minutes on a CPU.
 
-    nnsight-codi demo                   # writes out/demo/
-    nnsight-codi demo --limit 100 --json
+The tiny CODI end to end (accuracy with and without latents, worked examples with each latent's
+logit-lens read-out at its most informative layer, an activation store), then every study of
+`nnsight_codi.studies.STUDIES` at demo size, each writing its report, figures and results.json
+under `out/demo/<study>/`, and one page `out/demo/index.html` that links them all.
+
+    nnsight-codi demo                                 # writes out/demo/ (index.html)
+    nnsight-codi demo --studies lens,attention --json
+    nnsight-codi demo --studies none --limit 100      # the tiny CODI only
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .common import emit_json
@@ -20,6 +26,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=300, help="synthetic test problems (default: 300)")
     p.add_argument("--seed", type=int, default=1, help="seed of the test problems (never used in training)")
     p.add_argument("--examples", type=int, default=3, help="worked examples to print")
+    p.add_argument("--studies", default="all",
+                   help="studies to run after the core demo: all, none, or a comma list of "
+                        "lens,steering,patching,attention,cot_vectors (default: all)")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -27,16 +36,14 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..capture import CaptureConfig, run_capture
     from ..data.sources import load_eval_dataset, synthetic_options
+    from ..demo_index import write_index
     from ..evaluation import direct_answer_budget, evaluate
-    from ..lens import logit_lens, top_tokens
-    from ..tracing.capture import Capture
-    from ..tracing.hooks import run_loop
+    from ..studies import run_study, select_studies
     from .common import load_codi_model
 
+    studies = select_studies(args.studies)  # a bad name fails before any work
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     codi = load_codi_model(args.model)
@@ -54,33 +61,40 @@ def run(args: argparse.Namespace) -> int:
     without_free.write(out / "eval_k0_free")
     writes_cot = sum("<<" in p.prediction_text for p in without_free.predictions)
 
-    k, last = codi.num_latents, codi.num_layers
-    shown = dataset.select(range(min(args.examples, len(dataset))))
-    hook = Capture(["hidden"], [last], k)
-    tokens, records = run_loop(codi, codi.encode(list(shown["question"])), [hook], max_new_tokens=32)
-    answers = codi.decode(tokens)
-    worked = []
-    for row in range(len(shown)):
-        lens = []
-        for name, step, tensor in records:
-            ids, probs = top_tokens(logit_lens(codi, tensor[row]), k=1)
-            lens.append({"step": codi.step_names()[step], "token": codi.tokenizer.decode([int(ids[0])]).strip(),
-                         "prob": round(float(probs[0]), 3)})
-        worked.append({"question": shown["question"][row], "cot": shown["cot"][row] if "cot" in shown.column_names
-                       else None, "gold": shown["answer"][row], "answer": answers[row], "logit_lens": lens})
-    (out / "worked_examples.json").write_text(json.dumps(worked, indent=2) + "\n")
-
     store = out / "capture.zarr"
     capture = run_capture(store, CaptureConfig(model=args.model, limit=min(64, args.limit), seed=args.seed,
                                                max_new_tokens=32), codi=codi, progress=not quiet)
-    summary = {"model": args.model, "num_latents": k, "n": with_latents.n,
+    summary = {"model": args.model, "num_latents": codi.num_latents, "n": with_latents.n,
                "accuracy": with_latents.accuracy, "accuracy_k0": without.accuracy,
                "accuracy_k0_free": without_free.accuracy, "k0_free_writes_cot": writes_cot,
                "out": str(out), "store": str(store), "store_examples": capture["examples"]}
+
+    # The studies, each at demo size; a CODI model other than the default is handed to them.
+    overrides = {} if args.model == "tiny" else {"model": args.model}
+    outcomes = []
+    for study in studies:
+        if not quiet:
+            print(f"\n== study: {study.name} ({study.title})", file=sys.stderr)
+        outcome = run_study(study, out / study.name, progress=not quiet,
+                            overrides=overrides if study.name != "cot_vectors" else None)
+        outcomes.append(outcome)
+        if not quiet:
+            print(f"   {outcome.status}" + (f": {outcome.error}" if outcome.error else f" in {outcome.seconds:.0f} s"),
+                  file=sys.stderr)
+
+    best_layers = _best_lens_layers(out / "lens" / "results.json")
+    worked = _worked_examples(codi, dataset.select(range(min(args.examples, len(dataset)))), best_layers)
+    (out / "worked_examples.json").write_text(json.dumps(worked, indent=2) + "\n")
+    summary["studies"] = {o.study.name: {"status": o.status, "seconds": round(o.seconds, 1), "headline": o.headline,
+                                         "error": o.error, "out": str(o.out)} for o in outcomes}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    index = write_index(out, summary, worked, outcomes)
+    summary["index"] = str(index)
+    failed = [o.study.name for o in outcomes if o.status == "failed"]
     if args.json:
         emit_json(summary | {"worked_examples": worked})
-        return 0
+        return 1 if failed else 0
+    k = codi.num_latents
     print(f"\naccuracy with {k} latents: {with_latents.accuracy:.1%}   with 0 latents: {without.accuracy:.1%}"
           f"   ({with_latents.n} held-out synthetic problems, seed {args.seed})")
     print(f"with 0 latents and room to write more: {without_free.accuracy:.1%} "
@@ -89,8 +103,59 @@ def run(args: argparse.Namespace) -> int:
         print(f"Q: {ex['question']}")
         if ex["cot"]:
             print(f"   chain of thought (not shown to the model): {ex['cot']}")
-        print("   logit lens, last layer:  " + "  ".join(f"{e['step']}→{e['token']!r}" for e in ex["logit_lens"]))
+        print("   logit lens (top-3 at each step's most informative layer):")
+        for e in ex["logit_lens"]:
+            tops = "  ".join(f"{t!r} {p:.2f}" for t, p in zip(e["top_tokens"], e["top_probs"]))
+            print(f"     {e['step']:>8} @ layer {e['layer']}: {tops}")
         print(f"   answer: {ex['answer']!r}   gold: {ex['gold']}\n")
-    print(f"outputs in {out}/: eval/predictions.jsonl, eval_k0/, eval_k0_free/, worked_examples.json, summary.json, "
-          f"capture.zarr (open with nnsight_codi.store.open_store or `nnsight-codi info {store}`)")
-    return 0
+    for o in outcomes:
+        print(f"[{o.status}] {o.study.name}: " + (o.error or "; ".join(o.headline[:2]) or "done"))
+    print(f"\nopen {index} — every study's report, figures and the latent dashboard")
+    return 1 if failed else 0
+
+
+def _best_lens_layers(results_path: Path) -> dict[str, int]:
+    """Per step name, the layer where the lens study found intermediate values most often (logit lens, top-k)."""
+    if not results_path.exists():
+        return {}
+    best: dict[str, tuple[float, int]] = {}
+    for row in json.loads(results_path.read_text()).get("detection", []):
+        if row.get("lens") not in (None, "logit") or row.get("target") != "intermediate" or row.get("rate") is None:
+            continue
+        name, layer, rate = row["step_name"], int(row["layer"]), float(row["rate"])
+        if name not in best or rate > best[name][0]:
+            best[name] = (rate, layer)
+    return {name: layer for name, (_, layer) in best.items()}
+
+
+def _worked_examples(codi, shown, best_layers: dict[str, int], k: int = 3) -> list[dict]:
+    """Each step's top-k logit-lens tokens at its most informative layer: the lens study's choice
+    when it ran, else the layer whose top-1 is most confident (the last layer is often uninformative)."""
+    from ..lens import logit_lens, top_tokens
+    from ..tracing.capture import Capture
+    from ..tracing.hooks import run_loop
+
+    layers = list(range(codi.num_layers + 1))
+    tokens, records = run_loop(codi, codi.encode(list(shown["question"])),
+                               [Capture(["hidden"], layers, codi.num_latents)], max_new_tokens=32)
+    hidden: dict[int, dict[int, object]] = {}
+    for name, step, tensor in records:  # ("hidden/<layer>", step, [batch, dim])
+        hidden.setdefault(step, {})[int(name.split("/")[1])] = tensor
+    answers = codi.decode(tokens)
+    names = codi.step_names()
+    worked = []
+    for row in range(len(shown)):
+        lens = []
+        for step in sorted(hidden):
+            reads = {layer: top_tokens(logit_lens(codi, h[row]), k=k) for layer, h in hidden[step].items()}
+            layer = best_layers.get(names[step])
+            if layer not in reads:
+                layer = max((l for l in reads if l > 0), key=lambda l: float(reads[l][1][0]))
+            ids, probs = reads[layer]
+            lens.append({"step": names[step], "layer": layer,
+                         "top_tokens": [codi.tokenizer.decode([int(i)]).strip() for i in ids],
+                         "top_probs": [round(float(p), 3) for p in probs],
+                         "token": codi.tokenizer.decode([int(ids[0])]).strip(), "prob": round(float(probs[0]), 3)})
+        worked.append({"question": shown["question"][row], "cot": shown["cot"][row] if "cot" in shown.column_names
+                       else None, "gold": shown["answer"][row], "answer": answers[row], "logit_lens": lens})
+    return worked

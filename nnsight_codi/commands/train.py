@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(args)
+        from ..models.loader import resolve_device
+
+        resolve_device(cfg.device)  # an unknown device fails before any work
     except (ValueError, FileNotFoundError, TypeError) as err:
         print(f"nnsight-codi train: {err}", file=sys.stderr)
         return 2

@@ -223,21 +223,29 @@ def convert_reference_checkpoint(file: str | Path, base: str | Path | None, entr
     lm.tie_weights()
     prj = projection_from_state_dict(prj_state)
 
+    codi_config = reference_codi_config(tokenizer, vocab, family, file, base, entry, num_latents,
+                                        {"lora_rank": report.lora_rank, "lora_alpha": alpha,
+                                         "merged_modules": report.merged_modules})
+    return lm.eval(), tokenizer, prj, codi_config
+
+
+def reference_codi_config(tokenizer, vocab: int, family: str, file: str | Path, base: str | Path,
+                          entry: CheckpointEntry | None, num_latents: int | None, extra: dict) -> CodiConfig:
+    """The reference token layout (pad/bot/eot = V, V+1, V+2) on `tokenizer` (edited in place) as a CodiConfig."""
     # Tokenizer layout as the reference: [PAD] = V when the tokenizer has no pad token.
     if tokenizer.pad_token_id is None:
         tokenizer.add_special_tokens({"pad_token": "[PAD]"})
     if entry is not None and entry.added_tokens:
         tokenizer.add_special_tokens({"additional_special_tokens": list(entry.added_tokens)})
-    codi_config = CodiConfig(
+    return CodiConfig(
         pad_id=vocab, bot_id=vocab + 1, eot_id=vocab + 2,
         num_latents=num_latents if num_latents is not None else (entry.num_latents if entry else 6),
         remove_eos=entry.remove_eos if entry else True,
         prompt_suffix=entry.prompt_suffix if entry else "",
         eos_id=tokenizer.eos_token_id, family=family,
         source=entry.repo_id if entry else str(file), revision=entry.revision if entry else None, base=str(base),
-        extra={"lora_rank": report.lora_rank, "lora_alpha": alpha, "merged_modules": report.merged_modules},
+        extra=extra,
     )
-    return lm.eval(), tokenizer, prj, codi_config
 
 
 def load_reference_checkpoint(file: str | Path, base: str | Path | None = None, entry: CheckpointEntry | None = None,

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .loader import ModelSourceError, one_line
 from .registry import CheckpointEntry
+
+ADVICE = ("download it where there is network and pass its local path (or convert it once with "
+          "`nnsight-codi convert`)")
+
+
+def _offline(err: Exception) -> bool:
+    """No network (or HF_HUB_OFFLINE) and the file is not in the local cache."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    text = f"{type(err).__name__} {err}".lower()
+    return isinstance(err, (LocalEntryNotFoundError, ConnectionError)) or any(
+        word in text for word in ("offline", "connect", "resolve", "network", "timed out"))
 
 
 def download_checkpoint(entry: CheckpointEntry) -> Path:
-    """Fetch the first of `entry.filenames` that the hub repo has; clear error when offline."""
+    """Fetch the first of `entry.filenames` that the hub repo has; one-line `ModelSourceError` otherwise."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
@@ -16,11 +29,12 @@ def download_checkpoint(entry: CheckpointEntry) -> Path:
     for filename in entry.filenames:
         try:
             return Path(hf_hub_download(entry.repo_id, filename, revision=entry.revision))
-        except EntryNotFoundError as err:
-            errors.append(f"{filename}: not in the repo ({err})")
-        except Exception as err:  # offline, auth, HTTP errors
-            errors.append(f"{filename}: {type(err).__name__}: {err}")
-    raise RuntimeError(
-        f"cannot download {entry.repo_id} ({'; '.join(errors)}). Without network, download the checkpoint "
-        "elsewhere and pass its local path, or convert it once with `nnsight-codi convert`."
-    )
+        except Exception as err:  # offline, not found, auth, HTTP errors
+            if _offline(err):
+                raise ModelSourceError(f"cannot download {entry.repo_id}: no network and not in the local Hugging "
+                                       f"Face cache; {ADVICE}") from None
+            if isinstance(err, EntryNotFoundError):
+                errors.append(f"{filename}: not in the repo")
+            else:
+                errors.append(f"{filename}: {type(err).__name__}: {one_line(err)}")
+    raise ModelSourceError(f"cannot download {entry.repo_id} ({'; '.join(errors)}); {ADVICE}")

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,65 @@ TINY_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-codi"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 
+DEVICE_HELP = "use cpu, cuda, cuda:N, mps or auto"
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ModelSourceError(OSError):
+    """A model could not be found or fetched (bad path, unknown id, no network): a one-line user error."""
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`"auto"`/None → cuda if available else cpu; anything else is validated."""
+    """`"auto"`/None → cuda if available else cpu; anything else is validated (ValueError, one line)."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available on this machine")
-    return device
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {str(device)!r}: {DEVICE_HELP}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available on this machine")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {str(device)!r} requested but MPS is not available on this machine")
+    elif resolved.type != "cpu":
+        raise ValueError(f"device {str(device)!r} is not supported: {DEVICE_HELP}")
+    return resolved
+
+
+def one_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message (library errors are often paragraphs)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def looks_like_path(spec: str) -> bool:
+    """True for things a user means as a file system path (absolute, ./, ~, or not a valid hub id)."""
+    return spec.startswith(("/", ".", "~")) or "\\" in spec or ("/" in spec and not HUB_ID.match(spec))
+
+
+def check_model_source(spec: str | Path, what: str = "model") -> None:
+    """Fail early (one line) for a source that is neither an existing path nor a plausible hub id."""
+    spec = str(spec)
+    if Path(spec).expanduser().exists():
+        return
+    from .registry import lookup
+
+    if lookup(spec) is not None:
+        return
+    if looks_like_path(spec):
+        raise FileNotFoundError(f"{spec}: no such file or directory, and not a known hub id")
+
+
+def check_lora_mode(lora_mode: str) -> str:
+    from .lora_interventions import LORA_MODES
+
+    if lora_mode not in LORA_MODES:
+        raise ValueError(f"unknown lora_mode {lora_mode!r}; choose one of {', '.join(LORA_MODES)}")
+    return lora_mode
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -83,24 +135,50 @@ def _check_special_ids(config: CodiConfig, vocab_size: int, where: Any) -> None:
 
 
 def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
-               dtype: str | torch.dtype | None = "float32", base: str | None = None, **kwargs: Any):
-    """Load a CODI model (`CodiModel`) or a plain HF causal LM (`TransformersModel`). See module doc."""
+               dtype: str | torch.dtype | None = "float32", base: str | None = None,
+               lora_mode: str = "merged", **kwargs: Any):
+    """Load a CODI model (`CodiModel`) or a plain HF causal LM (`TransformersModel`). See module doc.
+
+    `lora_mode="interventions"` runs a reference CODI checkpoint as its base model + LoRA applied
+    as nnsight interventions (`models/lora_interventions.py`; the shape NDIF can run); the default
+    `"merged"` merges LoRA into the weights. Errors are one line: unknown device, a path that does
+    not exist (and is not a known hub id), a hub model that cannot be fetched.
+    """
     from .checkpoint import find_checkpoint_file, load_reference_checkpoint
     from .registry import lookup
 
     spec_str = str(spec)
+    check_lora_mode(lora_mode)
+    resolve_device(device)  # a bad device fails before any loading
+    resolve_dtype(dtype)
+    interventions = lora_mode == "interventions"
+    if interventions:
+        from .lora_interventions import load_lora_interventions as load_checkpoint
+    else:
+        load_checkpoint = load_reference_checkpoint
     if spec_str == "tiny":
+        if interventions:
+            raise ValueError("the shipped tiny model is a merged (converted) model: lora_mode='interventions' "
+                             "needs a reference CODI checkpoint with its LoRA tensors")
         if not is_converted_dir(TINY_MODEL_DIR):
             raise FileNotFoundError(f"the shipped tiny CODI model is missing at {TINY_MODEL_DIR}")
         return load_converted(TINY_MODEL_DIR, device, dtype)
     path = Path(spec_str).expanduser()
     if path.exists():
         if is_converted_dir(path):
+            if interventions:
+                raise ValueError(f"{path} is a converted (merged) CODI directory: lora_mode='interventions' needs "
+                                 "the reference checkpoint with its LoRA tensors")
             return load_converted(path, device, dtype)
         ckpt = find_checkpoint_file(path)
         if ckpt is not None:
-            return load_reference_checkpoint(ckpt, base=base, device=device, dtype=dtype, **kwargs)
+            if base is not None:
+                check_model_source(base, "base")
+            return with_hub_errors(lambda: load_checkpoint(ckpt, base=base, device=device, dtype=dtype, **kwargs),
+                                    f"base model {base}")
         if path.is_dir() and (path / "config.json").is_file():
+            if interventions:
+                raise ValueError(f"{path} is a plain HF model: lora_mode='interventions' needs a CODI checkpoint")
             return load_plain_lm(path, device, dtype)
         raise CodiFormatError(
             f"{path}: neither a converted CODI directory (codi.json), a CODI checkpoint "
@@ -110,14 +188,38 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
     if entry is not None:
         from .hub import download_checkpoint
 
+        if base is not None:
+            check_model_source(base, "base")
         ckpt = download_checkpoint(entry)
-        return load_reference_checkpoint(ckpt, base=base or entry.base, entry=entry, device=device, dtype=dtype)
+        return with_hub_errors(lambda: load_checkpoint(ckpt, base=base or entry.base, entry=entry, device=device,
+                                                        dtype=dtype, **kwargs), f"base model {base or entry.base}")
+    if looks_like_path(spec_str):
+        raise FileNotFoundError(f"{spec_str}: no such file or directory, and not a known hub id")
     if "/" not in spec_str:
         raise ValueError(
             f"unknown model {spec_str!r}: not 'tiny', not an existing path, not a known CODI checkpoint "
             "and not a hub id (owner/name)"
         )
-    return load_plain_lm(spec_str, device, dtype)
+    if interventions:
+        raise ValueError(f"{spec_str} is not a known CODI checkpoint: lora_mode='interventions' needs a reference "
+                         "CODI checkpoint (a registry hub id or a local pytorch_model.bin / model.safetensors)")
+    return with_hub_errors(lambda: load_plain_lm(spec_str, device, dtype), f"model {spec_str}")
+
+
+def with_hub_errors(load, what: str):
+    """Run `load`; hub and file errors of transformers/huggingface_hub become one-line `ModelSourceError`s."""
+    try:
+        return load()
+    except CodiFormatError:
+        raise
+    except OSError as err:  # offline, not found, gated, HTTP errors (huggingface_hub raises OSError subclasses)
+        raise ModelSourceError(f"cannot load {what}: {one_line(err)}") from err
+    except ValueError as err:
+        from huggingface_hub.errors import HFValidationError
+
+        if isinstance(err, HFValidationError):
+            raise ModelSourceError(f"cannot load {what}: {one_line(err)}") from err
+        raise
 
 
 def load_plain_lm(spec: str | Path, device: str | torch.device | None = "cpu",

@@ -47,6 +47,13 @@ POSITION_DOC = (
     "prompt_length gives the number of question tokens"
 )
 
+SOURCE_DOC = {
+    "source_token": "string of the token at each position (latents are z1..zK; \"\" past the end)",
+    "source_kind": "kind of each position: prompt, number (a prompt token that is a number), bot, "
+                   "latent1..latentK, eot, eos; \"\" past the end",
+}
+"""Descriptions of the per-example position coordinates (what each attention source is)."""
+
 
 @dataclass(frozen=True)
 class VarSpec:
@@ -88,6 +95,12 @@ VARIABLES: dict[str, VarSpec] = {
     "attention": VarSpec(("example", "step", "position"), "float", None,
                          "attention of each step's query over positions, averaged over all "
                          "layers and heads"),
+    "attention_layers": VarSpec(("example", "step", "block", "position"), "float", None,
+                                "attention of each step's query over positions per block (its "
+                                "attention layer; block b's output is layer b+1), averaged over heads"),
+    "attention_heads": VarSpec(("example", "step", "block", "attention_head", "position"), "float",
+                               None, "attention of each step's query over positions per block and "
+                               "head (block b's output is layer b+1)"),
     "lens_top_ids": VarSpec(("example", "step", "layer", "k"), "int32", -1,
                             "logit lens top-k token ids at each step and layer"),
     "lens_top_probs": VarSpec(("example", "step", "layer", "k"), "float", None,
@@ -124,7 +137,7 @@ DEFAULT_VARIABLES = ("hidden", "latent_input", "answer_pred", "answer_gold", "co
                      "prompt_ids")
 """What a capture stores when nothing is requested (kv and attention are large/optional)."""
 
-SIZED_DIMS = ("dim", "position", "k", "head", "head_dim")
+SIZED_DIMS = ("dim", "position", "k", "head", "head_dim", "block", "attention_head")
 """Dimensions whose size the writer must be told (`example`, `step`, `layer` come from coords)."""
 
 KV_NAMES = ("key", "value")

@@ -58,6 +58,7 @@ from nnsight_codi.store.schema import (
     POSITION_DOC,
     SCHEMA_VERSION,
     SIZED_DIMS,
+    SOURCE_DOC,
     STEP_DOC,
     VARIABLES,
     needed_sizes,
@@ -150,7 +151,7 @@ class StoreWriter:
     # ----------------------------------------------------------------- validation
     def _check_coords(self, coords: Mapping[str, Sequence[Any]],
                       num_examples: int | None) -> dict[str, list]:
-        known = {"example", "question", "step_name", "layer"}
+        known = {"example", "question", "step_name", "layer", "cot", "source_token", "source_kind"}
         unknown = set(coords) - known
         if unknown:
             raise SchemaError(f"unknown coords {sorted(unknown)}; valid: {sorted(known)}")
@@ -170,6 +171,17 @@ class StoreWriter:
             if len(qs) != len(ids):
                 raise SchemaError(f"{len(qs)} questions for {len(ids)} examples")
             out["question"] = qs
+        if "cot" in coords:
+            cots = [str(c) for c in coords["cot"]]
+            if len(cots) != len(ids):
+                raise SchemaError(f"{len(cots)} cot strings for {len(ids)} examples")
+            out["cot"] = cots
+        for name in ("source_token", "source_kind"):
+            if name in coords:
+                rows = [[str(t) for t in row] for row in coords[name]]
+                if len(rows) != len(ids):
+                    raise SchemaError(f"coords[{name!r}] has {len(rows)} rows for {len(ids)} examples")
+                out[name] = rows
         dims = {d for v in self.all_variables for d in VARIABLES[v].dims}
         if "step" in dims:
             if "step_name" in coords:
@@ -396,6 +408,17 @@ class StoreWriter:
         if "position" in self.sizes:
             coords["position"] = ("position", np.arange(self.sizes["position"]),
                                   {"description": POSITION_DOC})
+            for name in ("source_token", "source_kind"):
+                if name in self.coords:
+                    coords[name] = (("example", "position"),
+                                    _string_table(self.coords[name], self.sizes["position"], name),
+                                    {"description": SOURCE_DOC[name]})
+        if "cot" in self.coords:
+            coords["cot"] = ("example", _strings(self.coords["cot"]),
+                             {"description": "reference chain of thought (<<a op b=c>> annotations)"})
+        for dim in ("block", "attention_head"):
+            if dim in self.sizes:
+                coords[dim] = (dim, np.arange(self.sizes[dim]))
         if "k" in self.sizes:
             coords["k"] = ("k", np.arange(self.sizes["k"]))
         if "kv" in self.variables:
@@ -649,6 +672,17 @@ def _insert_nan_layer(x: np.ndarray, at: int) -> np.ndarray:
 
 def _strings(values: Sequence[Any]) -> np.ndarray:
     return np.asarray([str(v) for v in values], dtype=object)
+
+
+def _string_table(rows: Sequence[Sequence[str]], width: int, name: str) -> np.ndarray:
+    """Ragged rows of strings → an `(example, position)` object array padded with ""."""
+    out = np.full((len(rows), width), "", dtype=object)
+    for i, row in enumerate(rows):
+        if len(row) > width:
+            raise SchemaError(f"coords[{name!r}] row {i} has {len(row)} positions; the store's "
+                              f"width is {width}")
+        out[i, : len(row)] = row
+    return out
 
 
 def _jsonable(obj: Any, what: str) -> Any:

@@ -6,6 +6,8 @@ Variables (names as in `nnsight_codi.store.schema`):
 - `latent_input`: the vector fed at each latent step (NaN at bot and eot);
 - `attention`: each step's query attention over all earlier positions, averaged over all layers
   and heads (needs eager attention; padding gets zero weight and is dropped by left-aligning);
+- `attention_layers` / `attention_heads`: the same per block (averaged over heads) / per block
+  and head (`capture --attention-detail layer|head`);
 - `kv`: the KV cache after the last latent step (the end of the latent phase), per captured
   layer l ≥ 1 (the cache of block l-1).
 
@@ -27,7 +29,8 @@ from torch import Tensor
 
 from .hooks import Record
 
-CAPTURABLE = ("hidden", "latent_input", "attention", "kv")
+CAPTURABLE = ("hidden", "latent_input", "attention", "attention_layers", "attention_heads", "kv")
+ATTENTION_VARIABLES = ("attention", "attention_layers", "attention_heads")
 
 
 @dataclass
@@ -73,7 +76,7 @@ class Capture:
 
     @property
     def needs_attentions(self) -> bool:
-        return "attention" in self.variables
+        return bool(set(ATTENTION_VARIABLES) & set(self.variables))
 
     def sites(self, step: int) -> list[str]:
         sites = []
@@ -81,7 +84,7 @@ class Capture:
             sites.append("input")
         if "hidden" in self.variables:
             sites += [f"layer{l}" for l in self.layers]
-        if "attention" in self.variables or ("kv" in self.variables and step == self.kv_step):
+        if self.needs_attentions or ("kv" in self.variables and step == self.kv_step):
             sites.append("output")
         return sites if (self.positions is None or step == 0) else []
 
@@ -91,12 +94,20 @@ class Capture:
         elif site.startswith("layer"):
             sink.append((f"hidden/{site[5:]}", step, value[:, self._index()].detach().clone()))
         else:
-            if "attention" in self.variables:
+            if self.needs_attentions:
                 if value.attentions is None:
                     raise RuntimeError("attention capture needs output_attentions and eager attention")
-                # per layer [batch, head, query, key] → last query, mean over heads, then layers
-                per_layer = torch.stack([a[:, :, self._index()].float().mean(1) for a in value.attentions])
-                sink.append(("attention", step, per_layer.mean(0).detach().clone()))
+                # per block [batch, head, query, key] → the step's query rows
+                heads = torch.stack([a[:, :, self._index()].float() for a in value.attentions], 1)
+                if self.positions is not None:  # [batch, block, head, pos, key] → pos second
+                    heads = heads.permute(0, 3, 1, 2, 4)
+                per_block = heads.mean(-2)  # mean over heads: [batch, (pos,) block, key]
+                if "attention" in self.variables:  # then over blocks
+                    sink.append(("attention", step, per_block.mean(-2).detach().clone()))
+                if "attention_layers" in self.variables:
+                    sink.append(("attention_layers", step, per_block.detach().clone()))
+                if "attention_heads" in self.variables:
+                    sink.append(("attention_heads", step, heads.detach().clone()))
             if "kv" in self.variables and step == self.kv_step:
                 cache = value.past_key_values
                 blocks = [l for l in self.layers if l >= 1]
@@ -141,12 +152,15 @@ def assemble(records: Sequence[Record], capture: Capture, attention_mask: Tensor
         for s, t in by_name.get("latent_input", {}).items():
             arr[:, s] = t.numpy()
         out["latent_input"] = arr
-    if "attention" in capture.variables:
-        arr = np.full((batch, steps, position_width), np.nan, dtype=np.float32)
+    for name in ATTENTION_VARIABLES:
+        if name not in capture.variables:
+            continue
+        first = by_name[name][0]
+        arr = np.full((batch, steps, *first.shape[1:-1], position_width), np.nan, dtype=np.float32)
         for s in range(steps):
-            row = left_align(by_name["attention"][s], pads, axis=-1)
-            arr[:, s, : min(row.shape[-1], position_width)] = row[:, :position_width]
-        out["attention"] = arr
+            row = left_align(by_name[name][s], pads, axis=-1)
+            arr[:, s, ..., : min(row.shape[-1], position_width)] = row[..., :position_width]
+        out[name] = arr
     if "kv" in capture.variables:
         kv = left_align(by_name["kv"][capture.kv_step], pads, axis=-2)
         out["kv"] = kv[..., :position_width, :]

@@ -95,11 +95,12 @@ def run_loop(codi, prompts, hooks: Sequence[StepHook] = (), num_latents: int | N
     k = codi.num_latents if num_latents is None else int(num_latents)
     num_layers = codi.num_layers
     hooks = list(hooks)
-    if not hooks and not remote:  # nothing to visit: no trace needed
+    interventions = getattr(codi, "session_model", None) is not None  # base LM + LoRA interventions: sessions only
+    if not hooks and not remote and not interventions:  # nothing to visit: no trace needed
         tokens = codi.latent_generate(prompts, num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
                                       output_attentions=output_attentions)
         return tokens, []
-    if remote:
+    if remote or interventions:
         from .session import plain_lm_model, run_latent_session
 
         # the same bound on decoding as the driver (the model's context length)

@@ -24,10 +24,12 @@ from collections.abc import Callable
 from typing import Any
 
 import nnsight
+import torch
 from nnsight import TransformersModel
 from torch import Tensor, nn
 
 from ..models.config import CodiConfig
+from .batching import positions_from_mask
 from .loop import LatentLoopState, Masking
 
 StepFn = Callable[[Any, int, list], None]
@@ -40,11 +42,15 @@ def plain_lm_model(codi, remote: bool | str | None = "local") -> TransformersMod
     `codi.ndif_repo_id` (CLI `--ndif-model`): NDIF only runs models it hosts. Otherwise it wraps
     the local module, which is what `remote="local"` and local sessions use.
     """
+    session_model = getattr(codi, "session_model", None)
+    if session_model is not None:  # base LM + LoRA interventions (models/lora_interventions.py)
+        return session_model(remote)
     repo = getattr(codi, "ndif_repo_id", None)
     if remote and remote != "local":
         if not repo:
             raise ValueError("a remote NDIF run needs the hub id of the merged CODI LM deployed there: "
-                             "set codi.ndif_repo_id (CLI --ndif-model)")
+                             "set codi.ndif_repo_id (CLI --ndif-model), or run a reference checkpoint as its "
+                             "hosted base + LoRA interventions (lora_mode='interventions', CLI --lora-mode)")
         return TransformersModel(repo, task="text-generation")
     return TransformersModel(codi._module, tokenizer=codi.tokenizer, task="text-generation")
 
@@ -81,6 +87,15 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
         num_latents=config.num_latents if num_latents is None else int(num_latents),
         max_new_tokens=max_new_tokens, masking=masking,
     )
+    # A CODI checkpoint run as base LM + interventions (models/lora_interventions.py): its adapter is a
+    # local of this session, so its tensors travel once per session; each call gets a second invoke.
+    adapter = getattr(model, "codi_adapter", None)
+    if adapter is not None:
+        prj = adapter.project
+    elif remote:  # by value (not as a reference to "model.prj", which the server's model lacks),
+        from ..models.lora_interventions import PortableProjection, by_value
+
+        prj = PortableProjection(by_value(prj))  # moved to the server model's device on first use
     project = prj if config.use_prj else None
     session_kwargs = {} if not remote else {"remote": remote}
     extra = {"output_attentions": True} if output_attentions else {}
@@ -91,13 +106,29 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
             inputs = state.call_kwargs(project=project)
             if cache is not None:
                 inputs["past_key_values"] = cache
-            with model.trace(**inputs, use_cache=True, output_hidden_states=True, **extra):
-                if step_fn is not None:
-                    step_fn(model, state.step, sink)
-                out = model.output
-                hidden = out.hidden_states[-1][:, -1:]
-                logits = out.logits[:, -1]
-                cache = out.past_key_values
-            state.observe(hidden, logits)
+            elif "position_ids" not in inputs:  # reference masking: nnsight would count real tokens only
+                inputs["position_ids"] = positions_from_mask(torch.ones_like(inputs["input_ids"]))
+            if adapter is None:
+                with model.trace(**inputs, use_cache=True, output_hidden_states=True, **extra):
+                    if step_fn is not None:
+                        step_fn(model, state.step, sink)
+                    out = model.output
+                    hidden = out.hidden_states[-1][:, -1:]
+                    logits = out.logits[:, -1]
+                    cache = out.past_key_values
+            else:  # adapter: its interventions in their own invoke, so hooks keep their forward order
+                with model.trace(use_cache=True, output_hidden_states=True, **extra) as tracer:
+                    with tracer.invoke(**adapter.feed(inputs)):
+                        adapter.intervene(model, inputs)
+                    with tracer.invoke():
+                        if step_fn is not None:
+                            step_fn(model, state.step, sink)
+                        out = model.output
+                        hidden = out.hidden_states[-1][:, -1:]
+                        logits = out.logits[:, -1]
+                        cache = out.past_key_values
+            # On a GPU server the model's outputs are on its device while the state's tensors stay where
+            # the request put them (CPU): greedy decoding runs beside the state.
+            state.observe(hidden, logits.to(state.finished.device))
         tokens = nnsight.save(state.generated())
     return tokens, list(sink)

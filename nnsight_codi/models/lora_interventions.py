@@ -1,0 +1,549 @@
+"""A CODI checkpoint run as its (hosted) base model + interventions: `lora_mode="interventions"`.
+
+NDIF hosts base models (GPT-2, Llama-3.x), not CODI checkpoints. A reference CODI checkpoint is its
+base model plus what `LoraAdapter` carries, and each piece becomes an nnsight intervention inside
+every trace of the session executor (`tracing/session.py`):
+
+- **LoRA**: every target module's output gets `scale · (x @ Aᵀ) @ Bᵀ` added (`x` = the module's
+  input, `A: [r, in]`, `B: [out, r]`, `scale = alpha / r`). On activations this formula is the same
+  for `nn.Linear` and GPT-2's `Conv1D` (peft stores A/B as `[r, in]`/`[out, r]` for both; only a
+  *merged* Conv1D weight is transposed, `W + scale · (B A)ᵀ`); shapes are checked per orientation.
+- **The three added tokens** (pad = V, bot = V+1, eot = V+2, V = the base vocabulary): ids ≥ V are
+  fed to the base as token 0 and the embedding module's output is replaced at those positions by
+  the checkpoint's rows (exactly what the merged model's embedding returns there). Projected latents
+  are fed as `inputs_embeds`; the projection (in `LoraAdapter.prj`) runs in the session body.
+- **Logits**: the base unembedding gives V columns; the three added tokens' logits
+  (`h_final @ rows[V:V+3]ᵀ`, the checkpoint's tied rows) are appended, so every step sees the same
+  V+3 logits as the merged model and the loop's greedy argmax (eot masked, as the reference) is
+  over the same set: pad/bot can win exactly when they would win on the merged model. Nothing is
+  assumed about "never in practice".
+
+Everything the adapter holds (A/B, rows, prj) is cast to the remote model's dtype and travels once
+per session request: the session block is one request and the adapter is one of its locals;
+on the server the tensors are moved to the model's device on first use and kept (per session).
+
+Before any work, `verify_base` reads checksums of a few base tensors (embedding rows < V, the first
+and last LoRA module's `base_layer` weight, the final norm) in one small trace and refuses a base
+whose weights differ from the checkpoint's `base_layer`/embedding tensors.
+
+Example:
+    >>> codi = load_model("zen-E/CODI-gpt2", lora_mode="interventions")        # doctest: +SKIP
+    >>> tokens, _ = run_loop(codi, codi.encode(questions), remote=True)        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from nnsight import TransformersModel
+from torch import Tensor, nn
+
+from .architecture import FINAL_NORM_PATHS
+from .checkpoint import (LORA_TARGETS, PREFIX, _problem_report, _tied_keys, family_of, read_state_dict,
+                         reference_codi_config)
+from .config import CodiFormatError
+from .projection import projection_from_state_dict
+from .registry import CheckpointEntry
+from ..tracing.codi_model import CodiModel
+
+LORA_MODES = ("merged", "interventions")
+LORA_KEY = re.compile(r"^" + re.escape(PREFIX) + r"(.+)\.lora_([AB])\.default\.weight$")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+CHECK_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+class BaseMismatchError(CodiFormatError):
+    """The (hosted) base model is not the one the CODI checkpoint was trained on."""
+
+
+def envoy_at(model: Any, path: str) -> Any:
+    """The submodule (envoy) at a dotted path, `transformer.h.0.attn.c_attn` → `model.transformer.h[0].attn.c_attn`."""
+    obj = model
+    for part in path.split("."):
+        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+    return obj
+
+
+def by_value(module: nn.Module, share: bool = True) -> nn.Module:
+    """A copy of `module` that a remote request carries by value.
+
+    nnsight tags a module wrapped as an envoy child (`CodiModel.prj` → "Module:model.prj") to be sent
+    as a *reference* to the server's model, which has no such module, and replaces its `forward` by a
+    controller; the copy drops both.
+    """
+    import copy
+
+    # share=True keeps the very tensors (same numerics here; never `.to()` such a copy in place)
+    shared = {id(t): t for t in [*module.parameters(), *module.buffers()]} if share else {}
+    copied = copy.deepcopy(module, memo=shared)
+    for sub in copied.modules():
+        sub.__dict__.pop("_persistent_id", None)
+        if "forward" in sub.__dict__:  # nnsight's per-instance controller: back to the class's forward
+            del sub.__dict__["forward"]
+    return copied
+
+
+class PortableProjection(nn.Module):
+    """The latent projection, moved to the hidden state's device/dtype on first use (on the server)."""
+
+    def __init__(self, prj: nn.Module) -> None:
+        super(PortableProjection, self).__init__()  # shipped by value: no bare super()
+        self.inner = prj
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        """`Float[Tensor, "batch 1 dim"]` → the next latent input, same shape."""
+        ref = next(self.inner.parameters())
+        if ref.device != hidden.device or ref.dtype != hidden.dtype:
+            self.inner.to(device=hidden.device, dtype=hidden.dtype)
+        return self.inner(hidden)
+
+
+@dataclass
+class LoraAdapter:
+    """The checkpoint-only tensors of a CODI model, applied as interventions on its base LM.
+
+    Attributes:
+        lora: `{module path: (A Float[Tensor, "r in"], B Float[Tensor, "out r"])}` in forward order.
+        scale: LoRA `alpha / r`.
+        rows: `Float[Tensor, "3 dim"]` embedding rows of pad, bot, eot (ids V, V+1, V+2).
+        head_rows: `Float[Tensor, "3 dim"]` their unembedding rows (the same tensor when tied).
+        base_vocab: V, the base model's vocabulary size.
+        embed_path, head_path: module paths of the input embedding and the unembedding.
+        prj: the latent projection (`PortableProjection`).
+    """
+
+    lora: dict[str, tuple[Tensor, Tensor]]
+    scale: float
+    rows: Tensor
+    head_rows: Tensor
+    base_vocab: int
+    embed_path: str
+    head_path: str
+    prj: PortableProjection
+    placed: dict = field(default_factory=dict)
+
+    # -- client side --------------------------------------------------------------
+    def cast(self, dtype: torch.dtype) -> LoraAdapter:
+        """A copy with every tensor in `dtype` (the remote model's), on CPU: what a request carries."""
+        def conv(t: Tensor) -> Tensor:
+            return t.detach().to("cpu", dtype).contiguous()
+
+        prj = by_value(self.prj.inner, share=False).to("cpu", dtype)
+        tied = self.head_rows is self.rows
+        rows = conv(self.rows)
+        return LoraAdapter({k: (conv(a), conv(b)) for k, (a, b) in self.lora.items()}, self.scale, rows,
+                           rows if tied else conv(self.head_rows), self.base_vocab, self.embed_path,
+                           self.head_path, PortableProjection(prj))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of tensor data a request carries (LoRA, rows, projection)."""
+        tensors = [t for pair in self.lora.values() for t in pair] + [self.rows]
+        if self.head_rows is not self.rows:
+            tensors.append(self.head_rows)
+        tensors += list(self.prj.parameters())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    @property
+    def project(self) -> PortableProjection:
+        return self.prj
+
+    # -- session side (runs where the model is: here or on the NDIF server) --------
+    def feed(self, inputs: dict) -> dict:
+        """The call's kwargs for the base LM: token ids ≥ V (pad/bot/eot) become 0 (their rows are set in `intervene`)."""
+        ids = inputs.get("input_ids")
+        if ids is None:
+            return inputs
+        out = dict(inputs)
+        out["input_ids"] = torch.where(ids >= self.base_vocab, torch.zeros_like(ids), ids)
+        return out
+
+    def _placed(self, key: str, tensor: Tensor, like: Tensor) -> Tensor:
+        """`tensor` on `like`'s device/dtype, moved once per session and kept."""
+        cached = self.placed.get(key)
+        if cached is None or cached.device != like.device or cached.dtype != like.dtype:
+            cached = tensor.to(device=like.device, dtype=like.dtype)
+            self.placed[key] = cached
+        return cached
+
+    def intervene(self, model: Any, inputs: dict) -> None:
+        """Inside one LM call's trace (its own invoke): added-token rows, LoRA deltas, added-token logits.
+
+        `inputs` are the call's kwargs before `feed` (with the original ids ≥ V).
+        """
+        ids = inputs.get("input_ids")
+        if ids is not None and bool((ids >= self.base_vocab).any()):
+            embed = envoy_at(model, self.embed_path)
+            emb = embed.output                                                  # [batch, seq, dim]
+            ids = ids.to(emb.device)
+            rows = self._placed("rows", self.rows, emb)
+            picked = rows[(ids - self.base_vocab).clamp(0, rows.shape[0] - 1)]
+            embed.output = torch.where((ids >= self.base_vocab).unsqueeze(-1), picked, emb)
+        for name, (a, b) in self.lora.items():
+            module = envoy_at(model, name)
+            x = module.input                                                    # [batch, seq, in]
+            a = self._placed(name + ".A", a, x)
+            b = self._placed(name + ".B", b, x)
+            module.output = module.output + self.scale * ((x @ a.T) @ b.T)      # [batch, seq, out]
+        head = envoy_at(model, self.head_path)
+        hidden = head.input                                                     # final-normed [batch, seq, dim]
+        head_rows = self._placed("head_rows", self.head_rows, hidden)
+        logits = head.output
+        head.output = torch.cat([logits, (hidden @ head_rows.T).to(logits.dtype)], dim=-1)  # [batch, seq, V+3]
+
+
+# -- the base weight check ------------------------------------------------------------------
+
+def checksum(tensor: Tensor, dtype: torch.dtype) -> Tensor:
+    """`Float64[Tensor, "3"]`: sum, |sum| and a position-weighted sum of `tensor` cast to `dtype`."""
+    flat = tensor.detach().to(dtype).to(torch.float64).flatten()
+    weights = torch.arange(flat.numel(), device=flat.device, dtype=torch.float64) % 97 + 1
+    return torch.stack([flat.sum(), flat.abs().sum(), (flat * weights).sum()])
+
+
+@dataclass
+class BaseCheck:
+    """One base tensor's expected checksums: `path` (parameter path in the base LM), shape, checkpoint dtype.
+
+    `expected[dtype]` is the checksum of the checkpoint tensor rounded through `dtype` (the remote
+    model's) and back to the checkpoint dtype, so an fp32 hosted base matches a bf16 checkpoint of it.
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    ckpt_dtype: torch.dtype
+    expected: dict[torch.dtype, Tensor]
+
+    @classmethod
+    def of(cls, path: str, tensor: Tensor) -> BaseCheck:
+        expected = {d: checksum(tensor.to(d), tensor.dtype) for d in CHECK_DTYPES}
+        return cls(path, tuple(tensor.shape), tensor.dtype, expected)
+
+
+def read_base_checksums(model: Any, checks: list[BaseCheck], remote: bool | str | None = None) -> list[tuple]:
+    """One small trace on `model` (a `TransformersModel`, maybe remote): `(shape, dtype, checksum)` per check."""
+    import nnsight
+
+    kwargs = {"remote": remote} if remote else {}
+    if remote:
+        import nnsight_codi
+
+        nnsight.register(nnsight_codi)
+    paths = [(c.path.rpartition(".")[0], c.path.rpartition(".")[2], c.ckpt_dtype) for c in checks]
+    with model.trace(input_ids=torch.zeros(1, 1, dtype=torch.long), **kwargs):
+        found = nnsight.save([])
+        for module_path, leaf, ckpt_dtype in paths:
+            param = getattr(envoy_at(model, module_path), leaf)
+            found.append((tuple(param.shape), str(param.dtype), checksum(param, ckpt_dtype).cpu()))
+    return list(found)
+
+
+def verify_base(model: Any, checks: list[BaseCheck], remote: bool | str | None = None,
+                name: str = "the base model") -> torch.dtype:
+    """Refuse (`BaseMismatchError`) a base whose weights are not the checkpoint's; return its dtype."""
+    found = read_base_checksums(model, checks, remote)
+    problems = []
+    dtype = None
+    for check, (shape, dtype_name, got) in zip(checks, found):
+        dtype = getattr(torch, dtype_name.replace("torch.", ""))
+        if tuple(shape) != check.shape:
+            problems.append(f"{check.path} has shape {tuple(shape)}, the checkpoint's {check.shape}")
+            continue
+        want = check.expected.get(dtype, check.expected[torch.float32])
+        tol = 1e-10 * (float(want[1].abs()) * 97 + 1.0)  # float64 sums in another order: ~1e-15 relative
+        if float((got.double() - want).abs().max()) > tol:
+            problems.append(f"{check.path} differs (checksum {float(got[0]):.6g} vs {float(want[0]):.6g})")
+    if problems:
+        raise BaseMismatchError(
+            f"{name} is not the base this CODI checkpoint was trained on: " + "; ".join(problems)
+            + " — pass the right --base (hub id of the exact base model) or use --lora-mode merged")
+    return dtype
+
+
+# -- building it from a reference checkpoint ---------------------------------------------------
+
+@dataclass
+class SplitCheckpoint:
+    """A reference state dict split into the base LM's state (vocab V) and the adapter's parts."""
+
+    base_state: dict[str, Tensor]
+    lora: dict[str, tuple[Tensor, Tensor]]
+    rows: Tensor
+    head_rows: Tensor | None
+    prj_state: dict[str, Tensor]
+    embed_path: str
+    head_path: str
+    rank: int | None
+
+
+def split_reference_state_dict(state: dict[str, Tensor], skeleton: nn.Module, family: str) -> SplitCheckpoint:
+    """Split `state` against the base LM `skeleton` (vocab V, may be on meta); validate every key.
+
+    Raises `CodiFormatError` listing the LoRA target modules the base lacks, or every missing,
+    unexpected or mis-shaped key.
+    """
+    modules = dict(skeleton.named_modules())
+    embed_module, head_module = skeleton.get_input_embeddings(), skeleton.get_output_embeddings()
+    embed_path = next(n for n, m in modules.items() if m is embed_module)
+    head_path = next(n for n, m in modules.items() if m is head_module)
+    vocab = int(embed_module.weight.shape[0])
+    targets = LORA_TARGETS[family]
+
+    lora_names = {m.group(1) for m in map(LORA_KEY.match, state) if m}
+    lacking = sorted(n for n in lora_names if n not in modules)
+    if lacking:
+        raise CodiFormatError(
+            f"the base model lacks {len(lacking)} LoRA target module(s) of the checkpoint: " + ", ".join(lacking[:20])
+            + (" …" if len(lacking) > 20 else ""))
+
+    remaining = {k: v for k, v in state.items() if not k.startswith("prj.")}
+    prj_state = {k[len("prj."):]: v for k, v in state.items() if k.startswith("prj.")}
+    tied = _tied_keys(skeleton)
+    base_state: dict[str, Tensor] = {}
+    missing, mismatched = [], []
+    rows = head_rows = None
+    for key, param in skeleton.state_dict(keep_vars=True).items():
+        module_name, _, leaf = key.rpartition(".")
+        if key in tied:
+            remaining.pop(PREFIX + key, None)
+            continue
+        is_target = module_name in lora_names or (module_name.rsplit(".", 1)[-1] in targets
+                                                 and PREFIX + f"{module_name}.base_layer.{leaf}" in remaining)
+        ckpt_key = f"{PREFIX}{module_name}.base_layer.{leaf}" if is_target else PREFIX + key
+        if ckpt_key not in remaining:
+            missing.append(ckpt_key)
+            continue
+        value = remaining.pop(ckpt_key)
+        if module_name in (embed_path, head_path) and leaf == "weight" and value.shape[0] == vocab + 3:
+            extra, value = value[vocab:], value[:vocab]
+            if module_name == embed_path:
+                rows = extra
+            else:
+                head_rows = extra
+        if tuple(value.shape) != tuple(param.shape):
+            mismatched.append(f"{ckpt_key}: checkpoint {tuple(value.shape)}, base {tuple(param.shape)}")
+            continue
+        base_state[key] = value
+    lora: dict[str, tuple[Tensor, Tensor]] = OrderedDict()
+    ranks = set()
+    for name, module in modules.items():  # named_modules order == forward order for GPT-2 / Llama blocks
+        if name not in lora_names:
+            continue
+        a_key, b_key = f"{PREFIX}{name}.lora_A.default.weight", f"{PREFIX}{name}.lora_B.default.weight"
+        if a_key not in remaining or b_key not in remaining:
+            missing += [k for k in (a_key, b_key) if k not in remaining]
+            continue
+        a, b = remaining.pop(a_key), remaining.pop(b_key)
+        weight = module.weight
+        fan_in, fan_out = ((weight.shape[0], weight.shape[1]) if type(module).__name__ == "Conv1D"
+                           else (weight.shape[1], weight.shape[0]))
+        if a.dim() != 2 or b.dim() != 2 or a.shape[1] != fan_in or b.shape[0] != fan_out or a.shape[0] != b.shape[1]:
+            mismatched.append(f"{a_key}/{b_key}: A {tuple(a.shape)}, B {tuple(b.shape)} for a module "
+                              f"{fan_in} → {fan_out}")
+            continue
+        ranks.add(int(a.shape[0]))
+        lora[name] = (a, b)
+    if rows is None:
+        missing.append(f"{PREFIX}{embed_path}.weight rows {vocab}..{vocab + 2} (pad, bot, eot)")
+    unexpected = sorted(remaining)
+    if missing or unexpected or mismatched:
+        raise CodiFormatError(_problem_report(missing, unexpected, mismatched))
+    if not prj_state:
+        raise CodiFormatError("checkpoint has no 'prj.*' keys: the latent projection is missing")
+    return SplitCheckpoint(base_state, lora, rows, head_rows, prj_state, embed_path, head_path,
+                           min(ranks) if ranks else None)
+
+
+def base_has_weights(base: str | Path) -> bool:
+    """Whether `base` is a local directory holding model weights (else the checkpoint's own base weights are used)."""
+    path = Path(str(base)).expanduser()
+    return path.is_dir() and any((path / name).is_file() for name in WEIGHT_FILES)
+
+
+def base_checks(split: SplitCheckpoint, skeleton: nn.Module) -> list[BaseCheck]:
+    """Checksums of the embedding (rows < V), the first and last LoRA module's base weight and the final norm."""
+    from .architecture import first_attribute
+
+    paths = [f"{split.embed_path}.weight"]
+    names = list(split.lora)
+    if names:
+        paths += [f"{names[0]}.weight", f"{names[-1]}.weight"]
+    modules = {id(m): n for n, m in skeleton.named_modules()}
+    try:
+        norm = modules.get(id(first_attribute(skeleton, FINAL_NORM_PATHS, "final norm")))
+        if norm is not None and f"{norm}.weight" in split.base_state:
+            paths.append(f"{norm}.weight")
+    except ValueError:
+        pass
+    return [BaseCheck.of(p, split.base_state[p]) for p in dict.fromkeys(paths)]
+
+
+def load_lora_interventions(file: str | Path, base: str | Path | None, entry: CheckpointEntry | None = None,
+                            device: Any = "cpu", dtype: Any = "float32", lora_alpha: float | None = None,
+                            num_latents: int | None = None):
+    """A reference CODI checkpoint as a `LoraCodiModel`: the base LM + `LoraAdapter`, weight-checked.
+
+    The local base LM is `base` when it is a directory holding weights (e.g. a saved copy of the
+    hosted model), else it is rebuilt from the checkpoint's own `base_layer`/embedding tensors. A
+    run with `remote=True` uses the hosted model `base` (hub id; registry default) instead and
+    checks it before the first session.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from .loader import resolve_device, resolve_dtype
+
+    if base is None:
+        raise CodiFormatError(
+            f"{file}: running a CODI checkpoint as base + interventions needs its base model (--base: hub id or "
+            "local HF directory); the registry supplies it for known checkpoints")
+    torch_dtype = resolve_dtype(dtype)
+    state = read_state_dict(file)
+    base_config = AutoConfig.from_pretrained(str(base))
+    family = family_of(base_config.model_type)
+    vocab = int(base_config.vocab_size)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(base_config)
+    split = split_reference_state_dict(state, skeleton, family)
+    if split.rank is None:
+        raise CodiFormatError(f"{file}: no LoRA tensors (…lora_A/lora_B.default.weight); use --lora-mode merged")
+    alpha = lora_alpha if lora_alpha is not None else (entry.lora_alpha if entry else 32.0)
+    checks = base_checks(split, skeleton)
+    if base_has_weights(base):
+        lm = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype)
+    else:
+        lm = AutoModelForCausalLM.from_config(base_config, dtype=torch_dtype)
+        missing, unexpected = lm.load_state_dict(split.base_state, strict=False)
+        missing = [k for k in missing if k not in _tied_keys(lm)]
+        if missing or unexpected:
+            raise CodiFormatError(_problem_report(missing, list(unexpected), []))
+        lm.tie_weights()
+    del skeleton
+    tokenizer = AutoTokenizer.from_pretrained(str(base), padding_side="left")
+    prj = projection_from_state_dict(split.prj_state)
+    rows = split.rows.float()
+    head_rows = rows if split.head_rows is None else split.head_rows.float()  # tied unless the base unties them
+    adapter = LoraAdapter(dict(split.lora), alpha / split.rank, rows, head_rows, vocab, split.embed_path,
+                          split.head_path, PortableProjection(prj))
+    config = reference_codi_config(tokenizer, vocab, family, file, base, entry, num_latents,
+                                   {"lora_rank": split.rank, "lora_alpha": alpha, "lora_mode": "interventions",
+                                    "lora_modules": len(split.lora)})
+    base_id = str(base) if not Path(str(base)).expanduser().exists() else (entry.base if entry else None)
+    lm = lm.to(resolve_device(device)).eval()
+    model = LoraCodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj,
+                          adapter=adapter, checks=checks, base_id=base_id)
+    model.session_model(None)  # the local base is checked before any work
+    return model
+
+
+class LoraCodiModel(CodiModel):
+    """A CODI model executed as its base LM + `LoraAdapter` interventions (session executor only).
+
+    Everything a `CodiModel` offers (encode, decode, num_layers, `run_loop` with step hooks,
+    capture, steering) works unchanged; `run_loop` routes it to the session executor, locally
+    (`remote=None`), serialised (`remote="local"`) or on NDIF (`remote=True`, hosted base
+    `ndif_repo_id`, default the registry's / `--base` hub id).
+    """
+
+    def __init__(self, *args: Any, adapter: LoraAdapter, checks: list[BaseCheck], base_id: str | None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        object.__setattr__(self, "lora_adapter", adapter)
+        object.__setattr__(self, "base_checks", checks)
+        object.__setattr__(self, "ndif_repo_id", base_id)
+        object.__setattr__(self, "_session_models", {})
+
+    def session_model(self, remote: bool | str | None = None) -> TransformersModel:
+        """The stock base LM for a session (local module or the hosted repo), weight-checked once,
+        carrying `codi_adapter` (the adapter in that model's dtype) for `run_latent_session`."""
+        hosted = bool(remote) and remote != "local"
+        key = ("hosted", self.ndif_repo_id, remote) if hosted else ("local", remote)
+        cached = self._session_models.get(key)
+        if cached is not None:
+            return cached
+        if hosted:
+            if not self.ndif_repo_id:
+                raise ValueError("a remote run of base + interventions needs the base model's hub id "
+                                 "(--base, or a registry checkpoint)")
+            model = TransformersModel(self.ndif_repo_id, task="text-generation")
+            name = f"the hosted base {self.ndif_repo_id}"
+        else:
+            model = TransformersModel(self._module, tokenizer=self.tokenizer, task="text-generation")
+            name = f"the base model {self.codi_config.base}"
+        dtype = verify_base(model, self.base_checks, remote, name)
+        object.__setattr__(model, "codi_adapter", self.lora_adapter.cast(dtype))
+        self._session_models[key] = model
+        return model
+
+    def latent_generate(self, *args: Any, **kwargs: Any):
+        raise TypeError("a CODI model in lora_mode='interventions' runs through the session executor: use "
+                        "nnsight_codi.tracing.hooks.run_loop(codi, prompts, hooks, remote=...) or codi.answer(...)")
+
+    @torch.inference_mode()
+    def answer(self, questions, num_latents: int | None = None, max_new_tokens: int = 256,
+               masking: str = "exact", remote: bool | str | None = None) -> list[str]:
+        from ..tracing.hooks import run_loop
+
+        tokens, _ = run_loop(self, self.encode(questions), num_latents=num_latents,
+                             max_new_tokens=max_new_tokens, masking=masking, remote=remote)
+        return self.decode(tokens)
+
+
+# -- what a remote run sends ---------------------------------------------------------------------
+
+@dataclass
+class RequestLog:
+    """Requests a remote run made (`remote="local"` serialises exactly what NDIF would receive)."""
+
+    raw_bytes: list[int] = field(default_factory=list)
+    compressed_bytes: list[int] = field(default_factory=list)
+    blobs: list[bytes] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return len(self.raw_bytes)
+
+
+def count_requests(with_zstd: bool = False, keep: bool = False):
+    """Context manager recording the size of every serialised request (`RequestModel.serialize`).
+
+    With `with_zstd=True` it also records the zstd size NDIF's client sends (`CONFIG.API.COMPRESS`);
+    with `keep=True` it keeps the serialised requests themselves (`log.blobs`).
+
+    Example:
+        >>> with count_requests() as log:                                   # doctest: +SKIP
+        ...     run_loop(codi, prompts, remote="local")
+        >>> log.requests, log.raw_bytes                                     # doctest: +SKIP
+    """
+    from contextlib import contextmanager
+
+    from nnsight.schema.request import RequestModel
+
+    @contextmanager
+    def recording():
+        log = RequestLog()
+        original = RequestModel.__dict__["serialize"]
+
+        def serialize(cls, tracer, compress: bool = False):
+            blob = original.__func__(cls, tracer, compress)
+            log.raw_bytes.append(len(blob))
+            if keep:
+                log.blobs.append(blob)
+            if with_zstd:
+                import zstandard as zstd
+
+                log.compressed_bytes.append(len(blob) if compress else len(zstd.ZstdCompressor(level=6).compress(blob)))
+            return blob
+
+        RequestModel.serialize = classmethod(serialize)
+        try:
+            yield log
+        finally:
+            RequestModel.serialize = original
+
+    return recording()

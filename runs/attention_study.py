@@ -1,0 +1,215 @@
+"""Attention across latents on the tiny CODI, and the latent dashboard.
+
+    python runs/attention_study.py --out out/attention [--examples 1000] [--attention-detail head]
+
+Captures synthetic problems with `attention` (each step's query row averaged over all layers and
+heads), `hidden` and the answers; reads the compute/store alternation with `analyses.attention`
+(number focus, previous-latent and operand mass per latent with bootstrap CIs, odd vs even);
+writes the dashboard to `OUT/dashboard/index.html` and, where Chromium is installed, measures its
+time to first render and takes a screenshot (`OUT/dashboard/screenshot.png`).
+
+Logit-lens read-outs for the dashboard: a capture that records them (`lens_top_ids`,
+`lens_top_probs`, `token_string`) is used as it is; otherwise they are computed here from the
+captured `hidden` with `nnsight_codi.lens.logit_lens` and appended to the store under the same
+names. Rerunning reuses the finished store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from nnsight_codi.config_cli import add_config_args  # noqa: E402
+
+LENS_VARIABLES = ("lens_top_ids", "lens_top_probs", "lens_entropy", "token_string")
+
+
+@dataclass
+class Config:
+    """Attention study on the tiny CODI."""
+
+    model: str = field(default="tiny", metadata={"help": "CODI model ('tiny', a converted dir, a hub id)"})
+    examples: int = field(default=1000, metadata={"help": "synthetic problems captured"})
+    seed: int = field(default=1, metadata={"help": "seed of the synthetic problems"})
+    batch_size: int = 64
+    attention_detail: str | None = field(default="layer", metadata={
+        "help": "also store attention per 'layer' (block; read out per block) or per 'head'"})
+    top_k: int = field(default=8, metadata={"help": "attended sources shown per step in the dashboard"})
+    lens_layer: int | None = field(default=None, metadata={
+        "help": "the dashboard's initial logit-lens layer (default: highest mean top-1 probability)"})
+    screenshot_layer: int = field(default=-1, metadata={"help": "lens layer shown in the screenshot (-1 = last)"})
+    lens_k: int = field(default=5, metadata={"help": "logit-lens tokens kept per step and layer"})
+    bootstrap_seed: int = 0
+    measure_render: bool = field(default=True, metadata={"help": "time the dashboard's first render in Chromium"})
+    device: str = "cpu"
+
+
+def demo_config() -> Config:
+    """Small enough for the demo (well under a minute on a laptop CPU)."""
+    return Config(examples=200)
+
+
+def capture_variables(config: Config) -> tuple[str, ...]:
+    from nnsight_codi.tracing.capture import CAPTURABLE
+
+    names = ("hidden", "attention", "answer_pred", "answer_gold", "correct", "prompt_ids")
+    if config.attention_detail is not None:
+        names += ({"layer": "attention_layers", "head": "attention_heads"}[config.attention_detail],)
+    if "lens_top_ids" in CAPTURABLE:  # the capture records lens read-outs itself
+        names += ("lens_top_ids", "lens_top_probs")
+    return names
+
+
+def add_logit_lens(store: Path, codi, k: int = 5, batch: int = 256) -> None:
+    """Append logit-lens read-outs of the captured `hidden` to `store` (names of the lens contract):
+    `lens_top_ids`, `lens_top_probs` `(example, step, layer, k)`, `lens_entropy` `(example, step, layer)`
+    and `token_string` `(token_id)`."""
+    import torch
+    import xarray as xr
+
+    from nnsight_codi.lens import logit_lens, top_tokens
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = xr.open_zarr(store)
+    hidden = raw["hidden"]
+    n = hidden.sizes["example"]
+    ids = np.full(hidden.shape[:3] + (k,), -1, dtype=np.int32)
+    probs = np.full(hidden.shape[:3] + (k,), np.nan, dtype=np.float32)
+    entropy = np.full(hidden.shape[:3], np.nan, dtype=np.float32)
+    for a in range(0, n, batch):
+        h = torch.from_numpy(np.asarray(hidden[a : a + batch].values, dtype=np.float32))
+        finite = torch.isfinite(h).all(-1)
+        logits = logit_lens(codi, torch.nan_to_num(h))
+        top_ids, top_probs = top_tokens(logits, k=k)
+        logp = logits.log_softmax(-1)
+        ent = -(logp.exp() * logp).sum(-1)
+        ids[a : a + batch] = np.where(finite[..., None].numpy(), top_ids.numpy(), -1)
+        probs[a : a + batch] = np.where(finite[..., None].numpy(), top_probs.numpy(), np.nan)
+        entropy[a : a + batch] = np.where(finite.numpy(), ent.numpy(), np.nan)
+    vocab = codi._module.get_output_embeddings().weight.shape[0]
+    strings = np.array([codi.tokenizer.decode([i]) for i in range(vocab)], dtype=object)
+    lens = xr.Dataset({"lens_top_ids": (("example", "step", "layer", "k"), ids),
+                       "lens_top_probs": (("example", "step", "layer", "k"), probs),
+                       "lens_entropy": (("example", "step", "layer"), entropy),
+                       "token_string": ("token_id", strings)},
+                      coords={"k": np.arange(k)}, attrs=dict(raw.attrs))
+    lens["lens_top_ids"].attrs["description"] = "logit-lens top-k token ids (final norm + unembedding)"
+    lens["lens_top_probs"].attrs["description"] = "logit-lens top-k probabilities"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lens.to_zarr(store, mode="a", consolidated=True, zarr_format=3)
+
+
+def measure_page(page: Path, example: str, step: int, shot: Path, layer: int | None = None) -> dict[str, Any]:
+    """First render (ms, from navigation start) and a screenshot, where Chromium is installed."""
+    from nnsight_codi.dashboard.browser import dump_dom, find_chromium, read_page, screenshot
+
+    if find_chromium() is None:
+        return {"chromium": None}
+    start = time.perf_counter()
+    dom, console = dump_dom(page, example=example, step=step)
+    wall = time.perf_counter() - start
+    state = read_page(dom)
+    screenshot(page, shot, example=example, step=step, layer=layer)
+    return {"chromium": find_chromium(), "first_render_ms": float(state["body"].get("data-first-render-ms", "nan")),
+            "console_messages": len(console), "page_errors": state["errors"],
+            "browser_wall_seconds": round(wall, 2), "screenshot": str(shot)}
+
+
+def run(config: Config, out, progress: bool = True) -> dict:
+    from analyses.attention import analyse
+    from nnsight_codi.capture import CaptureConfig, run_capture
+    from nnsight_codi.dashboard import write_dashboard
+    from nnsight_codi.models import load_model
+    from nnsight_codi.reporting import markdown_table, write_report, write_results
+    from nnsight_codi.store import open_store
+
+    if config.attention_detail not in (None, "layer", "head"):
+        raise ValueError(f"attention_detail must be 'layer', 'head' or None, got {config.attention_detail!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "attention.zarr"
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    codi = load_model(config.model, device=config.device)
+    capture = CaptureConfig(model=config.model, dataset="synthetic", seed=config.seed, limit=config.examples,
+                            variables=capture_variables(config), batch_size=config.batch_size, device=config.device)
+    summary = run_capture(store, capture, codi=codi, progress=progress)
+    if "lens_top_ids" not in open_store(store):
+        add_logit_lens(store, codi, k=config.lens_k)
+    timings["capture_s"] = round(time.perf_counter() - t, 2)
+
+    t = time.perf_counter()
+    result = analyse(store, out, seed=config.bootstrap_seed)
+    timings["analysis_s"] = round(time.perf_counter() - t, 2)
+
+    t = time.perf_counter()
+    ds = open_store(store)
+    dash = write_dashboard(ds, out / "dashboard", top_k=config.top_k, layer=config.lens_layer,
+                           title=f"CODI latent dashboard: {config.model} on synthetic problems")
+    timings["dashboard_s"] = round(time.perf_counter() - t, 2)
+    wrong = [str(e) for e, c in zip(ds["example"].values, ds["correct"].values) if not c]
+    show = str(ds["example"].values[0])
+    if config.measure_render:
+        layers = [int(x) for x in ds["layer"].values]
+        dash.update(measure_page(Path(dash["path"]), show, 1, out / "dashboard" / "screenshot.png",
+                                 layer=layers[config.screenshot_layer]))
+    result.update(config=dataclasses.asdict(config), store=str(store), capture=summary, dashboard=dash,
+                  timings=timings, wrong_examples=wrong[:20])
+    render = (f", first render {dash['first_render_ms']:.0f} ms in headless Chromium"
+              if dash.get("first_render_ms") is not None else "")
+    result["headline"] = (result["headline"][:4] +
+                          [f"dashboard: {dash['examples']} examples, {dash['bytes'] / 1e6:.2f} MB{render} "
+                           f"(dashboard/index.html)"])
+    write_results(out, result)
+
+    table = [r for r in result["alternation"]]
+    odd_even = [{"read-out": k, **v} for k, v in result["odd_minus_even"].items()]
+    write_report(out, "Attention across latents (tiny CODI)", [
+        ("Headline", "\n".join(f"- {line}" for line in result["headline"])),
+        ("Per latent (mean over examples, 95% bootstrap CI)",
+         markdown_table(table, ["readout", "step", "parity", "value", "ci_low", "ci_high", "n"])),
+        ("Odd minus even latents (paired bootstrap over examples)",
+         markdown_table(odd_even, ["read-out", "value", "ci_low", "ci_high", "n"])),
+        ("Per block: odd minus even latents (heads averaged; paired bootstrap)",
+         markdown_table([r for r in result.get("by_block", []) if r["latent"] == "odd-even"],
+                        ["readout", "block", "value", "ci_low", "ci_high", "n"])),
+        ("Dashboard", f"[dashboard/index.html](dashboard/index.html): {dash['examples']} examples, "
+                      f"{dash['bytes'] / 1e6:.2f} MB; logit-lens layer {dash['layer']} by default"
+                      + (f"; first render {dash['first_render_ms']:.0f} ms" if dash.get("first_render_ms") else "")
+                      + ("\n\n![dashboard](dashboard/screenshot.png)" if dash.get("screenshot") else "")),
+        ("Definitions", "Attention is each step's query row averaged over all layers and heads. Number focus = "
+                        "mass on number tokens / mass on all prompt tokens. Operand mass = mass on the prompt "
+                        "numbers that are operands of chain step ⌈k/2⌉ for latent k. Previous latent = mass on "
+                        "z_(k-1) (latent1's previous position is bot, so it has none)."),
+    ], figures=result["figures"], config=dataclasses.asdict(config))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser, Config)
+    parser.add_argument("--out", default="out/attention", help="output directory (default: %(default)s)")
+    args = parser.parse_args(argv)
+    config = Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Config)})
+    result = run(config, args.out)
+    print("\n".join(result["headline"]))
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
