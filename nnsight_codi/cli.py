@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("eval", "convert", "capture", "info", "train", "demo")
+COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "steer", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
