@@ -187,7 +187,6 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
     """Run (or resume) the sweep into `out/sweep.zarr`; return a summary."""
     from ..commands.common import load_codi_model
     from ..data.scoring import extract_gold
-    from ..evaluation import batches_by_length
     from ..store import StoreWriter
 
     start = time.perf_counter()
@@ -222,14 +221,14 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
                                   "examples": ids}
     writer = StoreWriter(out / SWEEP_STORE, variables=SWEEP_VARIABLES, coords={"example": units}, config=config,
                          chunk=max(cfg.batch_size, 1))
-    lengths = [len(codi.prompt_ids(q)) for q in questions]
     written = 0
     with writer:
         pending = set(writer.pending().tolist())
         bar = tqdm(total=len(pending), desc="sweep", unit="run", disable=not progress)
-        # example batches outside, conditions inside: at any moment every condition has run on the
-        # same examples, so a stopped sweep is a complete smaller study
-        for batch in batches_by_length(lengths, cfg.batch_size):
+        # example batches (in dataset order) outside, conditions inside: at any moment every condition
+        # has run on the same first examples, so a stopped sweep is a complete, unbiased smaller study
+        for start in range(0, n, cfg.batch_size):
+            batch = list(range(start, min(n, start + cfg.batch_size)))
             for ci, cond in enumerate(conditions):
                 idx = [e for e in batch if ci * n + e in pending]
                 if not idx:

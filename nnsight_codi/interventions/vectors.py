@@ -59,11 +59,12 @@ def vectors_from_store(ds: xr.Dataset, examples: Any = None) -> xr.Dataset:
     mean_hidden = mean_hidden.drop_vars([c for c in mean_hidden.coords if c not in ("latent", "layer")])
     a = mean_hidden.rename(latent="pair_a")
     b = mean_hidden.rename(latent="pair_b")
-    out = xr.Dataset({"mean_hidden": mean_hidden.astype("float32"), "vector": (a - b).astype("float32")})
+    vector = (a - b).transpose("pair_a", "pair_b", "layer", "dim")
+    out = xr.Dataset({"mean_hidden": mean_hidden.astype("float32"), "vector": vector.astype("float32")})
     if "kv" in ds:
         out["mean_kv"] = _mean_kv(ds, latents)
         ka, kb = out["mean_kv"].rename(latent="pair_a"), out["mean_kv"].rename(latent="pair_b")
-        out["kv_vector"] = (ka - kb).astype("float32")
+        out["kv_vector"] = (ka - kb).transpose("pair_a", "pair_b", ...).astype("float32")
     if "latent_input" in ds:
         li = ds["latent_input"].astype("float64")
         out["latent_mean"] = li.mean("example").fillna(0.0).astype("float32").drop_vars(
