@@ -165,7 +165,7 @@ def reference_vectors(codi, cfg, out: Path, progress: bool = True):
     """The vector set of a sweep: `cfg.vectors`, or a reference capture (hidden, latent_input, kv) → vectors."""
     from ..capture import CaptureConfig, run_capture
     from ..store import open_store
-    from .vectors import open_vectors, save_vectors, vectors_from_store
+    from .vectors import difference_lens, open_vectors, save_vectors, vectors_from_store
 
     if cfg.vectors:
         return open_vectors(cfg.vectors)
@@ -178,7 +178,7 @@ def reference_vectors(codi, cfg, out: Path, progress: bool = True):
                                    batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, masking=cfg.masking,
                                    device=cfg.device, model_dtype=cfg.dtype),
                 codi=codi, progress=progress)
-    vectors = vectors_from_store(open_store(ref))
+    vectors = difference_lens(codi, vectors_from_store(open_store(ref)))
     save_vectors(vectors, out / "vectors.zarr")
     return vectors
 

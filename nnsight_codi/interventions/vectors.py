@@ -157,3 +157,24 @@ def load_vector_file(path: str | Path) -> dict[str, Any]:
     if "keys" in tensors and "values" in tensors:
         return {"keys": tensors["keys"].float(), "values": tensors["values"].float()}
     raise ValueError(f"{path}: expected a `vector` tensor, or `keys` and `values`; found {sorted(tensors)}")
+
+
+def difference_lens(codi, vectors: xr.Dataset, k: int = 5) -> xr.Dataset:
+    """Add the activation-difference lens: logit lens of `vector` (mean(A) − mean(B)) at every layer.
+
+    Adds `lens_top_ids` (int32), `lens_top_probs` and `lens_top_tokens` (str), dims
+    `(pair_a, pair_b, layer, k)`; diagonal pairs (A = A, a zero vector) get id -1 and NaN.
+    """
+    import torch
+
+    from ..lens.logit import logit_lens, top_tokens
+
+    vec = torch.from_numpy(np.asarray(vectors["vector"].values, dtype=np.float32))   # a, b, layer, dim
+    ids, probs = top_tokens(logit_lens(codi, vec), k=k)
+    ids, probs = ids.cpu().numpy().astype(np.int32), probs.cpu().numpy().astype(np.float32)
+    zero = (vec.abs().sum(-1) == 0).cpu().numpy()
+    ids[zero], probs[zero] = -1, np.nan
+    tokens = np.vectorize(lambda i: "" if i < 0 else codi.tokenizer.decode([int(i)]).strip() or repr(
+        codi.tokenizer.convert_ids_to_tokens(int(i))))(ids).astype(str)
+    dims = ("pair_a", "pair_b", "layer", "k")
+    return vectors.assign(lens_top_ids=(dims, ids), lens_top_probs=(dims, probs), lens_top_tokens=(dims, tokens))
