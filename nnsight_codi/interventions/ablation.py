@@ -27,12 +27,16 @@ FORCE_MARGIN = 1e4
 class ForceAnswer:
     """Force `tokens` (`Long[Tensor, "batch n"]`, eos-padded) as the answer; record each one's log-prob.
 
-    Records `("answer_logprob", step, Float[Tensor, "batch"])` for steps K+1 .. K+n.
+    Records `("answer_logprob", step, Float[Tensor, "batch"])` for steps K+1 .. K+n, and
+    `("answer_match", step, Bool[Tensor, "batch"])`: would greedy decoding (eot masked, as the loop
+    does) have chosen the forced token here. All matches up to the first eos ⇔ the greedy answer is
+    the forced answer (`matched`).
     """
 
     tokens: Tensor
     num_latents: int
     eos_id: int | None
+    eot_id: int | None = None
 
     @property
     def answer_steps(self) -> int:
@@ -49,15 +53,25 @@ class ForceAnswer:
         token = self.tokens[:, j].to(logits.device)
         logprob = torch.log_softmax(logits.float(), dim=-1).gather(-1, token[:, None])[:, 0]
         sink.append(("answer_logprob", step, logprob.detach().clone()))
+        masked = logits.float().clone()
+        if self.eot_id is not None and self.eot_id < masked.shape[-1]:
+            masked[:, self.eot_id] = float("-inf")
+        sink.append(("answer_match", step, (masked.argmax(-1) == token).detach().clone()))
         top = logits.max(dim=-1).values
         logits.scatter_(-1, token[:, None], (top + FORCE_MARGIN)[:, None].to(logits.dtype))
 
+    def _stack(self, records: Sequence, name: str) -> Tensor:
+        return torch.stack([t.float().cpu() for _, _, t in sorted((r for r in records if r[0] == name),
+                                                                   key=lambda r: r[1])], dim=1)
+
     def total(self, records: Sequence) -> Tensor:
         """Sum of each row's recorded log-probs up to and including its first eos: `Float[Tensor, "batch"]`."""
-        per_step = torch.stack([t.float().cpu() for name, _, t in sorted(
-            (r for r in records if r[0] == "answer_logprob"), key=lambda r: r[1])], dim=1)
+        return (self._stack(records, "answer_logprob") * answer_mask(self.tokens.cpu(), self.eos_id)).sum(1)
+
+    def matched(self, records: Sequence) -> Tensor:
+        """`Bool[Tensor, "batch"]`: greedy decoding would have produced exactly the forced answer."""
         keep = answer_mask(self.tokens.cpu(), self.eos_id)
-        return (per_step * keep).sum(1)
+        return ((self._stack(records, "answer_match") >= 0.5) | (keep == 0)).all(1)
 
 
 def answer_mask(tokens: Tensor, eos_id: int | None) -> Tensor:
