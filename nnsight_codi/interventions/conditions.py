@@ -263,3 +263,31 @@ def evaluate_conditions(codi, questions: Sequence[str], golds: Sequence[float], 
             bar.update(len(idx))
     bar.close()
     return out
+
+
+def capture_interventions(codi, interventions: Sequence[dict], num_latents: int | None = None, seed: int = 0):
+    """Hooks for a steered capture: `CaptureConfig.interventions` (condition dicts, each optionally with a
+    `vectors` store path) → a function `hooks_for(example_indices) -> [StepHook]`, validated now.
+
+    The hooks come before `Capture` in the loop's hook list, so the capture records the steered run.
+    Conditions that change the number of latents (`extra_latent_step`) are refused: the store's steps
+    would no longer be bot..eot of the model's K.
+    """
+    from .vectors import open_vectors
+
+    shape = ModelShape.of(codi, num_latents)
+    conds: list[tuple[Condition, Resources]] = []
+    for d in interventions:
+        d = dict(d)
+        path = d.pop("vectors", None)
+        cond = Condition.from_dict(d)
+        if cond.extra_latent_step:
+            raise ValueError("a steered capture cannot use extra_latent_step (it changes the captured steps)")
+        res = Resources.from_vectors(open_vectors(path) if path else None, seed=seed)
+        build_hooks(cond, shape, res, [0])
+        conds.append((cond, res))
+
+    def hooks_for(example_indices: Sequence[int]) -> list:
+        return [h for cond, res in conds for h in build_hooks(cond, shape, res, list(example_indices))[0]]
+
+    return hooks_for
