@@ -59,8 +59,8 @@ def heatmaps(table: pd.DataFrame, out: str | Path) -> list[Path]:
                 a, b = int(r["pair_a"]), int(r["pair_b"])
                 grid.loc[a, b] = r["delta"]
                 marks.loc[a, b] = f"{100 * r['delta']:+.0f}" + ("*" if r["significant"] else "")
-            sns.heatmap(grid, ax=ax, cmap="RdBu", vmin=-lim, vmax=lim, annot=marks, fmt="", cbar=ax is axes[0][-1],
-                        cbar_kws={"label": "Δ accuracy vs unsteered"}, annot_kws={"fontsize": 7}, square=True)
+            sns.heatmap(grid, ax=ax, cmap="RdBu", vmin=-lim, vmax=lim, annot=marks, fmt="", cbar=False,
+                        annot_kws={"fontsize": 7}, square=True)
             ax.set_title(f"coef {c:+g}" if mode == "hidden" else f"coef_k = coef_v {c:+g}", fontsize=9)
             ax.set_xlabel("latent B")
             ax.set_ylabel("latent A" if ax is axes[0][0] else "")
@@ -69,8 +69,18 @@ def heatmaps(table: pd.DataFrame, out: str | Path) -> list[Path]:
         fig.suptitle(f"{what} with mean(latent A) − mean(latent B): Δ accuracy in points (n={n}; * paired 95% CI excludes 0)",
                      fontsize=10)
         fig.tight_layout()
+        _colorbar(fig, axes, "RdBu", -lim, lim, "Δ accuracy vs unsteered")
         paths.append(save_figure(fig, out, f"steering_heatmap_{mode}"))
     return paths
+
+
+def _colorbar(fig, axes, cmap: str, vmin: float, vmax: float, label: str) -> None:
+    """One colorbar for a row of equally sized heatmaps."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap), ax=list(axes.ravel()), label=label, shrink=0.8,
+                 pad=0.02)
 
 
 def summary_figure(table: pd.DataFrame, out: str | Path) -> Path:
@@ -109,13 +119,13 @@ def lens_grid(vectors, out: str | Path) -> Path | None:
             vectors["lens_top_probs"].sel(layer=layer).isel(k=0).values
         toks = vectors["lens_top_tokens"].sel(layer=layer).isel(k=0).values
         sns.heatmap(pd.DataFrame(probs, index=lat, columns=lat), ax=ax, annot=toks, fmt="", cmap="viridis", vmin=0,
-                    vmax=1, cbar=ax is axes[0][-1], cbar_kws={"label": "top-1 probability"}, annot_kws={"fontsize": 6},
-                    square=True)
+                    vmax=1, cbar=False, annot_kws={"fontsize": 6}, square=True)
         ax.set_title(f"layer {layer}", fontsize=9)
         ax.set_xlabel("latent B")
         ax.set_ylabel("latent A" if ax is axes[0][0] else "")
     fig.suptitle("Activation-difference lens: logit lens of mean(latent A) − mean(latent B), top-1 token", fontsize=10)
     fig.tight_layout()
+    _colorbar(fig, axes, "viridis", 0, 1, "top-1 probability")
     return save_figure(fig, out, "difference_lens")
 
 
