@@ -73,10 +73,11 @@ def headline(results: dict[str, Any]) -> list[str]:
                      f"[{100 * worst['dacc_low']:+.1f}, {100 * worst['dacc_high']:+.1f}].")
         lines.append(f"Most important latent by Δ log-prob: {a['most_important_latent']}; most attended: "
                      f"{a['most_attended_latent']} (Spearman importance vs attention {a['spearman_importance_attention']:.2f}).")
-        later = [r for r in table if r["latent"] >= 3]
+        later = [r for r in table if r["latent"] >= 2]
         if later:
-            lines.append(f"Ablating any of latents 3..K moves accuracy by at most "
-                         f"{100 * max(abs(r['delta_accuracy']) for r in later):.1f} pts.")
+            lines.append("Ablating one of latents 2..K moves accuracy by at most " + ", ".join(
+                f"{100 * max(abs(r['delta_accuracy']) for r in later if r['kind'] == kind):.1f} pts ({kind})"
+                for kind in dict.fromkeys(r["kind"] for r in later)) + ".")
     p = results.get("patching_summary")
     if p:
         b = p["best_cell"]
