@@ -43,6 +43,8 @@ class Config:
     max_new_tokens: int = 16
     batch_size: int = 100
     device: str = "cpu"
+    analyze_only: bool = field(default=False, metadata={
+        "help": "analyse the sweep as far as it has run (every condition shares its finished examples) without resuming it"})
 
     def sweep_config(self):
         from nnsight_codi.interventions.sweep import SweepConfig
@@ -109,7 +111,15 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
 
     out = Path(out)
     sweep_dir = out / "sweep"
-    summary = run_sweep(config.sweep_config(), sweep_dir, progress=progress)
+    if config.analyze_only:
+        from nnsight_codi.interventions.sweep import open_sweep
+
+        ds = open_sweep(sweep_dir)
+        done = ds["complete"].values.all(axis=0)
+        summary = {"path": str(sweep_dir / "sweep.zarr"), "conditions": int(ds.sizes["condition"]),
+                   "examples": int(done.sum()), "runs": int(ds["complete"].values.sum()), "planned_examples": int(done.size)}
+    else:
+        summary = run_sweep(config.sweep_config(), sweep_dir, progress=progress)
     _ensure_lens(sweep_dir, config.model, config.device)
     results = analyze(sweep_dir, out)
     results["sweep"] = summary
@@ -122,11 +132,13 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     write_report(out, "Steering study: activation-difference steering of the latent loop", [
         ("Headline", "\n".join(f"- {h}" for h in results["headline"])),
         ("What was run", f"{summary['conditions']} conditions × {summary['examples']} problems "
-                         f"({summary['runs']} runs). Vectors: mean(latent A) − mean(latent B) over "
+                         f"({summary['runs']} runs; the analysis uses the problems every condition finished). Vectors: mean(latent A) − mean(latent B) over "
                          f"{config.reference_limit} held-out reference problems (seed {config.reference_seed}). "
                          "Hidden: added to the last latent's last-layer state, then one extra latent step; KV: added "
                          "to the cache at the latent positions after the last latent (before eot). Δ = accuracy − "
-                         "unsteered accuracy on the same problems, 95% paired bootstrap CI."),
+                         "unsteered accuracy on the same problems, 95% paired bootstrap CI. Note that (A, B, +c) and "
+                         "(B, A, −c) are the same edit, and that hidden conditions also run one more latent than the "
+                         "unsteered baseline (the extra step alone moves accuracy by the hidden rows' common offset)."),
         ("Baselines and summary by mode", markdown_table(table[table["mode"].isin(["none", "patch"])][cols].to_dict(
             "records")) + "\n\n" + markdown_table([{"mode": k, **v} for k, v in results["by_mode"].items()])),
         ("Conditions that differ significantly from the unsteered run (largest |Δ| first, top 30)",
