@@ -161,7 +161,9 @@ def build_hooks(cond: Condition, shape: ModelShape, res: Resources, example_seed
         return [hook], k
     # patch
     check_step(at, k, "latent patch", low=1, high=k)
-    if cond.patch in PATCH_KINDS:
+    if cond.patch == "zero":
+        values, label = torch.zeros(len(example_seeds), shape.hidden_size), "zero"
+    elif cond.patch in PATCH_KINDS:
         values = latent_patch_values(cond.patch, at, res.stats, len(example_seeds), list(example_seeds), res.seed)
         label = cond.patch
     elif cond.patch:
