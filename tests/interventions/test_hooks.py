@@ -239,3 +239,15 @@ def test_session_executor_gives_the_same_interventions(codi):
     assert torch.equal(local, session)
     base, _ = ours(codi, [])
     assert not torch.equal(local, base)
+
+
+def test_forced_answer_on_the_session_executor(codi):
+    base, _ = ours(codi, [])
+    totals = []
+    for remote in (None, "local"):
+        force = ForceAnswer(base, K, codi.codi_config.eos_id, codi.codi_config.eot_id)
+        tokens, records = ours(codi, [PatchLatent(1, torch.ones(codi.hidden_size)), force], remote=remote,
+                               answer_steps=force.answer_steps)
+        assert torch.equal(tokens, base)
+        totals.append(force.total(records))
+    torch.testing.assert_close(totals[0], totals[1], atol=1e-5, rtol=1e-5)
