@@ -116,6 +116,12 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     if lens.needs_hidden and "hidden" not in model_vars:
         model_vars.append("hidden")  # the lens reads the recorded residual stream
     hook = Capture(model_vars, layers, k, positions=target.positions)
+    if config.interventions:  # a steered capture: the intervention hooks run before Capture
+        if target.positions is not None:
+            raise ValueError("interventions need a CODI model (a plain LM capture has no latent loop)")
+        from .interventions.conditions import capture_interventions
+
+        target.interventions = capture_interventions(codi, config.interventions, target.num_latents, config.seed)
     if target.positions is not None and set(variables) & set(ANSWER_VARIABLES):
         raise ValueError(f"{sorted(set(variables) & set(ANSWER_VARIABLES))} need a CODI model; "
                          "a plain LM capture records activations only")
@@ -145,6 +151,7 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
         bar = tqdm(total=len(todo), desc="capture", unit="q", disable=not progress)
         with _maybe_eager(codi, hook.needs_attentions):
             for idx in writer.batches(config.batch_size):
+                target.batch_indices = idx
                 data = _capture_batch(target, hook, [questions[i] for i in idx], [golds[i] for i in idx],
                                       config, width, variables)
                 data = lens.apply(codi, data, layers)
@@ -166,6 +173,8 @@ class _CodiTarget:
     """A CODI model: prompts end in bot; steps are bot, latents, eot; answers are decoded."""
 
     positions = None
+    interventions = None  # example indices -> intervention hooks (a steered capture)
+    batch_indices = None
 
     def __init__(self, codi, config: CaptureConfig) -> None:
         self.model, self.config = codi, config
@@ -191,7 +200,8 @@ class _CodiTarget:
         return self.model.encode(questions)
 
     def run(self, prompts, hook: Capture):
-        tokens, records = run_loop(self.model, prompts, [hook], num_latents=self.num_latents,
+        hooks = [*self.interventions(self.batch_indices), hook] if self.interventions else [hook]
+        tokens, records = run_loop(self.model, prompts, hooks, num_latents=self.num_latents,
                                    max_new_tokens=self.config.max_new_tokens, masking=self.config.masking,
                                    remote=self.config.remote, output_attentions=hook.needs_attentions)
         return self.model.decode(tokens), records

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "dashboard", "lens")
+COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "dashboard", "lens", "steer", "sweep")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -90,9 +90,17 @@ def visit_step(model, step: int, hooks: Sequence[StepHook], sink: list[Record], 
 
 def run_loop(codi, prompts, hooks: Sequence[StepHook] = (), num_latents: int | None = None,
              max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
-             output_attentions: bool = False) -> tuple[Tensor, list[Record]]:
-    """Run the latent loop with `hooks` on steps bot..eot; return `(answer ids, records)`."""
+             output_attentions: bool = False, answer_steps: int = 0) -> tuple[Tensor, list[Record]]:
+    """Run the latent loop with `hooks` on steps bot..eot; return `(answer ids, records)`.
+
+    `answer_steps` > 0 also hands the hooks the first `answer_steps` answer steps (steps
+    K+2 .. K+1+answer_steps); the loop must make at least that many calls (e.g. a hook that
+    forces the answer tokens, `interventions.ForceAnswer`).
+    """
     k = codi.num_latents if num_latents is None else int(num_latents)
+    if answer_steps < 0:
+        raise ValueError(f"answer_steps must be >= 0, got {answer_steps}")
+    last = k + 1 + int(answer_steps)
     num_layers = codi.num_layers
     hooks = list(hooks)
     interventions = getattr(codi, "session_model", None) is not None  # base LM + LoRA interventions: sessions only
@@ -107,7 +115,7 @@ def run_loop(codi, prompts, hooks: Sequence[StepHook] = (), num_latents: int | N
         max_new_tokens = codi.new_loop_state(prompts, k, max_new_tokens, masking).max_new_tokens
 
         def step_fn(model, step, sink):
-            if step <= k + 1:
+            if step <= last:
                 visit_step(model, step, hooks, sink, num_layers)
 
         return run_latent_session(plain_lm_model(codi, remote), codi.prj._module, codi.codi_config, prompts, k,
@@ -116,7 +124,7 @@ def run_loop(codi, prompts, hooks: Sequence[StepHook] = (), num_latents: int | N
     with codi.latent_generate(prompts, num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
                               output_attentions=output_attentions) as tracer:
         sink = nnsight.save([])
-        for step in tracer.iter[: k + 2]:
+        for step in tracer.iter[: last + 1]:
             visit_step(codi, step, hooks, sink, num_layers)
         tokens = tracer.result.save()
     return tokens, list(sink)

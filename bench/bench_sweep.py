@@ -1,0 +1,63 @@
+"""Sweep throughput: (conditions × examples) per second vs batch size, on one grid.
+
+    python bench/bench_sweep.py [--examples 256] [--batch-sizes 16,64,256] [--device cpu] [--json PATH]
+
+One grid on the shipped tiny CODI: the unsteered baseline, hidden and KV steering for the pairs
+(1,6) and (6,1) at coefficient 1, and the random / mean / zero patch baselines (8 conditions).
+The vectors are computed once beforehand (a reference capture of 100 problems), so each timing is
+`run_sweep` alone: the latent loop with its hooks, scoring, and writing the store. Each batch size
+writes a fresh store. Prints a markdown table and writes bench/results/bench_sweep.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--examples", type=int, default=256)
+    p.add_argument("--batch-sizes", default="16,64,256")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", default=str(ROOT / "results" / "bench_sweep.json"))
+    args = p.parse_args(argv)
+
+    from nnsight_codi.commands.common import load_codi_model
+    from nnsight_codi.interventions.sweep import SweepConfig, reference_vectors, run_sweep
+
+    codi = load_codi_model("tiny", args.device)
+    grid = dict(model="tiny", limit=args.examples, pairs=[[1, 6], [6, 1]], coefs=[1.0], max_new_tokens=16,
+                device=args.device, reference_limit=100)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        reference_vectors(codi, SweepConfig(**grid), Path(tmp), progress=False)
+        grid["vectors"] = str(Path(tmp) / "vectors.zarr")
+        for bs in [int(b) for b in args.batch_sizes.split(",")]:
+            cfg = SweepConfig(**grid, batch_size=bs)
+            start = time.perf_counter()
+            summary = run_sweep(cfg, Path(tmp) / f"b{bs}", codi=codi, progress=False)
+            seconds = time.perf_counter() - start
+            rows.append({"batch_size": bs, "conditions": summary["conditions"], "examples": summary["examples"],
+                         "runs": summary["runs_now"], "seconds": round(seconds, 2),
+                         "runs_per_second": round(summary["runs_now"] / seconds, 1)})
+            print(f"batch {bs}: {rows[-1]['runs_per_second']} runs/s", file=sys.stderr)
+    result = {"device": args.device, "model": "tiny (4 x 128, K=6)", "load_average": os.getloadavg(),
+              "cpu_count": os.cpu_count(), "rows": rows}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print("| batch size | conditions × examples | seconds | runs / s |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['batch_size']} | {r['conditions']} × {r['examples']} | {r['seconds']} | {r['runs_per_second']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

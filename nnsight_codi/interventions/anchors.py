@@ -1,0 +1,147 @@
+"""Activation patching (clean → corrupted, per layer × step) and thought anchors (ablating each latent).
+
+Both score a fixed answer inside the one loop with `ForceAnswer` (log-probability of the answer, and
+whether greedy decoding would produce it) and return numpy arrays for the analysis.
+
+- `activation_patching`: run the clean prompt (record the residual stream at every step × layer
+  with `Capture`), then the corrupted prompt with one (step, layer) state patched from the clean run;
+  per cell: the clean answer's log-prob and whether the corrupted run now gives the clean answer.
+- `thought_anchors`: replace latent z_k with zero, the reference mean, or z_k of a random reference
+  problem ("resampled"); per latent and kind: the model's own answer's log-prob, and accuracy
+  (greedy). Beside it, the attention score: the mean attention later steps (k+1..eot, averaged over
+  layers and heads) pay to latent k's position.
+
+Example:
+    >>> ap = activation_patching(codi, clean_qs, corrupt_qs)                  # doctest: +SKIP
+    >>> ap["logprob"].shape                                                    # doctest: +SKIP
+    (n, K + 2, L + 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..tracing.capture import Capture
+from ..tracing.hooks import run_loop
+from .ablation import ForceAnswer
+from .patching import LatentStats, PatchLatent, PatchResidual
+
+ABLATIONS = ("zero", "mean", "resampled")
+
+
+def _batches(n: int, size: int) -> list[list[int]]:
+    return [list(range(i, min(n, i + size))) for i in range(0, n, size)]
+
+
+def _forced(codi, prompts, tokens, hooks, k: int) -> tuple[np.ndarray, np.ndarray]:
+    force = ForceAnswer(tokens, k, codi.codi_config.eos_id, codi.codi_config.eot_id)
+    _, records = run_loop(codi, prompts, [*hooks, force], num_latents=k, max_new_tokens=tokens.shape[1],
+                          answer_steps=force.answer_steps)
+    return force.total(records).numpy(), force.matched(records).numpy()
+
+
+@torch.inference_mode()
+def activation_patching(codi, clean: Sequence[str], corrupted: Sequence[str], batch_size: int = 32,
+                        num_latents: int | None = None, max_new_tokens: int = 16,
+                        steps: Sequence[int] | None = None, layers: Sequence[int] | None = None,
+                        progress: bool = True) -> dict[str, Any]:
+    """Patch each (step, layer) residual state (last position) from the clean into the corrupted run.
+
+    Returns `logprob` and `recovered` `[example, step, layer]` (clean answer's log-prob; corrupted+patched
+    greedy answer == clean answer), `clean_logprob`, `corrupt_logprob`, `corrupt_recovered` `[example]`,
+    `clean_text`, `steps`, `layers`.
+    """
+    k = codi.num_latents if num_latents is None else int(num_latents)
+    steps = list(range(k + 2)) if steps is None else list(steps)
+    layers = list(range(codi.num_layers + 1)) if layers is None else list(layers)
+    n = len(clean)
+    if len(corrupted) != n:
+        raise ValueError(f"{n} clean prompts but {len(corrupted)} corrupted ones")
+    lp = np.zeros((n, len(steps), len(layers)), np.float32)
+    rec = np.zeros((n, len(steps), len(layers)), bool)
+    clean_lp, corrupt_lp, corrupt_rec = np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(n, bool)
+    texts: list[str] = [""] * n
+    capture = Capture(["hidden"], layers, k)
+    bar = tqdm(total=n * (len(steps) * len(layers) + 3), desc="activation patching", unit="run", disable=not progress)
+    for idx in _batches(n, batch_size):
+        pc, px = codi.encode([clean[i] for i in idx]), codi.encode([corrupted[i] for i in idx])
+        tokens, records = run_loop(codi, pc, [capture], num_latents=k, max_new_tokens=max_new_tokens)
+        states = {(int(name.split("/")[1]), step): t for name, step, t in records}   # (layer, step) -> [batch, dim]
+        for j, t in zip(idx, codi.decode(tokens)):
+            texts[j] = t
+        clean_lp[idx], _ = _forced(codi, pc, tokens, [], k)
+        corrupt_lp[idx], corrupt_rec[idx] = _forced(codi, px, tokens, [], k)
+        bar.update(3 * len(idx))
+        for si, step in enumerate(steps):
+            for li, layer in enumerate(layers):
+                patch = PatchResidual(step, layer, states[(layer, step)])
+                lp[idx, si, li], rec[idx, si, li] = _forced(codi, px, tokens, [patch], k)
+                bar.update(len(idx))
+    bar.close()
+    return {"logprob": lp, "recovered": rec, "clean_logprob": clean_lp, "corrupt_logprob": corrupt_lp,
+            "corrupt_recovered": corrupt_rec, "clean_text": texts, "steps": steps, "layers": layers}
+
+
+@torch.inference_mode()
+def thought_anchors(codi, questions: Sequence[str], golds: Sequence[float], reference_latents: np.ndarray,
+                    batch_size: int = 32, num_latents: int | None = None, max_new_tokens: int = 16,
+                    kinds: Sequence[str] = ABLATIONS, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Ablate each latent z_k (k = 1..K) in turn with each of `kinds`.
+
+    `reference_latents`: `Float[ndarray, "ref step dim"]` latent inputs of a reference set (the store's
+    `latent_input`), for the mean and the resampled ablations. Returns `logprob [example, kind, latent]`
+    (the unablated answer's log-prob), `correct [example, kind, latent]` (greedy, vs gold), `base_logprob`,
+    `base_correct [example]`, `attention [example, latent]` (mean attention from later steps), `kinds`, `latents`.
+    """
+    from .conditions import score
+
+    k = codi.num_latents if num_latents is None else int(num_latents)
+    bad = [x for x in kinds if x not in ABLATIONS]
+    if bad:
+        raise ValueError(f"unknown ablation(s) {bad}: use {', '.join(ABLATIONS)}")
+    ref = torch.from_numpy(np.asarray(reference_latents, np.float32))
+    if ref.dim() != 3 or ref.shape[1] < k + 1:
+        raise ValueError(f"reference latents must be [ref, step, dim] with at least {k + 1} steps, got {tuple(ref.shape)}")
+    stats = LatentStats(ref.nanmean(0), torch.zeros_like(ref[0]))
+    n = len(questions)
+    lp = np.zeros((n, len(kinds), k), np.float32)
+    correct = np.zeros((n, len(kinds), k), bool)
+    base_lp, base_correct, attn = np.zeros(n, np.float32), np.zeros(n, bool), np.zeros((n, k), np.float32)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, ref.shape[0], size=(n, k + 1))                 # resampled source per example, latent
+    capture = Capture(["attention"], [], k)
+    bar = tqdm(total=n * (2 * len(kinds) * k + 2), desc="thought anchors", unit="run", disable=not progress)
+    for idx in _batches(n, batch_size):
+        prompts = codi.encode([questions[i] for i in idx])
+        with codi.eager_attention():
+            tokens, records = run_loop(codi, prompts, [capture], num_latents=k, max_new_tokens=max_new_tokens,
+                                       output_attentions=True)
+        att = {step: t.float().cpu() for _, step, t in records}            # step -> [batch, keys]
+        width = prompts.input_ids.shape[1]
+        for latent in range(1, k + 1):
+            pos = width + latent - 1
+            attn[idx, latent - 1] = torch.stack([att[s][:, pos] for s in range(latent + 1, k + 2)], 1).mean(1).numpy()
+        _, _, base_correct[idx] = score(codi, tokens, [golds[i] for i in idx])
+        base_lp[idx], _ = _forced(codi, prompts, tokens, [], k)
+        bar.update(2 * len(idx))
+        for ki, kind in enumerate(kinds):
+            for latent in range(1, k + 1):
+                if kind == "zero":
+                    values = torch.zeros(len(idx), ref.shape[-1])
+                elif kind == "mean":
+                    values = stats.mean[latent].expand(len(idx), -1).clone()
+                else:
+                    values = ref[picks[idx, latent], latent]
+                patch = PatchLatent(latent, values, kind)
+                greedy, _ = run_loop(codi, prompts, [patch], num_latents=k, max_new_tokens=max_new_tokens)
+                _, _, correct[idx, ki, latent - 1] = score(codi, greedy, [golds[i] for i in idx])
+                lp[idx, ki, latent - 1], _ = _forced(codi, prompts, tokens, [patch], k)
+                bar.update(2 * len(idx))
+    bar.close()
+    return {"logprob": lp, "correct": correct, "base_logprob": base_lp, "base_correct": base_correct,
+            "attention": attn, "kinds": list(kinds), "latents": list(range(1, k + 1))}

@@ -1,0 +1,295 @@
+"""One steering/patching condition, validated, turned into step hooks, and run over a dataset.
+
+A `Condition` names one intervention as the CLI and sweeps spell it (`mode` none | hidden | kv |
+patch); `Resources` holds what conditions draw on (a vector set, a vector file, latent stats).
+`build_hooks` turns a condition into `StepHook`s for one batch, `evaluate_conditions` runs
+conditions over the same examples through the one loop (`hooks.run_loop`) and scores the answers.
+
+Example:
+    >>> Condition("hidden", pair=(3, 5), coef=-1.0, extra_latent_step=True).name
+    'hidden:3-5:c-1+x'
+    >>> Condition("kv", pair=(1, 2), coef_k=0.5, coef_v=2.0).name
+    'kv:1-2:k+0.5,v+2'
+    >>> Condition("patch", patch="random").name
+    'patch:random'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .patching import PATCH_KINDS, LatentStats, PatchLatent, latent_patch_values
+from .steering import KV_POSITIONS, AddVector, KVSteer, check_layer, check_step
+from .vectors import check_pair, load_vector_file
+
+MODES = ("none", "hidden", "kv", "patch")
+
+
+def _num(x: float) -> str:
+    return f"{x:+g}"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One intervention (or none).
+
+    Args:
+        mode: `none`, `hidden` (add `coef × v` at (`at`, `layer`)), `kv` (add Δkeys/Δvalues to the cache
+            after the last latent) or `patch` (replace the latent input at step `at`).
+        pair: `(A, B)` latents whose mean difference is the vector (hidden, kv); None with `vector_file`.
+        coef: hidden steering coefficient. coef_k, coef_v: KV coefficients.
+        at: the step to steer/patch (default K, the last latent). layer: residual layer (default L).
+        extra_latent_step: hidden mode: run one more latent after the last so the cache carries the edit.
+        blocks: KV blocks 0..L-1 to edit (default all). positions: latents | last | all.
+        patch: random | mean | zero, or a safetensors file with `vector`.
+        vector_file: a safetensors file with `vector` (hidden) or `keys`/`values` (kv).
+    """
+
+    mode: str = "none"
+    pair: tuple[int, int] | None = None
+    coef: float = 0.0
+    coef_k: float = 0.0
+    coef_v: float = 0.0
+    at: int | None = None
+    layer: int | None = None
+    extra_latent_step: bool = False
+    blocks: tuple[int, ...] | None = None
+    positions: str = "latents"
+    patch: str | None = None
+    vector_file: str | None = None
+
+    @property
+    def name(self) -> str:
+        src = f"{self.pair[0]}-{self.pair[1]}" if self.pair else (Path(self.vector_file).stem if self.vector_file else "")
+        where = "" if self.at is None else f"@{self.at}"
+        where += "" if self.layer is None else f"L{self.layer}"
+        if self.mode == "none":
+            return "none"
+        if self.mode == "hidden":
+            return f"hidden:{src}:c{_num(self.coef)}{where}" + ("+x" if self.extra_latent_step else "")
+        if self.mode == "kv":
+            extra = "" if self.positions == "latents" else f":{self.positions}"
+            extra += "" if self.blocks is None else ":b" + ".".join(str(b) for b in self.blocks)
+            return f"kv:{src}:k{_num(self.coef_k)},v{_num(self.coef_v)}{extra}"
+        return f"patch:{Path(str(self.patch)).stem}{where}"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if v is not None}
+        d["name"] = self.name
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Condition:
+        d = {k: v for k, v in d.items() if k != "name"}
+        for key in ("pair", "blocks"):
+            if d.get(key) is not None:
+                d[key] = tuple(int(x) for x in d[key])
+        return cls(**d)
+
+
+@dataclass
+class ModelShape:
+    """The sizes conditions are checked against."""
+
+    num_layers: int
+    num_latents: int
+    hidden_size: int
+    heads: int
+    head_dim: int
+
+    @classmethod
+    def of(cls, codi, num_latents: int | None = None) -> ModelShape:
+        cfg = codi._module.config
+        heads = int(getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads)
+        head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+        k = codi.num_latents if num_latents is None else int(num_latents)
+        return cls(codi.num_layers, k, codi.hidden_size, heads, head_dim)
+
+
+@dataclass
+class Resources:
+    """What conditions draw on: a vector set (`vectors.vectors_from_store`), latent stats, vector files."""
+
+    vectors: Any = None
+    stats: LatentStats | None = None
+    seed: int = 0
+    files: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def from_vectors(cls, vectors, seed: int = 0) -> Resources:
+        stats = None
+        if vectors is not None and "latent_mean" in vectors:
+            stats = LatentStats(torch.from_numpy(np.asarray(vectors["latent_mean"].values)),
+                                torch.from_numpy(np.asarray(vectors["latent_std"].values)))
+        return cls(vectors=vectors, stats=stats, seed=seed)
+
+    def file(self, path: str) -> dict:
+        if path not in self.files:
+            self.files[path] = load_vector_file(path)
+        return self.files[path]
+
+
+def build_hooks(cond: Condition, shape: ModelShape, res: Resources, example_seeds: Sequence[int]) -> tuple[list, int]:
+    """The hooks of `cond` for one batch (validated), and the number of latents to run."""
+    k = shape.num_latents
+    if cond.mode not in MODES:
+        raise ValueError(f"unknown mode {cond.mode!r}: use one of {', '.join(MODES)}")
+    if cond.mode == "none":
+        return [], k
+    at = k if cond.at is None else cond.at
+    if cond.mode == "hidden":
+        layer = shape.num_layers if cond.layer is None else cond.layer
+        check_layer(layer, shape.num_layers, "hidden steering")
+        check_step(at, k, "hidden steering")
+        vector = _hidden_vector(cond, res, layer)
+        hook = AddVector(vector, layer, [at], cond.coef)
+        hook.validate(shape.num_layers, k + int(cond.extra_latent_step), shape.hidden_size)
+        return [hook], k + int(cond.extra_latent_step)
+    if cond.mode == "kv":
+        if cond.positions not in KV_POSITIONS:
+            raise ValueError(f"unknown KV position set {cond.positions!r}: use one of {', '.join(KV_POSITIONS)}")
+        keys, values = _kv_vectors(cond, res)
+        hook = KVSteer(keys, values, k, cond.coef_k, cond.coef_v, cond.blocks, cond.positions)
+        hook.validate(shape.num_layers, shape.heads, shape.head_dim)
+        return [hook], k
+    # patch
+    check_step(at, k, "latent patch", low=1, high=k)
+    if cond.patch == "zero":
+        values, label = torch.zeros(len(example_seeds), shape.hidden_size), "zero"
+    elif cond.patch in PATCH_KINDS:
+        values = latent_patch_values(cond.patch, at, res.stats, len(example_seeds), list(example_seeds), res.seed)
+        label = cond.patch
+    elif cond.patch:
+        values, label = res.file(cond.patch).get("vector"), str(cond.patch)
+        if values is None:
+            raise ValueError(f"{cond.patch}: a patch file needs a `vector` tensor")
+    else:
+        raise ValueError(f"patch mode needs --patch ({', '.join(PATCH_KINDS)} or a vector file)")
+    hook = PatchLatent(at, values, label)
+    hook.validate(shape.num_layers, k, shape.hidden_size)
+    return [hook], k
+
+
+def _hidden_vector(cond: Condition, res: Resources, layer: int) -> torch.Tensor:
+    if cond.vector_file:
+        vec = res.file(cond.vector_file).get("vector")
+        if vec is None:
+            raise ValueError(f"{cond.vector_file}: hidden steering needs a `vector` tensor (found keys/values)")
+        return vec
+    if cond.pair is None:
+        raise ValueError("hidden steering needs --pair A,B (with vectors) or --vector FILE")
+    if res.vectors is None:
+        raise ValueError("hidden steering with --pair needs a vector set (--vectors STORE or a reference set)")
+    a, b = check_pair(res.vectors, cond.pair)
+    return torch.from_numpy(np.asarray(res.vectors["vector"].sel(pair_a=a, pair_b=b, layer=layer).values))
+
+
+def _kv_vectors(cond: Condition, res: Resources) -> tuple[torch.Tensor, torch.Tensor]:
+    if cond.vector_file:
+        f = res.file(cond.vector_file)
+        if "keys" not in f:
+            raise ValueError(f"{cond.vector_file}: KV steering needs `keys` and `values` tensors")
+        return f["keys"], f["values"]
+    if cond.pair is None:
+        raise ValueError("KV steering needs --pair A,B (with vectors) or --vector FILE")
+    if res.vectors is None or "kv_vector" not in res.vectors:
+        raise ValueError("KV steering with --pair needs a vector set with KV means (a reference capture with kv)")
+    a, b = check_pair(res.vectors, cond.pair)
+    kv = res.vectors["kv_vector"].sel(pair_a=a, pair_b=b)
+    return (torch.from_numpy(np.asarray(kv.sel(kv_part="key").values)),
+            torch.from_numpy(np.asarray(kv.sel(kv_part="value").values)))
+
+
+def validate_conditions(conditions: Sequence[Condition], shape: ModelShape, res: Resources) -> None:
+    """Build every condition's hooks once (batch of one): any bad input fails here, before any work."""
+    names = [c.name for c in conditions]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise ValueError(f"condition(s) given twice: {dups}")
+    for cond in conditions:
+        build_hooks(cond, shape, res, [0])
+
+
+def run_condition(codi, prompts, cond: Condition, shape: ModelShape, res: Resources, example_seeds: Sequence[int],
+                  max_new_tokens: int = 256, masking: str = "exact", remote: Any = None) -> torch.Tensor:
+    """Answer ids `Long[Tensor, "batch new"]` of one batch under `cond`."""
+    from ..tracing.hooks import run_loop
+
+    hooks, k = build_hooks(cond, shape, res, example_seeds)
+    with torch.inference_mode():
+        tokens, _ = run_loop(codi, prompts, hooks, num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
+                             remote=remote)
+    return tokens
+
+
+def score(codi, tokens: torch.Tensor, golds: Sequence[float]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Decoded texts, numeric predictions and correctness of one batch."""
+    from ..data.scoring import extract_prediction, is_correct
+
+    texts = codi.decode(tokens)
+    preds = np.array([extract_prediction(t) for t in texts], dtype=np.float64)
+    correct = np.array([is_correct(p, g) for p, g in zip(preds, golds)], dtype=bool)
+    return texts, preds, correct
+
+
+def evaluate_conditions(codi, questions: Sequence[str], golds: Sequence[float], conditions: Sequence[Condition],
+                        res: Resources, batch_size: int = 32, num_latents: int | None = None,
+                        max_new_tokens: int = 256, masking: str = "exact", remote: Any = None,
+                        progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Run every condition on the same examples; `{name: {"texts", "pred", "correct"}}` in input order."""
+    from ..evaluation import batches_by_length
+
+    shape = ModelShape.of(codi, num_latents)
+    validate_conditions(conditions, shape, res)
+    lengths = [len(codi.prompt_ids(q)) for q in questions]
+    batches = batches_by_length(lengths, batch_size)
+    n = len(questions)
+    out = {c.name: {"texts": [""] * n, "pred": np.full(n, np.nan), "correct": np.zeros(n, bool)} for c in conditions}
+    bar = tqdm(total=n * len(conditions), desc="steer", unit="run", disable=not progress)
+    for cond in conditions:
+        for idx in batches:
+            prompts = codi.encode([questions[i] for i in idx])
+            tokens = run_condition(codi, prompts, cond, shape, res, idx, max_new_tokens, masking, remote)
+            texts, preds, correct = score(codi, tokens, [golds[i] for i in idx])
+            for j, i in enumerate(idx):
+                out[cond.name]["texts"][i] = texts[j]
+            out[cond.name]["pred"][idx] = preds
+            out[cond.name]["correct"][idx] = correct
+            bar.update(len(idx))
+    bar.close()
+    return out
+
+
+def capture_interventions(codi, interventions: Sequence[dict], num_latents: int | None = None, seed: int = 0):
+    """Hooks for a steered capture: `CaptureConfig.interventions` (condition dicts, each optionally with a
+    `vectors` store path) → a function `hooks_for(example_indices) -> [StepHook]`, validated now.
+
+    The hooks come before `Capture` in the loop's hook list, so the capture records the steered run.
+    Conditions that change the number of latents (`extra_latent_step`) are refused: the store's steps
+    would no longer be bot..eot of the model's K.
+    """
+    from .vectors import open_vectors
+
+    shape = ModelShape.of(codi, num_latents)
+    conds: list[tuple[Condition, Resources]] = []
+    for d in interventions:
+        d = dict(d)
+        path = d.pop("vectors", None)
+        cond = Condition.from_dict(d)
+        if cond.extra_latent_step:
+            raise ValueError("a steered capture cannot use extra_latent_step (it changes the captured steps)")
+        res = Resources.from_vectors(open_vectors(path) if path else None, seed=seed)
+        build_hooks(cond, shape, res, [0])
+        conds.append((cond, res))
+
+    def hooks_for(example_indices: Sequence[int]) -> list:
+        return [h for cond, res in conds for h in build_hooks(cond, shape, res, list(example_indices))[0]]
+
+    return hooks_for

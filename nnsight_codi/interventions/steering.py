@@ -1,0 +1,180 @@
+"""Steering hooks: add a vector to the residual stream, or a difference to the KV cache.
+
+Both are `StepHook`s of the one latent loop (`tracing.hooks.run_loop`), so they compose with each
+other, with the patching hooks and with `Capture` in one run.
+
+Example:
+    >>> hook = AddVector(torch.ones(4), layer=2, steps=[3], coef=0.5)
+    >>> hook.sites(3), hook.sites(2)
+    (['layer2'], [])
+    >>> KVSteer(torch.zeros(2, 1, 3), torch.zeros(2, 1, 3), num_latents=3, positions="last").sites(3)
+    ['output']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+KV_POSITIONS = ("latents", "last", "all")
+
+
+def check_vector(vector: Tensor, size: int, what: str) -> Tensor:
+    """`vector` as a float tensor whose last dim is `size`, with no NaN/inf (else `ValueError`)."""
+    vector = torch.as_tensor(vector)
+    if not vector.is_floating_point():
+        vector = vector.float()
+    if vector.dim() == 0 or vector.shape[-1] != size:
+        raise ValueError(f"{what}: expected a vector of dimension {size}, got shape {tuple(vector.shape)}")
+    if not torch.isfinite(vector).all():
+        raise ValueError(f"{what}: the vector contains NaN or inf")
+    return vector
+
+
+def check_step(step: int, num_latents: int, what: str, low: int = 0, high: int | None = None) -> int:
+    """A step index in `low..high` (default 0..K+1, bot..eot), else `ValueError`."""
+    high = num_latents + 1 if high is None else high
+    if isinstance(step, bool) or not isinstance(step, int) or not low <= step <= high:
+        raise ValueError(f"{what}: step {step!r} out of range {low}..{high} (0 = bot, 1..{num_latents} = latents, "
+                         f"{num_latents + 1} = eot)")
+    return step
+
+
+def check_layer(layer: int, num_layers: int, what: str) -> int:
+    """A residual-stream layer 0..L (0 = embedding output, l = block l-1's output), else `ValueError`."""
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= num_layers:
+        raise ValueError(f"{what}: layer {layer!r} out of range 0..{num_layers}")
+    return layer
+
+
+def _rows(delta: Tensor, value: Tensor) -> Tensor:
+    """A `[dim]` or `[batch, dim]` tensor on `value`'s device and dtype."""
+    return delta.to(value.device, value.dtype)
+
+
+@dataclass
+class AddVector:
+    """Add `coef × vector` to the residual stream at `layer` on each of `steps` (a `StepHook`).
+
+    The edit is at the step's last position (the latent being computed), or at every position
+    of the prompt step (step 0) with `all_positions=True`.
+
+    Args:
+        vector: `Float[Tensor, "dim"]`, or `Float[Tensor, "batch dim"]` (one per example).
+        layer: residual-stream layer 0..L (0 = embedding output, l = output of block l-1).
+        steps: steps 0..K+1 (0 = bot, k = latent k, K+1 = eot).
+        coef: the coefficient (0 leaves the run bit-identical).
+    """
+
+    vector: Tensor
+    layer: int
+    steps: Sequence[int]
+    coef: float = 1.0
+    all_positions: bool = False
+
+    def __post_init__(self) -> None:
+        self.steps = tuple(int(s) for s in self.steps)
+        self.coef = float(self.coef)
+
+    def validate(self, num_layers: int, num_latents: int, hidden_size: int) -> None:
+        self.vector = check_vector(self.vector, hidden_size, "steering vector")
+        check_layer(self.layer, num_layers, "steering")
+        for s in self.steps:
+            check_step(s, num_latents, "steering")
+
+    def sites(self, step: int) -> list[str]:
+        return [f"layer{self.layer}"] if step in self.steps else []
+
+    def visit(self, site: str, value: Any, step: int, sink: list) -> None:
+        delta = _rows(self.coef * self.vector, value)
+        if step == 0 and self.all_positions:
+            value[:] += delta[:, None] if delta.dim() == 2 else delta
+        else:
+            value[:, -1] += delta
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "add_vector", "layer": self.layer, "steps": list(self.steps), "coef": self.coef,
+                "all_positions": self.all_positions, "vector_norm": float(self.vector.float().norm(dim=-1).mean())}
+
+
+def kv_positions(positions: str, num_latents: int) -> slice:
+    """Cache positions (a slice of the sequence dim, counted from the end) that KV steering edits."""
+    if positions not in KV_POSITIONS:
+        raise ValueError(f"unknown KV position set {positions!r}: use one of {', '.join(KV_POSITIONS)}")
+    if positions == "latents":
+        if num_latents < 1:
+            raise ValueError("KV steering at the latent positions needs num_latents >= 1")
+        return slice(-num_latents, None)
+    return slice(-1, None) if positions == "last" else slice(None)
+
+
+def cache_part(cache: Any, block: int, part: str) -> Tensor:
+    """The live `[batch, head, seq, head_dim]` keys or values tensor of one block's cache."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return getattr(layers[block], part)
+    return (cache.key_cache if part == "keys" else cache.value_cache)[block]  # older transformers
+
+
+@dataclass
+class KVSteer:
+    """Add `coef_k × keys` and `coef_v × values` to the KV cache after the last latent, before eot.
+
+    It edits the live cache at the `output` site of step K (so eot and every answer token read the
+    steered cache; the latents themselves were computed before the edit).
+
+    Args:
+        keys, values: `Float[Tensor, "block head head_dim"]` (block = 0..L-1, the cache of block b),
+            or with a leading batch dim (one per example).
+        num_latents: K of the run.
+        coef_k, coef_v: separate coefficients of the key and value differences.
+        blocks: which blocks' caches to edit (default all).
+        positions: `latents` (the K latent positions, default), `last` (the last latent only) or
+            `all` (every cached position, the prompt included).
+    """
+
+    keys: Tensor
+    values: Tensor
+    num_latents: int
+    coef_k: float = 1.0
+    coef_v: float = 1.0
+    blocks: Sequence[int] | None = None
+    positions: str = "latents"
+
+    def __post_init__(self) -> None:
+        self.coef_k, self.coef_v = float(self.coef_k), float(self.coef_v)
+        self.slice = kv_positions(self.positions, self.num_latents)
+
+    def validate(self, num_blocks: int, heads: int, head_dim: int) -> None:
+        for name in ("keys", "values"):
+            t = check_vector(getattr(self, name), head_dim, f"KV steering {name}")
+            if tuple(t.shape[-3:]) != (num_blocks, heads, head_dim) or t.dim() not in (3, 4):
+                raise ValueError(f"KV steering {name}: expected shape (block={num_blocks}, head={heads}, "
+                                 f"head_dim={head_dim}), got {tuple(t.shape)}")
+            setattr(self, name, t)
+        self.blocks = tuple(range(num_blocks)) if self.blocks is None else tuple(int(b) for b in self.blocks)
+        bad = [b for b in self.blocks if not 0 <= b < num_blocks]
+        if bad or not self.blocks:
+            raise ValueError(f"KV steering: block(s) {bad or '[]'} out of range 0..{num_blocks - 1}")
+
+    def sites(self, step: int) -> list[str]:
+        return ["output"] if step == self.num_latents else []
+
+    def visit(self, site: str, value: Any, step: int, sink: list) -> None:
+        cache = value.past_key_values
+        blocks = self.blocks if self.blocks is not None else range(self.keys.shape[-3])
+        for part, delta, coef in (("keys", self.keys, self.coef_k), ("values", self.values, self.coef_v)):
+            if coef == 0.0:
+                continue
+            for b in blocks:
+                target = cache_part(cache, b, part)                    # [batch, head, seq, head_dim]
+                d = (coef * delta[..., b, :, :]).to(target.device, target.dtype)  # [(batch,) head, head_dim]
+                target[:, :, self.slice] += d[..., :, None, :] if d.dim() == 3 else d[:, None, :]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "kv_steer", "coef_k": self.coef_k, "coef_v": self.coef_v,
+                "blocks": list(self.blocks) if self.blocks is not None else None, "positions": self.positions}

@@ -1,0 +1,319 @@
+"""A resumable sweep: every condition × example in one store, read back with a `condition` dim.
+
+`SweepConfig` (a JSON/YAML/TOML file for `nnsight-codi sweep CONFIG --out DIR`) expands to
+conditions: the unsteered baseline `none`, every mode × ordered latent pair × coefficient
+(hidden: `coefs`; kv: `kv_coefs` pairs `[coef_k, coef_v]`, default `[c, c]` for each of `coefs`), the
+patch baselines (random / mean / zero at `patch_at`) and any explicit `conditions`. Steering
+vectors come from `vectors` (a vector store or capture store) or from a reference capture of
+held-out problems (`reference_seed`, written to `DIR/reference.zarr`).
+
+Each (condition, example) is one row of `DIR/sweep.zarr` (a `StoreWriter` store: atomic writes and
+a manifest), so a sweep killed at any point and started again runs only what is missing, and no
+condition is lost or duplicated. Example batches run outside, conditions inside, so a stopped sweep
+holds every condition on the same examples. `open_sweep(DIR)` reshapes it to `(condition, example)`;
+`condition_table` gives accuracy and the paired-bootstrap difference from `none` per condition.
+
+Example:
+    >>> cfg = SweepConfig(pairs=[[1, 2]], coefs=[1.0], baselines=["zero"])
+    >>> [c.name for c in expand_conditions(cfg, num_latents=2)]
+    ['none', 'hidden:1-2:c+1+x', 'kv:1-2:k+1,v+1', 'patch:zero']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .conditions import MODES, Condition, ModelShape, Resources, run_condition, score, validate_conditions
+from .patching import PATCH_KINDS
+
+SWEEP_STORE = "sweep.zarr"
+SWEEP_VARIABLES = ["answer_pred", "answer_gold", "correct"]
+
+
+@dataclass
+class SweepConfig:
+    """A sweep's grid and run options (every field may appear in the CONFIG file)."""
+
+    model: str = "tiny"
+    dataset: str = "synthetic"
+    split: str = "test"
+    limit: int | None = 100
+    seed: int = 1
+    num_latents: int | None = None
+    batch_size: int = 64
+    max_new_tokens: int = 64
+    masking: str = "exact"
+    device: str = "cpu"
+    dtype: str = "float32"
+    base: str | None = None
+    remote: Any = None
+    vectors: str | None = None
+    reference_limit: int = 200
+    reference_seed: int = 2
+    modes: list[str] = field(default_factory=lambda: ["hidden", "kv"])
+    pairs: Any = "all"
+    coefs: list[float] = field(default_factory=lambda: [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0])
+    kv_coefs: list[list[float]] | None = None
+    at: int | None = None
+    layer: int | None = None
+    extra_latent_step: bool = True
+    blocks: list[int] | None = None
+    positions: str = "latents"
+    baselines: list[str] = field(default_factory=lambda: ["random", "mean", "zero"])
+    patch_at: int | None = None
+    conditions: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepConfig:
+        """Read a `.json`, `.yaml`/`.yml` or `.toml` file; unknown keys are an error."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"sweep config {path} not found")
+        text = path.read_text()
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            elif path.suffix == ".toml":
+                import tomllib
+
+                data = tomllib.loads(text)
+            else:
+                data = json.loads(text)
+        except Exception as err:
+            raise ValueError(f"cannot parse sweep config {path}: {err}") from err
+        return cls.from_dict(data or {})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown sweep config key(s) {unknown}; valid: {sorted(known)}")
+        cfg = cls(**data)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        bad = [m for m in self.modes if m not in ("hidden", "kv")]
+        if bad:
+            raise ValueError(f"unknown sweep mode(s) {bad}: use hidden and/or kv (patch baselines go in `baselines`)")
+        bad = [b for b in self.baselines if b not in PATCH_KINDS]
+        if bad:
+            raise ValueError(f"unknown baseline(s) {bad}: use {', '.join(PATCH_KINDS)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+
+    def fingerprint(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for volatile in ("device", "batch_size", "remote", "base"):
+            data.pop(volatile)
+        return data
+
+
+def _pairs(cfg: SweepConfig, num_latents: int) -> list[tuple[int, int]]:
+    if cfg.pairs == "all":
+        return [(a, b) for a in range(1, num_latents + 1) for b in range(1, num_latents + 1) if a != b]
+    if isinstance(cfg.pairs, str):
+        raise ValueError(f"pairs must be 'all' or a list of [A, B], got {cfg.pairs!r}")
+    return [(int(a), int(b)) for a, b in cfg.pairs]
+
+
+def expand_conditions(cfg: SweepConfig, num_latents: int) -> list[Condition]:
+    """Every condition of the grid, `none` first."""
+    out = [Condition("none")]
+    pairs = _pairs(cfg, num_latents)
+    kv_coefs = cfg.kv_coefs if cfg.kv_coefs is not None else [[c, c] for c in cfg.coefs]
+    for mode in cfg.modes:
+        for pair in pairs:
+            if mode == "hidden":
+                out += [Condition("hidden", pair=pair, coef=float(c), at=cfg.at, layer=cfg.layer,
+                                  extra_latent_step=cfg.extra_latent_step) for c in cfg.coefs]
+            else:
+                out += [Condition("kv", pair=pair, coef_k=float(ck), coef_v=float(cv),
+                                  blocks=None if cfg.blocks is None else tuple(cfg.blocks), positions=cfg.positions)
+                        for ck, cv in kv_coefs]
+    out += [Condition("patch", patch=kind, at=cfg.patch_at) for kind in cfg.baselines]
+    out += [Condition.from_dict(d) for d in cfg.conditions]
+    for c in out:
+        if c.mode not in MODES:
+            raise ValueError(f"unknown mode {c.mode!r}: use one of {', '.join(MODES)}")
+    return out
+
+
+def load_dataset_for(codi, cfg, seed: int, limit: int | None, dataset: str | None = None):
+    from ..data.sources import load_eval_dataset, synthetic_options
+
+    dataset = dataset or cfg.dataset
+    if dataset == "synthetic":
+        return load_eval_dataset("synthetic", limit=limit, seed=seed, **synthetic_options(codi))
+    return load_eval_dataset(dataset, split=cfg.split, limit=limit, seed=seed)
+
+
+def reference_vectors(codi, cfg, out: Path, progress: bool = True):
+    """The vector set of a sweep: `cfg.vectors`, or a reference capture (hidden, latent_input, kv) → vectors."""
+    from ..capture import CaptureConfig, run_capture
+    from ..store import open_store
+    from .vectors import difference_lens, open_vectors, save_vectors, vectors_from_store
+
+    if cfg.vectors:
+        return open_vectors(cfg.vectors)
+    if cfg.dataset == "synthetic" and cfg.reference_seed == cfg.seed:
+        raise ValueError("reference_seed must differ from seed (the vectors must come from held-out problems)")
+    ref = out / "reference.zarr"
+    run_capture(ref, CaptureConfig(model=str(cfg.model), dataset=cfg.dataset, split=cfg.split, seed=cfg.reference_seed,
+                                   limit=cfg.reference_limit, num_latents=cfg.num_latents,
+                                   variables=("hidden", "latent_input", "kv", "correct"),
+                                   batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, masking=cfg.masking,
+                                   device=cfg.device, model_dtype=cfg.dtype),
+                codi=codi, progress=progress)
+    vectors = difference_lens(codi, vectors_from_store(open_store(ref)))
+    save_vectors(vectors, out / "vectors.zarr")
+    return vectors
+
+
+def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the sweep into `out/sweep.zarr`; return a summary."""
+    from ..commands.common import load_codi_model
+    from ..data.scoring import extract_gold
+    from ..store import StoreWriter
+
+    start = time.perf_counter()
+    cfg.check()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.dataset != "synthetic":  # a bad path fails before the model loads
+        load_dataset_for(None, cfg, cfg.seed, cfg.limit)
+    for c in cfg.conditions:
+        Condition.from_dict(c)
+    if codi is None:
+        codi = load_codi_model(cfg.model, cfg.device, cfg.dtype, cfg.base)
+    shape = ModelShape.of(codi, cfg.num_latents)
+    conditions = expand_conditions(cfg, shape.num_latents)
+    if not cfg.vectors and not any(c.pair for c in conditions) and not any(
+            c.patch in PATCH_KINDS for c in conditions):
+        vectors = None
+    else:
+        vectors = reference_vectors(codi, cfg, out, progress)
+    res = Resources.from_vectors(vectors, seed=cfg.seed)
+    validate_conditions(conditions, shape, res)
+    dataset = load_dataset_for(codi, cfg, cfg.seed, cfg.limit)
+    questions = list(dataset["question"])
+    golds = [extract_gold(a) for a in dataset["answer"]]
+    ids = [str(i) for i in dataset["id"]]
+    n = len(questions)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str) + "\n")
+    units = [f"{c.name}|{e}" for c in conditions for e in ids]
+    config = cfg.fingerprint() | {"model_id": (codi.codi_config.source or str(cfg.model)),
+                                  "num_latents": shape.num_latents,
+                                  "interventions": [c.as_dict() for c in conditions],
+                                  "examples": ids}
+    writer = StoreWriter(out / SWEEP_STORE, variables=SWEEP_VARIABLES, coords={"example": units}, config=config,
+                         chunk=max(cfg.batch_size, 1))
+    written = 0
+    with writer:
+        pending = set(writer.pending().tolist())
+        bar = tqdm(total=len(pending), desc="sweep", unit="run", disable=not progress)
+        # example batches (in dataset order) outside, conditions inside: at any moment every condition
+        # has run on the same first examples, so a stopped sweep is a complete, unbiased smaller study
+        for start in range(0, n, cfg.batch_size):
+            batch = list(range(start, min(n, start + cfg.batch_size)))
+            for ci, cond in enumerate(conditions):
+                idx = [e for e in batch if ci * n + e in pending]
+                if not idx:
+                    continue
+                prompts = codi.encode([questions[i] for i in idx])
+                tokens = run_condition(codi, prompts, cond, shape, res, idx, cfg.max_new_tokens, cfg.masking,
+                                       cfg.remote)
+                _, preds, correct = score(codi, tokens, [golds[i] for i in idx])
+                writer.write(np.array([ci * n + i for i in idx]),
+                             {"answer_pred": preds, "answer_gold": np.array([golds[i] for i in idx], np.float64),
+                              "correct": correct})
+                written += len(idx)
+                bar.update(len(idx))
+        bar.close()
+        done = writer.num_completed
+    seconds = time.perf_counter() - start
+    return {"path": str(out / SWEEP_STORE), "conditions": len(conditions), "examples": n, "runs": done,
+            "runs_now": written, "seconds": round(seconds, 3),
+            "runs_per_second": round(written / seconds, 2) if written else None}
+
+
+def open_sweep(path: str | Path):
+    """The sweep as an `xarray.Dataset` with dims `(condition, example)` (NaN / False where not yet run).
+
+    `path` is the sweep directory or its `sweep.zarr`. Variables: `correct`, `answer_pred`,
+    `answer_gold`, `complete`; coords `condition` (names), `mode`; attrs `conditions` (each one's parameters).
+    """
+    import xarray as xr
+
+    from ..store import open_store
+
+    path = Path(path)
+    if (path / SWEEP_STORE).exists():
+        path = path / SWEEP_STORE
+    ds = open_store(path, complete_only=False).load()
+    cfg = ds.attrs.get("config", {})
+    if isinstance(cfg, str):
+        cfg = json.loads(cfg)
+    conds = cfg.get("interventions") or ds.attrs.get("interventions")
+    examples = cfg.get("examples")
+    if not conds or not examples:
+        raise ValueError(f"{path} is not a sweep store (no conditions in its config)")
+    nc, ne = len(conds), len(examples)
+    data = {}
+    for name in SWEEP_VARIABLES + ["complete"]:
+        arr = ds[name].values.reshape(nc, ne)
+        data[name] = (("condition", "example"), arr)
+    names = [c["name"] for c in conds]
+    out = xr.Dataset(data, coords={"condition": names, "example": examples,
+                                   "mode": ("condition", [c["mode"] for c in conds])})
+    out["correct"] = out["correct"].where(out["complete"])
+    out.attrs.update({"conditions": conds, "num_latents": cfg.get("num_latents"), "model_id": cfg.get("model_id"),
+                      "store_path": str(path)})
+    return out
+
+
+def condition_table(ds, baseline: str = "none", seed: int = 0):
+    """Per condition: accuracy (bootstrap CI) and its paired difference from `baseline` (CI, significance).
+
+    `ds` is `open_sweep(...)` (only examples every condition finished are used). Returns a pandas
+    DataFrame with one row per condition and the condition's parameters as columns.
+    """
+    import pandas as pd
+
+    from ..stats import bootstrap_ci, paired_bootstrap_diff, significant
+
+    correct = ds["correct"].values.astype(np.float64)                  # condition, example (NaN = not run)
+    keep = ~np.isnan(correct).any(axis=0)
+    correct = correct[:, keep]
+    names = [str(c) for c in ds["condition"].values]
+    if baseline not in names:
+        raise ValueError(f"baseline condition {baseline!r} not in the sweep")
+    base = correct[names.index(baseline)]
+    params = {c["name"]: c for c in ds.attrs.get("conditions", [])}
+    rows = []
+    for i, name in enumerate(names):
+        acc = bootstrap_ci(correct[i], seed=seed)
+        diff = paired_bootstrap_diff(correct[i], base, seed=seed)
+        p = params.get(name, {})
+        pair = p.get("pair")
+        rows.append({"condition": name, "mode": p.get("mode", str(ds["mode"].values[i])),
+                     "pair_a": pair[0] if pair else None, "pair_b": pair[1] if pair else None,
+                     "coef": p.get("coef") if p.get("mode") == "hidden" else (p.get("coef_k") if p.get("mode") == "kv" else None),
+                     "coef_k": p.get("coef_k"), "coef_v": p.get("coef_v"), "patch": p.get("patch"),
+                     "accuracy": acc.value, "acc_low": acc.low, "acc_high": acc.high,
+                     "delta": diff.value, "delta_low": diff.low, "delta_high": diff.high,
+                     "significant": significant(diff) and name != baseline, "n": acc.n})
+    return pd.DataFrame(rows)
