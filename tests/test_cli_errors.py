@@ -21,6 +21,8 @@ from nnsight_codi import cli
 MISSING = "/nonexistent/dir"
 HUB = "zen-E/CODI-gpt2"  # a registry checkpoint: needs network, which the tests never have
 SOURCE_POSITIONALS = ("src", "model", "source")
+# valid values of the options a command checks before it looks at its model (flags fail first, by design)
+VALID_OPTIONS = {"steer": {"--mode": "patch", "--patch": "zero"}}
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -30,10 +32,11 @@ def _subparsers() -> dict[str, argparse.ArgumentParser]:
 
 
 def _required(sub: argparse.ArgumentParser, tmp: Path, skip: set[str]) -> list[str]:
-    """Values for the required options and positionals (fresh paths under tmp)."""
-    argv: list[str] = []
+    """Values for the required options and positionals (fresh paths under tmp, or `VALID_OPTIONS`)."""
+    valid = VALID_OPTIONS.get(sub.prog.split()[-1], {})
+    argv: list[str] = [item for option, value in valid.items() for item in (option, value)]
     for i, action in enumerate(sub._actions):
-        if action.dest in skip or action.dest == "help":
+        if action.dest in skip or action.dest == "help" or set(action.option_strings) & set(valid):
             continue
         if not action.option_strings:
             if action.nargs in ("?", "*"):
