@@ -26,12 +26,12 @@ from nnsight_codi.training.instruct import InstructConfig, instruct_report, trai
 
 RECIPE = dict(
     out="out/tiny-instruct", seed=3, test_seed=1_000_003,
-    dataset="synthetic", train_size=130_000, eval_size=1000, eval_during=128,
+    dataset="synthetic", train_size=60_000, eval_size=1000, eval_during=64,
     min_steps=2, max_steps=3, value_max=99, add_max=5, mul_max=3,
     n_layer=4, n_embd=128, n_head=4, number_init="fourier",
     direct_fraction=0.3, none_fraction=0.0,
-    steps=2000, batch_size=64, lr=2e-3, weight_decay=0.01, warmup_ratio=0.03,
-    eval_every=250, checkpoint_every=250, log_every=25, threads=1,
+    steps=850, batch_size=64, lr=3e-3, weight_decay=0.01, warmup_ratio=0.03,
+    eval_every=200, checkpoint_every=100, log_every=25, threads=1,
 )
 DEST = ROOT / "nnsight_codi" / "assets" / "tiny-instruct"
 
