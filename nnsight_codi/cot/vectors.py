@@ -154,17 +154,20 @@ def _id_table(per_mode: list[list[list[int]]], width: int) -> np.ndarray:
 
 def write_vector(path: str | Path) -> None:
     """Add `steering_vector` (layer × dim) = mean of `steering_diff` over the complete examples."""
-    import xarray as xr
+    import zarr
 
     from ..store import open_store
 
     ds = open_store(path)
-    vector = ds["steering_diff"].astype("float64").mean("example").astype("float32").compute()
-    out = xr.Dataset({VECTOR_VAR: (("layer", "dim"), vector.values, {
-        "description": "CoT vector per layer: mean over examples of steering_diff (CoT - direct)"})})
+    vector = ds["steering_diff"].astype("float64").mean("example").astype("float32").values
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out.to_zarr(path, mode="a", zarr_format=3, consolidated=True)
+        group = zarr.open_group(str(path), mode="r+", zarr_format=3)
+        arr = group.create_array(VECTOR_VAR, shape=vector.shape, dtype="float32", overwrite=True,
+                                 dimension_names=("layer", "dim"))
+        arr[:] = vector
+        arr.attrs["description"] = "CoT vector per layer: mean over examples of steering_diff (CoT - direct)"
+        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 def load_vectors(path: str | Path) -> np.ndarray:
