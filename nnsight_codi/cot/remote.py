@@ -17,6 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+class NdifError(ConnectionError):
+    """An NDIF run failed; the message says what to do (a `ConnectionError`, so the CLI prints one line)."""
+
+
 REMOTE_HINT = ("check the model is hosted (nnsight.status() or https://nnsight.net/status), your key "
                "(NDIF_API_KEY or `nnsight login`) and host (NDIF_HOST)")
 
@@ -58,7 +62,7 @@ def remote_kwargs(remote: Any) -> dict:
 
 @contextmanager
 def ndif_errors(remote: Any, model_id: str = "") -> Iterator[None]:
-    """Turn NDIF failures into `RuntimeError`s that say what to do (local runs pass through)."""
+    """Turn NDIF failures into `NdifError`s that say what to do (local runs pass through)."""
     if not is_ndif(remote):
         yield
         return
@@ -83,7 +87,7 @@ def ndif_errors(remote: Any, model_id: str = "") -> Iterator[None]:
             advice = f"cannot reach NDIF at the configured host: {REMOTE_HINT}"
         else:
             advice = REMOTE_HINT
-        raise RuntimeError(f"NDIF run failed ({text}); {advice}") from err
+        raise NdifError(f"NDIF run failed ({text}); {advice}") from err
 
 
 def load_instruct_model(spec: str, device: str = "cpu", dtype: str = "float32", remote: Any = None):
