@@ -71,12 +71,12 @@ def ndif_errors(remote: Any, model_id: str = "") -> Iterator[None]:
     except Exception as err:  # the client raises RemoteError, httpx / websocket errors, ValueError
         text = f"{type(err).__name__}: {err}"
         low = text.lower()
-        if "api key" in low or "401" in low or "403" in low or "unauthori" in low:
-            advice = "NDIF rejected the API key: set NDIF_API_KEY (or `nnsight login`) to a valid key"
-        elif "not dedicated" in low or "hotswap" in low or "not found" in low or "not hosted" in low \
+        if "not dedicated" in low or "hotswap" in low or "not found" in low or "not hosted" in low \
                 or "no model" in low:
             advice = (f"NDIF does not host {model_id or 'this model'} for your key: pick a hosted model "
                       "(nnsight.status() lists them) or run locally")
+        elif "api key" in low or "401" in low or "403" in low or "unauthori" in low:
+            advice = "NDIF rejected the API key: set NDIF_API_KEY (or `nnsight login`) to a valid key"
         elif "version" in low:
             advice = ("the nnsight client and the NDIF server disagree on versions: install the nnsight "
                       "version the server names (pip install -U 'nnsight==X')")
