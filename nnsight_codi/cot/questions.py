@@ -45,7 +45,7 @@ def load_questions(spec: str, split: str = "train", limit: int | None = None, se
         from ..data.synthetic import generate_problems
 
         ds = generate_problems(limit or 200, seed=synthetic_seed(split, seed), **options)
-        return ds.map(lambda row: {"id": f"{split}-{row['id']}"})
+        return ds.remove_columns("id").add_column("id", [f"{split}-{i}" for i in ds["id"]])
     if spec == "paper":
         return paper_mix(limit)
     hub_split = {"dev": "train", "train": "train"}.get(split, split) if spec == "gsm8k" else split

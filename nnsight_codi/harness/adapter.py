@@ -114,7 +114,8 @@ class NnsightCodiLM(LM):
         c = self.condition
         if c.schedule is None:
             return []
-        return [Steering(torch.as_tensor(self.vectors)[c.layer], c.layer, c.coef, c.schedule, positions=context_mask)]
+        mask = context_mask if c.schedule == "single" else None  # single: the prompt (context) only
+        return [Steering(torch.as_tensor(self.vectors)[c.layer], c.layer, c.coef, c.schedule, positions=mask)]
 
     def _prompt_ids(self, context: str) -> list[int]:
         from ..cot.prompts import prompt_ids
@@ -238,7 +239,7 @@ def continuation_logprobs(model, pairs, hooks_for, remote=None) -> list[tuple[fl
             logits = model.output.logits
             lp = logits.float().log_softmax(-1).gather(-1, nxt.to(logits.device)[..., None])[..., 0]
             hit = logits.argmax(-1) == nxt.to(logits.device)
-            scores = nnsight.save(lp.cpu())
+            scores = nnsight.save(lp.detach().cpu())
             greedy = nnsight.save(hit.cpu())
     out = []
     for row in range(len(pairs)):
