@@ -69,9 +69,11 @@ def run_grid(model, dataset, vectors, path: str | Path, schedules: Sequence[str]
                          "or delete it")
     path.parent.mkdir(parents=True, exist_ok=True)
     # rewrite header + finished rows: drops a line torn by a kill, so appends start on a fresh line
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(x) + "\n" for x in [{"grid": fingerprint}, *rows]))
-    tmp.replace(path)
+    canonical = "".join(json.dumps(x) + "\n" for x in [{"grid": fingerprint}, *rows])
+    if not path.exists() or path.read_text() != canonical:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(canonical)
+        tmp.replace(path)
     done = {(r["schedule"], r["layer"], r["coef"]) for r in rows}
     todo = [c for c in cells if (c.name, c.layer, c.coef) not in done]
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid", unit="cell", disable=not progress)

@@ -9,8 +9,8 @@
 
 Example:
     >>> ds = load_questions("synthetic", split="dev", limit=2)
-    >>> ds.column_names[:3], len(ds)
-    (['id', 'question', 'answer'], 2)
+    >>> {"id", "question", "answer"} <= set(ds.column_names), ds["id"]
+    (True, ['dev-syn-7001001-0', 'dev-syn-7001001-1'])
 """
 
 from __future__ import annotations
