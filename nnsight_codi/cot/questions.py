@@ -9,8 +9,8 @@
 
 Example:
     >>> ds = load_questions("synthetic", split="dev", limit=2)
-    >>> {"id", "question", "answer"} <= set(ds.column_names), ds["id"]
-    (True, ['dev-syn-7001001-0', 'dev-syn-7001001-1'])
+    >>> {"id", "question", "answer"} <= set(ds.column_names), list(ds["id"])
+    (True, ['dev-syn-7000001-0', 'dev-syn-7000001-1'])
 """
 
 from __future__ import annotations
