@@ -2,6 +2,8 @@
 
 `spec` may be:
 - `"tiny"`: the tiny CODI model shipped inside this package (offline, ~1 s);
+- `"tiny-instruct"`: the tiny instruct LM shipped inside this package (a plain HF causal LM with a
+  chat template; see `nnsight_codi.instruct`);
 - a converted CODI directory (has `codi.json`) — the normal, fast path;
 - a reference CODI checkpoint (`pytorch_model.bin` / `model.safetensors`, or a directory
   holding one), converted in memory (needs `base=`, or a registry entry naming the base);
@@ -26,6 +28,7 @@ from .config import CodiConfig, CodiFormatError
 from .converted import is_converted_dir, load_projection
 
 TINY_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-codi"
+TINY_INSTRUCT_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-instruct"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 
@@ -93,6 +96,10 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
         if not is_converted_dir(TINY_MODEL_DIR):
             raise FileNotFoundError(f"the shipped tiny CODI model is missing at {TINY_MODEL_DIR}")
         return load_converted(TINY_MODEL_DIR, device, dtype)
+    if spec_str == "tiny-instruct":  # the shipped tiny instruct LM: a plain HF causal LM
+        if not (TINY_INSTRUCT_DIR / "config.json").is_file():
+            raise FileNotFoundError(f"the shipped tiny instruct model is missing at {TINY_INSTRUCT_DIR}")
+        return load_plain_lm(TINY_INSTRUCT_DIR, device, dtype)
     path = Path(spec_str).expanduser()
     if path.exists():
         if is_converted_dir(path):

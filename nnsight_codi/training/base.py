@@ -42,15 +42,21 @@ def tiny_base(max_number: int = 999, n_layer: int = 4, n_embd: int = 128, n_head
     """
     tok = build_word_tokenizer(max_number=max_number)
     model = build_tiny_gpt2(tok, n_layer=n_layer, n_embd=n_embd, n_head=n_head, seed=seed)
+    init_number_embeddings(model, tok, max_number, number_init)
+    return model, tok, special_ids(tok)
+
+
+def init_number_embeddings(model: nn.Module, tokenizer, max_number: int, number_init: str = "fourier") -> None:
+    """`"fourier"`: set the number tokens' input embeddings from `number_features` (in place);
+    `"random"`: leave the init as is."""
     if number_init == "fourier":
-        ids = [tok.convert_tokens_to_ids(str(n)) for n in range(max_number + 1)]
+        ids = [tokenizer.convert_tokens_to_ids(str(n)) for n in range(max_number + 1)]
         with torch.no_grad():
             emb = model.get_input_embeddings().weight
             feats = number_features(max_number + 1, emb.shape[1])
             emb[ids, : feats.shape[1]] = feats
     elif number_init != "random":
         raise ValueError(f"number_init must be 'random' or 'fourier', got {number_init!r}")
-    return model, tok, special_ids(tok)
 
 
 def number_features(count: int, dim: int, scale: float = 0.05) -> torch.Tensor:

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,7 +215,10 @@ def evaluate_all(setup: Setup, cfg: TrainConfig, data, num_latents: int | None =
     return out
 
 
-def train(cfg: TrainConfig, resume: bool = False, data=None, stop_at: int | None = None) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, data=None, stop_at: int | None = None, *,
+          setup: Setup | None = None, examples: list[Encoded] | None = None,
+          evaluator: Callable[[Setup, object], dict] | None = None,
+          saver: Callable[[Path, nn.Module, Setup], None] | None = None) -> dict:
     """Run CODI training as configured; returns the final metrics (also in `out/metrics.json`).
 
     Args:
@@ -224,6 +228,11 @@ def train(cfg: TrainConfig, resume: bool = False, data=None, stop_at: int | None
         data: optional `(train, eval)` datasets overriding `cfg.dataset` (tests).
         stop_at: stop (checkpoint, save) after this step although the schedule runs to
             `cfg.steps` (simulates an interruption; resume later with the same config).
+        setup, examples: a prebuilt `Setup` and encoded training examples (other objectives
+            trained with this loop, e.g. `training.instruct`; default: `build_setup` / `encode_dataset`).
+        evaluator: `(setup, eval_data) -> {"accuracy": float, ...}` for the periodic evaluation
+            (default: the CODI student with K latents).
+        saver: `(out / "model", lm, setup)` writes the final model (default: `save_converted`).
     """
     from tqdm.auto import tqdm
 
@@ -233,7 +242,7 @@ def train(cfg: TrainConfig, resume: bool = False, data=None, stop_at: int | None
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT
     if resume:
-        saved = TrainConfig.load(out / "train_config.json").to_dict()
+        saved = type(cfg).load(out / "train_config.json").to_dict()
         mine = cfg.to_dict()
         volatile = {"steps", "minutes", "progress", "eval_every", "checkpoint_every", "log_every", "threads", "out",
                     "extra"}
@@ -242,9 +251,10 @@ def train(cfg: TrainConfig, resume: bool = False, data=None, stop_at: int | None
             raise ValueError(f"cannot resume {out}: config differs from the saved one in {diff}")
     cfg.save(out / "train_config.json")
 
-    setup = build_setup(cfg)
+    setup = setup if setup is not None else build_setup(cfg)
     train_data, eval_data = data if data is not None else load_data(cfg)
-    examples = encode_dataset(setup.tokenizer, train_data, cfg)
+    if examples is None:
+        examples = encode_dataset(setup.tokenizer, train_data, cfg)
     eval_small = eval_data.select(range(min(cfg.eval_during, len(eval_data))))
     opt = make_optimizer(setup, cfg)
     step, elapsed0 = (load_checkpoint(ckpt, setup, opt) if resume else (0, 0.0))
@@ -299,18 +309,26 @@ def train(cfg: TrainConfig, resume: bool = False, data=None, stop_at: int | None
             bar.set_postfix({k: f"{v / count:.3f}" for k, v in sums.items() if k != "loss"})
             sums, count = {}, 0
         if cfg.eval_every and step % cfg.eval_every == 0:
-            res = evaluate_all(setup, cfg, eval_small, teacher=False, zero=False)
+            if evaluator is not None:
+                res = evaluator(setup, eval_small)
+                setup.model.train()
+                bar.write(f"step {step}: held-out (n={len(eval_small)}) " + json.dumps(res))
+            else:
+                res = evaluate_all(setup, cfg, eval_small, teacher=False, zero=False)
+                bar.write(f"step {step}: held-out acc (K={cfg.num_latents}, n={res['n']}) = "
+                          f"{res[f'acc_k{cfg.num_latents}']:.3f}")
             row = {"step": step, "time": round(time.time() - t0, 1), "eval": res}
             log.write(json.dumps(row) + "\n"); log.flush()
-            bar.write(f"step {step}: held-out acc (K={cfg.num_latents}, n={res['n']}) = "
-                      f"{res[f'acc_k{cfg.num_latents}']:.3f}")
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             save_checkpoint(ckpt, setup, opt, step, time.time() - t0, cfg)
     bar.close()
     wall = time.time() - t0
     save_checkpoint(ckpt, setup, opt, step, wall, cfg)
     lm = final_model_for_saving(setup)
-    save_converted(out / "model", lm, setup.tokenizer, setup.prj, codi_config_for(cfg, setup))
+    if saver is not None:
+        saver(out / "model", lm, setup)
+    else:
+        save_converted(out / "model", lm, setup.tokenizer, setup.prj, codi_config_for(cfg, setup))
     metrics = {"steps": step, "train_seconds": round(wall, 1), "examples_seen": step * cfg.batch_size,
                "n_params_lm": sum(p.numel() for p in lm.parameters()),
                "n_params_prj": sum(p.numel() for p in setup.prj.parameters()), "history": history}
