@@ -1,7 +1,10 @@
 """Chain-of-thought vs direct prompts through a model's chat template, and chain detection.
 
 Each question is asked twice (Zhang & Viteri): with the CoT instruction and with the direct one,
-inside one user turn of the model's chat template, ending with the generation prompt.
+inside one user turn of the model's chat template, ending with the generation prompt. The prompt
+is `nnsight_codi.instruct.instruct_prompt` (the one the tiny instruct model was trained with) and
+chain detection is `instruct.contains_chain`, extended to prose equations (`16 - 3 = 13`, as real
+instruct LMs write them) when an output has no `<< … >>` markup.
 
 Example:
     >>> from transformers import PreTrainedTokenizerFast
@@ -19,13 +22,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MODES = ("cot", "direct")
-COT_INSTRUCTION = "Answer the question thinking step by step."
-DIRECT_INSTRUCTION = "Answer the question immediately, without any elaboration."
+from ..instruct import COT_INSTRUCTION, DIRECT_INSTRUCTION  # the paper's two instructions
 
-# an intermediate equation `a op b = c` (GSM8K / synthetic `<< 4 * 6 = 24 >>` style or plain prose)
+MODES = ("cot", "direct")
+# an intermediate equation `a op b = c` written in prose (no `<< >>` markup)
 _EQUATION = re.compile(r"-?\d+(?:\.\d+)?\s*[-+*/x×÷]\s*-?\d+(?:\.\d+)?\s*=\s*-?\d+")
-_MARKERS = re.compile(r"\b(step \d|first,|then,|therefore|let's think|so the answer)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,11 @@ def require_chat_template(tokenizer, what: str = "the CoT/direct prompts") -> No
 
 def build_prompt(tokenizer, question: str, mode: str, instructions: Instructions = Instructions()) -> str:
     """The prompt text for `question` in `mode` ("cot" | "direct"): one user turn + generation prompt."""
+    from ..instruct import instruct_prompt
+
     require_chat_template(tokenizer)
-    content = f"{question.strip()} {instructions.for_mode(mode)}"
-    return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                         add_generation_prompt=True)
+    instructions.for_mode(mode)  # validates the mode
+    return instruct_prompt(tokenizer, question, mode, {"cot": instructions.cot, "direct": instructions.direct})
 
 
 def prompt_ids(tokenizer, question: str, mode: str, instructions: Instructions = Instructions()) -> list[int]:
@@ -63,8 +65,11 @@ def prompt_ids(tokenizer, question: str, mode: str, instructions: Instructions =
 
 
 def writes_chain(text: str) -> bool:
-    """True when an output reasons: it writes an intermediate equation or a step marker."""
-    return bool(_EQUATION.search(text) or _MARKERS.search(text))
+    """True when an output reasons: a `<< … = … >>` chain step (`instruct.contains_chain`) or, in
+    outputs without that markup, an intermediate equation in prose."""
+    from ..instruct import contains_chain
+
+    return contains_chain(text) or ("<<" not in text and _EQUATION.search(text) is not None)
 
 
 TEST_CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] | capitalize }} : {{ m['content'] }} {% endfor %}"
