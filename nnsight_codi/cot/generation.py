@@ -70,10 +70,12 @@ def truncate_at_stop(rows: Sequence[Sequence[int]], stop_ids: set[int]) -> list[
 
 
 def _device(model) -> torch.device:
+    """Where inputs go: the model's device, or the CPU for a remote model (its local copy is on `meta`)."""
     try:
-        return next(model._module.parameters()).device
+        device = next(model._module.parameters()).device
     except StopIteration:
         return torch.device("cpu")
+    return torch.device("cpu") if device.type == "meta" else device
 
 
 def generate_ids(model, prompts: Sequence[Sequence[int]], hooks: Sequence[Any] = (), max_new_tokens: int = 64,

@@ -51,3 +51,36 @@ def block_hook_add(lm, layer: int, delta: torch.Tensor, first_only: bool = False
         return (out,) + tuple(output[1:]) if isinstance(output, tuple) else out
 
     return lm.transformer.h[layer - 1].register_forward_hook(hook), calls
+
+
+def hand_means(lm, prompt, gen):
+    """Plain PyTorch: every layer's residual stream (block 0's input, then each block's output, via
+    torch hooks), averaged over the generated positions."""
+    seq = torch.tensor([prompt + gen])
+    blocks = lm.transformer.h
+    outs = []
+    handles = [blocks[0].register_forward_pre_hook(lambda m, a, kw: outs.append(a[0] if a else kw["hidden_states"]),
+                                                    with_kwargs=True)]
+    handles += [b.register_forward_hook(lambda m, a, o: outs.append(o[0] if isinstance(o, tuple) else o))
+                for b in blocks]
+    with torch.no_grad():
+        lm(seq)
+    for h in handles:
+        h.remove()
+    return torch.stack([x[0, len(prompt):].double().mean(0) for x in outs])
+
+
+def hand_generate(lm, prompt, steps, hook=None, cache=True):
+    """Greedy decoding in plain PyTorch (with or without the KV cache)."""
+    seq = list(prompt)
+    past = None
+    with torch.no_grad():
+        for _ in range(steps):
+            if cache:
+                inp = torch.tensor([seq if past is None else seq[-1:]])
+                out = lm(inp, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+            else:
+                out = lm(torch.tensor([seq]), use_cache=False)
+            seq.append(int(out.logits[0, -1].argmax()))
+    return seq[len(prompt):]

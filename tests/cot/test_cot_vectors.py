@@ -32,26 +32,11 @@ def store(model, tmp_path_factory):
     return path, cfg
 
 
-def _hand_means(lm, prompt, gen):
-    """Plain PyTorch: every layer's residual stream (hooks on the blocks), averaged over the generated positions."""
-    seq = torch.tensor([prompt + gen])
-    outs = []
-    handles = [b.register_forward_hook(lambda m, a, o: outs.append(o[0] if isinstance(o, tuple) else o))
-               for b in lm.transformer.h]
-    with torch.no_grad():
-        emb = lm.transformer.wte(seq) + lm.transformer.wpe(torch.arange(seq.shape[1]))[None]
-        lm(seq)
-    for h in handles:
-        h.remove()
-    layers = [emb] + outs
-    return torch.stack([x[0, len(prompt):].double().mean(0) for x in layers])
-
-
 def test_vector_equals_independent_computation_from_stored_ids(model, store):
     path, cfg = store
     ids = stored_ids(path)
-    diffs = [_hand_means(model._module, ids["cot"]["prompt"][i], ids["cot"]["generated"][i])
-             - _hand_means(model._module, ids["direct"]["prompt"][i], ids["direct"]["generated"][i])
+    diffs = [lib.hand_means(model._module, ids["cot"]["prompt"][i], ids["cot"]["generated"][i])
+             - lib.hand_means(model._module, ids["direct"]["prompt"][i], ids["direct"]["generated"][i])
              for i in range(5)]
     expected = torch.stack(diffs).mean(0).numpy()
     assert np.allclose(load_vectors(path), expected, atol=1e-5)
@@ -81,22 +66,6 @@ def _prompts(model, n=3, mode="direct"):
     return [prompt_ids(model.tokenizer, q, mode) for q in qs]
 
 
-def _hand_generate(lm, prompt, steps, hook=None, cache=True):
-    """Greedy decoding in plain PyTorch (with or without the KV cache)."""
-    seq = list(prompt)
-    past = None
-    with torch.no_grad():
-        for _ in range(steps):
-            if cache:
-                inp = torch.tensor([seq if past is None else seq[-1:]])
-                out = lm(inp, past_key_values=past, use_cache=True)
-                past = out.past_key_values
-            else:
-                out = lm(torch.tensor([seq]), use_cache=False)
-            seq.append(int(out.logits[0, -1].argmax()))
-    return seq[len(prompt):]
-
-
 @pytest.mark.parametrize("schedule", ["single", "continuous"])
 def test_schedules_edit_the_right_forwards(model, schedule):
     prompts = _prompts(model)
@@ -108,7 +77,7 @@ def test_schedules_edit_the_right_forwards(model, schedule):
     for p, g in zip(prompts, gens):
         handle, calls = lib.block_hook_add(model._module, 1, 4.0 * v, first_only=schedule == "single")
         try:
-            hand = _hand_generate(model._module, p, 5)
+            hand = lib.hand_generate(model._module, p, 5)
         finally:
             handle.remove()
         assert len(calls) == 5 and hand == g
@@ -122,7 +91,7 @@ def test_continuous_with_cache_equals_recomputation_without(model):
     gens, _ = generate_ids(model, prompts, [Steering(v, 2, 3.0, "continuous")], max_new_tokens=6)
     handle, _ = lib.block_hook_add(model._module, 2, 3.0 * v)
     try:
-        nocache = [_hand_generate(model._module, p, 6, cache=False) for p in prompts]
+        nocache = [lib.hand_generate(model._module, p, 6, cache=False) for p in prompts]
     finally:
         handle.remove()
     assert nocache == gens
