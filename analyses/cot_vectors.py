@@ -57,21 +57,24 @@ def plot_grid(grid: pd.DataFrame, out: str | Path, best: dict | None = None,
     from nnsight_codi.reporting import save_figure
 
     schedules = sorted(grid["schedule"].unique())
-    fig, axes = plt.subplots(1, len(schedules), figsize=(1.2 + 4.2 * len(schedules), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], schedules):
-        table = grid[grid.schedule == name].pivot_table(index="layer", columns="coef", values="accuracy")
-        sns.heatmap(table, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax,
-                    cbar_kws={"label": "dev accuracy"})
-        title = f"{name} injection"
-        if best and name in best:
-            b = best[name]
-            title += f" (best: layer {b['layer']}, c={b['coef']:g})"
-        ax.set_title(title)
-        ax.set_xlabel("coefficient c")
-        ax.set_ylabel("layer l (output of block l-1)")
+    metrics = [("accuracy", "dev accuracy", "viridis"), ("reasoning_rate", "share writing a chain", "magma")]
+    fig, axes = plt.subplots(2, len(schedules), figsize=(1.2 + 4.2 * len(schedules), 7.0), squeeze=False)
+    for col, name in enumerate(schedules):
+        for row, (metric, label, cmap) in enumerate(metrics):
+            ax = axes[row][col]
+            table = grid[grid.schedule == name].pivot_table(index="layer", columns="coef", values=metric)
+            sns.heatmap(table, annot=True, fmt=".2f", cmap=cmap, vmin=0, vmax=1, ax=ax, cbar_kws={"label": label})
+            title = f"{name} injection: {label}"
+            if best and name in best and row == 0:
+                b = best[name]
+                title += f"\n(best: layer {b['layer']}, c={b['coef']:g})"
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("coefficient c")
+            ax.set_ylabel("layer l (output of block l-1)")
     if reference:
-        fig.suptitle("steered direct prompt, dev split; unsteered: " +
-                     ", ".join(f"{k} {v:.2f}" for k, v in reference.items()), y=1.02)
+        fig.suptitle("steered direct prompt on the dev split; unsteered accuracy: " +
+                     ", ".join(f"{k} {v:.2f}" for k, v in reference.items()), y=1.0)
+    fig.tight_layout()
     return save_figure(fig, out, "grid_heatmaps")
 
 
@@ -117,6 +120,7 @@ def plot_vectors(table: pd.DataFrame, out: str | Path) -> Path:
     ax.plot(table.layer, table.norm, "o-", label="‖v_l‖ (mean difference)")
     ax.plot(table.layer, table.diff_norm, "s--", label="mean ‖per-question difference‖")
     ax.set_xlabel("layer l (0 = embeddings)")
+    ax.set_xticks(table.layer)
     ax.set_ylabel("L2 norm")
     ax2 = ax.twinx()
     ax2.plot(table.layer, table.consistency, "^:", color="C2", label="mean cos(per-question diff, v_l)")

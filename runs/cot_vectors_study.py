@@ -76,7 +76,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
     from nnsight_codi.cot.remote import check_remote, load_instruct_model
     from nnsight_codi.cot.steering import check_schedule
     from nnsight_codi.reporting import markdown_table, write_report, write_results
-    from nnsight_codi.stats import paired_bootstrap_diff
+    from nnsight_codi.stats import paired_bootstrap_diff, significant
 
     out = Path(out)
     for s in config.schedules:
@@ -110,14 +110,15 @@ def run(config: Config, out, progress: bool = True) -> dict:
                for c in conditions}
     rows = [r["summary"] for r in results.values()]
     direct, cot = results["direct"], results["cot"]
-    gap = cot["summary"]["accuracy"] - direct["summary"]["accuracy"]
+    gap_ci = paired_bootstrap_diff(cot["correct"], direct["correct"], seed=config.seed)
+    gap = gap_ci.value if significant(gap_ci) and gap_ci.value > 0 else None  # recovery needs a real gap
     comparisons = {}
     for name, r in results.items():
         if name == "direct":
             continue
         d = paired_bootstrap_diff(r["correct"], direct["correct"], seed=config.seed)
         comparisons[name] = {"minus_direct": d.value, "ci_low": d.low, "ci_high": d.high,
-                             "gap_recovered": (d.value / gap) if gap > 0 else None}
+                             "gap_recovered": (d.value / gap) if gap else None}
     analysis = analyse(store, out, out / "grid.jsonl", rows, best, dev_ref)
     headline = [
         f"test n={rows[0]['n']}: direct {rows[0]['accuracy']:.1%} [{rows[0]['ci_low']:.1%}, {rows[0]['ci_high']:.1%}], "
@@ -129,9 +130,13 @@ def run(config: Config, out, progress: bool = True) -> dict:
         headline.append(f"{r['name']} steering (layer {r['layer']}, c={r['coef']:g}): {r['accuracy']:.1%} "
                         f"[{r['ci_low']:.1%}, {r['ci_high']:.1%}]; vs direct {c['minus_direct']:+.1%} "
                         f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}]{rec}")
+    if gap is None:
+        headline.append(f"the CoT prompt does not beat the direct prompt significantly ({gap_ci.value:+.1%} "
+                        f"[{gap_ci.low:+.1%}, {gap_ci.high:+.1%}]): no gap for steering to recover")
     headline.append("outputs that write a chain: " + ", ".join(f"{r['name']} {r['reasoning_rate']:.0%}" for r in rows))
     examples = {name: r["texts"][:3] for name, r in results.items()}
     result = {"vectors": str(store), "conditions": rows, "comparisons": comparisons, "best": best,
+              "cot_minus_direct": {"value": gap_ci.value, "ci_low": gap_ci.low, "ci_high": gap_ci.high},
               "dev_reference": dev_ref, "layers": list(layers), "coefs": list(config.coefs),
               "extraction": extraction, "vector_table": analysis["vectors"], "headline": headline,
               "examples": examples, "figures": analysis["figures"], "config": asdict(config)}
