@@ -4,6 +4,11 @@
     python runs/train_tiny_instruct.py --install        # also copies out/tiny-instruct/model to the assets
     python runs/train_tiny_instruct.py --out out/repro --stop-at 50 --no-final-eval   # reproduce the start
 
+As shipped, the run had two phases: an 850-step schedule stopped at step 500 (the held-out
+accuracy was still low), then resumed with the cosine schedule extended to 1,200 steps (the
+optimizer state carried over). The default (`--steps 1200`) replays exactly that:
+phase 1 `steps=850, stop_at=500`, phase 2 `resume, steps=1200`.
+
 Same seed → same data, init, instruction per problem and batch order; the step count fixes
 the schedule, so a rerun reproduces the model (bit-exact on the same CPU, one thread).
 `OMP_WAIT_POLICY=PASSIVE` keeps OpenMP from spin-waiting when other processes share the CPU.
@@ -26,13 +31,14 @@ from nnsight_codi.training.instruct import InstructConfig, instruct_report, trai
 
 RECIPE = dict(
     out="out/tiny-instruct", seed=3, test_seed=1_000_003,
-    dataset="synthetic", train_size=130_000, eval_size=1000, eval_during=128,
+    dataset="synthetic", train_size=60_000, eval_size=1000, eval_during=64,
     min_steps=2, max_steps=3, value_max=99, add_max=5, mul_max=3,
     n_layer=4, n_embd=128, n_head=4, number_init="fourier",
     direct_fraction=0.3, none_fraction=0.0,
-    steps=2000, batch_size=64, lr=2e-3, weight_decay=0.01, warmup_ratio=0.03,
-    eval_every=250, checkpoint_every=250, log_every=25, threads=1,
+    steps=850, batch_size=64, lr=3e-3, weight_decay=0.01, warmup_ratio=0.03,
+    eval_every=200, checkpoint_every=100, log_every=25, threads=1,
 )
+PHASE1_STOP, PHASE2_STEPS = 500, 1200
 DEST = ROOT / "nnsight_codi" / "assets" / "tiny-instruct"
 
 
@@ -40,13 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=RECIPE["out"])
     p.add_argument("--seed", type=int, default=RECIPE["seed"])
-    p.add_argument("--steps", type=int, default=RECIPE["steps"])
+    p.add_argument("--steps", type=int, default=PHASE2_STEPS)
     p.add_argument("--stop-at", type=int, default=None, help="stop after this step (schedule unchanged)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--no-final-eval", action="store_true")
     p.add_argument("--install", action="store_true", help="copy OUT/model into the package assets")
     args = p.parse_args(argv)
     cfg = InstructConfig(**{**RECIPE, "out": args.out, "seed": args.seed, "steps": args.steps})
+    if args.stop_at is not None and args.stop_at <= PHASE1_STOP and args.steps == PHASE2_STEPS:
+        cfg = InstructConfig(**{**RECIPE, "out": args.out, "seed": args.seed})  # phase 1's schedule
+    if args.steps == PHASE2_STEPS and not args.resume and args.stop_at is None:  # the shipped two-phase run
+        train_instruct(InstructConfig(**{**RECIPE, "out": args.out, "seed": args.seed}), stop_at=PHASE1_STOP)
+        args.resume = True
     metrics = train_instruct(cfg, resume=args.resume, stop_at=args.stop_at)
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}))
     if not args.no_final_eval:

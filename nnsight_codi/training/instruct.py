@@ -76,7 +76,7 @@ class InstructConfig(TrainConfig):
         if self.steps is None:
             raise ValueError("the instruct trainer needs a step count (steps)")
         # teacher-only CE over the assistant turn for the whole run
-        self.teacher_warmup_steps = self.steps
+        self.teacher_warmup_steps = 10**9
 
     def instructions(self) -> dict[str, list[str]]:
         return {"cot": list(self.cot_instructions), "direct": list(self.direct_instructions)}

@@ -1,0 +1,95 @@
+"""The shipped tiny instruct LM: loads offline as a plain HF causal LM, has a chat template that
+round-trips, one token per number, and follows both instructions on unseen problems."""
+
+import pytest
+import torch
+
+from nnsight_codi.instruct import (COT_INSTRUCTION, DIRECT_INSTRUCTION, contains_chain, evaluate_instruct,
+                                   generate_chat, instruct_prompt, score_outputs)
+from nnsight_codi.models.loader import TINY_INSTRUCT_DIR, load_model
+
+pytestmark = pytest.mark.skipif(not (TINY_INSTRUCT_DIR / "model.safetensors").is_file(),
+                                reason="tiny-instruct not shipped")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("tiny-instruct")
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    from nnsight_codi.training.instruct import InstructConfig
+    from nnsight_codi.training.report import unseen_problems
+    import json
+
+    meta = json.loads((TINY_INSTRUCT_DIR / "instruct.json").read_text())
+    o = meta["synthetic_options"]
+    cfg = InstructConfig(seed=meta["train_seed"], test_seed=meta["test_seed"], min_steps=o["min_steps"],
+                         max_steps=o["max_steps"], value_max=o["value_range"][1], add_max=o["add_range"][1],
+                         mul_max=o["mul_range"][1], ops=o["ops"])
+    # seed test_seed + 2: used neither in training nor in TRAINING.md's held-out numbers
+    cfg.test_seed += 1
+    return unseen_problems(cfg, 96)
+
+
+def test_loads_offline_as_a_plain_lm(model):
+    from nnsight import TransformersModel
+
+    assert isinstance(model, TransformersModel)
+    assert model._module.config.model_type == "gpt2"
+    assert model.tokenizer.padding_side == "left"
+
+
+def test_chat_template_round_trips(model):
+    tok = model.tokenizer
+    q = "Tom has 3 pens . He gets 4 more . How many pens does Tom have now ?"
+    user = f"{q} {COT_INSTRUCTION}"
+    prompt = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+    assert prompt == instruct_prompt(tok, q, "cot")
+    full = tok.apply_chat_template([{"role": "user", "content": user},
+                                    {"role": "assistant", "content": "<< 3 + 4 = 7 >> The answer is : 7"}],
+                                   tokenize=False)
+    ids = tok(full, add_special_tokens=False)["input_ids"]
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    assert ids[: len(p_ids)] == p_ids  # the generation prompt is a prefix of the conversation
+    assert tok.unk_token_id not in ids  # every word of question, instruction and reply is in the vocabulary
+    assert tok.decode(ids[len(p_ids):], skip_special_tokens=True) == "<< 3 + 4 = 7 >> The answer is : 7"
+    assert tok.decode(p_ids, skip_special_tokens=True) == user.replace("step.", "step .")
+    # tokenize=True gives the same ids as tokenizing the rendered text
+    direct = tok.apply_chat_template([{"role": "user", "content": f"{q} {DIRECT_INSTRUCTION}"}],
+                                     add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert list(direct) == tok(instruct_prompt(tok, q, "direct"), add_special_tokens=False)["input_ids"]
+
+
+def test_numbers_are_single_tokens(model):
+    tok = model.tokenizer
+    for n in (0, 7, 42, 99, 250, 999):
+        ids = tok(str(n), add_special_tokens=False)["input_ids"]
+        assert len(ids) == 1 and ids[0] != tok.unk_token_id
+        assert tok.decode(ids) == str(n)
+
+
+def test_batched_generation_matches_one_at_a_time(model, heldout):
+    tok = model.tokenizer
+    prompts = [instruct_prompt(tok, q, m) for q in heldout["question"][:4] for m in ("cot", "direct")]
+    batched = generate_chat(model, tok, prompts, max_new_tokens=40)
+    single = [generate_chat(model, tok, [p], max_new_tokens=40)[0] for p in prompts]
+    assert batched == single
+
+
+def test_follows_both_instructions(model, heldout):
+    tok = model.tokenizer
+    cot = evaluate_instruct(model, tok, heldout, "cot")
+    direct = evaluate_instruct(model, tok, heldout, "direct")
+    # chain rules of the spec (>= 95% / <= 5%) and the gap (>= 30 points) with a margin for 96 problems
+    # the shipped model reaches 67% with the chain on 1,000 problems (below the 95% target; see TRAINING.md)
+    assert cot.accuracy >= 0.5 and cot.chain_rate >= 0.9
+    assert direct.chain_rate <= 0.1
+    assert cot.accuracy - direct.accuracy >= 0.25
+    # the scores agree with an independent reading of the texts
+    rescored = score_outputs(cot.texts, heldout["answer"])
+    assert rescored.accuracy == cot.accuracy
+    assert sum(t.rsplit(":", 1)[-1].strip() == str(a) for t, a in zip(cot.texts, heldout["answer"])) / len(
+        heldout) == pytest.approx(cot.accuracy, abs=0.03)
+    assert all(contains_chain(t) == ("<<" in t and ">>" in t) for t in cot.texts + direct.texts)
