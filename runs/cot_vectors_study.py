@@ -48,6 +48,15 @@ def demo_config() -> Config:
     return Config(extract_limit=32, dev_limit=16, test_limit=48, coefs=(2.0, 8.0))
 
 
+def model_synthetic_options(model) -> dict:
+    """The synthetic-problem distribution an instruct model was trained on (its `instruct.json`), else {}."""
+    path = Path(str(getattr(model._module.config, "_name_or_path", ""))) / "instruct.json"
+    if not path.is_file():
+        return {}
+    opts = json.loads(path.read_text()).get("synthetic_options", {})
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}
+
+
 def _condition_result(model, data, condition, vectors, config: Config, path: Path, remote) -> dict:
     """Evaluate one test condition, or reuse its saved outputs."""
     from nnsight_codi.cot import evaluate_condition
@@ -85,15 +94,16 @@ def run(config: Config, out, progress: bool = True) -> dict:
     model = load_instruct_model(config.model, config.device, "float32", remote)
     num_layers = int(model._module.config.num_hidden_layers)
     layers = tuple(config.layers) or tuple(range(1, num_layers + 1))
+    options = model_synthetic_options(model) if config.dataset == "synthetic" else {}
     store = out / "vectors.zarr"
-    ecfg = ExtractConfig(model=config.model, dataset=config.dataset, split="train", seed=config.seed,
+    ecfg = ExtractConfig(synthetic=options, model=config.model, dataset=config.dataset, split="train", seed=config.seed,
                          limit=config.extract_limit, greedy=config.greedy_extract, sample_seed=config.sample_seed,
                          max_new_tokens=config.max_new_tokens, positions=config.positions,
                          batch_size=config.batch_size, device=config.device, remote=remote)
     extraction = extract_vectors(store, ecfg, model=model, progress=progress)
     vectors = load_vectors(store)
-    dev = load_questions(config.dataset, split="dev", limit=config.dev_limit, seed=config.seed)
-    test = load_questions(config.dataset, split="test", limit=config.test_limit, seed=config.seed)
+    dev = load_questions(config.dataset, split="dev", limit=config.dev_limit, seed=config.seed, **options)
+    test = load_questions(config.dataset, split="test", limit=config.test_limit, seed=config.seed, **options)
     fingerprint = {k: v for k, v in asdict(config).items() if k not in ("test_limit", "device", "remote", "batch_size")}
     fingerprint["layers"] = list(layers)
     grid = run_grid(model, dev, vectors, out / "grid.jsonl", config.schedules, layers, config.coefs,
