@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "dashboard", "lens", "steer", "sweep")
+COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "dashboard", "lens", "steer", "sweep", "cot-vectors", "lm-eval")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"nnsight_codi.commands.{name}")
+            module = importlib.import_module(f"nnsight_codi.commands.{name.replace('-', '_')}")
         except ModuleNotFoundError as err:
-            if err.name == f"nnsight_codi.commands.{name}":
+            if err.name == f"nnsight_codi.commands.{name.replace('-', '_')}":
                 continue  # command not built yet
             raise
         module.register(subparsers)

@@ -119,6 +119,13 @@ VARIABLES: dict[str, VarSpec] = {
     "correct": VarSpec(("example",), "bool", False, "answer_pred == answer_gold"),
     "prompt_ids": VarSpec(("example", "position"), "int32", "pad",
                           "prompt token ids, left-aligned, padded with pad_id"),
+    # CoT-vector stores (nnsight_codi.cot.vectors): the step dim holds the prompt mode (cot, direct)
+    "steering_diff": VarSpec(("example", "layer", "dim"), "float", None,
+                             "per-example difference of mean residual streams (CoT - direct prompt)"),
+    "mode_prompt_ids": VarSpec(("example", "step", "position"), "int32", "pad",
+                               "prompt token ids per prompt mode (step), left-aligned, padded with pad_id"),
+    "generated_ids": VarSpec(("example", "step", "position"), "int32", "pad",
+                             "generated token ids per prompt mode (step), left-aligned, padded with pad_id"),
     "prompt_length": VarSpec(("example",), "int32", -1,
                              "number of prompt tokens of the example (-1 if not recorded)"),
     "complete": VarSpec(("example",), "bool", False,

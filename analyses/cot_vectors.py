@@ -1,0 +1,176 @@
+"""Offline analysis of a CoT-vector study: the vectors per layer, the (layer × coefficient) grid
+heatmaps per schedule, and the test conditions with CIs and reasoning rates.
+
+    python -m analyses.cot_vectors OUT/vectors.zarr --grid OUT/grid.jsonl --conditions OUT/results.json --out OUT [--json]
+
+Reads the vector store with `open_store` (no model, no torch) and the grid / results JSON files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nnsight_codi.store import open_store
+
+
+def vector_table(store: str | Path) -> pd.DataFrame:
+    """Per layer: `norm` of v_l, mean `diff_norm` of the per-question differences, their mean cosine
+    with v_l (`consistency`: 1 = every question moves the same way) and `n` questions."""
+    ds = open_store(store)
+    diff = ds["steering_diff"].astype("float64").values  # (example, layer, dim)
+    v = diff.mean(0)
+    vn = np.linalg.norm(v, axis=-1)
+    dn = np.linalg.norm(diff, axis=-1)
+    cos = (diff * v[None]).sum(-1) / np.maximum(dn * vn[None], 1e-12)
+    return pd.DataFrame({"layer": ds["layer"].values.astype(int), "norm": vn, "diff_norm": dn.mean(0),
+                         "consistency": cos.mean(0), "n": diff.shape[0]})
+
+
+def read_grid(path: str | Path) -> pd.DataFrame:
+    """Grid rows (`schedule, layer, coef, accuracy, reasoning_rate, n`) of a grid jsonl file."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "schedule" in obj:
+            rows.append({k: obj[k] for k in ("schedule", "layer", "coef", "accuracy", "reasoning_rate", "n")})
+    return pd.DataFrame(rows)
+
+
+def plot_grid(grid: pd.DataFrame, out: str | Path, best: dict | None = None,
+              reference: dict[str, float] | None = None) -> Path:
+    """One heatmap per schedule: dev accuracy by layer (rows) and coefficient (columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from nnsight_codi.reporting import save_figure
+
+    schedules = sorted(grid["schedule"].unique())
+    metrics = [("accuracy", "dev accuracy", "viridis"), ("reasoning_rate", "share writing a chain", "magma")]
+    fig, axes = plt.subplots(2, len(schedules), figsize=(1.2 + 4.2 * len(schedules), 7.0), squeeze=False)
+    for col, name in enumerate(schedules):
+        for row, (metric, label, cmap) in enumerate(metrics):
+            ax = axes[row][col]
+            table = grid[grid.schedule == name].pivot_table(index="layer", columns="coef", values=metric)
+            sns.heatmap(table, annot=True, fmt=".2f", cmap=cmap, vmin=0, vmax=1, ax=ax, cbar_kws={"label": label})
+            title = f"{name} injection: {label}"
+            if best and name in best and row == 0:
+                b = best[name]
+                title += f"\n(best: layer {b['layer']}, c={b['coef']:g})"
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("coefficient c")
+            ax.set_ylabel("layer l (output of block l-1)")
+    if reference:
+        fig.suptitle("steered direct prompt on the dev split; unsteered accuracy: " +
+                     ", ".join(f"{k} {v:.2f}" for k, v in reference.items()), y=1.0)
+    fig.tight_layout()
+    return save_figure(fig, out, "grid_heatmaps")
+
+
+def plot_conditions(rows: Sequence[dict], out: str | Path) -> Path:
+    """Test accuracy (95% CI) and reasoning rate per condition."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nnsight_codi.reporting import save_figure
+
+    labels = [r["name"] if r.get("layer") is None else f"{r['name']}\nl={r['layer']}, c={r['coef']:g}" for r in rows]
+    acc = np.array([r["accuracy"] for r in rows], dtype=float)
+    low = acc - np.array([r["ci_low"] for r in rows], dtype=float)
+    high = np.array([r["ci_high"] for r in rows], dtype=float) - acc
+    rate = np.array([r["reasoning_rate"] for r in rows], dtype=float)
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(1.5 + 1.6 * len(rows), 3.8))
+    ax.bar(x - 0.2, acc, 0.4, yerr=[low, high], capsize=4, color="#4c72b0", label="accuracy (95% CI)")
+    ax.bar(x + 0.2, rate, 0.4, color="#dd8452", label="share of outputs that write a chain")
+    for i, (a, r) in enumerate(zip(acc, rate)):
+        ax.text(i - 0.2, a + high[i] + 0.02, f"{a:.2f}", ha="center", fontsize=8)
+        ax.text(i + 0.2, r + 0.02, f"{r:.2f}", ha="center", fontsize=8)
+    ax.set_xticks(x, labels)
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("rate")
+    ax.set_title(f"test split (n={rows[0]['n']}): direct vs CoT prompt vs steered direct prompt")
+    ax.legend(loc="upper left", fontsize=8)
+    return save_figure(fig, out, "conditions")
+
+
+def plot_vectors(table: pd.DataFrame, out: str | Path) -> Path:
+    """‖v_l‖ and the per-question consistency by layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nnsight_codi.reporting import save_figure
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(table.layer, table.norm, "o-", label="‖v_l‖ (mean difference)")
+    ax.plot(table.layer, table.diff_norm, "s--", label="mean ‖per-question difference‖")
+    ax.set_xlabel("layer l (0 = embeddings)")
+    ax.set_xticks(table.layer)
+    ax.set_ylabel("L2 norm")
+    ax2 = ax.twinx()
+    ax2.plot(table.layer, table.consistency, "^:", color="C2", label="mean cos(per-question diff, v_l)")
+    ax2.set_ylim(-0.05, 1.05)
+    ax2.set_ylabel("consistency (cosine)")
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
+    ax.legend(lines, labels, fontsize=7, loc="upper left")
+    ax.set_title(f"CoT vectors by layer (n={int(table.n.iloc[0])} questions)")
+    return save_figure(fig, out, "vectors")
+
+
+def analyse(store: str | Path, out: str | Path, grid: str | Path | None = None,
+            conditions: Sequence[dict] | None = None, best: dict | None = None,
+            reference: dict[str, float] | None = None) -> dict:
+    """Tables and figures of a study; returns `{vectors, grid, figures}` (JSON-able)."""
+    table = vector_table(store)
+    figures = [str(plot_vectors(table, out))]
+    result: dict = {"vectors": table.round(6).to_dict("records")}
+    if grid is not None and Path(grid).exists():
+        g = read_grid(grid)
+        result["grid"] = g.to_dict("records")
+        if len(g):
+            figures.append(str(plot_grid(g, out, best, reference)))
+    if conditions:
+        figures.append(str(plot_conditions(conditions, out)))
+    result["figures"] = figures
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("store", help="the vector store (vectors.zarr)")
+    parser.add_argument("--grid", default=None, help="grid jsonl")
+    parser.add_argument("--conditions", default=None, help="a study's results.json (its `conditions` rows)")
+    parser.add_argument("--out", default="out/cot_vectors_analysis")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    rows = best = None
+    if args.conditions:
+        data = json.loads(Path(args.conditions).read_text())
+        rows, best = data.get("conditions"), data.get("best")
+    result = analyse(args.store, args.out, args.grid, rows, best)
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+    else:
+        print(pd.DataFrame(result["vectors"]).to_string(index=False))
+        print("figures:", *result["figures"], sep="\n  ")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,201 @@
+"""`nnsight-codi cot-vectors extract|sweep|eval`: CoT steering vectors for instruct LMs.
+
+Examples::
+
+    nnsight-codi cot-vectors extract --model tiny-instruct --dataset synthetic --limit 64 --out out/cot/vectors.zarr
+    nnsight-codi cot-vectors sweep --model tiny-instruct --vectors out/cot/vectors.zarr --layers 1,2,3,4 \\
+        --coefs 1,2,4,8 --out out/cot/grid.jsonl
+    nnsight-codi cot-vectors eval --model tiny-instruct --vectors out/cot/vectors.zarr \\
+        --condition continuous:2:4 --dataset synthetic --limit 100 --json
+    nnsight-codi cot-vectors eval --model meta-llama/Llama-3.1-8B-Instruct --remote ndif --condition cot \\
+        --dataset ../shared/data/gsm8k/test.jsonl --limit 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from .common import emit_json, remote_value
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="tiny-instruct", help="an instruct LM: 'tiny-instruct', a local HF dir or a hub id")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (default: float32)")
+    p.add_argument("--remote", default=None, help="'local' (serialised like NDIF), 'ndif' or an http(s) NDIF host")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--cot-instruction", default=None, help="instruction appended for the CoT prompt")
+    p.add_argument("--direct-instruction", default=None, help="instruction appended for the direct prompt")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def _data_args(p: argparse.ArgumentParser, split: str, limit: int | None) -> None:
+    p.add_argument("--dataset", default="synthetic",
+                   help="'synthetic', 'paper' (the paper's mix; network), 'gsm8k' (hub) or a local json/jsonl/parquet")
+    p.add_argument("--split", default=split, help=f"train | dev | test for synthetic (default: {split})")
+    p.add_argument("--limit", type=int, default=limit, help="use the first N questions")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic split / of sampling (default: 0)")
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("cot-vectors", help="chain-of-thought steering vectors for instruct LMs",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="action", required=True)
+
+    e = sub.add_parser("extract", help="extract CoT vectors into a store (resumable)")
+    _model_args(e)
+    _data_args(e, "train", 64)
+    e.add_argument("--out", required=True, help="the vector store to write (zarr directory)")
+    e.add_argument("--greedy", action="store_true", help="greedy continuations (default: sampled with --sample-seed)")
+    e.add_argument("--sample-seed", type=int, default=0)
+    e.add_argument("--positions", choices=["generated", "all"], default="generated",
+                   help="positions averaged: the generated ones (default) or all")
+    e.set_defaults(func=run_extract)
+
+    s = sub.add_parser("sweep", help="grid over (schedule, layer, coefficient) on a dev split (resumable)")
+    _model_args(s)
+    _data_args(s, "dev", 32)
+    s.add_argument("--vectors", required=True, help="a vector store written by `cot-vectors extract`")
+    s.add_argument("--schedules", default="single,continuous")
+    s.add_argument("--layers", required=True, help="comma-separated layers (0 = embeddings, l = block l-1's output)")
+    s.add_argument("--coefs", required=True, help="comma-separated coefficients")
+    s.add_argument("--out", required=True, help="grid file (jsonl; rerun to resume)")
+    s.set_defaults(func=run_sweep)
+
+    v = sub.add_parser("eval", help="accuracy and reasoning rate under one condition")
+    _model_args(v)
+    _data_args(v, "test", 100)
+    v.add_argument("--vectors", default=None, help="vector store (needed by single/continuous)")
+    v.add_argument("--condition", default="direct", help="direct | cot | single:LAYER:COEF | continuous:LAYER:COEF")
+    v.add_argument("--sample", action="store_true", help="sample (seeded by --seed) instead of greedy decoding")
+    v.add_argument("--out", default=None, help="write predictions.jsonl and summary.json here")
+    v.set_defaults(func=run_eval)
+    return p
+
+
+def _instructions(args):
+    from ..cot.prompts import Instructions
+
+    base = Instructions()
+    return Instructions(args.cot_instruction or base.cot, args.direct_instruction or base.direct)
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise ValueError(f"--{what} must be comma-separated integers, got {text!r}") from err
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise ValueError(f"--{what} must be comma-separated numbers, got {text!r}") from err
+
+
+def _vectors(path: str | None):
+    from ..cot.vectors import load_vectors
+
+    if path is None:
+        return None
+    if not Path(path).exists():
+        raise FileNotFoundError(f"vector store {path} not found")
+    return load_vectors(path)
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from ..cot.questions import load_questions
+    from ..cot.remote import check_remote, load_instruct_model
+    from ..cot.vectors import ExtractConfig, extract_vectors
+
+    ins = _instructions(args)
+    remote = check_remote(remote_value(args.remote))
+    cfg = ExtractConfig(model=args.model, dataset=args.dataset, split=args.split, seed=args.seed, limit=args.limit,
+                        cot_instruction=ins.cot, direct_instruction=ins.direct, greedy=args.greedy,
+                        sample_seed=args.sample_seed, max_new_tokens=args.max_new_tokens, positions=args.positions,
+                        batch_size=args.batch_size, device=args.device, dtype=args.dtype, remote=remote)
+    questions = load_questions(args.dataset, split=args.split, limit=args.limit, seed=args.seed)
+    model = load_instruct_model(args.model, args.device, args.dtype, remote)
+    summary = extract_vectors(args.out, cfg, model=model, questions=questions, progress=not args.json)
+    if args.json:
+        emit_json(summary)
+    else:
+        print(f"CoT vectors of {summary['examples']} questions ({summary['written_now']} new) in {args.out}; "
+              f"|v_l| by layer: {summary['vector_norms']}")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from ..cot.grid import best_points, run_grid
+    from ..cot.questions import load_questions
+    from ..cot.remote import check_remote, load_instruct_model
+
+    schedules = [s.strip() for s in args.schedules.split(",") if s.strip()]
+    layers, coefs = _ints(args.layers, "layers"), _floats(args.coefs, "coefs")
+    from ..cot.steering import check_schedule
+
+    for s in schedules:
+        check_schedule(s)
+    remote = check_remote(remote_value(args.remote))
+    vectors = _vectors(args.vectors)
+    dev = load_questions(args.dataset, split=args.split, limit=args.limit, seed=args.seed)
+    model = load_instruct_model(args.model, args.device, args.dtype, remote)
+    fingerprint = {"model": args.model, "vectors": str(Path(args.vectors).resolve()), "dataset": args.dataset,
+                   "split": args.split, "limit": args.limit, "seed": args.seed, "max_new_tokens": args.max_new_tokens,
+                   "instructions": [_instructions(args).cot, _instructions(args).direct]}
+    start = time.perf_counter()
+    rows = run_grid(model, dev, vectors, args.out, schedules, layers, coefs, fingerprint=fingerprint,
+                    progress=not args.json, instructions=_instructions(args), max_new_tokens=args.max_new_tokens,
+                    batch_size=args.batch_size, remote=remote)
+    best = {k: {kk: v[kk] for kk in ("layer", "coef", "accuracy", "reasoning_rate", "n")}
+            for k, v in best_points(rows).items()}
+    out = {"grid": str(args.out), "cells": len(rows), "best": best, "seconds": round(time.perf_counter() - start, 3),
+           "rows": [{k: r[k] for k in ("schedule", "layer", "coef", "accuracy", "reasoning_rate", "n")} for r in rows]}
+    if args.json:
+        emit_json(out)
+    else:
+        for name, b in best.items():
+            print(f"best {name}: layer {b['layer']} coef {b['coef']:g}: dev accuracy {b['accuracy']:.2%}, "
+                  f"reasoning {b['reasoning_rate']:.2%} (n={b['n']})")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from ..cot.evaluate import evaluate_condition
+    from ..cot.questions import load_questions
+    from ..cot.remote import check_remote, load_instruct_model
+    from ..cot.steering import parse_condition
+
+    condition = parse_condition(args.condition)
+    if condition.schedule is not None and args.vectors is None:
+        raise ValueError(f"condition {args.condition} needs --vectors STORE")
+    remote = check_remote(remote_value(args.remote))
+    vectors = _vectors(args.vectors)
+    data = load_questions(args.dataset, split=args.split, limit=args.limit, seed=args.seed)
+    model = load_instruct_model(args.model, args.device, args.dtype, remote)
+    start = time.perf_counter()
+    res = evaluate_condition(model, data, condition, vectors, instructions=_instructions(args),
+                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, greedy=not args.sample,
+                             seed=args.seed, remote=remote, progress=not args.json)
+    summary = res.summary() | {"condition": condition.label(), "seconds": round(time.perf_counter() - start, 3),
+                               "model": args.model, "dataset": args.dataset}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "predictions.jsonl", "w") as handle:
+            for i, t, c, r in zip(res.ids, res.texts, res.correct, res.reasoning):
+                handle.write(json.dumps({"id": i, "text": t, "correct": c, "reasoning": r}) + "\n")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summary["out"] = str(out)
+    if args.json:
+        emit_json(summary)
+    else:
+        print(f"{condition.label()}: accuracy {res.accuracy:.2%} [{summary['ci_low']:.2%}, {summary['ci_high']:.2%}] "
+              f"n={res.n}, reasoning_rate {res.reasoning_rate:.2%}")
+    return 0

@@ -1,0 +1,19 @@
+"""Chain-of-thought steering vectors for instruct LMs (Zhang & Viteri, "Uncovering Latent Chain
+of Thought Vectors in Language Models"): extraction into a store, injection schedules as step
+hooks, a resumable (layer, coefficient) grid, and evaluation with accuracy and reasoning rate.
+
+Example:
+    >>> from nnsight_codi.cot import ExtractConfig, extract_vectors, load_vectors   # doctest: +SKIP
+"""
+
+from .evaluate import ConditionResult, evaluate_condition
+from .grid import best_points, run_grid
+from .prompts import COT_INSTRUCTION, DIRECT_INSTRUCTION, MODES, Instructions, build_prompt, writes_chain
+from .questions import load_questions
+from .steering import SCHEDULES, Condition, Steering, parse_condition
+from .vectors import ExtractConfig, extract_vectors, load_vectors, recompute_vectors
+
+__all__ = ["ConditionResult", "evaluate_condition", "best_points", "run_grid", "COT_INSTRUCTION",
+           "DIRECT_INSTRUCTION", "MODES", "Instructions", "build_prompt", "writes_chain", "load_questions",
+           "SCHEDULES", "Condition", "Steering", "parse_condition", "ExtractConfig", "extract_vectors",
+           "load_vectors", "recompute_vectors"]

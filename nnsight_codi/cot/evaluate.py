@@ -1,0 +1,113 @@
+"""Accuracy and reasoning rate of an instruct LM under one condition (direct, cot, single, continuous).
+
+Every question is asked through the chat template (the direct prompt for `direct` and the two
+steered schedules, the CoT prompt for `cot`), a continuation is generated (greedy by default)
+with the condition's `Steering` hook, the answer is scored as everywhere in this project (the
+last number against the gold number) and the output is marked as reasoning when it writes a
+chain (`writes_chain`).
+
+Example:
+    >>> res = evaluate_condition(model, load_questions("synthetic", "test", 50),
+    ...                          parse_condition("continuous:2:4"), vectors)       # doctest: +SKIP
+    >>> res.accuracy, res.reasoning_rate                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data.scoring import extract_gold, extract_prediction, is_correct
+from ..evaluation import batches_by_length
+from .prompts import Instructions, prompt_ids, require_chat_template, writes_chain
+from .steering import Condition, check_vector, steering_for
+
+
+@dataclass
+class ConditionResult:
+    """Per-example outcomes of one condition."""
+
+    condition: Condition
+    ids: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+    reasoning: list[bool] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.correct)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.correct)) if self.n else float("nan")
+
+    @property
+    def reasoning_rate(self) -> float:
+        return float(np.mean(self.reasoning)) if self.n else float("nan")
+
+    def summary(self, seed: int = 0) -> dict[str, Any]:
+        """`{name, layer, coef, accuracy, ci_low, ci_high, reasoning_rate, n, mean_length}`."""
+        from ..stats import bootstrap_ci
+
+        ci = bootstrap_ci(np.asarray(self.correct, dtype=float), seed=seed)
+        c = self.condition
+        return {"name": c.name, "layer": c.layer, "coef": c.coef, "accuracy": self.accuracy,
+                "ci_low": ci.low, "ci_high": ci.high, "reasoning_rate": self.reasoning_rate, "n": self.n,
+                "mean_length": float(np.mean(self.lengths)) if self.n else float("nan")}
+
+
+def check_condition(model, condition: Condition, vectors) -> None:
+    """Fail before any work when the condition cannot run on this model."""
+    from .generation import hidden_size, num_layers
+
+    require_chat_template(model.tokenizer)
+    if condition.schedule is not None:
+        if vectors is None:
+            raise ValueError(f"condition {condition.label()} needs a vector store")
+        import torch
+
+        check_vector(torch.as_tensor(vectors), condition.layer, hidden_size(model), num_layers(model))
+
+
+def evaluate_condition(model, dataset, condition: Condition, vectors=None,
+                       instructions: Instructions = Instructions(), max_new_tokens: int = 64,
+                       batch_size: int = 16, greedy: bool = True, seed: int = 0, remote: Any = None,
+                       progress: bool = True) -> ConditionResult:
+    """Generate under `condition` for every example of `dataset` (`id`, `question`, `answer`) and score."""
+    from .generation import generate_ids
+
+    check_condition(model, condition, vectors)
+    tok = model.tokenizer
+    questions = list(dataset["question"])
+    golds = [extract_gold(a) for a in dataset["answer"]]
+    prompts = [prompt_ids(tok, q, condition.prompt_mode, instructions) for q in questions]
+    hook = steering_for(condition, vectors)
+    hooks = [hook] if hook is not None else []
+    gens: list[list[int]] = [[] for _ in questions]
+    bar = tqdm(total=len(questions), desc=condition.label(), unit="q", disable=not progress)
+    for b, idx in enumerate(batches_by_length([len(p) for p in prompts], batch_size)):
+        out, _ = generate_ids(model, [prompts[i] for i in idx], hooks, max_new_tokens=max_new_tokens,
+                              greedy=greedy, seed=seed * 1_000_003 + b, remote=remote)
+        for i, g in zip(idx, out):
+            gens[i] = g
+        bar.update(len(idx))
+    bar.close()
+    result = ConditionResult(condition)
+    for ex_id, gen, gold in zip(dataset["id"], gens, golds):
+        text = tok.decode(gen, skip_special_tokens=True)
+        result.ids.append(str(ex_id))
+        result.texts.append(text)
+        result.correct.append(is_correct(extract_prediction(text), gold))
+        result.reasoning.append(writes_chain(text))
+        result.lengths.append(len(gen))
+    return result
+
+
+def reasoning_rate(texts: Sequence[str]) -> float:
+    """Share of outputs that write a chain."""
+    return float(np.mean([writes_chain(t) for t in texts])) if texts else float("nan")

@@ -1,0 +1,165 @@
+"""Generation and residual-stream reads on a plain HF LM, with step hooks, through nnsight.
+
+`generate_ids` runs `model.generate` in one nnsight trace and visits the step hooks at every
+forward (step 0 = the prompt forward, step j = decode step j, each over the KV cache), using
+the same `visit_step` walk as the CODI loop. `position_means` re-reads prompt + generated ids
+in one forward and averages every layer's residual stream over chosen positions, inside the
+trace (on NDIF only the means come back).
+
+Example:
+    >>> ids = [[5, 6, 7], [8, 9]]
+    >>> truncate_at_stop([[3, 4, 1, 9], [2, 2, 2, 2]], stop_ids={1})
+    [[3, 4, 1], [2, 2, 2, 2]]
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import nnsight
+import torch
+from torch import Tensor
+
+from ..tracing.batching import left_pad, positions_from_mask
+from ..tracing.hooks import visit_step
+from .remote import ndif_errors, remote_kwargs
+
+
+def num_layers(model) -> int:
+    return int(model._module.config.num_hidden_layers)
+
+
+def hidden_size(model) -> int:
+    return int(model._module.config.hidden_size)
+
+
+def model_id(model) -> str:
+    return str(getattr(model._module.config, "_name_or_path", "") or type(model._module).__name__)
+
+
+def pad_id(tokenizer) -> int:
+    pid = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pid is None:
+        raise ValueError("the tokenizer has neither a pad nor an eos token")
+    return int(pid)
+
+
+def stop_ids(model) -> set[int]:
+    """Token ids that end a generation: the tokenizer's eos and the generation config's eos ids."""
+    ids: set[int] = set()
+    tok = model.tokenizer
+    if tok.eos_token_id is not None:
+        ids.add(int(tok.eos_token_id))
+    gen = getattr(model._module, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+    if eos is not None:
+        ids.update(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
+    return {i for i in ids if i < model._module.config.vocab_size}
+
+
+def truncate_at_stop(rows: Sequence[Sequence[int]], stop_ids: set[int]) -> list[list[int]]:
+    """Each row up to and including its first stop token."""
+    out = []
+    for row in rows:
+        row = list(row)
+        cut = next((i for i, t in enumerate(row) if t in stop_ids), None)
+        out.append(row if cut is None else row[: cut + 1])
+    return out
+
+
+def _device(model) -> torch.device:
+    """Where inputs go: the model's device, or the CPU for a remote model (its local copy is on `meta`)."""
+    try:
+        device = next(model._module.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+    return torch.device("cpu") if device.type == "meta" else device
+
+
+def generate_ids(model, prompts: Sequence[Sequence[int]], hooks: Sequence[Any] = (), max_new_tokens: int = 64,
+                 greedy: bool = True, seed: int = 0, remote: Any = None) -> tuple[list[list[int]], list]:
+    """Generate a continuation of every prompt (left-padded batch) with `hooks` at every forward.
+
+    Args:
+        prompts: token id lists (each already holds the chat template).
+        hooks: step hooks (e.g. `Steering`), visited at step 0 (prompt) and every decode step.
+        greedy: argmax decoding; else sampling with the model's generation config, seeded by `seed`.
+    Returns:
+        `(generated ids per prompt, truncated after the first stop token; hook records)`.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    tok = model.tokenizer
+    ids, mask = left_pad(prompts, pad_id(tok))
+    device = _device(model)
+    ids, mask = ids.to(device), mask.to(device)
+    sample = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None} if greedy else {"do_sample": True}
+    if not greedy:
+        torch.manual_seed(seed)  # local runs; NDIF samples with the server's generator
+    hooks = list(hooks)
+    layers = num_layers(model)
+    every_step = any(list(h.sites(1)) for h in hooks)  # hooks that act after the prompt forward
+    with warnings.catch_warnings(), ndif_errors(remote, model_id(model)):
+        warnings.filterwarnings("ignore", message=".*was never reached.*")  # the open iter loop ends by design
+        with model.generate(max_new_tokens=max_new_tokens, pad_token_id=pad_id(tok), **sample,
+                            **remote_kwargs(remote)) as tracer:
+            with tracer.invoke(input_ids=ids, attention_mask=mask):
+                sink = nnsight.save([])
+                if every_step:
+                    for step in tracer.iter[:]:
+                        visit_step(model, step, hooks, sink, layers)
+                elif hooks:  # prompt forward only (an iter loop touching no module would spin)
+                    visit_step(model, 0, hooks, sink, layers)
+            with tracer.invoke():
+                result = tracer.result.save()
+    new = result[:, ids.shape[1]:].tolist()
+    return truncate_at_stop(new, stop_ids(model)), list(sink)
+
+
+class PositionMean:
+    """Step hook: every layer's residual stream averaged over weighted positions (step 0 only).
+
+    `weights`: `Float[Tensor, "batch seq"]` (1 at the positions to average, 0 elsewhere).
+    Records `("mean", layer, Float[Tensor, "batch dim"])`.
+    """
+
+    def __init__(self, layers: Sequence[int], weights: Tensor) -> None:
+        self.layers, self.weights = list(layers), weights
+
+    def sites(self, step: int) -> list[str]:
+        return [f"layer{l}" for l in self.layers] if step == 0 else []
+
+    def visit(self, site: str, value: Any, step: int, sink: list) -> None:
+        w = self.weights.to(value.device, torch.float32)
+        mean = (value.float() * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
+        sink.append(("mean", int(site[5:]), mean.detach().cpu()))
+
+
+def position_means(model, prompts: Sequence[Sequence[int]], generated: Sequence[Sequence[int]],
+                   positions: str = "generated", remote: Any = None) -> Tensor:
+    """Mean residual stream of every layer over the generated (or all) positions.
+
+    Returns `Float[Tensor, "batch layer dim"]` with layers 0..L (0 = embeddings, l = block l-1's
+    output, pre final norm), read in one forward over `prompt + generated` (left-padded, with
+    position ids counting real tokens, so batched equals one at a time).
+    """
+    if positions not in ("generated", "all"):
+        raise ValueError(f"positions must be 'generated' or 'all', got {positions!r}")
+    seqs = [list(p) + list(g) for p, g in zip(prompts, generated, strict=True)]
+    ids, mask = left_pad(seqs, pad_id(model.tokenizer))
+    weights = mask.float().clone()
+    if positions == "generated":
+        for row, g in enumerate(generated):
+            weights[row, : ids.shape[1] - len(g)] = 0.0
+    layers = list(range(num_layers(model) + 1))
+    hook = PositionMean(layers, weights)
+    device = _device(model)
+    with ndif_errors(remote, model_id(model)):
+        with model.trace(input_ids=ids.to(device), attention_mask=mask.to(device),
+                         position_ids=positions_from_mask(mask).to(device), **remote_kwargs(remote)):
+            sink = nnsight.save([])
+            visit_step(model, 0, [hook], sink, layers[-1])
+    by_layer = {layer: t for name, layer, t in sink if name == "mean"}
+    return torch.stack([by_layer[l] for l in layers], dim=1).float()

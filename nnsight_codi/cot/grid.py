@@ -1,0 +1,101 @@
+"""Grid search over (schedule, layer, coefficient) on a dev split, resumable.
+
+Each finished cell is appended as one JSON line to the grid file (after a header line holding
+the grid's fingerprint), so a killed grid — local or on NDIF — resumes at the next cell when
+rerun with the same arguments; a grid file from other settings is refused.
+
+Example:
+    >>> rows = [{"schedule": "single", "layer": 1, "coef": 2.0, "accuracy": 0.5, "reasoning_rate": 0.1},
+    ...         {"schedule": "single", "layer": 2, "coef": 1.0, "accuracy": 0.5, "reasoning_rate": 0.4}]
+    >>> best_points(rows)["single"]["layer"]
+    2
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .steering import SCHEDULES, Condition, check_schedule
+
+
+def grid_cells(schedules: Sequence[str], layers: Sequence[int], coefs: Sequence[float]) -> list[Condition]:
+    for s in schedules:
+        check_schedule(s)
+    return [Condition(s, int(l), float(c)) for s in schedules for l in layers for c in coefs]
+
+
+def read_grid(path: str | Path) -> tuple[dict | None, list[dict]]:
+    """`(header fingerprint, finished rows)` of a grid file (a torn last line is ignored)."""
+    path = Path(path)
+    if not path.exists():
+        return None, []
+    header, rows = None, []
+    for line in path.read_text().splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        if "grid" in obj:
+            header = obj["grid"]
+        else:
+            rows.append(obj)
+    return header, rows
+
+
+def run_grid(model, dataset, vectors, path: str | Path, schedules: Sequence[str] = SCHEDULES,
+             layers: Sequence[int] = (), coefs: Sequence[float] = (), fingerprint: dict | None = None,
+             progress: bool = True, **eval_kwargs: Any) -> list[dict]:
+    """Evaluate every cell on `dataset`, skipping cells already in `path`; return all rows.
+
+    Rows: `{schedule, layer, coef, accuracy, reasoning_rate, n, correct}` (`correct`: 0/1 per example).
+    """
+    from .evaluate import check_condition, evaluate_condition
+
+    cells = grid_cells(schedules, layers, coefs)
+    if not cells:
+        raise ValueError("the grid is empty: give at least one schedule, layer and coefficient")
+    for cell in cells:  # every layer is checked before any work
+        check_condition(model, cell, vectors)
+    path = Path(path)
+    fingerprint = json.loads(json.dumps(fingerprint or {}, default=str))
+    header, rows = read_grid(path)
+    if header is not None and header != fingerprint:
+        raise ValueError(f"grid file {path} was written with other settings ({header}); use another path "
+                         "or delete it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # rewrite header + finished rows: drops a line torn by a kill, so appends start on a fresh line
+    canonical = "".join(json.dumps(x) + "\n" for x in [{"grid": fingerprint}, *rows])
+    if not path.exists() or path.read_text() != canonical:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(canonical)
+        tmp.replace(path)
+    done = {(r["schedule"], r["layer"], r["coef"]) for r in rows}
+    todo = [c for c in cells if (c.name, c.layer, c.coef) not in done]
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid", unit="cell", disable=not progress)
+    for cell in todo:
+        res = evaluate_condition(model, dataset, cell, vectors, progress=False, **eval_kwargs)
+        row = {"schedule": cell.name, "layer": cell.layer, "coef": cell.coef, "accuracy": res.accuracy,
+               "reasoning_rate": res.reasoning_rate, "n": res.n, "correct": [int(c) for c in res.correct]}
+        with open(path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        rows.append(row)
+        bar.update(1)
+    bar.close()
+    wanted = {(c.name, c.layer, c.coef) for c in cells}
+    return [r for r in rows if (r["schedule"], r["layer"], r["coef"]) in wanted]
+
+
+def best_points(rows: Sequence[dict]) -> dict[str, dict]:
+    """Per schedule, the row with the highest dev accuracy (ties: higher reasoning rate, then smaller |coef|)."""
+    best: dict[str, dict] = {}
+    for r in rows:
+        key = (r["accuracy"], r["reasoning_rate"], -abs(r["coef"]), -r["layer"])
+        cur = best.get(r["schedule"])
+        if cur is None or key > (cur["accuracy"], cur["reasoning_rate"], -abs(cur["coef"]), -cur["layer"]):
+            best[r["schedule"]] = r
+    return best

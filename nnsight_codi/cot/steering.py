@@ -1,0 +1,130 @@
+"""Steering with a CoT vector: `c × v_l` added to layer l's output, as a step hook.
+
+Two injection schedules:
+- **continuous**: every forward pass of the generation — the prompt forward and every cached
+  decode step (each new token is steered once, when it is computed);
+- **single**: the prompt forward only; decoding then runs unsteered on the steered KV cache.
+
+`Steering` is a `StepHook` (sites `layer{l}`), so the same object steers a plain LM's
+`generate` (`cot.generation.generate_ids`, one step per forward) and the CODI latent loop
+(`hooks.run_loop`). Layer l follows the store convention: 0 = embedding output, l = block l-1's
+output. Each edit appends a `("steered", step, n_positions)` record, so runs can count edits.
+
+Example:
+    >>> parse_condition("single:3:2.5")
+    Condition(name='single', layer=3, coef=2.5)
+    >>> parse_condition("direct").schedule is None
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+SCHEDULES = ("single", "continuous")
+PLAIN = ("direct", "cot")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A test condition: a prompt mode (`direct`, `cot`) or a steered direct prompt (`single`/`continuous`)."""
+
+    name: str
+    layer: int | None = None
+    coef: float | None = None
+
+    @property
+    def schedule(self) -> str | None:
+        return self.name if self.name in SCHEDULES else None
+
+    @property
+    def prompt_mode(self) -> str:
+        return "cot" if self.name == "cot" else "direct"
+
+    def label(self) -> str:
+        return self.name if self.schedule is None else f"{self.name}:{self.layer}:{self.coef:g}"
+
+
+def parse_condition(text: str) -> Condition:
+    """`direct` | `cot` | `single:LAYER:COEF` | `continuous:LAYER:COEF`."""
+    parts = str(text).strip().split(":")
+    name = parts[0]
+    if name in PLAIN and len(parts) == 1:
+        return Condition(name)
+    if name in SCHEDULES and len(parts) == 3:
+        try:
+            return Condition(name, int(parts[1]), float(parts[2]))
+        except ValueError:
+            pass
+    if name in SCHEDULES or name in PLAIN:
+        raise ValueError(f"bad condition {text!r}: use direct, cot, single:LAYER:COEF or continuous:LAYER:COEF")
+    raise ValueError(f"unknown schedule/condition {name!r}: use direct, cot, single:LAYER:COEF or "
+                     "continuous:LAYER:COEF")
+
+
+def check_schedule(schedule: str) -> str:
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}: use one of {SCHEDULES}")
+    return schedule
+
+
+def check_vector(vectors: Tensor, layer: int, hidden_size: int, num_layers: int) -> None:
+    """Validate a `(layer, dim)` vector table against a model before any work."""
+    if vectors.ndim != 2:
+        raise ValueError(f"steering vectors must be (layer, dim), got shape {tuple(vectors.shape)}")
+    if vectors.shape[1] != hidden_size:
+        raise ValueError(f"the vector store's vectors have dim {vectors.shape[1]} but the model's hidden size is "
+                         f"{hidden_size}: the store was extracted from another model")
+    if vectors.shape[0] != num_layers + 1:
+        raise ValueError(f"the vector store has {vectors.shape[0]} layers but the model has {num_layers + 1} "
+                         f"(0..{num_layers}): the store was extracted from another model")
+    if not 0 <= layer <= num_layers:
+        raise ValueError(f"layer {layer} out of range 0..{num_layers}")
+
+
+class Steering:
+    """Add `coef * vector` to the residual stream at `layer` on the forwards `schedule` selects.
+
+    Args:
+        vector: `Float[Tensor, "dim"]` (v_l).
+        layer: site `layer{layer}` (0 = embeddings, l = block l-1's output).
+        coef: the coefficient c.
+        schedule: `"continuous"` (every forward) or `"single"` (step 0, the prompt forward, only).
+        positions: optional `Bool[Tensor, "batch seq"]` of the prompt forward's positions to steer
+            (default all); later steps steer their new token(s).
+    """
+
+    def __init__(self, vector: Tensor, layer: int, coef: float, schedule: str = "continuous",
+                 positions: Tensor | None = None) -> None:
+        self.vector = vector.detach().float().cpu()
+        self.layer, self.coef, self.schedule = int(layer), float(coef), check_schedule(schedule)
+        self.positions = positions
+
+    def sites(self, step: int) -> list[str]:
+        if self.schedule == "single" and step > 0:
+            return []
+        return [f"layer{self.layer}"]
+
+    def visit(self, site: str, value: Any, step: int, sink: list) -> None:
+        delta = (self.coef * self.vector).to(value.device, value.dtype)
+        if step == 0 and self.positions is not None:
+            value[:] += self.positions.to(value.device)[..., None].to(value.dtype) * delta
+        else:
+            value[:] += delta
+        sink.append(("steered", step, value.shape[1]))
+
+    def describe(self) -> dict:
+        return {"kind": "cot_vector", "schedule": self.schedule, "layer": self.layer, "coef": self.coef}
+
+
+def steering_for(condition: Condition, vectors: Tensor | None) -> Steering | None:
+    """The hook a condition needs (None for `direct` / `cot`)."""
+    if condition.schedule is None:
+        return None
+    if vectors is None:
+        raise ValueError(f"condition {condition.label()} needs a vector store (--vectors)")
+    return Steering(torch.as_tensor(vectors)[condition.layer], condition.layer, condition.coef, condition.schedule)

@@ -1,0 +1,187 @@
+"""CoT steering vectors on an instruct LM (Zhang & Viteri): extract → (layer × coef) grid on a dev
+split → direct / CoT / single@best / continuous@best on a test split.
+
+    python runs/cot_vectors_study.py [--model tiny-instruct] --out out/cot_vectors
+
+Writes `OUT/vectors.zarr` (the vector store), `OUT/grid.jsonl` (resumable grid), `OUT/test/*.json`
+(per-condition outputs, reused on rerun), `OUT/results.json` (`vectors`: the store's path;
+`conditions`: rows `{name, layer, coef, accuracy, ci_low, ci_high, reasoning_rate, n}`),
+`OUT/figures/*.png` and `OUT/report.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # `python runs/cot_vectors_study.py`: import the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+@dataclass
+class Config:
+    """A CoT-vector study (defaults: the tiny instruct model, about a minute on a laptop CPU)."""
+
+    model: str = field(default="tiny-instruct", metadata={"help": "instruct LM: tiny-instruct, a HF dir or hub id"})
+    dataset: str = field(default="synthetic", metadata={"help": "question set: synthetic, a local jsonl, paper, gsm8k"})
+    extract_limit: int = field(default=64, metadata={"help": "questions the vectors are extracted from"})
+    dev_limit: int = field(default=32, metadata={"help": "dev questions of the grid"})
+    test_limit: int = field(default=100, metadata={"help": "held-out test questions"})
+    layers: tuple[int, ...] = field(default=(), metadata={"help": "grid layers (default: every block output 1..L)"})
+    coefs: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    schedules: tuple[str, ...] = ("single", "continuous")
+    max_new_tokens: int = 48
+    greedy_extract: bool = field(default=False, metadata={"help": "greedy continuations at extraction (default: sampled)"})
+    sample_seed: int = 0
+    seed: int = 0
+    positions: str = field(default="generated", metadata={"help": "generated | all"})
+    batch_size: int = 16
+    device: str = "cpu"
+    remote: str | None = field(default=None, metadata={"help": "local | ndif | an NDIF host"})
+
+
+def demo_config() -> Config:
+    return Config(extract_limit=32, dev_limit=16, test_limit=48, coefs=(2.0, 8.0))
+
+
+def model_synthetic_options(model) -> dict:
+    """The synthetic-problem distribution an instruct model was trained on (its `instruct.json`), else {}."""
+    path = Path(str(getattr(model._module.config, "_name_or_path", ""))) / "instruct.json"
+    if not path.is_file():
+        return {}
+    opts = json.loads(path.read_text()).get("synthetic_options", {})
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}
+
+
+def _condition_result(model, data, condition, vectors, config: Config, path: Path, remote) -> dict:
+    """Evaluate one test condition, or reuse its saved outputs."""
+    from nnsight_codi.cot import evaluate_condition
+    from nnsight_codi.cot.evaluate import ConditionResult
+
+    if path.exists():
+        saved = json.loads(path.read_text())
+        res = ConditionResult(condition, saved["ids"], saved["texts"], saved["correct"], saved["reasoning"],
+                              saved["lengths"])
+    else:
+        res = evaluate_condition(model, data, condition, vectors, max_new_tokens=config.max_new_tokens,
+                                 batch_size=config.batch_size, greedy=True, seed=config.seed, remote=remote,
+                                 progress=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"condition": condition.label(), "ids": res.ids, "texts": res.texts,
+                                    "correct": res.correct, "reasoning": res.reasoning, "lengths": res.lengths}))
+    return {"summary": res.summary(seed=config.seed), "correct": np.asarray(res.correct, float), "texts": res.texts}
+
+
+
+def run(config: Config, out, progress: bool = True) -> dict:
+    from analyses.cot_vectors import analyse
+    from nnsight_codi.commands.common import remote_value
+    from nnsight_codi.cot import (Condition, ExtractConfig, best_points, extract_vectors, load_questions,
+                                  load_vectors, run_grid)
+    from nnsight_codi.cot.remote import check_remote, load_instruct_model
+    from nnsight_codi.cot.steering import check_schedule
+    from nnsight_codi.reporting import markdown_table, write_report, write_results
+    from nnsight_codi.stats import paired_bootstrap_diff, significant
+
+    out = Path(out)
+    for s in config.schedules:
+        check_schedule(s)
+    remote = check_remote(remote_value(config.remote))
+    model = load_instruct_model(config.model, config.device, "float32", remote)
+    num_layers = int(model._module.config.num_hidden_layers)
+    layers = tuple(config.layers) or tuple(range(1, num_layers + 1))
+    options = model_synthetic_options(model) if config.dataset == "synthetic" else {}
+    store = out / "vectors.zarr"
+    ecfg = ExtractConfig(synthetic=options, model=config.model, dataset=config.dataset, split="train", seed=config.seed,
+                         limit=config.extract_limit, greedy=config.greedy_extract, sample_seed=config.sample_seed,
+                         max_new_tokens=config.max_new_tokens, positions=config.positions,
+                         batch_size=config.batch_size, device=config.device, remote=remote)
+    extraction = extract_vectors(store, ecfg, model=model, progress=progress)
+    vectors = load_vectors(store)
+    dev = load_questions(config.dataset, split="dev", limit=config.dev_limit, seed=config.seed, **options)
+    test = load_questions(config.dataset, split="test", limit=config.test_limit, seed=config.seed, **options)
+    fingerprint = {k: v for k, v in asdict(config).items() if k not in ("test_limit", "device", "remote", "batch_size")}
+    fingerprint["layers"] = list(layers)
+    grid = run_grid(model, dev, vectors, out / "grid.jsonl", config.schedules, layers, config.coefs,
+                    fingerprint=fingerprint, progress=progress, max_new_tokens=config.max_new_tokens,
+                    batch_size=config.batch_size, seed=config.seed, remote=remote)
+    best = best_points(grid)
+    # unsteered dev references (for the heatmap title)
+    dev_ref = {name: _condition_result(model, dev, Condition(name), None, config,
+                                       out / "dev" / f"{name}.json", remote)["summary"]["accuracy"]
+               for name in ("direct", "cot")}
+    conditions = [Condition("direct"), Condition("cot")] + [
+        Condition(s, best[s]["layer"], best[s]["coef"]) for s in config.schedules if s in best]
+    results = {c.name: _condition_result(model, test, c, vectors, config, out / "test" / f"{c.label()}.json", remote)
+               for c in conditions}
+    rows = [r["summary"] for r in results.values()]
+    direct, cot = results["direct"], results["cot"]
+    gap_ci = paired_bootstrap_diff(cot["correct"], direct["correct"], seed=config.seed)
+    gap = gap_ci.value if significant(gap_ci) and gap_ci.value > 0 else None  # recovery needs a real gap
+    comparisons = {}
+    for name, r in results.items():
+        if name == "direct":
+            continue
+        d = paired_bootstrap_diff(r["correct"], direct["correct"], seed=config.seed)
+        comparisons[name] = {"minus_direct": d.value, "ci_low": d.low, "ci_high": d.high,
+                             "gap_recovered": (d.value / gap) if gap else None}
+    analysis = analyse(store, out, out / "grid.jsonl", rows, best, dev_ref)
+    headline = [
+        f"test n={rows[0]['n']}: direct {rows[0]['accuracy']:.1%} [{rows[0]['ci_low']:.1%}, {rows[0]['ci_high']:.1%}], "
+        f"CoT prompt {rows[1]['accuracy']:.1%} [{rows[1]['ci_low']:.1%}, {rows[1]['ci_high']:.1%}]",
+    ]
+    for r in rows[2:]:
+        c = comparisons[r["name"]]
+        rec = f", {c['gap_recovered']:.0%} of the direct→CoT gap" if c["gap_recovered"] is not None else ""
+        headline.append(f"{r['name']} steering (layer {r['layer']}, c={r['coef']:g}): {r['accuracy']:.1%} "
+                        f"[{r['ci_low']:.1%}, {r['ci_high']:.1%}]; vs direct {c['minus_direct']:+.1%} "
+                        f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}]{rec}")
+    if gap is None:
+        headline.append(f"the CoT prompt does not beat the direct prompt significantly ({gap_ci.value:+.1%} "
+                        f"[{gap_ci.low:+.1%}, {gap_ci.high:+.1%}]): no gap for steering to recover")
+    headline.append("outputs that write a chain: " + ", ".join(f"{r['name']} {r['reasoning_rate']:.0%}" for r in rows))
+    examples = {name: r["texts"][:3] for name, r in results.items()}
+    result = {"vectors": str(store), "conditions": rows, "comparisons": comparisons, "best": best,
+              "cot_minus_direct": {"value": gap_ci.value, "ci_low": gap_ci.low, "ci_high": gap_ci.high},
+              "dev_reference": dev_ref, "layers": list(layers), "coefs": list(config.coefs),
+              "extraction": extraction, "vector_table": analysis["vectors"], "headline": headline,
+              "examples": examples, "figures": analysis["figures"], "config": asdict(config)}
+    write_results(out, result)
+    table = markdown_table([{k: r[k] for k in ("name", "layer", "coef", "accuracy", "ci_low", "ci_high",
+                                               "reasoning_rate", "mean_length", "n")} for r in rows])
+    ex = "\n".join(f"- **{n}**: " + " / ".join(f"`{t[:120]}`" for t in texts) for n, texts in examples.items())
+    write_report(out, "CoT steering vectors", [
+        ("Headline", "\n".join(f"- {h}" for h in headline)),
+        ("Method", f"Vectors from {config.extract_limit} {config.dataset} questions asked with the CoT and the "
+                   f"direct instruction through the chat template ({'greedy' if config.greedy_extract else 'sampled'}"
+                   f" continuations of up to {config.max_new_tokens} tokens, residual stream averaged over the "
+                   f"{config.positions} positions, CoT − direct, mean over questions). Grid over layers {list(layers)}"
+                   f" × coefficients {list(config.coefs)} on {config.dev_limit} dev questions per schedule (single: "
+                   "the prompt forward only; continuous: every forward incl. cached decode steps); the best dev point "
+                   f"of each schedule on {config.test_limit} held-out test questions, greedy decoding. CIs: "
+                   "percentile bootstrap over questions (paired for differences)."),
+        ("Test conditions", table),
+        ("Grid best points (dev)", markdown_table([{"schedule": k, **{kk: v[kk] for kk in
+                                                                      ("layer", "coef", "accuracy", "reasoning_rate")}}
+                                                   for k, v in best.items()])),
+        ("Example outputs (first 3 test questions)", ex),
+    ], figures=analysis["figures"], config=asdict(config))
+    return result
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from nnsight_codi.config_cli import add_config_args
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_config_args(parser, Config)
+    parser.add_argument("--out", default="out/cot_vectors")
+    args = parser.parse_args()
+    cfg = Config(**{k: getattr(args, k) for k in Config.__dataclass_fields__})
+    res = run(cfg, args.out)
+    print("\n".join(res["headline"]))

@@ -1,0 +1,42 @@
+"""The study definition end to end on a tiny chat model, rerun reuse, and the offline analysis."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cot_testlib as lib
+from runs.cot_vectors_study import Config, demo_config, run
+
+
+def test_study_writes_results_and_reuses(tmp_path):
+    model_dir = lib.save_chat_lm(tmp_path / "lm")
+    cfg = Config(model=str(model_dir), extract_limit=4, dev_limit=2, test_limit=4, coefs=(1.0, 4.0), max_new_tokens=4,
+                 batch_size=4, layers=(1, 2))
+    out = tmp_path / "study"
+    res = run(cfg, out, progress=False)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["vectors"] == str(out / "vectors.zarr")
+    assert [r["name"] for r in saved["conditions"]] == ["direct", "cot", "single", "continuous"]
+    for row in saved["conditions"]:
+        assert {"name", "layer", "coef", "accuracy", "ci_low", "ci_high", "reasoning_rate", "n"} <= set(row)
+        assert row["n"] == 4
+    assert saved["conditions"][2]["layer"] in (1, 2) and saved["conditions"][2]["coef"] in (1.0, 4.0)
+    assert 1 <= len(res["headline"]) <= 5
+    for name in ("grid_heatmaps", "conditions", "vectors"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 0
+    assert "Test conditions" in (out / "report.md").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in [out / "grid.jsonl", *sorted((out / "test").iterdir())]}
+    again = run(cfg, out, progress=False)
+    assert again["conditions"] == res["conditions"]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing recomputed
+    code = ("import sys, analyses.cot_vectors as a; r = a.analyse(sys.argv[1], sys.argv[2]); "
+            "assert 'torch' not in sys.modules; print(len(r['vectors']))")
+    done = subprocess.run([sys.executable, "-c", code, str(out / "vectors.zarr"), str(tmp_path / "a")],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "3"  # layers 0..2, read without torch
+
+
+def test_demo_config_is_smaller():
+    assert demo_config().test_limit < Config().test_limit

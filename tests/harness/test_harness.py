@@ -1,0 +1,158 @@
+"""The lm-eval model `nnsight-codi`: equal to the project's own evaluation (CODI and steered instruct LMs),
+loglikelihood against a hand computation, and the `nnsight-codi lm-eval` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cot"))
+import cot_testlib as lib  # noqa: E402
+
+import nnsight_codi.harness  # noqa: E402,F401  (registers the model)
+from lm_eval import simple_evaluate  # noqa: E402
+from lm_eval.api.instance import Instance  # noqa: E402
+from lm_eval.api.registry import get_model  # noqa: E402
+from nnsight_codi.cli import main  # noqa: E402
+from nnsight_codi.harness import NnsightCodiLM, task_manager  # noqa: E402
+from nnsight_codi.harness.tasks import TASKS_DIR  # noqa: E402
+
+SYNTHETIC = TASKS_DIR / "synthetic_test.jsonl"
+
+
+def _gsm8k_lines() -> Path | None:
+    for parent in Path(__file__).resolve().parents:
+        path = parent / "shared" / "data" / "gsm8k" / "test.jsonl"
+        if path.is_file():
+            return path
+    return None
+
+
+def _head(src: Path, n: int, dst: Path) -> Path:
+    dst.write_text("\n".join(src.read_text().splitlines()[:n]) + "\n")
+    return dst
+
+
+def _run(model_args, task, data, **kw):
+    return simple_evaluate(model="nnsight-codi", model_args=model_args, tasks=[task], log_samples=True,
+                           bootstrap_iters=0, task_manager=task_manager({task: data}, include_defaults=False), **kw)
+
+
+def test_registered():
+    assert get_model("nnsight-codi") is NnsightCodiLM
+
+
+@pytest.mark.parametrize("task", ["nnsight_codi_synthetic", "nnsight_codi_gsm8k_local"])
+def test_codi_accuracy_equals_nnsight_codi_eval(task, tmp_path):
+    from nnsight_codi.data.sources import load_eval_dataset
+    from nnsight_codi.evaluation import evaluate
+    from nnsight_codi.models import load_model
+
+    src = SYNTHETIC if task == "nnsight_codi_synthetic" else _gsm8k_lines()
+    if src is None:
+        pytest.skip("../shared/data/gsm8k not found")
+    data = _head(src, 10, tmp_path / "data.jsonl")
+    codi = load_model("tiny")
+    ours = evaluate(codi, load_eval_dataset(str(data)), batch_size=4, max_new_tokens=24, progress=False)
+    res = _run({"model": "tiny", "batch_size": 3, "max_gen_toks": 24, "loaded": codi, "progress": False}, task, data,
+               gen_kwargs={"max_gen_toks": 24})
+    assert res["results"][task]["acc,none"] == pytest.approx(ours.accuracy)
+    samples = sorted(res["samples"][task], key=lambda s: s["doc_id"])
+    assert [s["resps"][0][0] for s in samples] == [p.prediction_text for p in ours.predictions]
+    if task == "nnsight_codi_synthetic":
+        assert ours.accuracy > 0.5  # a real signal, not 0 == 0
+
+
+def test_codi_loglikelihood_is_a_clear_error():
+    from nnsight_codi.models import load_model
+
+    lm = NnsightCodiLM(loaded=load_model("tiny"), progress=False)
+    req = Instance("loglikelihood", {}, ("Tom has 3 pens .", " 3"), 0)
+    with pytest.raises(NotImplementedError, match="latent"):
+        lm.loglikelihood([req])
+
+
+@pytest.fixture(scope="module")
+def steered(tmp_path_factory):
+    from nnsight_codi.cot import ExtractConfig, extract_vectors
+
+    model = lib.chat_lm()
+    store = tmp_path_factory.mktemp("v") / "v.zarr"
+    extract_vectors(store, ExtractConfig(model="t", limit=3, max_new_tokens=4, greedy=True), model=model,
+                    progress=False)
+    return model, store
+
+
+def test_steered_instruct_lm_equals_own_evaluation(steered, tmp_path):
+    from nnsight_codi.cot import evaluate_condition, load_vectors, parse_condition
+    from nnsight_codi.data.sources import load_eval_dataset
+
+    model, store = steered
+    data = _head(SYNTHETIC, 6, tmp_path / "syn.jsonl")
+    cond = parse_condition("continuous:1:3")
+    ours = evaluate_condition(model, load_eval_dataset(str(data)), cond, load_vectors(store), max_new_tokens=5,
+                              batch_size=4, progress=False)
+    args = {"model": "x", "loaded": model, "prompt_mode": "direct", "condition": "continuous:1:3",
+            "vectors": str(store), "batch_size": 2, "progress": False}
+    res = _run(args, "nnsight_codi_synthetic", data, gen_kwargs={"max_gen_toks": 5})
+    samples = sorted(res["samples"]["nnsight_codi_synthetic"], key=lambda s: s["doc_id"])
+    assert [s["resps"][0][0] for s in samples] == ours.texts
+    assert res["results"]["nnsight_codi_synthetic"]["acc,none"] == pytest.approx(ours.accuracy)
+    plain = _run({**args, "condition": "direct"}, "nnsight_codi_synthetic", data, gen_kwargs={"max_gen_toks": 5})
+    assert [s["resps"][0][0] for s in sorted(plain["samples"]["nnsight_codi_synthetic"], key=lambda s: s["doc_id"])] \
+        != ours.texts  # steering changed the outputs
+
+
+def _hand_loglikelihood(lm, ctx, cont, delta=None, layer=1, context_only=False):
+    seq = torch.tensor([ctx + cont])
+    handle = None
+    if delta is not None:
+        def hook(module, args, output):
+            mask = torch.zeros(seq.shape[1], 1)
+            mask[: len(ctx) if context_only else seq.shape[1]] = 1
+            return output + mask * delta
+        handle = lm.transformer.h[layer - 1].register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            logp = lm(seq).logits.log_softmax(-1)[0]
+    finally:
+        if handle is not None:
+            handle.remove()
+    rows = torch.arange(len(ctx) - 1, seq.shape[1] - 1)
+    return float(logp[rows, torch.tensor(cont)].sum())
+
+
+@pytest.mark.parametrize("condition", ["direct", "continuous:1:2", "single:1:2"])
+def test_loglikelihood_equals_hand_computation(steered, condition):
+    from nnsight_codi.cot import load_vectors
+
+    model, store = steered
+    lm = NnsightCodiLM(loaded=model, condition=condition, vectors=str(store), batch_size=2, progress=False)
+    tok = model.tokenizer
+    pairs = [("Tom has 3 pens .", " He gets 4 more ."), ("Anna has 12 apples . She", " loses 3"),
+             ("Sam", " has 5 cards .")]
+    got = lm.loglikelihood([Instance("loglikelihood", {}, p, i) for i, p in enumerate(pairs)])
+    v = torch.as_tensor(load_vectors(store))[1]
+    for (ctx, cont), (lp, _) in zip(pairs, got):
+        c_ids, x_ids = tok(ctx)["input_ids"], tok(cont)["input_ids"]
+        delta = None if condition == "direct" else 2.0 * v
+        want = _hand_loglikelihood(model._module, c_ids, x_ids, delta, context_only=condition.startswith("single"))
+        assert lp == pytest.approx(want, abs=1e-4)
+
+
+def test_lm_eval_command(tmp_path, capsys):
+    data = _head(SYNTHETIC, 4, tmp_path / "syn.jsonl")
+    assert main(["lm-eval", "--model-args", "model=tiny,batch_size=4", "--tasks", "nnsight_codi_synthetic",
+                 "--data-file", f"nnsight_codi_synthetic={data}", "--json", "--output-path", str(tmp_path / "o"),
+                 "--log-samples"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"]["nnsight_codi_synthetic"] == 4 and 0 <= out["results"]["nnsight_codi_synthetic"]["acc,none"] <= 1
+    assert len((tmp_path / "o" / "samples.jsonl").read_text().splitlines()) == 4
+    assert main(["lm-eval", "--tasks", "nnsight_codi_gsm8k_local", "--data-file",
+                 "nnsight_codi_gsm8k_local=missing.jsonl", "--json"]) == 2
+    assert "not found" in capsys.readouterr().err
