@@ -78,7 +78,7 @@ class CaptureConfig:
 def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: bool = True) -> dict[str, Any]:
     """Capture `config` into the store at `out`; return a summary (`examples`, `bytes`, `seconds`, `path`)."""
     from .data.sources import load_eval_dataset, synthetic_options
-    from .store import StoreWriter
+    from .store import BackgroundStoreWriter
 
     start = time.perf_counter()
     variables = parse_variables(list(config.variables))  # unknown names fail here, before any work
@@ -111,7 +111,7 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     lm_config = codi._module.config
     heads = int(getattr(lm_config, "num_key_value_heads", None) or lm_config.num_attention_heads)
     head_dim = int(getattr(lm_config, "head_dim", None) or lm_config.hidden_size // lm_config.num_attention_heads)
-    writer = StoreWriter(
+    writer = BackgroundStoreWriter(  # writes overlap with the next batch (store/background.py)
         out, variables=list(variables), config=config.fingerprint(codi), num_layers=target.num_layers,
         coords={"example": [str(i) for i in dataset["id"]], "question": questions,
                 "step_name": target.step_names, "layer": list(layers)},

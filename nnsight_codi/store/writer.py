@@ -500,11 +500,21 @@ class StoreWriter:
         numpy arrays or torch tensors (bfloat16 is converted). Everything is checked before
         anything is written; the batch is recorded in the manifest last.
         """
+        batch = self.check_batch(indices, data)
+        if batch is not None:
+            self.commit(*batch)
+
+    def check_batch(self, indices: Sequence[int] | np.ndarray,
+                    data: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """Validate one batch and convert it to the stored dtypes/widths, writing nothing.
+
+        Returns `(sorted indices, arrays in that order)` for `commit`, or None for an empty batch.
+        """
         m = self._check_open()
         idx = _check_indices(indices, self.num_examples)
         if idx.size == 0:
-            return
-        done = np.isin(idx, m.completed_indices())
+            return None
+        done = np.isin(idx, self._unavailable_indices(m))
         if done.any():
             raise StoreError(f"examples {idx[done][:8].tolist()} are already complete in "
                              f"{self.path}; write only writer.pending() examples")
@@ -522,6 +532,15 @@ class StoreWriter:
         idx = idx[order]
         arrays = {name: self._prepare(name, value, len(idx))[order]
                   for name, value in data.items()}
+        return idx, arrays
+
+    def _unavailable_indices(self, m: Manifest) -> np.ndarray:
+        """Indices a new batch may not contain (complete ones; a background writer adds queued ones)."""
+        return m.completed_indices()
+
+    def commit(self, idx: np.ndarray, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write a batch from `check_batch` into the arrays, then record it in the manifest (last)."""
+        m = self._check_open()
         if not self._session_recorded:
             m.sessions = (m.sessions + [_session_record(self.command)])[-100:]
             self._session_recorded = True
