@@ -72,6 +72,8 @@ STORE_FORMAT = "nnsight-codi activation store"
 PROMOTED_CONFIG_KEYS = ("model_id", "model_revision", "num_latents", "interventions", "dataset")
 """Config keys also written as top-level provenance attributes."""
 COMPRESSIONS = ("blosc", "zstd", "none")
+SHARDED = ("hidden", "latent_input")
+"""Variables stored as one shard per batch with one-step(-one-layer) chunks inside (`_inner_chunks`)."""
 VERSIONED_PACKAGES = ("nnsight-codi", "nnsight", "torch", "transformers", "xarray", "zarr",
                       "dask", "numpy")
 
@@ -403,11 +405,22 @@ class StoreWriter:
         return xr.Dataset(data_vars, coords=coords, attrs=self.provenance())
 
     def _chunks(self, name: str) -> tuple[int, ...]:
+        """The unit one `write()` fills: `chunk` examples × everything else (a shard where sharded)."""
         dims = VARIABLES[name].dims
         shape = self.shape(name)
         return tuple(min(self.chunk, n) if d == "example" else (1 if d == "layer" and name == "kv"
                                                                   else n)
                      for d, n in zip(dims, shape, strict=True))
+
+    def _inner_chunks(self, name: str) -> tuple[int, ...] | None:
+        """Read units inside each shard of the big per-step variables (`hidden`, `latent_input`):
+        one step × one layer × `chunk` examples, so the analyses' slices (one step/layer × all
+        examples, one example × all steps) read only what they need, while a batch still writes
+        one file per variable. None: not sharded."""
+        if name not in SHARDED:
+            return None
+        dims = VARIABLES[name].dims
+        return tuple(1 if d in ("step", "layer") else n for d, n in zip(dims, self._chunks(name), strict=True))
 
     def _create_template(self) -> None:
         import zarr
@@ -420,6 +433,10 @@ class StoreWriter:
         }[self.compression]
         encoding = {name: {"chunks": self._chunks(name), "compressors": codec}
                     for name in self.all_variables}
+        for name in self.all_variables:
+            inner = self._inner_chunks(name)
+            if inner is not None:
+                encoding[name].update(chunks=inner, shards=self._chunks(name))
         for name in self.all_variables:
             if VARIABLES[name].kind == "int32":
                 encoding[name]["fill_value"] = VARIABLES[name].fill_value(self.pad_id)
