@@ -128,7 +128,8 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats = "tiny", 2
-    results = [bench_model(s, args.repeats, args.max_new_tokens) for s in args.sizes.split(",") if s]
+    results = [bench_model(s, args.repeats if s == "tiny" else max(2, args.repeats // 2), args.max_new_tokens)
+               for s in args.sizes.split(",") if s]
     info = {"env": environment(), "results": results}
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
