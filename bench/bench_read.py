@@ -93,6 +93,16 @@ def write_store(path: Path, n: int) -> dict:
     return {"examples": n, "bytes": size, "write_s": round(seconds, 1), "write_mb_s": round(size / 1e6 / seconds, 1)}
 
 
+def describe_chunks(path: Path) -> dict[str, str]:
+    import zarr
+
+    out = {}
+    for name in ("hidden", "latent_input"):
+        arr = zarr.open_array(path / name, mode="r")
+        out[name] = (f"shards {arr.shards} of chunks {arr.chunks}" if arr.shards else f"chunks {arr.chunks}")
+    return out
+
+
 def read_once(path: Path, cold: bool, example: int) -> dict:
     if cold:
         evict(path)
@@ -131,6 +141,7 @@ def main(argv=None) -> dict:
         else:
             written = write_store(path, n)
         print(f"wrote {written['bytes'] / 1e9:.2f} GB ({n} examples) at {written['write_mb_s']} MB/s", file=sys.stderr)
+        chunking = describe_chunks(path)
         cold = [read_once(path, cold=True, example=n // 2 + 7) for _ in range(args.repeats)]
         warm = [read_once(path, cold=False, example=n // 2 + 7) for _ in range(args.repeats)]
     finally:
@@ -139,8 +150,7 @@ def main(argv=None) -> dict:
     med = lambda rows, key: float(np.median([r[key] for r in rows]))  # noqa: E731
     keys = ["import_s", "open_s", "step_layer_slice_s", "example_slice_s", "step_slice_s", "open_plus_step_layer_slice_s"]
     result = {"wanted_gb": gb, "free_gb_before": round(free / 1e9, 1), "store": written,
-              "chunking": {"hidden": f"shards ({BATCH}, 8, 13, 768) of chunks ({BATCH}, 1, 1, 768)",
-                           "latent_input": f"shards ({BATCH}, 8, 768) of chunks ({BATCH}, 1, 768)"},
+              "chunking": chunking,
               "cold": {k: med(cold, k) for k in keys}, "warm": {k: med(warm, k) for k in keys},
               "slice_mb": {k: cold[0][k] for k in ("step_layer_slice_mb", "example_slice_mb", "step_slice_mb")},
               "runs": {"cold": cold, "warm": warm}, "deleted": not args.keep}

@@ -165,7 +165,7 @@ def render_read(data: dict) -> str:
     rows = [[label, f"{data['cold'][k]:.2f} s", f"{data['warm'][k]:.2f} s"] for k, label in keys]
     written = f" written at {s['write_mb_s']} MB/s by `BackgroundStoreWriter`" if s.get("write_mb_s") else ""
     return (f"Store: {s['bytes'] / 1e9:.2f} GB on disk, {s['examples']:,} examples{written}; "
-            f"{data['chunking']['hidden']}; median of {len(data['runs']['cold'])} fresh processes each; "
+            f"`hidden`: {data['chunking']['hidden']}, `latent_input`: {data['chunking']['latent_input']}; median of {len(data['runs']['cold'])} fresh processes each; "
             f"deleted afterwards: {data['deleted']}.\n\n" + table(["read", "cold page cache", "warm"], rows))
 
 
