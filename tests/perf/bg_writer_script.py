@@ -13,12 +13,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
 import store_testlib as lib  # noqa: E402
 
 from nnsight_codi.store import BackgroundStoreWriter  # noqa: E402
+
+
+_LOCK = threading.Lock()
+
+
+def say(line: str) -> None:
+    """One whole line at a time: the main thread and the writer thread both report."""
+    with _LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def main() -> None:
@@ -35,17 +47,18 @@ def main() -> None:
             if name == "hidden":
                 Pausing.writes += 1
                 if a.pause_at == f"midwrite:{Pausing.writes}":
-                    lib._pause()
+                    say("PAUSE")
+                    time.sleep(120)
 
         def commit(self, idx, arrays):
             super().commit(idx, arrays)
-            print("done " + ",".join(map(str, idx.tolist())), flush=True)
+            say("done " + ",".join(map(str, idx.tolist())))
 
     with Pausing(a.path, max_pending=2, **lib.writer_kwargs()) as w:
         for idx in w.batches():
             w.write(idx, lib.batch_data(idx))
-            print("queued " + ",".join(map(str, idx.tolist())), flush=True)
-    print("finished", flush=True)
+            say("queued " + ",".join(map(str, idx.tolist())))
+    say("finished")
 
 
 if __name__ == "__main__":
