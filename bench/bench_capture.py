@@ -1,20 +1,22 @@
-"""Capture overhead vs the plain latent loop, measured side by side in one process.
+"""Capture → zarr against in-memory capture, steady state, side by side; peak RSS vs dataset size.
 
-    python bench/bench_capture.py [--sizes tiny,gpt2] [--batch 8] [--repeats 5] [--device cpu|cuda] [--json PATH]
+    python bench/bench_capture.py [--sizes tiny,gpt2] [--batches 6] [--repeats 3] [--quick] [--device cpu|cuda]
 
-For each model (the shipped tiny CODI, and a CODI-GPT-2-sized model built from config with
-random weights) and one batch of synthetic questions, median wall time of:
+For each model (the shipped tiny CODI at batch 64, a CODI-GPT-2-sized model with random weights
+at batch 8) and `--batches` batches of distinct synthetic questions, the wall time of the batch loop
+`run_capture` runs (hidden states of all layers + latent inputs, answers, prompt ids), timed
+round-robin, `--repeats` rounds, per-round ratios to `in-memory`:
 
-- `torch loop`     the loop state machine driving the HF model directly (no nnsight at all);
-- `driver`         `codi.latent_generate(prompts)` called directly (nnsight wrapper, no trace);
-- `trace`          `run_loop` with no hooks (one nnsight trace over the loop);
-- `trace+capture`  `run_loop` with `Capture(hidden all layers, latent_input)`;
-- `session`        the NDIF-shaped session executor, locally;
-- `capture→zarr`   `run_capture` of the same questions into a fresh store (incl. writing).
+- `in-memory`          each batch computed (encode, `run_loop` + `Capture`, `assemble`, scoring), nothing written;
+- `→ zarr background`  the same, each batch handed to `BackgroundStoreWriter` (what `run_capture` uses);
+                       the timer stops after the last batch is on disk (flush);
+- `→ zarr synchronous` the same with the synchronous `StoreWriter` (before #13).
 
-Each variant is timed round-robin (one call of each per round, after one warm-up call of each).
-Ratios are to `torch loop`. Peak RSS vs number of examples runs `run_capture` in fresh
-subprocesses. Prints a markdown table and writes bench/results/bench_capture.json.
+The store is created before the timer starts (a fixed cost, reported as `store creation`), so the
+ratios are the steady-state cost of writing. `run_capture` end to end (dataset generation and store
+creation included) is timed once per round too. Peak RSS of whole `run_capture` runs of the tiny
+model in fresh processes against the number of examples checks memory stays flat.
+Writes bench/results/bench_capture.json.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,96 +34,99 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, build, environment  # noqa: E402
+
+BATCH = {"tiny": 64, "gpt2": 8}
 
 
-def build(size: str, device: str):
-    from nnsight_codi.models import load_model
-
-    if size == "tiny":
-        return load_model("tiny", device=device)
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    from nnsight_codi.models.config import CodiConfig
-    from nnsight_codi.models.converted import save_converted
-    from nnsight_codi.models.projection import build_projection
-    from nnsight_codi.tokenization import build_word_tokenizer
-
-    tok = build_word_tokenizer()
-    vocab = len(tok)
-    lm = GPT2LMHeadModel(GPT2Config(vocab_size=vocab + 3, n_layer=12, n_embd=768, n_head=12, n_positions=1024,
-                                    bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
-    out = Path(tempfile.mkdtemp()) / "gpt2-sized"
-    cfg = CodiConfig(pad_id=vocab, bot_id=vocab + 1, eot_id=vocab + 2, num_latents=6, eos_id=tok.eos_token_id)
-    save_converted(out, lm, tok, build_projection(768, 768), cfg)
-    assert isinstance(tok, PreTrainedTokenizerFast)
-    return load_model(out, device=device)
-
-
-def torch_loop(codi, prompts, max_new_tokens):
-    state = codi.new_loop_state(prompts, max_new_tokens=max_new_tokens)
-    lm, prj, cache = codi._module, codi.prj._module, None
-    while not state.done:
-        kwargs = state.call_kwargs(project=prj)
-        out = lm(**kwargs, past_key_values=cache, use_cache=True, output_hidden_states=True)
-        cache = out.past_key_values
-        state.observe(out.hidden_states[-1][:, -1:], out.logits[:, -1])
-    return state.generated()
-
-
-def median_times(fns: dict, repeats: int) -> dict:
-    """Median wall time of each function, timed round-robin (one call of each per round) after
-    one warm-up call of each, so clock ramps and cache effects fall on every variant alike."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    for fn in fns.values():
-        fn()
-    times: dict = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def bench_model(size, device, batch, repeats, max_new_tokens):
-    from nnsight_codi.capture import CaptureConfig, run_capture
-    from nnsight_codi.data.sources import load_eval_dataset
+def bench_model(size: str, device: str, batches: int, repeats: int, max_new_tokens: int) -> dict:
+    from nnsight_codi.capture import CaptureConfig, _capture_batch, _target, run_capture
+    from nnsight_codi.data.scoring import extract_gold
+    from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
+    from nnsight_codi.store import BackgroundStoreWriter, StoreWriter
     from nnsight_codi.tracing.capture import Capture
-    from nnsight_codi.tracing.hooks import run_loop
-    from nnsight_codi.tracing.session import plain_lm_model, run_latent_session
 
     codi = build(size, device)
-    questions = list(load_eval_dataset("synthetic", limit=batch, seed=3)["question"])
-    prompts = codi.encode(questions)
-    hook = Capture(["hidden", "latent_input"], range(codi.num_layers + 1), codi.num_latents)
-    lm = plain_lm_model(codi)
+    batch = BATCH[size]
+    n = batch * batches
+    options = synthetic_options(codi, None)
+    dataset = load_eval_dataset("synthetic", limit=n, seed=3, **options)
+    questions = list(dataset["question"])
+    golds = [extract_gold(a) for a in dataset["answer"]]
+    config = CaptureConfig(model=size, limit=n, seed=3, batch_size=batch, max_new_tokens=max_new_tokens,
+                           variables=("hidden", "latent_input", "answer_pred", "answer_gold", "correct", "prompt_ids"))
+    target = _target(codi, config)
+    layers = tuple(range(codi.num_layers + 1))
+    hook = Capture(["hidden", "latent_input"], layers, codi.num_latents)
+    width = max(target.prompt_length(q) for q in questions) + codi.num_latents + 3
+    lm_config = codi._module.config
 
-    def capture_once():
-        path = Path(tempfile.mkdtemp()) / "s.zarr"
-        run_capture(path, CaptureConfig(model=size, limit=batch, seed=3, batch_size=batch,
-                                         max_new_tokens=max_new_tokens), codi=codi, progress=False)
-        return path
+    def new_writer(cls, path):
+        return cls(path, variables=list(config.variables), config=config.fingerprint(codi), num_layers=codi.num_layers,
+                   coords={"example": [str(i) for i in range(n)], "question": questions,
+                           "step_name": target.step_names, "layer": list(layers)},
+                   sizes={"dim": int(lm_config.hidden_size), "position": width}, chunk=batch, pad_id=target.pad_id)
 
+    def loop(writer=None) -> float:
+        start = time.perf_counter()
+        for i in range(0, n, batch):
+            idx = list(range(i, min(i + batch, n)))
+            data = _capture_batch(target, hook, [questions[j] for j in idx], [golds[j] for j in idx], config, width,
+                                  config.variables)
+            if writer is not None:
+                writer.write(idx, data)
+        if writer is not None and hasattr(writer, "flush"):
+            writer.flush()
+        return time.perf_counter() - start
+
+    root = Path(tempfile.mkdtemp(prefix="bench_capture_"))
+    creation: list[float] = []
+
+    def to_zarr(cls) -> float:
+        path = root / f"{cls.__name__}-{time.perf_counter_ns()}.zarr"
+        t0 = time.perf_counter()
+        writer = new_writer(cls, path).open()
+        creation.append(time.perf_counter() - t0)
+        try:
+            return loop(writer)
+        finally:
+            writer.close()
+            shutil.rmtree(path, ignore_errors=True)
+
+    def end_to_end() -> float:
+        path = root / f"run-{time.perf_counter_ns()}.zarr"
+        t0 = time.perf_counter()
+        run_capture(path, config, codi=codi, progress=False)
+        seconds = time.perf_counter() - t0
+        shutil.rmtree(path, ignore_errors=True)
+        return seconds
+
+    variants = {"in-memory": lambda: loop(None),
+                "→ zarr background": lambda: to_zarr(BackgroundStoreWriter),
+                "→ zarr synchronous": lambda: to_zarr(StoreWriter),
+                "run_capture end to end": end_to_end}
     with torch.inference_mode():
-        rows = median_times({
-            "torch loop": lambda: torch_loop(codi, prompts, max_new_tokens),
-            "driver": lambda: codi.latent_generate(prompts, max_new_tokens=max_new_tokens),
-            "trace": lambda: run_loop(codi, prompts, [], max_new_tokens=max_new_tokens),
-            "trace+capture": lambda: run_loop(codi, prompts, [hook], max_new_tokens=max_new_tokens),
-            "session": lambda: run_latent_session(lm, codi.prj._module, codi.codi_config, prompts,
-                                                  max_new_tokens=max_new_tokens),
-            "capture→zarr": capture_once,
-        }, repeats)
-    path = capture_once()
+        for fn in variants.values():  # warm-up
+            fn()
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        for _ in range(repeats):
+            for name, fn in variants.items():
+                times[name].append(fn())
+    shutil.rmtree(root, ignore_errors=True)
+    rows = {}
+    for name, ts in times.items():
+        ratios = [t / b for t, b in zip(ts, times["in-memory"])]
+        rows[name] = {"median_s": statistics.median(ts), "runs_s": ts, "ratio": statistics.median(ratios),
+                      "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    path = root / "bytes.zarr"
+    run_capture(path, config, codi=codi, progress=False)
     store_bytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    shutil.rmtree(root, ignore_errors=True)
     return {"model": size, "layers": codi.num_layers, "dim": codi.hidden_size, "latents": codi.num_latents,
-            "batch": batch, "max_new_tokens": max_new_tokens, "seconds": rows,
-            "ratio": {k: v / rows["torch loop"] for k, v in rows.items()},
-            "store_bytes_per_example": store_bytes / batch}
+            "batch": batch, "batches": batches, "max_new_tokens": max_new_tokens, "repeats": repeats,
+            "variants": rows, "store_creation_s": statistics.median(creation),
+            "store_bytes_per_example": store_bytes / n}
 
 
 PEAK_SCRIPT = """
@@ -134,7 +140,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def peak_rss(ns):
+def peak_rss(ns: list[int]) -> dict:
     out = {}
     for n in ns:
         res = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(n)], capture_output=True, text=True, check=True)
@@ -142,37 +148,36 @@ def peak_rss(ns):
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="tiny,gpt2")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--batches", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--peak", default="32,128,512", help="dataset sizes for peak RSS ('' to skip)")
-    parser.add_argument("--json", default=str(ROOT / "results" / "bench_capture.json"), help="where to write the results")
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    results = [bench_model(s, args.device, args.batch, args.repeats, args.max_new_tokens)
+    parser.add_argument("--quick", action="store_true", help="tiny only, 4 batches, 2 rounds, peak RSS at 32 and 128")
+    parser.add_argument("--json", default=str(RESULTS / "bench_capture.json"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.batches, args.repeats, args.peak = "tiny", 4, 2, "32,128"
+    # the CODI-GPT-2-sized model takes seconds per batch on a CPU: half the batches there
+    results = [bench_model(s, args.device, args.batches if s == "tiny" or args.device != "cpu" else max(2, args.batches // 2),
+                           args.repeats, args.max_new_tokens)
                for s in args.sizes.split(",") if s]
     peaks = peak_rss([int(n) for n in args.peak.split(",") if n]) if args.peak else {}
-    names = list(results[0]["seconds"]) if results else []
-    print("| model | " + " | ".join(names) + " | store bytes/example |")
-    print("|---|" + "---|" * (len(names) + 1))
     for r in results:
-        cells = [f"{r['seconds'][n] * 1000:.0f} ms ({r['ratio'][n]:.2f}×)" for n in names]
-        print(f"| {r['model']} ({r['layers']}×{r['dim']}, K={r['latents']}, batch {r['batch']}) | " + " | ".join(cells)
-              + f" | {r['store_bytes_per_example']:,.0f} |")
+        print(f"{r['model']} batch {r['batch']} × {r['batches']}:")
+        for name, row in r["variants"].items():
+            print(f"  {name:24s} {row['median_s']:7.2f} s  ×{row['ratio']:.2f} [{row['ratio_min']:.2f}, {row['ratio_max']:.2f}]")
     if peaks:
-        print("\n| examples captured (tiny) | " + " | ".join(str(n) for n in peaks) + " |")
-        print("|---|" + "---|" * len(peaks))
-        print("| peak RSS (MiB) | " + " | ".join(f"{v:.0f}" for v in peaks.values()) + " |")
-    info = {"device": args.device if args.device == "cpu" else torch.cuda.get_device_name(), "batch": args.batch, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "results": results, "peak_rss_mib": peaks, "self_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        print("peak RSS (MiB):", peaks)
+    info = {"env": environment(), "results": results, "peak_rss_mib": peaks,
+            "self_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     out = Path(args.json)
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(info, indent=2) + "\n")
-    print(f"\nwritten {out}")
+    return info
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Example (see `StoreWriter` for a runnable one)::
     ds = open_store("out.zarr")
 """
 
+from nnsight_codi.store.background import BackgroundStoreWriter
 from nnsight_codi.store.errors import (
     ConfigMismatchError,
     ManifestError,
@@ -43,5 +44,5 @@ __all__ = [
     "StoreLockedError", "Manifest", "left_align", "pad_counts_from_mask", "concat_conditions",
     "concat_stores", "open_store", "select_correct", "select_steps", "DEFAULT_VARIABLES",
     "REQUESTABLE", "SCHEMA_VERSION", "VARIABLES", "parse_variables", "step_names",
-    "validate_layers", "validate_variables", "store_summary", "StoreWriter",
+    "validate_layers", "validate_variables", "store_summary", "StoreWriter", "BackgroundStoreWriter",
 ]

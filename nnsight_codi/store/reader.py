@@ -33,7 +33,13 @@ StoreLike = str | os.PathLike | xr.Dataset
 
 def open_store(path: str | os.PathLike, *, complete_only: bool = True,
                chunks: Any = None) -> xr.Dataset:
-    """Open a store lazily (dask chunks as stored); only complete examples unless told.
+    """Open a store lazily (dask arrays); only complete examples unless told.
+
+    Dask chunks follow the stored chunks, except for sharded variables (`hidden`,
+    `latent_input` in stores written since #13: one shard per batch, one step × one layer per chunk
+    inside), whose dask chunks span up to ~128 MiB of examples, so a slice such as
+    `hidden.sel(step=3, layer=6)` is one read of just those chunks. `chunks` overrides this
+    (`{}`: exactly as stored).
 
     Raises `FileNotFoundError` if there is no store, `StoreError` if it is not an nnsight-codi
     store, `SchemaVersionError` if it was written by a newer schema, `ManifestError` if the
@@ -44,7 +50,9 @@ def open_store(path: str | os.PathLike, *, complete_only: bool = True,
         raise FileNotFoundError(f"no zarr store at {path}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = xr.open_zarr(path, chunks={} if chunks is None else chunks)
+        ds = xr.open_zarr(path, chunks=chunks)  # None: lazily indexed, dask chunks chosen below
+        if chunks is None:
+            ds = ds.assign({name: var.chunk(read_chunks(var)) for name, var in ds.data_vars.items()})
     check_schema_version(ds.attrs, str(path))
     small = [n for n in ds.coords if n not in ds.indexes]  # question, step_name: load now
     ds = ds.assign_coords({n: ds[n].load() for n in small})
@@ -55,6 +63,22 @@ def open_store(path: str | os.PathLike, *, complete_only: bool = True,
     if complete_only and done.size != ds.sizes["example"]:
         ds = ds.isel(example=done)
     return ds
+
+
+DASK_CHUNK_BYTES = 128 * 2 ** 20
+
+
+def read_chunks(var: xr.DataArray) -> dict[str, int]:
+    """Dask chunks to read a stored variable with: as stored; for a sharded one, stored chunks
+    merged along `example` up to `DASK_CHUNK_BYTES` (the reads inside stay per stored chunk)."""
+    enc = var.encoding
+    stored = dict(enc.get("preferred_chunks") or dict(zip(var.dims, enc.get("chunks") or var.shape)))
+    if not enc.get("shards") or "example" not in stored:
+        return stored
+    rows = int(stored["example"])
+    row_bytes = var.dtype.itemsize * int(np.prod([stored[d] for d in var.dims if d != "example"]))
+    merged = max(rows, DASK_CHUNK_BYTES // max(row_bytes, 1) // rows * rows)
+    return {**stored, "example": min(merged, var.sizes["example"])}
 
 
 def check_schema_version(attrs: Mapping[str, Any], where: str = "store") -> int:

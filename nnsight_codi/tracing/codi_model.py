@@ -22,6 +22,7 @@ Example (one trace over the whole loop; `tracer.iter[i]` is step i — DESIGN.md
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +47,51 @@ def eager_attention(lm: nn.Module) -> Iterator[None]:
         yield
     finally:
         lm.set_attn_implementation(previous)
+
+
+class FinalHidden:
+    """Reads the final-normed hidden state of the last position from the LM head's input.
+
+    With `logits_to_keep=1` the LM head sees exactly `hidden_states[-1][:, -1:]` (the final norm's
+    output at the last position), so the loop gets what it needs without asking the LM for every
+    layer's hidden states or for full-sequence logits.
+
+    >>> lm = torch.nn.Module(); lm.head = torch.nn.Identity(); lm.get_output_embeddings = lambda: lm.head
+    >>> with FinalHidden(lm) as final:
+    ...     _ = lm.head(torch.arange(6.0).view(1, 3, 2))
+    ...     final.take().tolist()
+    [[[4.0, 5.0]]]
+    """
+
+    def __init__(self, lm: nn.Module) -> None:
+        self.head = lm.get_output_embeddings()
+        self.last: Tensor | None = None
+        self._handle = None
+
+    def _hook(self, module: nn.Module, args: tuple) -> None:
+        self.last = args[0][:, -1:]
+
+    def __enter__(self) -> FinalHidden:
+        self._handle = self.head.register_forward_pre_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.remove()
+
+    def take(self) -> Tensor:
+        """`Float[Tensor, "batch 1 dim"]` of the call that just ran."""
+        value, self.last = self.last, None
+        if value is None:
+            raise RuntimeError("the LM did not call its output embeddings (get_output_embeddings())")
+        return value
+
+
+def lean_call_kwargs(lm: nn.Module) -> dict:
+    """What every loop call asks of the LM beyond the inputs: logits of the last position only
+    (`logits_to_keep=1`, when the model's forward takes it), no per-layer hidden states."""
+    if "logits_to_keep" in inspect.signature(lm.forward).parameters:
+        return {"logits_to_keep": 1}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -149,8 +195,13 @@ class CodiModel(TransformersModel):
         return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
 
     def new_loop_state(self, prompts: PromptBatch, num_latents: int | None = None,
-                       max_new_tokens: int = 256, masking: Masking = "exact") -> LatentLoopState:
+                       max_new_tokens: int = 256, masking: Masking = "exact",
+                       sync_every: int | None = None) -> LatentLoopState:
+        """The loop's state for `prompts`; `sync_every` defaults to 1 on a CPU (host reads are free
+        there) and 8 on an accelerator (one host sync per 8 answer tokens; answers identical)."""
         k = self.num_latents if num_latents is None else int(num_latents)
+        if sync_every is None:
+            sync_every = 1 if prompts.input_ids.device.type == "cpu" else 8
         limit = self.max_positions()
         if limit is not None:
             room = limit - prompts.input_ids.shape[1] - max(k, 0) - 2
@@ -161,7 +212,7 @@ class CodiModel(TransformersModel):
                 max_new_tokens = room  # answers stop at eos long before; the context ends here
         return LatentLoopState(
             input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, config=self.codi_config,
-            num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
+            num_latents=k, max_new_tokens=max_new_tokens, masking=masking, sync_every=sync_every,
         )
 
     def _project(self, hidden: Tensor) -> Tensor:
@@ -179,23 +230,31 @@ class CodiModel(TransformersModel):
     @traceable
     def latent_generate(self, prompts: PromptBatch, num_latents: int | None = None,
                         max_new_tokens: int = 256, masking: Masking = "exact",
-                        output_attentions: bool = False) -> Tensor:
+                        output_attentions: bool = False, full_outputs: bool = False) -> Tensor:
         """Run prompt → bot → K latents → eot → greedy answer; return answer ids `[batch, new]`.
 
         Use as `with codi.latent_generate(codi.encode(questions)) as tracer:` to trace it (each LM call is one
         step, `tracer.iter[i]` = step i), or call it directly for the answers. With
         `output_attentions=True` every call returns attention weights (use eager attention:
         `codi.eager_attention()`).
+
+        Each call asks the LM only for what the loop reads: the last position's logits and no
+        per-layer hidden states (`codi.output.logits` is `[batch, 1, vocab]`, `hidden_states` is
+        None; read layers through their modules). `full_outputs=True` restores full-sequence
+        logits and all hidden states in `codi.output`. Answers are the same either way.
         """
         state = self.new_loop_state(prompts, num_latents, max_new_tokens, masking)
         lm = self._module
         cache = None
-        extra = {"output_attentions": True} if output_attentions else {}
-        while not state.done:
-            kwargs = self._step_inputs(state.call_kwargs(project=self._project))
-            out = lm(**kwargs, past_key_values=cache, use_cache=True, output_hidden_states=True, **extra)
-            cache = out.past_key_values
-            state.observe(out.hidden_states[-1][:, -1:], out.logits[:, -1])
+        extra = {"output_hidden_states": True} if full_outputs else lean_call_kwargs(lm)
+        if output_attentions:
+            extra["output_attentions"] = True
+        with FinalHidden(lm) as final:
+            while not state.done:
+                kwargs = self._step_inputs(state.call_kwargs(project=self._project))
+                out = lm(**kwargs, past_key_values=cache, use_cache=True, **extra)
+                cache = out.past_key_values
+                state.observe(final.take(), out.logits[:, -1])
         return state.generated()
 
     def eager_attention(self):

@@ -22,6 +22,12 @@ Masking modes:
 - `"reference"`: the reference code's behaviour — only the prompt call gets a mask; latent and
   decoding calls get none, and positions count the padding. Use for parity with published
   numbers; at batch size 1 both modes are identical.
+
+Host syncs: the only value the loop needs on the host is "has every row finished?". With
+`sync_every=1` it is read after every answer token (the reference behaviour, free on a CPU); with
+`sync_every=n` only every n-th token, so an accelerator is not stalled each step. Rows that
+finished keep emitting eos, and `generated()` cuts the extra columns at the first step where every
+row had finished (tracked on the device), so the answer ids are identical either way.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from .batching import extend_mask, next_positions, positions_from_mask
 
 Masking = Literal["exact", "reference"]
 MASKING_MODES: tuple[str, ...] = ("exact", "reference")
-__all__ = ["LatentLoopState", "Masking", "MASKING_MODES", "decode_answers", "step_name", "step_names"]
+__all__ = ["LatentLoopState", "Masking", "MASKING_MODES", "decode_answers", "greedy_token", "step_name", "step_names"]
 
 
 @dataclass
@@ -53,6 +59,8 @@ class LatentLoopState:
         num_latents: K, the number of latent iterations (0 allowed: bot then eot).
         max_new_tokens: bound on greedy answer tokens (the reference uses 256).
         masking: `"exact"` or `"reference"` (module docstring).
+        sync_every: read "all rows finished?" on the host only every n-th answer token
+            (module docstring); answers do not depend on it.
     """
 
     input_ids: Tensor
@@ -61,12 +69,14 @@ class LatentLoopState:
     num_latents: int
     max_new_tokens: int = 256
     masking: Masking = "exact"
+    sync_every: int = 1
     step: int = 0
     mask: Tensor = field(init=False)
     last_hidden: Tensor | None = field(init=False, default=None)
     next_tokens: Tensor | None = field(init=False, default=None)
     tokens: list[Tensor] = field(init=False, default_factory=list)
     finished: Tensor = field(init=False)
+    all_finished_at: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
         if self.masking not in MASKING_MODES:
@@ -75,13 +85,17 @@ class LatentLoopState:
             raise ValueError(f"num_latents must be >= 0, got {self.num_latents}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.sync_every < 1:
+            raise ValueError(f"sync_every must be >= 1, got {self.sync_every}")
         if self.input_ids.shape != self.attention_mask.shape:
             raise ValueError(
                 f"input_ids {tuple(self.input_ids.shape)} and attention_mask "
                 f"{tuple(self.attention_mask.shape)} differ in shape"
             )
         self.mask = self.attention_mask
-        self.finished = torch.zeros(self.input_ids.shape[0], dtype=torch.bool, device=self.input_ids.device)
+        device = self.input_ids.device
+        self.finished = torch.zeros(self.input_ids.shape[0], dtype=torch.bool, device=device)
+        self.all_finished_at = torch.zeros((), dtype=torch.long, device=device)  # 0: not yet
 
     # -- what the executors ask -------------------------------------------------
     @property
@@ -94,9 +108,12 @@ class LatentLoopState:
 
     @property
     def done(self) -> bool:
-        if len(self.tokens) >= self.max_new_tokens:
+        n = len(self.tokens)
+        if n >= self.max_new_tokens:
             return True
-        return bool(self.finished.all()) and len(self.tokens) > 0
+        if n == 0 or n % self.sync_every:
+            return False
+        return bool(self.all_finished_at)  # the one host sync
 
     def call_kwargs(self, project: Callable[[Tensor], Tensor] | None = None) -> dict:
         """Keyword arguments of the next LM call (without the KV cache).
@@ -126,15 +143,15 @@ class LatentLoopState:
         self._advance_mask()
         self.last_hidden = last_hidden
         if self.step >= self.eot_step:
-            logits = last_logits.float().clone()
-            if self.config.eot_id < logits.shape[-1]:
-                logits[:, self.config.eot_id] = float("-inf")  # the reference masks only eot
-            nxt = logits.argmax(-1)
+            nxt = greedy_token(last_logits, self.config.eot_id)
             eos = self.config.eos_id
             if eos is not None:
                 nxt = torch.where(self.finished, torch.full_like(nxt, eos), nxt)
                 self.finished = self.finished | (nxt == eos)
             self.tokens.append(nxt)
+            if eos is not None:  # on the device: the first answer length at which every row is done
+                first = (self.all_finished_at == 0) & self.finished.all()
+                self.all_finished_at = torch.where(first, len(self.tokens), self.all_finished_at)
             self.next_tokens = nxt
         self.step += 1
 
@@ -142,7 +159,12 @@ class LatentLoopState:
         """Answer token ids `Long[Tensor, "batch new"]`; after eos every position holds eos."""
         if not self.tokens:
             return torch.zeros(self.input_ids.shape[0], 0, dtype=torch.long, device=self.input_ids.device)
-        return torch.stack(self.tokens, dim=1)
+        tokens = torch.stack(self.tokens, dim=1)
+        if self.sync_every > 1:  # drop the all-eos columns decoded past the point every row finished
+            cut = int(self.all_finished_at)
+            if cut:
+                tokens = tokens[:, :cut]
+        return tokens
 
     # -- internals ----------------------------------------------------------------
     def _eos(self) -> int:
@@ -164,6 +186,20 @@ class LatentLoopState:
     def _advance_mask(self) -> None:
         if self.step > 0:
             self.mask = extend_mask(self.mask, self._new_width())
+
+
+def greedy_token(last_logits: Tensor, eot_id: int) -> Tensor:
+    """Greedy next token `Long[Tensor, "batch"]` from `Float[Tensor, "batch vocab"]` logits, eot masked
+    (the reference masks only eot). Reads the logits in their own dtype: no full-vocabulary float copy.
+
+    >>> greedy_token(torch.tensor([[0.0, 3.0, 1.0]]), eot_id=1).tolist()
+    [2]
+    """
+    if eot_id < last_logits.shape[-1]:
+        logits = last_logits.index_fill(-1, torch.tensor([eot_id], device=last_logits.device), float("-inf"))
+    else:
+        logits = last_logits
+    return logits.argmax(-1)
 
 
 def decode_answers(tokenizer, tokens: Tensor, eos_id: int | None) -> list[str]:

@@ -99,6 +99,7 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
     project = prj if config.use_prj else None
     session_kwargs = {} if not remote else {"remote": remote}
     extra = {"output_attentions": True} if output_attentions else {}
+    extra["logits_to_keep"] = 1  # the loop reads the last position's logits only
     with model.session(**session_kwargs):
         sink = nnsight.save([])
         cache = None
