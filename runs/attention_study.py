@@ -8,10 +8,9 @@ heads), `hidden` and the answers; reads the compute/store alternation with `anal
 writes the dashboard to `OUT/dashboard/index.html` and, where Chromium is installed, measures its
 time to first render and takes a screenshot (`OUT/dashboard/screenshot.png`).
 
-Logit-lens read-outs for the dashboard: a capture that records them (`lens_top_ids`,
-`lens_top_probs`, `token_string`) is used as it is; otherwise they are computed here from the
-captured `hidden` with `nnsight_codi.lens.logit_lens` and appended to the store under the same
-names. Rerunning reuses the finished store.
+Logit-lens read-outs for the dashboard (`lens_top_ids`, `lens_top_probs`, `lens_entropy`,
+`token_string`) are recorded by the same capture (`--what ...,lens`). Rerunning reuses the
+finished store.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import argparse
 import dataclasses
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-
 from nnsight_codi.config_cli import add_config_args  # noqa: E402
-
-LENS_VARIABLES = ("lens_top_ids", "lens_top_probs", "lens_entropy", "token_string")
 
 
 @dataclass
@@ -62,55 +56,10 @@ def demo_config() -> Config:
 
 
 def capture_variables(config: Config) -> tuple[str, ...]:
-    from nnsight_codi.tracing.capture import CAPTURABLE
-
-    names = ("hidden", "attention", "answer_pred", "answer_gold", "correct", "prompt_ids")
+    names = ("hidden", "attention", "answer_pred", "answer_gold", "correct", "prompt_ids", "lens")
     if config.attention_detail is not None:
         names += ({"layer": "attention_layers", "head": "attention_heads"}[config.attention_detail],)
-    if "lens_top_ids" in CAPTURABLE:  # the capture records lens read-outs itself
-        names += ("lens_top_ids", "lens_top_probs")
     return names
-
-
-def add_logit_lens(store: Path, codi, k: int = 5, batch: int = 256) -> None:
-    """Append logit-lens read-outs of the captured `hidden` to `store` (names of the lens contract):
-    `lens_top_ids`, `lens_top_probs` `(example, step, layer, k)`, `lens_entropy` `(example, step, layer)`
-    and `token_string` `(token_id)`."""
-    import torch
-    import xarray as xr
-
-    from nnsight_codi.lens import logit_lens, top_tokens
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        raw = xr.open_zarr(store)
-    hidden = raw["hidden"]
-    n = hidden.sizes["example"]
-    ids = np.full(hidden.shape[:3] + (k,), -1, dtype=np.int32)
-    probs = np.full(hidden.shape[:3] + (k,), np.nan, dtype=np.float32)
-    entropy = np.full(hidden.shape[:3], np.nan, dtype=np.float32)
-    for a in range(0, n, batch):
-        h = torch.from_numpy(np.asarray(hidden[a : a + batch].values, dtype=np.float32))
-        finite = torch.isfinite(h).all(-1)
-        logits = logit_lens(codi, torch.nan_to_num(h))
-        top_ids, top_probs = top_tokens(logits, k=k)
-        logp = logits.log_softmax(-1)
-        ent = -(logp.exp() * logp).sum(-1)
-        ids[a : a + batch] = np.where(finite[..., None].numpy(), top_ids.numpy(), -1)
-        probs[a : a + batch] = np.where(finite[..., None].numpy(), top_probs.numpy(), np.nan)
-        entropy[a : a + batch] = np.where(finite.numpy(), ent.numpy(), np.nan)
-    vocab = codi._module.get_output_embeddings().weight.shape[0]
-    strings = np.array([codi.tokenizer.decode([i]) for i in range(vocab)], dtype=object)
-    lens = xr.Dataset({"lens_top_ids": (("example", "step", "layer", "k"), ids),
-                       "lens_top_probs": (("example", "step", "layer", "k"), probs),
-                       "lens_entropy": (("example", "step", "layer"), entropy),
-                       "token_string": ("token_id", strings)},
-                      coords={"k": np.arange(k)}, attrs=dict(raw.attrs))
-    lens["lens_top_ids"].attrs["description"] = "logit-lens top-k token ids (final norm + unembedding)"
-    lens["lens_top_probs"].attrs["description"] = "logit-lens top-k probabilities"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lens.to_zarr(store, mode="a", consolidated=True, zarr_format=3)
 
 
 def measure_page(page: Path, example: str, step: int, shot: Path, layer: int | None = None) -> dict[str, Any]:
@@ -146,10 +95,9 @@ def run(config: Config, out, progress: bool = True) -> dict:
     t = time.perf_counter()
     codi = load_model(config.model, device=config.device)
     capture = CaptureConfig(model=config.model, dataset="synthetic", seed=config.seed, limit=config.examples,
-                            variables=capture_variables(config), batch_size=config.batch_size, device=config.device)
+                            variables=capture_variables(config), lens_k=config.lens_k, batch_size=config.batch_size,
+                            device=config.device)
     summary = run_capture(store, capture, codi=codi, progress=progress)
-    if "lens_top_ids" not in open_store(store):
-        add_logit_lens(store, codi, k=config.lens_k)
     timings["capture_s"] = round(time.perf_counter() - t, 2)
 
     t = time.perf_counter()

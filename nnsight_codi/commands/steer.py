@@ -40,7 +40,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     add_model_args(p)
     add_dataset_args(p)
     add_loop_args(p)
-    p.add_argument("--mode", required=True, choices=("hidden", "kv", "patch"), help="what to do")
+    p.add_argument("--mode", required=True, help="hidden | kv | patch")
     p.add_argument("--pair", type=_pair, default=None, help="A,B: steer with mean(latent A) - mean(latent B)")
     p.add_argument("--vectors", default=None,
                    help="vector store (or capture store with hidden/kv/latent_input) the --pair vectors and patch "
