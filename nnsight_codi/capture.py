@@ -84,7 +84,7 @@ class CaptureConfig:
 def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: bool = True) -> dict[str, Any]:
     """Capture `config` into the store at `out`; return a summary (`examples`, `bytes`, `seconds`, `path`)."""
     from .data.sources import load_eval_dataset, synthetic_options
-    from .store import BackgroundStoreWriter
+    from .store import BackgroundStoreWriter, StoreWriter
 
     start = time.perf_counter()
     from .lens.capture import LensRequest, with_tuned
@@ -134,7 +134,12 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     sources = [target.source_labels(q) for q in questions]  # what each attended position is
     cots = list(dataset["cot"] if "cot" in dataset.column_names else dataset["answer"])
     head_dim = int(getattr(lm_config, "head_dim", None) or lm_config.hidden_size // lm_config.num_attention_heads)
-    writer = BackgroundStoreWriter(  # writes overlap with the next batch (store/background.py)
+    # Writes overlap with the next batch (store/background.py), except under remote="local":
+    # nnsight's local backend takes every non-server module out of sys.modules while it
+    # deserialises a request, and a writer thread importing zarr in that window breaks the
+    # process's imports (seen as "module 'zarr' has no attribute 'codecs'").
+    writer_class = StoreWriter if config.remote == "local" else BackgroundStoreWriter
+    writer = writer_class(
         out, variables=list(lens.store_variables), config=config.fingerprint(codi), num_layers=target.num_layers,
         coords={"example": [str(i) for i in dataset["id"]], "question": questions,
                 "step_name": target.step_names, "layer": list(layers), "cot": cots,
