@@ -48,7 +48,10 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="4,16")
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument("--json", default=str(HERE / "results" / "bench_ndif_cost.json"))
+    parser.add_argument("--quick", action="store_true", help="batches of 2 and 4 (smoke test)")
     args = parser.parse_args()
+    if args.quick:
+        args.batch_sizes = "2,4"
 
     from nnsight_codi.models import load_model
     from nnsight_codi.models.lora_interventions import count_requests

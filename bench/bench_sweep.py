@@ -28,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", default="16,64,256")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=str(ROOT / "results" / "bench_sweep.json"))
+    p.add_argument("--quick", action="store_true", help="64 examples, batch sizes 16,64 (smoke test)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.examples, args.batch_sizes = 64, "16,64"
 
     from nnsight_codi.commands.common import load_codi_model
     from nnsight_codi.interventions.sweep import SweepConfig, reference_vectors, run_sweep

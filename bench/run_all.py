@@ -3,8 +3,9 @@
     python bench/run_all.py [--device cuda] [--quick] [--only loop,read] [--render-only]
 
 Each benchmark runs in its own process (so one's memory or threads do not colour the next):
-profile_loop (py-spy), bench_loop, bench_capture, bench_session, bench_store, bench_read, and with
-`--device cuda` also bench_real_size. Then every table of bench/README.md between
+profile_loop (py-spy), bench_loop, bench_capture, bench_session, bench_store, bench_read,
+bench_sweep (steering-sweep throughput), bench_ndif_cost (requests and bytes of base + LoRA
+interventions on NDIF), and with `--device cuda` also bench_real_size. Then every table of bench/README.md between
 `<!-- BEGIN name -->` and `<!-- END name -->` markers, the headline table included, is rewritten
 from the JSON results, so the README always shows the numbers of the last run. `--quick` runs
 each benchmark's short version (smoke test while developing; its numbers are noisier).
@@ -32,6 +33,8 @@ BENCHES = {  # name: (script, json, takes --device)
     "store": ("bench_store.py", "bench_store.json", False),
     "read": ("bench_read.py", "bench_read.json", False),
     "real_size": ("bench_real_size.py", "bench_real_size.json", True),
+    "sweep": ("bench_sweep.py", "bench_sweep.json", True),
+    "ndif_cost": ("bench_ndif_cost.py", "bench_ndif_cost.json", True),
 }
 
 
@@ -169,6 +172,30 @@ def render_read(data: dict) -> str:
             f"deleted afterwards: {data['deleted']}.\n\n" + table(["read", "cold page cache", "warm"], rows))
 
 
+def render_sweep(data: dict) -> str:
+    rows = [[r["batch_size"], f"{r['conditions']} × {r['examples']}", f"{r['seconds']:.1f}", f"{r['runs_per_second']:.1f}"]
+            for r in data["rows"]]
+    load_avg = data.get("load_average") or [0]
+    return (f"{data['device']}, {data['model']}, {data.get('cpu_count')} CPUs, load average {load_avg[0]:.1f} at the end.\n\n"
+            + table(["batch size", "conditions × examples", "seconds", "runs / s"], rows))
+
+
+def render_ndif_cost(data: dict) -> str:
+    wc, fit_raw, fit_z = data["weight_check"], data["fit_raw_bytes"], data["fit_zstd_bytes"]
+    rows = [["weight check (one small trace)", wc["requests"], f"{wc['raw_bytes']:,}", f"{wc['zstd_bytes']:,}"]]
+    rows += [[f"one batch of {r['batch_size']} questions", r["requests"], f"{r['raw_bytes']:,}", f"{r['zstd_bytes']:,}"]
+             for r in data["runs"]]
+    rows.append(["fit: per request + per example", "",
+                 f"{fit_raw['per_session'] / 1e6:.2f} MB + {fit_raw['per_example']:,.0f} B",
+                 f"{fit_z['per_session'] / 1e6:.2f} MB + {fit_z['per_example']:,.0f} B"])
+    rows += [[f"GSM8K test (1,319) at batch {g['batch_size']}", g["requests"], "",
+              f"{g['mb_sent']:,} MB ({g['kb_per_example'] / 1e3:.2f} MB/example)"] for g in data["gsm8k_test"]]
+    a = data["adapter_bytes"]
+    return (f"{data['device']}, float32; adapter {a['float32'] / 1e6:.1f} MB (bfloat16 {a['bfloat16'] / 1e6:.1f} MB); "
+            f"answers equal to the merged model: {data['answers_equal_merged_fp32']}.\n\n"
+            + table(["what", "requests", "bytes (raw)", "bytes (zstd, as sent)"], rows))
+
+
 def render_headline() -> str:
     rows = []
     loop, cap, ses, read = load("loop"), load("capture"), load("session"), load("read")
@@ -209,7 +236,8 @@ def render_headline() -> str:
 RENDERERS = {"headline": lambda: render_headline(), "profile": lambda: render_profile(load("profile")),
              "loop": lambda: render_loop(load("loop")), "capture": lambda: render_capture(load("capture")),
              "session": lambda: render_session(load("session")), "store": lambda: render_store(load("store")),
-             "read": lambda: render_read(load("read"))}
+             "read": lambda: render_read(load("read")), "sweep": lambda: render_sweep(load("sweep")),
+             "ndif_cost": lambda: render_ndif_cost(load("ndif_cost"))}
 
 
 def render_readme(path: Path = README) -> list[str]:
