@@ -107,3 +107,41 @@ def run_study(study: Study, out: Path, progress: bool = True, overrides: dict[st
         (out / "error.txt").write_text(traceback.format_exc())
         return StudyOutcome(study, out, "failed", time.perf_counter() - start,
                             error=f"{type(err).__name__}: {err}")
+
+
+def study_main(config_cls: type, run, default_out: str, description: str | None = None,
+               argv: list[str] | None = None) -> int:
+    """The command line of a `runs/` study: one option per `Config` field, `--out`, `--json`.
+
+    Prints the headline (or, with `--json`, the headline and the output paths as one JSON object);
+    a user error (bad model, path, value) is one line on stderr and exit status 2.
+
+    Example (in `runs/<study>.py`):
+        if __name__ == "__main__":
+            raise SystemExit(study_main(Config, run, "out/my_study", __doc__))
+    """
+    import dataclasses
+    import json
+
+    from .cli import OneLineParser, error_line
+    from .config_cli import add_config_args
+
+    parser = OneLineParser(description=description, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    add_config_args(parser, config_cls)
+    parser.add_argument("--out", default=default_out, help="output directory (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the headline and output paths as JSON")
+    args = parser.parse_args(argv)
+    config = config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
+    try:
+        result = run(config, args.out)
+    except (ValueError, OSError, KeyError) as err:  # user errors: one line, no traceback
+        print(error_line(Path(sys.argv[0]).stem, err).replace("nnsight-codi ", "", 1), file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if args.json:
+        print(json.dumps({"headline": result.get("headline", []), "results": str(out / "results.json"),
+                          "report": str(out / "report.md")}, indent=2))
+    else:
+        print("\n".join(result.get("headline", [])))
+        print(f"report: {out / 'report.md'}")
+    return 0

@@ -15,7 +15,6 @@ finished store.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -26,8 +25,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-from nnsight_codi.config_cli import add_config_args  # noqa: E402
 
 
 @dataclass
@@ -148,15 +145,9 @@ def run(config: Config, out, progress: bool = True) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(parser, Config)
-    parser.add_argument("--out", default="out/attention", help="output directory (default: %(default)s)")
-    args = parser.parse_args(argv)
-    config = Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Config)})
-    result = run(config, args.out)
-    print("\n".join(result["headline"]))
-    print(f"report: {Path(args.out) / 'report.md'}")
-    return 0
+    from nnsight_codi.studies import study_main
+
+    return study_main(Config, run, "out/attention", __doc__, argv)
 
 
 if __name__ == "__main__":

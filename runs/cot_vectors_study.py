@@ -174,14 +174,6 @@ def run(config: Config, out, progress: bool = True) -> dict:
 
 
 if __name__ == "__main__":
-    import argparse
+    from nnsight_codi.studies import study_main
 
-    from nnsight_codi.config_cli import add_config_args
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_config_args(parser, Config)
-    parser.add_argument("--out", default="out/cot_vectors")
-    args = parser.parse_args()
-    cfg = Config(**{k: getattr(args, k) for k in Config.__dataclass_fields__})
-    res = run(cfg, args.out)
-    print("\n".join(res["headline"]))
+    raise SystemExit(study_main(Config, run, "out/cot_vectors", __doc__))

@@ -286,14 +286,6 @@ def report_sections(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 if __name__ == "__main__":
-    import argparse
+    from nnsight_codi.studies import study_main
 
-    from nnsight_codi.config_cli import add_config_args
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(parser, Config)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    cfg = Config(**{k: getattr(args, k) for k in Config.__dataclass_fields__})
-    res = run(cfg, args.out)
-    print("\n".join(res["headline"]))
+    raise SystemExit(study_main(Config, run, "out/lens_study", __doc__))

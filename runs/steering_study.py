@@ -148,14 +148,6 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import argparse
+    from nnsight_codi.studies import study_main
 
-    from nnsight_codi.config_cli import add_config_args
-
-    parser = argparse.ArgumentParser(description=Config.__doc__)
-    add_config_args(parser, Config)
-    parser.add_argument("--out", default="out/steering_study")
-    args = parser.parse_args()
-    cfg = Config(**{k: v for k, v in vars(args).items() if k != "out"})
-    for line in run(cfg, args.out)["headline"]:
-        print(line)
+    raise SystemExit(study_main(Config, run, "out/steering_study", __doc__))

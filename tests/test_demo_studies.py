@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from html.parser import HTMLParser
@@ -123,3 +124,29 @@ def test_index_page_renders_in_headless_chromium(study_modules, tmp_path):
     assert screenshot(index, png) == []
     pixels = matplotlib.image.imread(png)
     assert pixels.std() > 0.01  # not a blank page
+
+
+def test_study_main_is_the_config_as_a_command_line(tmp_path, capsys):
+    from dataclasses import dataclass
+
+    from nnsight_codi.studies import study_main
+
+    @dataclass
+    class Config:
+        model: str = "tiny"
+        limit: int = 3
+
+    def run(config, out):
+        if config.model == "missing":
+            raise FileNotFoundError("model missing: no such file or directory")
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return {"headline": [f"{config.model} on {config.limit}"]}
+
+    assert study_main(Config, run, str(tmp_path / "a"), argv=["--limit", "7"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "tiny on 7"
+    assert study_main(Config, run, str(tmp_path / "a"), argv=["--json", "--out", str(tmp_path / "b")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["headline"] == ["tiny on 3"] and printed["results"] == str(tmp_path / "b" / "results.json")
+    assert study_main(Config, run, str(tmp_path / "a"), argv=["--model", "missing"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model missing" in err and "Traceback" not in err
