@@ -82,9 +82,9 @@ def test_follows_both_instructions(model, heldout):
     tok = model.tokenizer
     cot = evaluate_instruct(model, tok, heldout, "cot")
     direct = evaluate_instruct(model, tok, heldout, "direct")
-    # chain rules of the spec (>= 95% / <= 5%) and the gap (>= 30 points) with a margin for 96 problems
-    # the shipped model reaches 67% with the chain on 1,000 problems (below the 95% target; see TRAINING.md)
-    assert cot.accuracy >= 0.5 and cot.chain_rate >= 0.9
+    # the spec's rules (>= 95% correct and with a chain / <= 5% chains / a gap >= 30 points) with a
+    # margin for 96 problems; on 1,000 the shipped model has 98.8% / 100% / 0% / 60 points (TRAINING.md)
+    assert cot.accuracy >= 0.9 and cot.chain_rate >= 0.9
     assert direct.chain_rate <= 0.1
     assert cot.accuracy - direct.accuracy >= 0.25
     # the scores agree with an independent reading of the texts
