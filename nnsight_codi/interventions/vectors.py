@@ -67,10 +67,12 @@ def vectors_from_store(ds: xr.Dataset, examples: Any = None) -> xr.Dataset:
         out["kv_vector"] = (ka - kb).transpose("pair_a", "pair_b", ...).astype("float32")
     if "latent_input" in ds:
         li = ds["latent_input"].astype("float64")
-        out["latent_mean"] = li.mean("example").fillna(0.0).astype("float32").drop_vars(
-            [c for c in li.coords if c not in ("step",)], errors="ignore")
-        out["latent_std"] = li.std("example").fillna(1.0).astype("float32").drop_vars(
-            [c for c in li.coords if c not in ("step",)], errors="ignore")
+        with warnings.catch_warnings():  # steps without a latent input (bot, eot) are all-NaN: 0/0 by design
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            out["latent_mean"] = li.mean("example").fillna(0.0).astype("float32").drop_vars(
+                [c for c in li.coords if c not in ("step",)], errors="ignore").load()
+            out["latent_std"] = li.std("example").fillna(1.0).astype("float32").drop_vars(
+                [c for c in li.coords if c not in ("step",)], errors="ignore").load()
     out.attrs.update({"format": VECTORS_FORMAT, "version": VECTORS_VERSION, "num_examples": int(ds.sizes["example"]),
                       "source": str(ds.attrs.get("store_path", "")),
                       "model_id": str(ds.attrs.get("model_id", "")),
