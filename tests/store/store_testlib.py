@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -137,7 +138,10 @@ def start_writer(path: str | os.PathLike, pause_at: str | None = None) -> subpro
     if pause_at:
         cmd += ["--pause-at", pause_at]
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # SIGINT back to its default in the child: a test run started as a background job (`cmd &`)
+    # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def read_until(proc: subprocess.Popen, marker: str, timeout: float = 60) -> list[str]:
