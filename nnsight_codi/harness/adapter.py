@@ -10,7 +10,9 @@
   `hooks.run_loop`), so accuracies equal `nnsight-codi eval`'s; `loglikelihood` is refused with
   an explanation (a CODI answer is conditioned on latents the context alone does not give).
 
-Both run locally or through NDIF (`remote=local|ndif|URL`, `ndif_model=REPO` for CODI).
+Both run locally or through NDIF (`remote=local|ndif|URL`; for CODI either `ndif_model=REPO`, a
+deployed merged checkpoint, or `lora_mode=interventions`, the hosted base model + the LoRA adapter
+as interventions; `base=BASE` as `--base`).
 
 Example::
 
@@ -53,7 +55,7 @@ class NnsightCodiLM(LM):
                  remote: str | None = None, ndif_model: str | None = None, vectors: str | None = None,
                  condition: str = "direct", prompt_mode: str = "raw", num_latents: int | None = None,
                  masking: str = "exact", max_gen_toks: int = 256, seed: int = 0, progress: Any = True,
-                 loaded: Any = None, **_: Any) -> None:
+                 base: str | None = None, lora_mode: str = "merged", loaded: Any = None, **_: Any) -> None:
         super().__init__()
         from ..commands.common import remote_value
         from ..cot.remote import check_remote, load_instruct_model
@@ -70,15 +72,17 @@ class NnsightCodiLM(LM):
         self.masking, self.progress = masking, _bool(progress)
         if loaded is not None:
             self.model = loaded
-        elif self.remote and self.remote != "local" and ndif_model is None:
+        elif self.remote and self.remote != "local" and ndif_model is None and lora_mode == "merged":
             self.model = load_instruct_model(model, device, dtype, self.remote)
         else:
             from ..models import load_model
 
-            self.model = load_model(model, device=device, dtype=dtype)
+            self.model = load_model(model, device=device, dtype=dtype, base=base or None, lora_mode=lora_mode)
         self.is_codi = isinstance(self.model, CodiModel)
         if ndif_model:
             object.__setattr__(self.model, "ndif_repo_id", ndif_model)
+        if self.remote and hasattr(type(self.model), "session_model"):  # base + LoRA interventions:
+            self.model.session_model(self.remote)  # check the (hosted) base's weights before any work
         self.vectors = None
         if self.is_codi:
             if self.condition.name != "direct" or prompt_mode != "raw":

@@ -68,6 +68,25 @@ def test_codi_accuracy_equals_nnsight_codi_eval(task, tmp_path):
         assert ours.accuracy > 0.5  # a real signal, not 0 == 0
 
 
+def test_lora_interventions_through_the_adapter_equal_the_merged_model(tmp_path):
+    """`lora_mode=interventions` (base + LoRA as interventions, remote="local") answers as the merged model."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from factories import make_reference_checkpoint
+
+    ref = make_reference_checkpoint(tmp_path / "ckpt", "gpt2")
+    data = _head(SYNTHETIC, 5, tmp_path / "data.jsonl")
+    common = {"model": str(ref["path"]), "base": str(ref["base_dir"]), "batch_size": 3, "max_gen_toks": 4,
+              "progress": False}
+    answers = {}
+    for mode, extra in (("merged", {}), ("interventions", {"lora_mode": "interventions", "remote": "local"})):
+        res = _run({**common, **extra}, "nnsight_codi_synthetic", data, gen_kwargs={"max_gen_toks": 4})
+        answers[mode] = [s["resps"][0][0] for s in sorted(res["samples"]["nnsight_codi_synthetic"],
+                                                           key=lambda s: s["doc_id"])]
+    assert answers["interventions"] == answers["merged"] and len(answers["merged"]) == 5
+    lm = NnsightCodiLM(**common, lora_mode="interventions")
+    assert type(lm.model).__name__ == "LoraCodiModel"
+
+
 def test_codi_loglikelihood_is_a_clear_error():
     from nnsight_codi.models import load_model
 
