@@ -79,7 +79,7 @@ def plot_grid(grid: pd.DataFrame, out: str | Path, best: dict | None = None,
 
 
 def plot_conditions(rows: Sequence[dict], out: str | Path) -> Path:
-    """Test accuracy (95% CI) and reasoning rate per condition."""
+    """Test accuracy (95% CI) and reasoning rate per condition (rows with `selected_by` are the most-chains points)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,7 +87,8 @@ def plot_conditions(rows: Sequence[dict], out: str | Path) -> Path:
 
     from nnsight_codi.reporting import save_figure
 
-    labels = [r["name"] if r.get("layer") is None else f"{r['name']}\nl={r['layer']}, c={r['coef']:g}" for r in rows]
+    labels = [r["name"] if r.get("layer") is None else f"{r['name']}\nl={r['layer']}, c={r['coef']:g}"
+              + ("\n(most chains)" if r.get("selected_by") == "reasoning_rate" else "") for r in rows]
     acc = np.array([r["accuracy"] for r in rows], dtype=float)
     low = acc - np.array([r["ci_low"] for r in rows], dtype=float)
     high = np.array([r["ci_high"] for r in rows], dtype=float) - acc
@@ -100,10 +101,11 @@ def plot_conditions(rows: Sequence[dict], out: str | Path) -> Path:
         ax.text(i - 0.2, a + high[i] + 0.02, f"{a:.2f}", ha="center", fontsize=8)
         ax.text(i + 0.2, r + 0.02, f"{r:.2f}", ha="center", fontsize=8)
     ax.set_xticks(x, labels)
-    ax.set_ylim(0, 1.15)
+    ax.set_ylim(0, 1.32)
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("rate")
     ax.set_title(f"test split (n={rows[0]['n']}): direct vs CoT prompt vs steered direct prompt")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper center", ncol=2, fontsize=8, frameon=False)
     return save_figure(fig, out, "conditions")
 
 

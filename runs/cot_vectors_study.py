@@ -38,7 +38,7 @@ class Config:
     greedy_extract: bool = field(default=False, metadata={"help": "greedy continuations at extraction (default: sampled)"})
     sample_seed: int = 0
     seed: int = 0
-    positions: str = field(default="generated", metadata={"help": "generated | all"})
+    positions: str = field(default="generated", metadata={"help": "generated | all | last_prompt"})
     batch_size: int = 16
     device: str = "cpu"
     remote: str | None = field(default=None, metadata={"help": "local | ndif | an NDIF host"})
@@ -80,8 +80,8 @@ def _condition_result(model, data, condition, vectors, config: Config, path: Pat
 def run(config: Config, out, progress: bool = True) -> dict:
     from analyses.cot_vectors import analyse
     from nnsight_codi.commands.common import remote_value
-    from nnsight_codi.cot import (Condition, ExtractConfig, best_points, extract_vectors, load_questions,
-                                  load_vectors, run_grid)
+    from nnsight_codi.cot import (Condition, ExtractConfig, best_points, chain_agreement, extract_vectors,
+                                  load_questions, load_vectors, most_chains_points, run_grid)
     from nnsight_codi.cot.remote import check_remote, load_instruct_model
     from nnsight_codi.cot.steering import check_schedule
     from nnsight_codi.reporting import markdown_table, write_report, write_results
@@ -129,23 +129,39 @@ def run(config: Config, out, progress: bool = True) -> dict:
         d = paired_bootstrap_diff(r["correct"], direct["correct"], seed=config.seed)
         comparisons[name] = {"minus_direct": d.value, "ci_low": d.low, "ci_high": d.high,
                              "gap_recovered": (d.value / gap) if gap else None}
-    analysis = analyse(store, out, out / "grid.jsonl", rows, best, dev_ref)
+        if name != "cot":
+            comparisons[name]["chain_vs_cot"] = chain_agreement(r["texts"], cot["texts"])
+    # the point of each schedule where the vector makes the most outputs reason, on the test split:
+    # does a chain the vector elicits match the one the CoT prompt writes, and where does it go wrong?
+    chain_points = []
+    for s, point in most_chains_points(grid).items():
+        c = Condition(s, point["layer"], point["coef"])
+        r = _condition_result(model, test, c, vectors, config, out / "test" / f"{c.label()}.json", remote)
+        chain_points.append({**r["summary"], "selected_by": "reasoning_rate",
+                             **chain_agreement(r["texts"], cot["texts"])})
+    analysis = analyse(store, out, out / "grid.jsonl", rows + chain_points, best, dev_ref)
     headline = [
-        f"test n={rows[0]['n']}: direct {rows[0]['accuracy']:.1%} [{rows[0]['ci_low']:.1%}, {rows[0]['ci_high']:.1%}], "
-        f"CoT prompt {rows[1]['accuracy']:.1%} [{rows[1]['ci_low']:.1%}, {rows[1]['ci_high']:.1%}]",
+        f"test n={rows[0]['n']}: direct {rows[0]['accuracy']:.1%} [{rows[0]['ci_low']:.1%}, {rows[0]['ci_high']:.1%}] "
+        f"({rows[0]['reasoning_rate']:.0%} write a chain), CoT prompt {rows[1]['accuracy']:.1%} "
+        f"[{rows[1]['ci_low']:.1%}, {rows[1]['ci_high']:.1%}] ({rows[1]['reasoning_rate']:.0%} write a chain)",
     ]
     for r in rows[2:]:
         c = comparisons[r["name"]]
         rec = f", {c['gap_recovered']:.0%} of the direct→CoT gap" if c["gap_recovered"] is not None else ""
         headline.append(f"{r['name']} steering (layer {r['layer']}, c={r['coef']:g}): {r['accuracy']:.1%} "
                         f"[{r['ci_low']:.1%}, {r['ci_high']:.1%}]; vs direct {c['minus_direct']:+.1%} "
-                        f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}]{rec}")
+                        f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}]{rec}; {r['reasoning_rate']:.0%} write a chain")
+    if chain_points:
+        headline.append("at the grid point with the most chains: " + "; ".join(
+            f"{p['name']} (layer {p['layer']}, c={p['coef']:g}) {p['reasoning_rate']:.0%} write a chain, first step "
+            f"= the CoT prompt's in {p['first_step_match']:.0%}, {p['stops_early']:.0%} stop early, accuracy "
+            f"{p['accuracy']:.1%}" for p in chain_points))
     if gap is None:
         headline.append(f"the CoT prompt does not beat the direct prompt significantly ({gap_ci.value:+.1%} "
                         f"[{gap_ci.low:+.1%}, {gap_ci.high:+.1%}]): no gap for steering to recover")
-    headline.append("outputs that write a chain: " + ", ".join(f"{r['name']} {r['reasoning_rate']:.0%}" for r in rows))
     examples = {name: r["texts"][:3] for name, r in results.items()}
     result = {"vectors": str(store), "conditions": rows, "comparisons": comparisons, "best": best,
+              "chain_points": chain_points,
               "cot_minus_direct": {"value": gap_ci.value, "ci_low": gap_ci.low, "ci_high": gap_ci.high},
               "dev_reference": dev_ref, "layers": list(layers), "coefs": list(config.coefs),
               "extraction": extraction, "vector_table": analysis["vectors"], "headline": headline,
@@ -168,6 +184,13 @@ def run(config: Config, out, progress: bool = True) -> dict:
         ("Grid best points (dev)", markdown_table([{"schedule": k, **{kk: v[kk] for kk in
                                                                       ("layer", "coef", "accuracy", "reasoning_rate")}}
                                                    for k, v in best.items()])),
+        ("Where the vector makes the model reason (test)",
+         "Per schedule, the dev grid point where the most outputs write a chain, on the test split, "
+         "its chains compared with the CoT prompt's own on the same questions (over chain-writing outputs: "
+         "first step equal, every written step equal, fewer steps than the CoT prompt):\n\n" +
+         markdown_table([{k: p[k] for k in ("name", "layer", "coef", "accuracy", "reasoning_rate", "first_step_match",
+                                            "prefix_match", "stops_early", "steps", "reference_steps")}
+                         for p in chain_points])),
         ("Example outputs (first 3 test questions)", ex),
     ], figures=analysis["figures"], config=asdict(config))
     return result

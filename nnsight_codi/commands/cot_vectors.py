@@ -51,8 +51,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="the vector store to write (zarr directory)")
     e.add_argument("--greedy", action="store_true", help="greedy continuations (default: sampled with --sample-seed)")
     e.add_argument("--sample-seed", type=int, default=0)
-    e.add_argument("--positions", choices=["generated", "all"], default="generated",
-                   help="positions averaged: the generated ones (default) or all")
+    e.add_argument("--positions", choices=["generated", "all", "last_prompt"], default="generated",
+                   help="positions averaged: the generated ones (default), all, or the last prompt token")
     e.set_defaults(func=run_extract)
 
     s = sub.add_parser("sweep", help="grid over (schedule, layer, coefficient) on a dev split (resumable)")

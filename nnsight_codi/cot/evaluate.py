@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..data.scoring import extract_gold, extract_prediction, is_correct
 from ..evaluation import batches_by_length
-from .prompts import Instructions, prompt_ids, require_chat_template, writes_chain
+from .prompts import Instructions, chain_steps, prompt_ids, require_chat_template, writes_chain
 from .steering import Condition, check_vector, steering_for
 
 
@@ -111,3 +111,28 @@ def evaluate_condition(model, dataset, condition: Condition, vectors=None,
 def reasoning_rate(texts: Sequence[str]) -> float:
     """Share of outputs that write a chain."""
     return float(np.mean([writes_chain(t) for t in texts])) if texts else float("nan")
+
+
+def chain_agreement(texts: Sequence[str], reference: Sequence[str]) -> dict[str, float]:
+    """How a condition's chains compare with reference outputs of the same questions (the CoT prompt's).
+
+    Over the outputs that write at least one step: `first_step_match` (its first equation is the
+    reference's first), `prefix_match` (every step it writes equals the reference's step at that
+    place), `stops_early` (fewer steps than the reference); `steps` / `reference_steps`: mean
+    number of steps written (over chain-writing outputs / over all references); `n_chains`.
+
+        >>> chain_agreement(["<< 2 + 3 = 5 >> The answer is : 5"],
+        ...                 ["<< 2 + 3 = 5 >> << 5 * 2 = 10 >> The answer is : 10"])["stops_early"]
+        1.0
+    """
+    if len(texts) != len(reference):
+        raise ValueError(f"{len(texts)} outputs but {len(reference)} reference outputs")
+    pairs = [(chain_steps(t), chain_steps(r)) for t, r in zip(texts, reference)]
+    written = [(s, r) for s, r in pairs if s]
+    mean = (lambda xs: float(np.mean(xs)) if len(xs) else float("nan"))
+    return {"n_chains": len(written),
+            "first_step_match": mean([bool(r) and s[0] == r[0] for s, r in written]),
+            "prefix_match": mean([s == r[:len(s)] for s, r in written]),
+            "stops_early": mean([len(s) < len(r) for s, r in written]),
+            "steps": mean([len(s) for s, _ in written]),
+            "reference_steps": mean([len(r) for _, r in pairs])}

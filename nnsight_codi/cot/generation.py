@@ -118,6 +118,9 @@ def generate_ids(model, prompts: Sequence[Sequence[int]], hooks: Sequence[Any] =
     return truncate_at_stop(new, stop_ids(model)), list(sink)
 
 
+POSITION_SETS = ("generated", "all", "last_prompt")
+
+
 class PositionMean:
     """Step hook: every layer's residual stream averaged over weighted positions (step 0 only).
 
@@ -139,20 +142,27 @@ class PositionMean:
 
 def position_means(model, prompts: Sequence[Sequence[int]], generated: Sequence[Sequence[int]],
                    positions: str = "generated", remote: Any = None) -> Tensor:
-    """Mean residual stream of every layer over the generated (or all) positions.
+    """Mean residual stream of every layer over the generated, all, or the last prompt position(s).
 
-    Returns `Float[Tensor, "batch layer dim"]` with layers 0..L (0 = embeddings, l = block l-1's
-    output, pre final norm), read in one forward over `prompt + generated` (left-padded, with
-    position ids counting real tokens, so batched equals one at a time).
+    `positions`: `generated` (the paper's choice), `all` (prompt + generated), or `last_prompt`
+    (the last prompt token alone, where the model decides how to answer: a contrastive
+    activation-addition read). Returns `Float[Tensor, "batch layer dim"]` with layers 0..L
+    (0 = embeddings, l = block l-1's output, pre final norm), read in one forward over
+    `prompt + generated` (left-padded, with position ids counting real tokens, so batched equals
+    one at a time).
     """
-    if positions not in ("generated", "all"):
-        raise ValueError(f"positions must be 'generated' or 'all', got {positions!r}")
+    if positions not in POSITION_SETS:
+        raise ValueError(f"positions must be one of {', '.join(POSITION_SETS)}, got {positions!r}")
     seqs = [list(p) + list(g) for p, g in zip(prompts, generated, strict=True)]
     ids, mask = left_pad(seqs, pad_id(model.tokenizer))
     weights = mask.float().clone()
     if positions == "generated":
         for row, g in enumerate(generated):
             weights[row, : ids.shape[1] - len(g)] = 0.0
+    elif positions == "last_prompt":
+        weights.zero_()
+        for row, g in enumerate(generated):
+            weights[row, ids.shape[1] - len(g) - 1] = 1.0
     layers = list(range(num_layers(model) + 1))
     hook = PositionMean(layers, weights)
     device = _device(model)

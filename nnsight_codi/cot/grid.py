@@ -9,6 +9,8 @@ Example:
     ...         {"schedule": "single", "layer": 2, "coef": 1.0, "accuracy": 0.5, "reasoning_rate": 0.4}]
     >>> best_points(rows)["single"]["layer"]
     2
+    >>> most_chains_points(rows)["single"]["coef"]
+    1.0
 """
 
 from __future__ import annotations
@@ -97,5 +99,20 @@ def best_points(rows: Sequence[dict]) -> dict[str, dict]:
         key = (r["accuracy"], r["reasoning_rate"], -abs(r["coef"]), -r["layer"])
         cur = best.get(r["schedule"])
         if cur is None or key > (cur["accuracy"], cur["reasoning_rate"], -abs(cur["coef"]), -cur["layer"]):
+            best[r["schedule"]] = r
+    return best
+
+
+def most_chains_points(rows: Sequence[dict]) -> dict[str, dict]:
+    """Per schedule, the row where the most outputs write a chain (ties: higher accuracy, then smaller |coef|).
+
+    The accuracy-selected point of `best_points` can be a weak one that never makes the model
+    reason; this is the point that tests whether the vector carries "reason step by step" at all.
+    """
+    best: dict[str, dict] = {}
+    for r in rows:
+        key = (r["reasoning_rate"], r["accuracy"], -abs(r["coef"]), -r["layer"])
+        cur = best.get(r["schedule"])
+        if cur is None or key > (cur["reasoning_rate"], cur["accuracy"], -abs(cur["coef"]), -cur["layer"]):
             best[r["schedule"]] = r
     return best

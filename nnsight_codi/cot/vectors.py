@@ -3,11 +3,12 @@ prompt's layer-l residual stream − the same for the direct prompt).
 
 `extract_vectors` asks every question in both modes through the chat template, generates a
 continuation (greedy, or sampled with a seed), reads every layer's residual stream over the
-generated positions (or all positions), and streams, batch by batch, into a resumable store
-(`StoreWriter`; rerun the same call to resume). The store holds, per question, `steering_diff`
-(layer × dim) and for each mode (the `step` dim: `cot`, `direct`) the prompt and generated ids
-(padded with -1), so `recompute_vectors` can rebuild everything without sampling again; once
-complete it also holds `steering_vector` (layer × dim), the mean of the differences.
+generated positions (or all positions, or the last prompt position), and streams, batch by
+batch, into a resumable store (`StoreWriter`; rerun the same call to resume). The store holds,
+per question, `steering_diff` (layer × dim) and for each mode (the `step` dim: `cot`, `direct`)
+the prompt and generated ids (padded with -1), so `recompute_vectors` can rebuild everything
+without sampling again; once complete it also holds `steering_vector` (layer × dim), the mean of
+the differences.
 
 Example:
     >>> cfg = ExtractConfig(model="tiny-instruct", dataset="synthetic", limit=64)   # doctest: +SKIP
@@ -71,8 +72,10 @@ class ExtractConfig:
 
 
 def check_extract_config(config: ExtractConfig) -> None:
-    if config.positions not in ("generated", "all"):
-        raise ValueError(f"positions must be 'generated' or 'all', got {config.positions!r}")
+    from .generation import POSITION_SETS
+
+    if config.positions not in POSITION_SETS:
+        raise ValueError(f"positions must be one of {', '.join(POSITION_SETS)}, got {config.positions!r}")
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
     if config.max_new_tokens < 1:

@@ -53,9 +53,9 @@ def block_hook_add(lm, layer: int, delta: torch.Tensor, first_only: bool = False
     return lm.transformer.h[layer - 1].register_forward_hook(hook), calls
 
 
-def hand_means(lm, prompt, gen):
+def hand_means(lm, prompt, gen, positions="generated"):
     """Plain PyTorch: every layer's residual stream (block 0's input, then each block's output, via
-    torch hooks), averaged over the generated positions."""
+    torch hooks), averaged over the generated positions (or read at the last prompt position)."""
     seq = torch.tensor([prompt + gen])
     blocks = lm.transformer.h
     outs = []
@@ -67,6 +67,8 @@ def hand_means(lm, prompt, gen):
         lm(seq)
     for h in handles:
         h.remove()
+    if positions == "last_prompt":
+        return torch.stack([x[0, len(prompt) - 1].double() for x in outs])
     return torch.stack([x[0, len(prompt):].double().mean(0) for x in outs])
 
 

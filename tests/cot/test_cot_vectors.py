@@ -47,6 +47,21 @@ def test_vector_equals_independent_computation_from_stored_ids(model, store):
     assert np.linalg.norm(expected[1:], axis=-1).min() > 0  # the two prompts differ at every block
 
 
+def test_last_prompt_vector_equals_independent_computation(model, tmp_path):
+    """The contrastive read at the last prompt token (batched, left-padded prompts of unequal length)."""
+    path = tmp_path / "last.zarr"
+    cfg = ExtractConfig(model="test", limit=5, batch_size=3, max_new_tokens=4, greedy=True, positions="last_prompt")
+    extract_vectors(path, cfg, model=model, progress=False)
+    ids = stored_ids(path)
+    assert len({len(p) for p in ids["direct"]["prompt"]}) > 1  # padding is exercised
+    diffs = [lib.hand_means(model._module, ids["cot"]["prompt"][i], ids["cot"]["generated"][i], "last_prompt")
+             - lib.hand_means(model._module, ids["direct"]["prompt"][i], ids["direct"]["generated"][i], "last_prompt")
+             for i in range(5)]
+    expected = torch.stack(diffs).mean(0).numpy()
+    assert np.allclose(load_vectors(path), expected, atol=1e-5)
+    assert not np.allclose(recompute_vectors(path, model, positions="generated"), expected, atol=1e-3)
+
+
 def test_extraction_resumes_and_sampling_is_seeded(model, store, tmp_path):
     path, cfg = store
     assert extract_vectors(path, cfg, model=model, progress=False)["written_now"] == 0  # finished: reused

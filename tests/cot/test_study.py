@@ -24,6 +24,14 @@ def test_study_writes_results_and_reuses(tmp_path):
         assert row["n"] == 4
     assert saved["conditions"][2]["layer"] in (1, 2) and saved["conditions"][2]["coef"] in (1.0, 4.0)
     assert 1 <= len(res["headline"]) <= 5
+    assert sorted(p["name"] for p in saved["chain_points"]) == ["continuous", "single"]
+    grid = [json.loads(line) for line in (out / "grid.jsonl").read_text().splitlines()[1:]]
+    for p in saved["chain_points"]:  # the dev cell with the most chains, evaluated on the test split
+        cells = [g for g in grid if g["schedule"] == p["name"]]
+        assert p["selected_by"] == "reasoning_rate" and p["n"] == 4
+        assert max(g["reasoning_rate"] for g in cells) == next(
+            g["reasoning_rate"] for g in cells if (g["layer"], g["coef"]) == (p["layer"], p["coef"]))
+        assert {"first_step_match", "prefix_match", "stops_early", "steps", "reference_steps"} <= set(p)
     for name in ("grid_heatmaps", "conditions", "vectors"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 0
     assert "Test conditions" in (out / "report.md").read_text()
@@ -40,3 +48,23 @@ def test_study_writes_results_and_reuses(tmp_path):
 
 def test_demo_config_is_smaller():
     assert demo_config().test_limit < Config().test_limit
+
+
+def test_chain_agreement_against_hand_counts():
+    from nnsight_codi.cot import chain_agreement
+
+    cot = ["<< 2 + 3 = 5 >> << 5 * 2 = 10 >> The answer is : 10",
+           "<< 7 - 1 = 6 >> << 6 / 2 = 3 >> The answer is : 3",
+           "<< 4 * 4 = 16 >> The answer is : 16"]
+    steered = ["<< 2 + 3 = 5 >> The answer is : 5",       # right first step, stops early
+               "30 - 1 = 29 >> << 29 / 2 = 14 >> The answer is : 14",  # wrong first step (no opening <<)
+               "The answer is : 16"]                       # no chain: not counted
+    got = chain_agreement(steered, cot)
+    assert got["n_chains"] == 2
+    assert got["first_step_match"] == 0.5 and got["prefix_match"] == 0.5
+    assert got["stops_early"] == 0.5 and got["steps"] == 1.5
+    assert abs(got["reference_steps"] - 5 / 3) < 1e-12
+    import pytest
+
+    with pytest.raises(ValueError, match="reference"):
+        chain_agreement(steered, cot[:2])
