@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data.scoring import extract_gold, extract_prediction
+from .models.fingerprint import WEIGHTS_KEY, model_weights
 from .store.positions import left_align, pad_counts_from_mask, source_labels
 from .store.schema import parse_variables, validate_layers
 from .tracing.capture import CAPTURABLE, Capture, assemble
@@ -78,6 +79,8 @@ class CaptureConfig:
         data["model_id"] = (cfg.source if cfg else None) or str(self.model)
         data["model_revision"] = cfg.revision if cfg else None
         data["num_latents"] = (codi.num_latents if self.num_latents is None else self.num_latents) if cfg else 0
+        # merged weights only: a base + LoRA-interventions run resumes a merged run's store and back
+        data[WEIGHTS_KEY] = model_weights(codi) if self.lora_mode == "merged" else None
         return data
 
 

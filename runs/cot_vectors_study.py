@@ -58,12 +58,18 @@ def model_synthetic_options(model) -> dict:
 
 
 def _condition_result(model, data, condition, vectors, config: Config, path: Path, remote) -> dict:
-    """Evaluate one test condition, or reuse its saved outputs."""
+    """Evaluate one test condition, or reuse its saved outputs when they were made the same way
+    (same questions, model weights, vectors and decoding budget)."""
     from nnsight_codi.cot import evaluate_condition
     from nnsight_codi.cot.evaluate import ConditionResult
+    from nnsight_codi.cot.grid import array_digest
+    from nnsight_codi.models.fingerprint import model_weights, same_weights
 
-    if path.exists():
-        saved = json.loads(path.read_text())
+    key = {"condition": condition.label(), "ids": [str(i) for i in data["id"]], "max_new_tokens": config.max_new_tokens,
+           "vector_table": array_digest(vectors) if condition.schedule else None}
+    weights = model_weights(model)
+    saved = json.loads(path.read_text()) if path.exists() else None
+    if saved is not None and {k: saved.get(k) for k in key} == key and same_weights(saved.get("model_weights"), weights):
         res = ConditionResult(condition, saved["ids"], saved["texts"], saved["correct"], saved["reasoning"],
                               saved["lengths"])
     else:
@@ -71,8 +77,8 @@ def _condition_result(model, data, condition, vectors, config: Config, path: Pat
                                  batch_size=config.batch_size, greedy=True, seed=config.seed, remote=remote,
                                  progress=False)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"condition": condition.label(), "ids": res.ids, "texts": res.texts,
-                                    "correct": res.correct, "reasoning": res.reasoning, "lengths": res.lengths}))
+        path.write_text(json.dumps({**key, "model_weights": weights, "texts": res.texts, "correct": res.correct,
+                                    "reasoning": res.reasoning, "lengths": res.lengths}))
     return {"summary": res.summary(seed=config.seed), "correct": np.asarray(res.correct, float), "texts": res.texts}
 
 

@@ -137,6 +137,30 @@ def test_refusals_and_bad_inputs(tmp_path, capsys):
         assert main(["capture", "--model", str(model_dir), "--out", str(locked / "x.zarr")]) != 0
 
 
+def test_a_model_retrained_in_place_does_not_resume_the_old_store(tmp_path, capsys):
+    """Same path, same config, other weights: refused (naming the key), data intact; same weights resume."""
+    import shutil
+
+    model_dir = make_converted(tmp_path / "m", "gpt2", num_latents=2, seed=0)
+    store = tmp_path / "s.zarr"
+    args = ["capture", "--model", str(model_dir), "--limit", "4", "--max-new-tokens", "2", "--what", "hidden",
+            "--out", str(store)]
+    assert main(args) == 0
+    before = (store / "manifest.json").read_text()
+    snapshot = open_store(store)["hidden"].values.copy()
+    shutil.rmtree(model_dir)
+    make_converted(model_dir, "gpt2", num_latents=2, seed=1)  # "retrained" under the same path
+    capsys.readouterr()
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "model_weights" in err and "Traceback" not in err
+    assert (store / "manifest.json").read_text() == before
+    np.testing.assert_array_equal(open_store(store)["hidden"].values, snapshot)
+    shutil.rmtree(model_dir)
+    make_converted(model_dir, "gpt2", num_latents=2, seed=0)  # the original weights again: resumes
+    assert main(args) == 0
+
+
 def test_plain_lm_capture_positions_equal_hf_hidden_states(tmp_path):
     from factories import tiny_lm, word_tokenizer
     from nnsight_codi.models import load_plain_lm

@@ -15,14 +15,26 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
+from ..models.fingerprint import WEIGHTS_KEY, model_weights
+from ..store.writer import diff_fingerprints
 from .steering import SCHEDULES, Condition, check_schedule
+
+
+def array_digest(array) -> str | None:
+    """sha256 (16 hex digits) of an array's shape, dtype and bytes (None for None)."""
+    if array is None:
+        return None
+    a = np.ascontiguousarray(np.asarray(array))
+    return hashlib.sha256(f"{a.shape}{a.dtype}".encode() + a.tobytes()).hexdigest()[:16]
 
 
 def grid_cells(schedules: Sequence[str], layers: Sequence[int], coefs: Sequence[float]) -> list[Condition]:
@@ -64,11 +76,15 @@ def run_grid(model, dataset, vectors, path: str | Path, schedules: Sequence[str]
     for cell in cells:  # every layer is checked before any work
         check_condition(model, cell, vectors)
     path = Path(path)
-    fingerprint = json.loads(json.dumps(fingerprint or {}, default=str))
+    fingerprint = {**(fingerprint or {}), WEIGHTS_KEY: model_weights(model), "vector_table": array_digest(vectors)}
+    fingerprint = json.loads(json.dumps(fingerprint, default=str))
     header, rows = read_grid(path)
-    if header is not None and header != fingerprint:
-        raise ValueError(f"grid file {path} was written with other settings ({header}); use another path "
-                         "or delete it")
+    diff = diff_fingerprints(header, fingerprint) if header is not None else []
+    if diff:
+        raise ValueError(f"grid file {path} was written with other settings; differing keys:\n" + "\n".join(diff)
+                         + "\nUse another path or delete it.")
+    if header is not None:
+        fingerprint = header  # equal up to unknown keys: keep the file's own header
     path.parent.mkdir(parents=True, exist_ok=True)
     # rewrite header + finished rows: drops a line torn by a kill, so appends start on a fresh line
     canonical = "".join(json.dumps(x) + "\n" for x in [{"grid": fingerprint}, *rows])
@@ -92,15 +108,19 @@ def run_grid(model, dataset, vectors, path: str | Path, schedules: Sequence[str]
     return [r for r in rows if (r["schedule"], r["layer"], r["coef"]) in wanted]
 
 
-def best_points(rows: Sequence[dict]) -> dict[str, dict]:
-    """Per schedule, the row with the highest dev accuracy (ties: higher reasoning rate, then smaller |coef|)."""
+def _best_per_schedule(rows: Sequence[dict], first: str, second: str) -> dict[str, dict]:
+    """Per schedule, the row maximising `(row[first], row[second], -|coef|, -layer)`."""
     best: dict[str, dict] = {}
     for r in rows:
-        key = (r["accuracy"], r["reasoning_rate"], -abs(r["coef"]), -r["layer"])
         cur = best.get(r["schedule"])
-        if cur is None or key > (cur["accuracy"], cur["reasoning_rate"], -abs(cur["coef"]), -cur["layer"]):
+        if cur is None or max(cur, r, key=lambda x: (x[first], x[second], -abs(x["coef"]), -x["layer"])) is r:
             best[r["schedule"]] = r
     return best
+
+
+def best_points(rows: Sequence[dict]) -> dict[str, dict]:
+    """Per schedule, the row with the highest dev accuracy (ties: higher reasoning rate, then smaller |coef|)."""
+    return _best_per_schedule(rows, "accuracy", "reasoning_rate")
 
 
 def most_chains_points(rows: Sequence[dict]) -> dict[str, dict]:
@@ -109,10 +129,4 @@ def most_chains_points(rows: Sequence[dict]) -> dict[str, dict]:
     The accuracy-selected point of `best_points` can be a weak one that never makes the model
     reason; this is the point that tests whether the vector carries "reason step by step" at all.
     """
-    best: dict[str, dict] = {}
-    for r in rows:
-        key = (r["reasoning_rate"], r["accuracy"], -abs(r["coef"]), -r["layer"])
-        cur = best.get(r["schedule"])
-        if cur is None or key > (cur["reasoning_rate"], cur["accuracy"], -abs(cur["coef"]), -cur["layer"]):
-            best[r["schedule"]] = r
-    return best
+    return _best_per_schedule(rows, "reasoning_rate", "accuracy")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from .prompts import MODES, Instructions, prompt_ids, require_chat_template
 
 STORE_PAD = -1
@@ -67,6 +68,7 @@ class ExtractConfig:
         for volatile in ("device", "batch_size", "remote"):
             data.pop(volatile)
         data["model_id"] = model_id(model) if model is not None else self.model
+        data[WEIGHTS_KEY] = model_weights(model) if model is not None else None
         data["kind"] = "cot_vectors"
         return data
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from .conditions import MODES, Condition, ModelShape, Resources, run_condition, score, validate_conditions
 from .patching import PATCH_KINDS
 
@@ -216,6 +217,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str) + "\n")
     units = [f"{c.name}|{e}" for c in conditions for e in ids]
     config = cfg.fingerprint() | {"model_id": (codi.codi_config.source or str(cfg.model)),
+                                  WEIGHTS_KEY: model_weights(codi),
                                   "num_latents": shape.num_latents,
                                   "interventions": [c.as_dict() for c in conditions],
                                   "examples": ids}

@@ -754,11 +754,19 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: obj}
 
 
+UNKNOWABLE_KEYS = frozenset({"model_weights"})
+"""Keys that may be unknown (absent or None: a store written before the key existed, a remote
+model without local weights); they differ only when both sides know them
+(`nnsight_codi.models.fingerprint`)."""
+
+
 def diff_fingerprints(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Lines `key: store X, now Y` for every flattened key that differs (empty if equal)."""
     a, b = _flatten(dict(stored)), _flatten(dict(current))
     lines = []
     for key in sorted(set(a) | set(b)):
+        if key.rsplit(".", 1)[-1] in UNKNOWABLE_KEYS and (a.get(key) is None or b.get(key) is None):
+            continue
         if a.get(key, _MISSING) != b.get(key, _MISSING):
             lines.append(f"  {key}: store has {_short(a.get(key, _MISSING))}, "
                          f"this run has {_short(b.get(key, _MISSING))}")

@@ -46,6 +46,29 @@ def test_study_writes_results_and_reuses(tmp_path):
     assert done.stdout.strip() == "3"  # layers 0..2, read without torch
 
 
+def test_rerun_with_other_questions_or_weights_does_not_reuse_old_outputs(tmp_path):
+    """Saved test outputs are reused only for the same questions and weights; a model retrained
+    under the same path is refused (the vector store names the key) before any work."""
+    import dataclasses
+
+    import pytest
+
+    from nnsight_codi.store import ConfigMismatchError
+
+    model_dir = lib.save_chat_lm(tmp_path / "lm")
+    cfg = Config(model=str(model_dir), extract_limit=3, dev_limit=2, test_limit=3, coefs=(1.0,), max_new_tokens=3,
+                 batch_size=4, layers=(1,))
+    out = tmp_path / "study"
+    run(cfg, out, progress=False)
+    bigger = run(dataclasses.replace(cfg, test_limit=5), out, progress=False)
+    assert {r["n"] for r in bigger["conditions"]} == {5}
+    lib.save_chat_lm(model_dir, seed=7)  # retrained in place
+    stamp = (out / "grid.jsonl").read_text()
+    with pytest.raises(ConfigMismatchError, match="model_weights"):
+        run(dataclasses.replace(cfg, test_limit=5), out, progress=False)
+    assert (out / "grid.jsonl").read_text() == stamp
+
+
 def test_demo_config_is_smaller():
     assert demo_config().test_limit < Config().test_limit
 
