@@ -97,6 +97,10 @@ def generate_answers(codi, questions: Sequence[str], batch_size: int = 32, num_l
     """Answer texts for every question, in input order (batched by prompt length)."""
     from .tracing.hooks import run_loop
 
+    if num_latents is not None and (isinstance(num_latents, bool) or int(num_latents) < 0):
+        raise ValueError(f"num_latents must be >= 0, got {num_latents}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     lengths = [len(codi.prompt_ids(q)) for q in questions]
     texts: list[str] = [""] * len(questions)
     bar = tqdm(total=len(questions), desc="latent loop", unit="q", disable=not progress)

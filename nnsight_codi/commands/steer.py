@@ -113,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
                       num_latents=args.num_latents, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                       masking=args.masking, device=args.device, dtype=args.dtype, vectors=args.vectors,
                       reference_limit=args.reference_limit, reference_seed=args.reference_seed)
+    from ..interventions.conditions import ModelShape, check_condition, validate_conditions
+
+    shape = ModelShape.of(codi, args.num_latents)
+    check_condition(cond, shape, reference_pairs=not args.vectors)  # before the reference vectors are computed
     needs_vectors = cond.pair is not None or cond.patch in ("random", "mean")
     start = time.perf_counter()
     vectors = None
@@ -120,9 +124,7 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             vectors = reference_vectors(codi, cfg, Path(args.out) if args.out else Path(tmp), progress=not args.json)
     res = Resources.from_vectors(vectors, seed=args.seed)
-    from ..interventions.conditions import ModelShape, validate_conditions
-
-    validate_conditions([Condition("none"), cond], ModelShape.of(codi, args.num_latents), res)
+    validate_conditions([Condition("none"), cond], shape, res)
     dataset = load_dataset_for(codi, cfg, args.seed, args.limit)
     questions, golds = list(dataset["question"]), [extract_gold(a) for a in dataset["answer"]]
     results = evaluate_conditions(codi, questions, golds, [Condition("none"), cond], res, args.batch_size,

@@ -136,42 +136,62 @@ class Resources:
         return self.files[path]
 
 
-def build_hooks(cond: Condition, shape: ModelShape, res: Resources, example_seeds: Sequence[int]) -> tuple[list, int]:
-    """The hooks of `cond` for one batch (validated), and the number of latents to run."""
+def check_condition(cond: Condition, shape: ModelShape, reference_pairs: bool = False) -> None:
+    """What a condition's model shape alone decides (mode, layer, step, KV blocks and positions,
+    patch kind), so a bad condition fails before any vectors are computed. With
+    `reference_pairs` (the vectors will come from a reference run of this model), a pair must
+    name latents 1..K."""
     k = shape.num_latents
     if cond.mode not in MODES:
         raise ValueError(f"unknown mode {cond.mode!r}: use one of {', '.join(MODES)}")
+    at = k if cond.at is None else cond.at
+    if cond.mode == "hidden":
+        check_layer(shape.num_layers if cond.layer is None else cond.layer, shape.num_layers, "hidden steering")
+        check_step(at, k, "hidden steering")
+    elif cond.mode == "kv":
+        if cond.positions not in KV_POSITIONS:
+            raise ValueError(f"unknown KV position set {cond.positions!r}: use one of {', '.join(KV_POSITIONS)}")
+        bad = [b for b in (cond.blocks or ()) if not 0 <= int(b) < shape.num_layers]
+        if bad or (cond.blocks is not None and not cond.blocks):
+            raise ValueError(f"KV steering: block(s) {bad or '[]'} out of range 0..{shape.num_layers - 1}")
+    elif cond.mode == "patch":
+        check_step(at, k, "latent patch", low=1, high=k)
+        if not cond.patch:
+            raise ValueError(f"patch mode needs --patch ({', '.join(PATCH_KINDS)} or a vector file)")
+    if reference_pairs and cond.pair is not None and not cond.vector_file:
+        bad = [int(x) for x in cond.pair if not 1 <= int(x) <= k]
+        if bad:
+            raise ValueError(f"pair {cond.pair[0]},{cond.pair[1]}: latent(s) {bad} out of range 1..{k}")
+
+
+def build_hooks(cond: Condition, shape: ModelShape, res: Resources, example_seeds: Sequence[int]) -> tuple[list, int]:
+    """The hooks of `cond` for one batch (validated), and the number of latents to run."""
+    check_condition(cond, shape)
+    k = shape.num_latents
     if cond.mode == "none":
         return [], k
     at = k if cond.at is None else cond.at
     if cond.mode == "hidden":
         layer = shape.num_layers if cond.layer is None else cond.layer
-        check_layer(layer, shape.num_layers, "hidden steering")
-        check_step(at, k, "hidden steering")
         vector = _hidden_vector(cond, res, layer)
         hook = AddVector(vector, layer, [at], cond.coef)
         hook.validate(shape.num_layers, k + int(cond.extra_latent_step), shape.hidden_size)
         return [hook], k + int(cond.extra_latent_step)
     if cond.mode == "kv":
-        if cond.positions not in KV_POSITIONS:
-            raise ValueError(f"unknown KV position set {cond.positions!r}: use one of {', '.join(KV_POSITIONS)}")
         keys, values = _kv_vectors(cond, res)
         hook = KVSteer(keys, values, k, cond.coef_k, cond.coef_v, cond.blocks, cond.positions)
         hook.validate(shape.num_layers, shape.heads, shape.head_dim)
         return [hook], k
     # patch
-    check_step(at, k, "latent patch", low=1, high=k)
     if cond.patch == "zero":
         values, label = torch.zeros(len(example_seeds), shape.hidden_size), "zero"
     elif cond.patch in PATCH_KINDS:
         values = latent_patch_values(cond.patch, at, res.stats, len(example_seeds), list(example_seeds), res.seed)
         label = cond.patch
-    elif cond.patch:
+    else:
         values, label = res.file(cond.patch).get("vector"), str(cond.patch)
         if values is None:
             raise ValueError(f"{cond.patch}: a patch file needs a `vector` tensor")
-    else:
-        raise ValueError(f"patch mode needs --patch ({', '.join(PATCH_KINDS)} or a vector file)")
     hook = PatchLatent(at, values, label)
     hook.validate(shape.num_layers, k, shape.hidden_size)
     return [hook], k

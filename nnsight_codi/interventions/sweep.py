@@ -32,7 +32,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
-from .conditions import MODES, Condition, ModelShape, Resources, run_condition, score, validate_conditions
+from .conditions import (MODES, Condition, ModelShape, Resources, check_condition, run_condition, score,
+                         validate_conditions)
 from .patching import PATCH_KINDS
 
 SWEEP_STORE = "sweep.zarr"
@@ -202,6 +203,8 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
         codi = load_codi_model(cfg.model, cfg.device, cfg.dtype, cfg.base)
     shape = ModelShape.of(codi, cfg.num_latents)
     conditions = expand_conditions(cfg, shape.num_latents)
+    for cond in conditions:  # what the model's shape decides fails before the reference vectors are computed
+        check_condition(cond, shape, reference_pairs=not cfg.vectors)
     if not cfg.vectors and not any(c.pair for c in conditions) and not any(
             c.patch in PATCH_KINDS for c in conditions):
         vectors = None

@@ -155,7 +155,12 @@ def test_bad_inputs_fail_before_any_work(model_dir, tmp_path, capsys):
                           (["--mode", "hidden", "--pair", "1,2", "--vectors", str(tmp_path / "vec.zarr"),
                             "--layer", "9"], "out of range"),
                           (["--mode", "kv", "--pair", "1,7", "--vectors", str(tmp_path / "vec.zarr")], "not in the vectors"),
-                          (["--mode", "patch"], "needs --patch")]:
+                          (["--mode", "patch"], "needs --patch"),
+                          # no --vectors: the shape checks come before the reference run would be captured
+                          (["--mode", "hidden", "--pair", "1,2", "--layer", "9"], "layer 9 out of range"),
+                          (["--mode", "kv", "--pair", "1,9"], r"latent(s) [9] out of range 1..2"),
+                          (["--mode", "kv", "--pair", "1,2", "--layers", "4"], "block(s) [4] out of range"),
+                          (["--mode", "patch", "--patch", "mean", "--at", "3"], "step 3 out of range 1..2")]:
         assert main(base + args) == 2
         full = capsys.readouterr().err
         err = "\n".join(line for line in full.splitlines() if line.startswith("nnsight-codi"))
@@ -168,6 +173,10 @@ def test_bad_inputs_fail_before_any_work(model_dir, tmp_path, capsys):
     cfg.write_text(json.dumps({"coefficients": [1]}))
     assert main(["sweep", str(cfg), "--out", str(tmp_path / "never")]) == 2
     assert "unknown sweep config key" in capsys.readouterr().err
+    cfg.write_text(json.dumps({"model": str(model_dir), "limit": 2, "modes": ["hidden"], "layer": 7}))
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "never")]) == 2
+    assert "layer 7 out of range" in capsys.readouterr().err
+    assert not (tmp_path / "never" / "reference.zarr").exists()  # refused before the reference capture
 
 
 def _file(tmp_path, name, **tensors):
