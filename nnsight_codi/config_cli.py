@@ -1,4 +1,5 @@
-"""Dataclass configs that double as the command line (as tuned-lens and SAELens do).
+"""Dataclass configs that double as the command line (as tuned-lens and SAELens do), and load
+from config files with their types checked (`config_from_dict`).
 
 Every field becomes `--field-name`; its help is the field's `metadata["help"]` (or its type and
 default). Types handled: str, int, float, bool (`--flag` / `--no-flag`), `X | None`, and tuples
@@ -19,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import collections.abc
 import dataclasses
 import types
 import typing
@@ -73,6 +75,62 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
         else:
             parser.add_argument(flag, dest=f.name, type=_converter(tp), default=default,
                                 help=help_text + (" [optional]" if optional else ""))
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    """Does a JSON/YAML/TOML value fit the annotation `tp` (int fits float; bool fits only bool)?"""
+    if tp is Any or tp is object:
+        return True
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if origin in (list, tuple, typing.Sequence, collections.abc.Sequence):
+        items = [a for a in args if a is not Ellipsis]
+        return isinstance(value, (list, tuple)) and all(_matches(v, items[0]) for v in value) if items else \
+            isinstance(value, (list, tuple))
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
+    """An instance of the dataclass `cls` from a parsed config file, refusing unknown keys and
+    values of the wrong type with one clear `ValueError` (`what` names the config in messages).
+
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class C:
+        ...     steps: int | None = 3
+        >>> config_from_dict(C, {"steps": "x"}, "train config")
+        Traceback (most recent call last):
+        ...
+        ValueError: train config: steps must be int | None, got 'x' (str)
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: expected a mapping of keys to values, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{what}: unknown key(s) {unknown}; valid: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if not _matches(value, hints[key]):
+            raise ValueError(f"{what}: {key} must be {_type_name(hints[key])}, got {value!r} ({type(value).__name__})")
+    return cls(**data)
 
 
 def parse_config(cls: type[T], argv: list[str] | None = None, description: str | None = None) -> T:

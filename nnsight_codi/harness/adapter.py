@@ -55,7 +55,14 @@ class NnsightCodiLM(LM):
                  remote: str | None = None, ndif_model: str | None = None, vectors: str | None = None,
                  condition: str = "direct", prompt_mode: str = "raw", num_latents: int | None = None,
                  masking: str = "exact", max_gen_toks: int = 256, seed: int = 0, progress: Any = True,
-                 base: str | None = None, lora_mode: str = "merged", loaded: Any = None, **_: Any) -> None:
+                 base: str | None = None, lora_mode: str = "merged", loaded: Any = None,
+                 max_batch_size: Any = None, **unknown: Any) -> None:
+        if unknown:  # a misspelt model arg would otherwise run the wrong experiment silently
+            import inspect
+
+            valid = sorted(p for p in inspect.signature(type(self).__init__).parameters
+                           if p not in ("self", "unknown", "loaded", "max_batch_size"))
+            raise ValueError(f"unknown nnsight-codi model arg(s) {sorted(unknown)}; valid: {valid}")
         super().__init__()
         from ..commands.common import remote_value
         from ..cot.remote import check_remote, load_instruct_model

@@ -97,11 +97,9 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown sweep config key(s) {unknown}; valid: {sorted(known)}")
-        cfg = cls(**data)
+        from ..config_cli import config_from_dict
+
+        cfg = config_from_dict(cls, data, "sweep config")
         cfg.check()
         return cfg
 

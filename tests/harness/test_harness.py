@@ -175,3 +175,8 @@ def test_lm_eval_command(tmp_path, capsys):
     assert main(["lm-eval", "--tasks", "nnsight_codi_gsm8k_local", "--data-file",
                  "nnsight_codi_gsm8k_local=missing.jsonl", "--json"]) == 2
     assert "not found" in capsys.readouterr().err
+    # a misspelt model arg is refused, not ignored (lm-eval's own batch_size/max_batch_size/device pass)
+    assert main(["lm-eval", "--model-args", "model=tiny,conditon=single:2:4", "--tasks", "nnsight_codi_synthetic",
+                 "--data-file", f"nnsight_codi_synthetic={data}", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown nnsight-codi model arg(s) ['conditon']" in err and "condition" in err

@@ -172,7 +172,10 @@ def test_bad_inputs_fail_before_any_work(model_dir, tmp_path, capsys):
     assert "unknown sweep mode" in capsys.readouterr().err
     cfg.write_text(json.dumps({"coefficients": [1]}))
     assert main(["sweep", str(cfg), "--out", str(tmp_path / "never")]) == 2
-    assert "unknown sweep config key" in capsys.readouterr().err
+    assert "sweep config: unknown key" in capsys.readouterr().err
+    cfg.write_text(json.dumps({"coefs": [1, "two"]}))
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "never")]) == 2
+    assert "sweep config: coefs must be list[float], got [1, 'two'] (list)" in capsys.readouterr().err
     cfg.write_text(json.dumps({"model": str(model_dir), "limit": 2, "modes": ["hidden"], "layer": 7}))
     assert main(["sweep", str(cfg), "--out", str(tmp_path / "never")]) == 2
     assert "layer 7 out of range" in capsys.readouterr().err

@@ -181,6 +181,21 @@ def test_cli_register_and_config():
         TrainConfig(answer_template="no placeholder")
 
 
+def test_config_file_is_type_checked_and_round_trips(tmp_path):
+    cfg = TrainConfig(steps=7, prj_dim=32, extra={"note": "x"})
+    cfg.save(tmp_path / "ok.json")
+    assert TrainConfig.load(tmp_path / "ok.json") == cfg
+    for data, message in [({"steps": "x"}, "steps must be int | None, got 'x' (str)"),
+                          ({"lr": True}, "lr must be float, got True (bool)"),
+                          ({"stpes": 3}, "unknown key(s) ['stpes']"),
+                          ([1, 2], "expected a mapping")]:
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(data))
+        with pytest.raises(ValueError) as err:
+            TrainConfig.load(path)
+        assert message in str(err.value) and str(err.value).startswith("train config")
+
+
 def test_hf_base_from_local_files(tmp_path, family="llama", lora_r=4):
     """A local HF base (Llama, LoRA on its Linear layers) trained on GSM8k-Aug style jsonl."""
     from factories import BASE_VOCAB, tiny_lm, word_tokenizer
