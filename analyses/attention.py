@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from nnsight_codi.cli import one_line_errors
 from nnsight_codi.stats import Interval, bootstrap_ci, paired_bootstrap_diff
 from nnsight_codi.store import open_store
 from nnsight_codi.store.positions import number_spans, top_k_sources
@@ -395,6 +396,7 @@ def analyse(store: str | Path | xr.Dataset, out: str | Path | None = None, seed:
     return result
 
 
+@one_line_errors("analyses.attention")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("store")
@@ -402,10 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        result = analyse(args.store, args.out, args.seed)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"analyses.attention: error: {err}\n")
+    result = analyse(args.store, args.out, args.seed)
     if args.json:
         print(json.dumps(result, default=str))
     else:

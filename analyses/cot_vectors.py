@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nnsight_codi.cli import one_line_errors
 from nnsight_codi.store import open_store
 
 
@@ -153,6 +154,7 @@ def analyse(store: str | Path, out: str | Path, grid: str | Path | None = None,
     return result
 
 
+@one_line_errors("analyses.cot_vectors")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("store", help="the vector store (vectors.zarr)")

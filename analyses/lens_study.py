@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from nnsight_codi.cli import one_line_errors
 from nnsight_codi.lens.values import (TARGETS, hits, one_op_away, other_problem, problem_truth, settle_step,
                                       token_values, truth_sets)
 from nnsight_codi.stats import bootstrap_ci, paired_bootstrap_diff
@@ -473,6 +474,7 @@ def analyse(path: str | Path, out: str | Path | None = None, probes: bool = True
     return result
 
 
+@one_line_errors("analyses.lens_study")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("store", help="lens-study directory or a store with lens read-outs")
@@ -480,11 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-probes", action="store_true", help="skip the linear probes")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    try:
-        result = analyse(args.store, args.out, probes=not args.no_probes)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"lens_study: error: {err}", file=__import__("sys").stderr)
-        return 2
+    result = analyse(args.store, args.out, probes=not args.no_probes)
     if args.out:
         from nnsight_codi.reporting import write_results
 

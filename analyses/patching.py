@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from nnsight_codi.cli import one_line_errors
 from nnsight_codi.reporting import save_figure  # noqa: E402
 from nnsight_codi.stats import bootstrap_ci, paired_bootstrap_diff, significant  # noqa: E402
 
@@ -108,6 +109,8 @@ def anchors_figure(table: pd.DataFrame, out: Path) -> Path:
 
 def analyze(directory: str | Path, out: str | Path) -> dict[str, Any]:
     directory, out = Path(directory), Path(out)
+    if not any((directory / name).exists() for name in ("patching.zarr", "anchors.zarr")):
+        raise FileNotFoundError(f"{directory} is not a patching-study directory (no patching.zarr or anchors.zarr)")
     results: dict[str, Any] = {"figures": []}
     if (directory / "patching.zarr").exists():
         ds = _open(directory / "patching.zarr")
@@ -135,6 +138,7 @@ def analyze(directory: str | Path, out: str | Path) -> dict[str, Any]:
     return results
 
 
+@one_line_errors("analyses.patching")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("store", help="patching study directory (patching.zarr, anchors.zarr)")

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from nnsight_codi.cli import one_line_errors
 from nnsight_codi.interventions.sweep import condition_table, open_sweep  # noqa: E402
 from nnsight_codi.interventions.vectors import open_vectors  # noqa: E402
 from nnsight_codi.reporting import save_figure  # noqa: E402
@@ -204,6 +205,7 @@ def analyze(sweep_dir: str | Path, out: str | Path) -> dict[str, Any]:
     return results
 
 
+@one_line_errors("analyses.steering")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("store", help="sweep directory (sweep.zarr, vectors.zarr, reference.zarr)")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from nnsight_codi.cli import one_line_errors
 from nnsight_codi.store import open_store
 
 
@@ -56,6 +57,7 @@ def plot(path: str | Path, out: str | Path) -> Path:
     return out
 
 
+@one_line_errors("analyses.store_overview")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("store")

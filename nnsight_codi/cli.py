@@ -22,6 +22,27 @@ def error_line(command: str, err: BaseException) -> str:
     return f"nnsight-codi {command}: error: " + "; ".join(lines)
 
 
+def one_line_errors(prog: str):
+    """Decorator for a module's `main(argv) -> int` (the `analyses/` modules): a user error (bad
+    path, value, shape) is one line on stderr and exit status 2, never a traceback."""
+    import functools
+
+    def wrap(main):
+        @functools.wraps(main)
+        def run(argv=None) -> int:
+            from .store.errors import StoreError
+
+            try:
+                return main(argv)
+            except (ValueError, OSError, KeyError, StoreError) as err:
+                print(error_line(prog, err).replace("nnsight-codi ", "", 1), file=sys.stderr)
+                return 2
+
+        return run
+
+    return wrap
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
