@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "runs"))
 
+from nnsight_codi.cli import one_line_errors  # noqa: E402
+
 
 def recipe(out: str, overrides: dict, device: str):
     """The shipped recipe's TrainConfig with `overrides` applied."""
@@ -35,9 +37,13 @@ def recipe(out: str, overrides: dict, device: str):
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
+    from nnsight_codi.config_cli import config_from_dict
+
     cfg = config_from_args(parser.parse_args(ARGS))
-    return dataclasses.replace(cfg, **{"out": out, "device": device, "threads": 1, "progress": False,
-                                       "checkpoint_every": 0, **overrides})
+    if not isinstance(overrides, dict):
+        raise ValueError(f"variant overrides must be a JSON object, got {overrides!r}")
+    return config_from_dict(type(cfg), {**dataclasses.asdict(cfg), "out": out, "device": device, "threads": 1,
+                                        "progress": False, "checkpoint_every": 0, **overrides}, "variant")
 
 
 def run_variant(name: str, overrides: dict, out_root: str, device: str, eval_size: int) -> dict:
@@ -70,6 +76,7 @@ def run_variant(name: str, overrides: dict, out_root: str, device: str, eval_siz
             "lens": lens, "eval_curve": [h for h in metrics["history"] if "eval" in h]}
 
 
+@one_line_errors("sweep_tiny")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variants", help="JSON file: {name: {TrainConfig overrides}}")
@@ -78,7 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="out/sweep")
     parser.add_argument("--eval-size", type=int, default=1000)
     args = parser.parse_args(argv)
-    variants = json.loads(Path(args.variants).read_text())
+    try:
+        variants = json.loads(Path(args.variants).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{args.variants} is not valid JSON: {err}") from None
+    if not isinstance(variants, dict) or not variants:
+        raise ValueError(f"{args.variants} must map variant names to TrainConfig overrides")
+    for name, overrides in variants.items():  # every variant's config is checked before any training
+        try:
+            recipe(f"{args.out}/{name}", overrides, args.device)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"variant {name!r}: {err}") from None
     Path(args.out).mkdir(parents=True, exist_ok=True)
     results = Path(args.out) / "results.jsonl"
     import multiprocessing as mp

@@ -14,18 +14,20 @@ import nnsight
 import torch
 
 from nnsight_codi import load_model
+from nnsight_codi.cli import one_line_errors
 from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
 from nnsight_codi.lens import logit_lens, top_tokens
 from nnsight_codi.tracing.hooks import block_list
 
 
-def main() -> None:
+@one_line_errors("trace_latents")
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--step", type=int, default=3, help="latent step whose input is steered")
     parser.add_argument("--coefficient", type=float, default=8.0)
     parser.add_argument("--n", type=int, default=4)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     codi = load_model(args.model)
     data = load_eval_dataset("synthetic", limit=args.n, seed=7, **synthetic_options(codi))
@@ -53,11 +55,12 @@ def main() -> None:
     for row, question in enumerate(data["question"]):
         ids, _ = top_tokens(logit_lens(codi, clean[row, :, -1]), k=1)
         lens = " ".join(f"{n}:{codi.tokenizer.decode([int(i)]).strip()}" for n, i in zip(names, ids[:, 0]))
-        shift = (steered[row] - clean[row]).norm(dim=-1).max(-1).values  # per step, max over layers
+        shift = (steered[row] - clean[row]).detach().norm(dim=-1).max(-1).values  # per step, max over layers
         print(f"\n{question}\n  gold {data['answer'][row]} | clean {clean_answers[row]!r} | steered {steered_answers[row]!r}")
         print(f"  logit lens (last layer): {lens}")
         print("  max |Δh| per step: " + " ".join(f"{n}:{float(s):.2f}" for n, s in zip(names, shift)))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""The `runs/` helper scripts: bad input is one line on stderr and exit status 2, before any work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "runs" / script), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("pilot_tiny.py", ["x", "3", "3", '{"bogus": 1}'], "unknown key(s) ['bogus']"),
+    ("pilot_tiny.py", ["x", "3", "3", "{bad"], "not valid JSON"),
+    ("pilot_tiny.py", ["x", "3", "3", '{"lr": "fast"}'], "lr must be float"),
+    ("sweep_tiny.py", ["{variants}"], "variant 'a': variant: unknown key(s) ['bogus']"),
+    ("sweep_tiny.py", ["missing.json"], "missing.json"),
+    ("trace_latents.py", ["--model", "/nonexistent-model"], "/nonexistent-model"),
+])
+def test_bad_input_is_one_line(script, args, message, tmp_path):
+    variants = tmp_path / "variants.json"
+    variants.write_text(json.dumps({"a": {"bogus": 1}}))
+    args = [str(variants) if a == "{variants}" else a for a in args]
+    if script == "sweep_tiny.py":
+        args += ["--out", str(tmp_path / "sweep")]
+    done = _run(script, *args)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip() and "Loading weights" not in line]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "sweep").exists() and not (ROOT / "out" / "pilot-x").exists()
