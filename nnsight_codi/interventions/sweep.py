@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..config_cli import config_from_dict
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from .conditions import (MODES, Condition, ModelShape, Resources, check_condition, run_condition, score,
                          validate_conditions)
@@ -97,8 +98,6 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepConfig:
-        from ..config_cli import config_from_dict
-
         cfg = config_from_dict(cls, data, "sweep config")
         cfg.check()
         return cfg

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config_cli import config_from_dict
+
 CODI_JSON = "codi.json"
 PRJ_FILE = "prj.safetensors"
 FORMAT_VERSION = 1
@@ -78,19 +80,20 @@ class CodiConfig:
     def from_dict(cls, data: dict[str, Any]) -> "CodiConfig":
         if not isinstance(data, dict):
             raise CodiFormatError(f"codi config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CodiFormatError(f"codi config: unknown fields {unknown}")
         missing = [n for n in ("pad_id", "bot_id", "eot_id") if n not in data]
         if missing:
             raise CodiFormatError(f"codi config: missing fields {missing}")
         version = data.get("format_version", FORMAT_VERSION)
-        if version > FORMAT_VERSION:
+        if isinstance(version, int) and version > FORMAT_VERSION:
             raise CodiFormatError(
                 f"codi config: format_version {version} is newer than this package reads ({FORMAT_VERSION})"
             )
-        return cls(**data)
+        try:  # unknown keys and wrong types
+            return config_from_dict(cls, data, "codi config")
+        except CodiFormatError:
+            raise
+        except ValueError as err:
+            raise CodiFormatError(str(err)) from None
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / CODI_JSON

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config_cli import config_from_dict
+
 
 @dataclass
 class TrainConfig:
@@ -129,8 +131,6 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        from ..config_cli import config_from_dict
-
         return config_from_dict(cls, data, "train config")
 
     def save(self, path: str | Path) -> None:
