@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..models.fingerprint import WEIGHTS_KEY, model_weights, same_weights
 from .tuned import TunedLens
 
 DATA_MODES = ("text", "latents", "latent:N")
@@ -228,10 +229,14 @@ def train_tuned_lens(codi, data: LensData, config: TrainConfig | None = None, ou
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / cfg.steps))
     start = 0
     ckpt = Path(out) / CHECKPOINT if out is not None else None
+    weights = model_weights(codi)
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state["meta"] != json.loads(json.dumps(meta)):
             raise ValueError(f"{ckpt} was written by another training configuration; use another --out")
+        if not same_weights(state.get(WEIGHTS_KEY), weights):
+            raise ValueError(f"{ckpt} was trained on other weights of this model (retrained under the same "
+                             "path?); use another --out")
         lens.load_state_dict(state["lens"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -254,7 +259,7 @@ def train_tuned_lens(codi, data: LensData, config: TrainConfig | None = None, ou
         if ckpt is not None and ((step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps):
             Path(out).mkdir(parents=True, exist_ok=True)
             torch.save({"lens": lens.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "step": step + 1, "meta": json.loads(json.dumps(meta))}, ckpt)
+                        "step": step + 1, "meta": json.loads(json.dumps(meta)), WEIGHTS_KEY: weights}, ckpt)
     bar.close()
     if out is not None:
         lens.save(out)

@@ -44,6 +44,39 @@ def test_training_reduces_heldout_kl(tiny, tiny_lens):
         assert r["kl_tuned"] < r["kl_logit"], r
 
 
+def test_killed_training_resumes_to_the_same_lens_and_refuses_other_weights(tmp_path, monkeypatch):
+    """Killed after its step-10 checkpoint, a rerun ends with the uninterrupted run's translators;
+    the same checkpoint is refused for a model whose weights changed under the same path."""
+    from nnsight_codi.lens.train import TrainConfig, train_tuned_lens
+    from nnsight_codi.models import load_model
+
+    codi = load_model("tiny")
+    ds = load_eval_dataset("synthetic", limit=8, seed=2, **synthetic_options(codi))
+    data = collect(codi, ds, "latents", progress=False)
+    cfg = TrainConfig(steps=20, batch_size=32, save_every=10)
+    whole = train_tuned_lens(codi, data, cfg, out=tmp_path / "whole", progress=False)
+    real_clip, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def dies_at_step_11(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 11:
+            raise KeyboardInterrupt
+        return real_clip(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", dies_at_step_11)
+    with pytest.raises(KeyboardInterrupt):
+        train_tuned_lens(codi, data, cfg, out=tmp_path / "killed", progress=False)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", real_clip)
+    assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["step"] == 10
+    resumed = train_tuned_lens(codi, data, cfg, out=tmp_path / "killed", progress=False)
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    with torch.no_grad():
+        codi._module.transformer.h[0].mlp.c_fc.weight.add_(1e-3)  # "retrained" in place
+    with pytest.raises(ValueError, match="other weights"):
+        train_tuned_lens(codi, data, cfg, out=tmp_path / "killed", progress=False)
+
+
 def test_save_load_round_trip_in_tuned_lens_layout(tiny, tiny_lens, tmp_path):
     config = json.loads((tiny_lens / "config.json").read_text())
     assert {"base_model_name_or_path", "d_model", "num_hidden_layers", "bias", "unembed_hash",
