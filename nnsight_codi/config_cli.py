@@ -92,10 +92,11 @@ def _matches(value: Any, tp: Any) -> bool:
         return any(_matches(value, a) for a in args)
     if tp is type(None):
         return value is None
-    if origin in (list, tuple, typing.Sequence, collections.abc.Sequence):
+    if origin in (list, tuple, collections.abc.Sequence):  # items checked against the first item type
+        if not isinstance(value, (list, tuple)):
+            return False
         items = [a for a in args if a is not Ellipsis]
-        return isinstance(value, (list, tuple)) and all(_matches(v, items[0]) for v in value) if items else \
-            isinstance(value, (list, tuple))
+        return not items or all(_matches(v, items[0]) for v in value)
     if origin is dict or tp is dict:
         return isinstance(value, dict)
     if tp is bool:
