@@ -109,25 +109,17 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
                 inputs["past_key_values"] = cache
             elif "position_ids" not in inputs:  # reference masking: nnsight would count real tokens only
                 inputs["position_ids"] = positions_from_mask(torch.ones_like(inputs["input_ids"]))
-            if adapter is None:
-                with model.trace(**inputs, use_cache=True, output_hidden_states=True, **extra):
+            with model.trace(use_cache=True, output_hidden_states=True, **extra) as tracer:
+                if adapter is not None:  # its interventions in their own invoke, so hooks keep their forward order
+                    with tracer.invoke(**adapter.feed(inputs)):
+                        adapter.intervene(model, inputs)
+                with tracer.invoke(**({} if adapter is not None else inputs)):
                     if step_fn is not None:
                         step_fn(model, state.step, sink)
                     out = model.output
                     hidden = out.hidden_states[-1][:, -1:]
                     logits = out.logits[:, -1]
                     cache = out.past_key_values
-            else:  # adapter: its interventions in their own invoke, so hooks keep their forward order
-                with model.trace(use_cache=True, output_hidden_states=True, **extra) as tracer:
-                    with tracer.invoke(**adapter.feed(inputs)):
-                        adapter.intervene(model, inputs)
-                    with tracer.invoke():
-                        if step_fn is not None:
-                            step_fn(model, state.step, sink)
-                        out = model.output
-                        hidden = out.hidden_states[-1][:, -1:]
-                        logits = out.logits[:, -1]
-                        cache = out.past_key_values
             # On a GPU server the model's outputs are on its device while the state's tensors stay where
             # the request put them (CPU): greedy decoding runs beside the state.
             state.observe(hidden, logits.to(state.finished.device))
