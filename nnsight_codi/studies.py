@@ -120,28 +120,29 @@ def study_main(config_cls: type, run, default_out: str, description: str | None 
         if __name__ == "__main__":
             raise SystemExit(study_main(Config, run, "out/my_study", __doc__))
     """
+    import argparse
     import dataclasses
     import json
 
-    from .cli import OneLineParser, error_line
+    from .cli import OneLineParser, one_line_errors
     from .config_cli import add_config_args
 
-    parser = OneLineParser(description=description, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    add_config_args(parser, config_cls)
-    parser.add_argument("--out", default=default_out, help="output directory (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print the headline and output paths as JSON")
-    args = parser.parse_args(argv)
-    config = config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
-    try:
+    @one_line_errors(Path(sys.argv[0]).stem)
+    def main(argv: list[str] | None) -> int:
+        parser = OneLineParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_config_args(parser, config_cls)
+        parser.add_argument("--out", default=default_out, help="output directory (default: %(default)s)")
+        parser.add_argument("--json", action="store_true", help="print the headline and output paths as JSON")
+        args = parser.parse_args(argv)
+        config = config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
         result = run(config, args.out)
-    except (ValueError, OSError, KeyError) as err:  # user errors: one line, no traceback
-        print(error_line(Path(sys.argv[0]).stem, err).replace("nnsight-codi ", "", 1), file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    if args.json:
-        print(json.dumps({"headline": result.get("headline", []), "results": str(out / "results.json"),
-                          "report": str(out / "report.md")}, indent=2))
-    else:
-        print("\n".join(result.get("headline", [])))
-        print(f"report: {out / 'report.md'}")
-    return 0
+        out = Path(args.out)
+        if args.json:
+            print(json.dumps({"headline": result.get("headline", []), "results": str(out / "results.json"),
+                              "report": str(out / "report.md")}, indent=2))
+        else:
+            print("\n".join(result.get("headline", [])))
+            print(f"report: {out / 'report.md'}")
+        return 0
+
+    return main(argv)
