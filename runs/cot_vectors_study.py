@@ -57,17 +57,17 @@ def model_synthetic_options(model) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}
 
 
-def _condition_result(model, data, condition, vectors, config: Config, path: Path, remote) -> dict:
+def _condition_result(model, data, condition, vectors, config: Config, path: Path, remote,
+                      weights: str | None) -> dict:
     """Evaluate one test condition, or reuse its saved outputs when they were made the same way
-    (same questions, model weights, vectors and decoding budget)."""
+    (same questions, model weights — `weights`, its fingerprint — vectors and decoding budget)."""
     from nnsight_codi.cot import evaluate_condition
     from nnsight_codi.cot.evaluate import ConditionResult
     from nnsight_codi.cot.grid import array_digest
-    from nnsight_codi.models.fingerprint import model_weights, same_weights
+    from nnsight_codi.models.fingerprint import same_weights
 
     key = {"condition": condition.label(), "ids": [str(i) for i in data["id"]], "max_new_tokens": config.max_new_tokens,
            "vector_table": array_digest(vectors) if condition.schedule else None}
-    weights = model_weights(model)
     saved = json.loads(path.read_text()) if path.exists() else None
     if saved is not None and {k: saved.get(k) for k in key} == key and same_weights(saved.get("model_weights"), weights):
         res = ConditionResult(condition, saved["ids"], saved["texts"], saved["correct"], saved["reasoning"],
@@ -86,6 +86,7 @@ def _condition_result(model, data, condition, vectors, config: Config, path: Pat
 def run(config: Config, out, progress: bool = True) -> dict:
     from analyses.cot_vectors import analyse
     from nnsight_codi.commands.common import remote_value
+    from nnsight_codi.models.fingerprint import model_weights
     from nnsight_codi.cot import (Condition, ExtractConfig, best_points, chain_agreement, extract_vectors,
                                   load_questions, load_vectors, most_chains_points, run_grid)
     from nnsight_codi.cot.remote import check_remote, load_instruct_model
@@ -116,13 +117,15 @@ def run(config: Config, out, progress: bool = True) -> dict:
                     fingerprint=fingerprint, progress=progress, max_new_tokens=config.max_new_tokens,
                     batch_size=config.batch_size, seed=config.seed, remote=remote)
     best = best_points(grid)
+    weights = model_weights(model)  # once: every saved condition output is checked against it
     # unsteered dev references (for the heatmap title)
     dev_ref = {name: _condition_result(model, dev, Condition(name), None, config,
-                                       out / "dev" / f"{name}.json", remote)["summary"]["accuracy"]
+                                       out / "dev" / f"{name}.json", remote, weights)["summary"]["accuracy"]
                for name in ("direct", "cot")}
     conditions = [Condition("direct"), Condition("cot")] + [
         Condition(s, best[s]["layer"], best[s]["coef"]) for s in config.schedules if s in best]
-    results = {c.name: _condition_result(model, test, c, vectors, config, out / "test" / f"{c.label()}.json", remote)
+    results = {c.name: _condition_result(model, test, c, vectors, config, out / "test" / f"{c.label()}.json", remote,
+                                         weights)
                for c in conditions}
     rows = [r["summary"] for r in results.values()]
     direct, cot = results["direct"], results["cot"]
@@ -142,7 +145,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
     chain_points = []
     for s, point in most_chains_points(grid).items():
         c = Condition(s, point["layer"], point["coef"])
-        r = _condition_result(model, test, c, vectors, config, out / "test" / f"{c.label()}.json", remote)
+        r = _condition_result(model, test, c, vectors, config, out / "test" / f"{c.label()}.json", remote, weights)
         chain_points.append({**r["summary"], "selected_by": "reasoning_rate",
                              **chain_agreement(r["texts"], cot["texts"])})
     analysis = analyse(store, out, out / "grid.jsonl", rows + chain_points, best, dev_ref)
