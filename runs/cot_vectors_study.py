@@ -97,6 +97,9 @@ def run(config: Config, out, progress: bool = True) -> dict:
     out = Path(out)
     for s in config.schedules:
         check_schedule(s)
+    for name in ("extract_limit", "dev_limit", "test_limit", "batch_size", "max_new_tokens"):
+        if getattr(config, name) < 1:  # before the extraction, not after it
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     remote = check_remote(remote_value(config.remote))
     model = load_instruct_model(config.model, config.device, "float32", remote)
     num_layers = int(model._module.config.num_hidden_layers)

@@ -69,6 +69,17 @@ def test_rerun_with_other_questions_or_weights_does_not_reuse_old_outputs(tmp_pa
     assert (out / "grid.jsonl").read_text() == stamp
 
 
+def test_bad_limits_fail_before_the_extraction(tmp_path):
+    import dataclasses
+
+    import pytest
+
+    for name in ("extract_limit", "dev_limit", "test_limit", "batch_size", "max_new_tokens"):
+        with pytest.raises(ValueError, match=f"{name} must be >= 1"):
+            run(dataclasses.replace(Config(model="/nonexistent-model"), **{name: 0}), tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()
+
+
 def test_demo_config_is_smaller():
     assert demo_config().test_limit < Config().test_limit
 
