@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..data.scoring import extract_gold, extract_prediction, is_correct
 from ..evaluation import batches_by_length
-from .prompts import Instructions, chain_steps, prompt_ids, require_chat_template, writes_chain
+from .prompts import Instructions, chain_equations, prompt_ids, require_chat_template, writes_chain
 from .steering import Condition, check_vector, steering_for
 
 
@@ -127,7 +127,7 @@ def chain_agreement(texts: Sequence[str], reference: Sequence[str]) -> dict[str,
     """
     if len(texts) != len(reference):
         raise ValueError(f"{len(texts)} outputs but {len(reference)} reference outputs")
-    pairs = [(chain_steps(t), chain_steps(r)) for t, r in zip(texts, reference)]
+    pairs = [(chain_equations(t), chain_equations(r)) for t, r in zip(texts, reference)]
     written = [(s, r) for s, r in pairs if s]
     mean = (lambda xs: float(np.mean(xs)) if len(xs) else float("nan"))
     return {"n_chains": len(written),

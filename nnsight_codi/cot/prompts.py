@@ -72,15 +72,15 @@ def writes_chain(text: str) -> bool:
     return contains_chain(text) or ("<<" not in text and _EQUATION.search(text) is not None)
 
 
-def chain_steps(text: str) -> list[str]:
+def chain_equations(text: str) -> list[str]:
     """The intermediate equations an output writes, in order, normalised (`a op b = c`, no spaces).
 
     Steps marked `<< … >>` and prose equations are both read, so a chain whose opening `<<` is
     missing still counts.
 
-        >>> chain_steps("<< 5 * 6 = 30 >> << 30 + 5 = 35 >> The answer is : 35")
+        >>> chain_equations("<< 5 * 6 = 30 >> << 30 + 5 = 35 >> The answer is : 35")
         ['5*6=30', '30+5=35']
-        >>> chain_steps("30 * 6 = 60 >> The answer is : 60")
+        >>> chain_equations("30 * 6 = 60 >> The answer is : 60")
         ['30*6=60']
     """
     return [re.sub(r"\s+", "", m.group(0)) for m in _EQUATION.finditer(text)]
