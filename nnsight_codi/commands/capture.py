@@ -18,14 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_dataset_args, add_model_args, emit_json, remote_value, synthetic_overrides
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+from .common import add_dataset_args, add_model_args, emit_json, int_list, remote_value, synthetic_overrides
 
 
 def with_attention_detail(variables: tuple[str, ...], detail: str | None) -> tuple[str, ...]:
@@ -59,8 +52,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--attention-detail", choices=["layer", "head"], default=None,
                    help="also store attention per block (attention_layers) or per block and head "
                         "(attention_heads); implies attention")
-    p.add_argument("--layers", type=_ints, default=None, help="layers 0..L to capture (default: all)")
-    p.add_argument("--positions", type=_ints, default=None,
+    p.add_argument("--layers", type=int_list, default=None, help="layers 0..L to capture (default: all)")
+    p.add_argument("--positions", type=int_list, default=None,
                    help="plain LMs only: prompt positions from the end that form the step dim (default: -1)")
     p.add_argument("--num-latents", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)

@@ -60,6 +60,14 @@ def add_loop_args(parser: argparse.ArgumentParser) -> None:
                         help="with --remote ndif: hub id of the merged CODI LM deployed on NDIF")
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated integers (`"0,4,12"` → `(0, 4, 12)`)."""
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+
+
 def remote_value(arg: str | None) -> bool | str | None:
     if arg is None:
         return None

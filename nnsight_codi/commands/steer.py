@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from .common import (add_dataset_args, add_loop_args, add_model_args, emit_json, load_codi, remote_value,
+from .common import (add_dataset_args, add_loop_args, add_model_args, emit_json, int_list, load_codi, remote_value,
                      synthetic_overrides)
 
 
@@ -24,13 +24,6 @@ def _pair(text: str) -> tuple[int, int]:
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"--pair takes two latent indices A,B, got {text!r}") from err
     return a, b
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from err
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -53,7 +46,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="hidden: run one more latent after the last, so the KV cache carries the edit")
     p.add_argument("--coef-k", type=float, default=1.0, help="kv: coefficient of Δkeys (default 1)")
     p.add_argument("--coef-v", type=float, default=1.0, help="kv: coefficient of Δvalues (default 1)")
-    p.add_argument("--layers", type=_ints, default=None, help="kv: cache blocks 0..L-1 to edit (default all)")
+    p.add_argument("--layers", type=int_list, default=None, help="kv: cache blocks 0..L-1 to edit (default all)")
     p.add_argument("--positions", default="latents", help="kv: latents | last | all (default latents)")
     p.add_argument("--patch", default=None, help="patch: random | mean | zero | FILE (safetensors `vector`)")
     p.add_argument("--reference-limit", type=int, default=200, help="reference problems for vectors (default 200)")
