@@ -754,10 +754,10 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: obj}
 
 
-UNKNOWABLE_KEYS = frozenset({"model_weights"})
-"""Keys that may be unknown (absent or None: a store written before the key existed, a remote
-model without local weights); they differ only when both sides know them
-(`nnsight_codi.models.fingerprint`)."""
+UNKNOWABLE_KEYS = frozenset({"model_weights", "vector_table"})
+"""Content hashes that may be unknown (absent or None: a store or grid written before the key
+existed, a remote model without local weights); they differ only when both sides know them
+(`nnsight_codi.models.fingerprint`, `nnsight_codi.cot.grid.array_digest`)."""
 
 
 def diff_fingerprints(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:

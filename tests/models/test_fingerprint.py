@@ -33,5 +33,7 @@ def test_meta_models_have_no_fingerprint_and_unknown_never_conflicts():
     stored = {"config": {"model_id": "m", "model_weights": "abc"}}
     assert diff_fingerprints(stored, {"config": {"model_id": "m", "model_weights": None}}) == []
     assert diff_fingerprints({"config": {"model_id": "m"}}, stored) == []  # written before the key existed
+    assert diff_fingerprints({"grid": 1}, {"grid": 1, "vector_table": "abc"}) == []  # a grid from before, too
+    assert len(diff_fingerprints({"vector_table": "abc"}, {"vector_table": "abd"})) == 1
     diff = diff_fingerprints(stored, {"config": {"model_id": "m", "model_weights": "abd"}})
     assert len(diff) == 1 and "config.model_weights" in diff[0]
