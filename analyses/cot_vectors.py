@@ -119,7 +119,7 @@ def plot_vectors(table: pd.DataFrame, out: str | Path) -> Path:
 
     from nnsight_codi.reporting import save_figure
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
     ax.plot(table.layer, table.norm, "o-", label="‖v_l‖ (mean difference)")
     ax.plot(table.layer, table.diff_norm, "s--", label="mean ‖per-question difference‖")
     ax.set_xlabel("layer l (0 = embeddings)")
@@ -131,8 +131,9 @@ def plot_vectors(table: pd.DataFrame, out: str | Path) -> Path:
     ax2.set_ylabel("consistency (cosine)")
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
-    ax.legend(lines, labels, fontsize=7, loc="upper left")
+    ax.legend(lines, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     ax.set_title(f"CoT vectors by layer (n={int(table.n.iloc[0])} questions)")
+    fig.tight_layout()
     return save_figure(fig, out, "vectors")
 
 
