@@ -90,11 +90,31 @@ def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]
     return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def batches_in_order(n: int, batch_size: int) -> list[list[int]]:
+    """Consecutive rows, `batch_size` at a time, the last batch holding the rest: how the reference's
+    test.py batches (with reference masking a batch's composition changes its answers).
+
+    >>> batches_in_order(5, 2)
+    [[0, 1], [2, 3], [4]]
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+
+
+def eval_batches(lengths: Sequence[int], batch_size: int, masking: Masking = "exact") -> list[list[int]]:
+    """The batches `generate_answers` runs: by prompt length under exact masking (answers do not depend
+    on the batch), consecutive dataset rows under reference masking (as the reference does)."""
+    if masking == "reference":
+        return batches_in_order(len(lengths), batch_size)
+    return batches_by_length(lengths, batch_size)
+
+
 @torch.inference_mode()
 def generate_answers(codi, questions: Sequence[str], batch_size: int = 32, num_latents: int | None = None,
                      max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
                      progress: bool = True) -> list[str]:
-    """Answer texts for every question, in input order (batched by prompt length)."""
+    """Answer texts for every question, in input order (batches: `eval_batches`)."""
     from .tracing.hooks import run_loop
 
     if num_latents is not None and (isinstance(num_latents, bool) or int(num_latents) < 0):
@@ -104,7 +124,7 @@ def generate_answers(codi, questions: Sequence[str], batch_size: int = 32, num_l
     lengths = [len(codi.prompt_ids(q)) for q in questions]
     texts: list[str] = [""] * len(questions)
     bar = tqdm(total=len(questions), desc="latent loop", unit="q", disable=not progress)
-    for idx in batches_by_length(lengths, batch_size):
+    for idx in eval_batches(lengths, batch_size, masking):
         prompts = codi.encode([questions[i] for i in idx])
         tokens, _ = run_loop(codi, prompts, num_latents=num_latents, max_new_tokens=max_new_tokens,
                              masking=masking, remote=remote)

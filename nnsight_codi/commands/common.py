@@ -23,6 +23,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                              "this runs on the base model NDIF hosts (registry base or --base hub id)")
 
 
+def add_numerics_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--numerics", default="default", choices=["default", "reference"],
+                        help="reference: the reference code's arithmetic in --dtype (LoRA unmerged, computed in "
+                             "--dtype as peft does; buffers cast as model.to(dtype)); needs a reference CODI "
+                             "checkpoint, implies --lora-mode interventions (default: merged/--lora-mode)")
+
+
 def add_dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="synthetic",
                         help="'synthetic', 'gsm8k' (hub) or a local json/jsonl/parquet file (default: synthetic)")
@@ -81,12 +88,12 @@ def remote_value(arg: str | None) -> bool | str | None:
 
 
 def load_codi_model(spec: str, device: str = "cpu", dtype: str = "float32", base: str | None = None,
-                    lora_mode: str = "merged"):
+                    lora_mode: str = "merged", numerics: str = "default"):
     """Load `spec` and insist that it is a CODI model."""
     from ..models import load_model
     from ..tracing.codi_model import CodiModel
 
-    model = load_model(spec, device=device, dtype=dtype, base=base, lora_mode=lora_mode)
+    model = load_model(spec, device=device, dtype=dtype, base=base, lora_mode=lora_mode, numerics=numerics)
     if not isinstance(model, CodiModel):
         raise ValueError(f"{spec} is a plain LM, not a CODI model (no codi.json / prj)")
     return model
@@ -98,7 +105,8 @@ def load_codi(args: argparse.Namespace):
     With `--lora-mode interventions` and `--remote`, the (hosted) base model's weights are checked
     against the checkpoint here, before any work.
     """
-    codi = load_codi_model(args.model, args.device, args.dtype, args.base, getattr(args, "lora_mode", "merged"))
+    codi = load_codi_model(args.model, args.device, args.dtype, args.base, getattr(args, "lora_mode", "merged"),
+                           getattr(args, "numerics", "default"))
     if getattr(args, "ndif_model", None):
         object.__setattr__(codi, "ndif_repo_id", args.ndif_model)
     remote = remote_value(getattr(args, "remote", None))

@@ -12,14 +12,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import (add_dataset_args, add_loop_args, add_model_args, emit_json, load_codi, remote_value,
-                     synthetic_overrides)
+from .common import (add_dataset_args, add_loop_args, add_model_args, add_numerics_arg, emit_json, load_codi,
+                     remote_value, synthetic_overrides)
 
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("eval", help="evaluate a CODI model (accuracy)",
                               description="Run the latent loop over a dataset and score answers as the reference.")
     add_model_args(p)
+    add_numerics_arg(p)
     add_dataset_args(p)
     add_loop_args(p)
     p.add_argument("--out", default=None, help="write predictions.jsonl and summary.json here")
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(codi, dataset, batch_size=args.batch_size, num_latents=args.num_latents,
                       max_new_tokens=args.max_new_tokens, masking=args.masking, remote=remote,
                       progress=not args.json, model_name=str(args.model), dataset_name=str(args.dataset))
-    summary = result.summary() | {"seconds": round(time.perf_counter() - start, 3), "masking": args.masking}
+    summary = result.summary() | {"seconds": round(time.perf_counter() - start, 3), "masking": args.masking,
+                                  "numerics": args.numerics}
     if args.out:
         summary["out"] = str(result.write(args.out))
     if args.json:

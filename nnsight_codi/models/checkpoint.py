@@ -185,6 +185,25 @@ def _tied_keys(lm: nn.Module) -> set[str]:
     return {f"{name}.weight" for name, module in lm.named_modules() if module is out}
 
 
+def base_ties_embeddings(config: Any) -> bool:
+    """Whether a base model's config ties its output head to its input embedding (HF default: True)."""
+    value = getattr(config, "tie_word_embeddings", None)
+    if value is None and hasattr(config, "get_text_config"):
+        value = getattr(config.get_text_config(), "tie_word_embeddings", None)
+    return True if value is None else bool(value)
+
+
+def check_head(lm: nn.Module, tied: bool, where: Any) -> None:
+    """The loaded LM's output head is tied exactly when `tied` says so (`CodiFormatError` otherwise)."""
+    out, inp = lm.get_output_embeddings(), lm.get_input_embeddings()
+    if out is None:
+        return
+    is_tied = out.weight is inp.weight or out.weight.data_ptr() == inp.weight.data_ptr()
+    if is_tied != tied:
+        raise CodiFormatError(f"{where}: the output head is {'tied' if is_tied else 'untied'} but the model "
+                              f"records it {'tied' if tied else 'untied'} (tie_word_embeddings)")
+
+
 def convert_reference_checkpoint(file: str | Path, base: str | Path | None, entry: CheckpointEntry | None = None,
                                  lora_alpha: float | None = None, num_latents: int | None = None,
                                  dtype: torch.dtype = torch.float32) -> tuple[nn.Module, Any, nn.Module, CodiConfig]:
@@ -209,7 +228,10 @@ def convert_reference_checkpoint(file: str | Path, base: str | Path | None, entr
         raise CodiFormatError(
             f"{file}: embedding has {ckpt_vocab} rows; a CODI checkpoint on base {base} (vocab {vocab}) has {vocab + 3}"
         )
-    config = AutoConfig.from_pretrained(str(base), vocab_size=vocab + 3, tie_word_embeddings=True)
+    # Tie the output head only where the base ties it (the reference's `tie_weights()` does nothing
+    # otherwise): an untied checkpoint keeps its own `lm_head.weight` [V+3, d], validated like every key.
+    tied = base_ties_embeddings(base_config)
+    config = AutoConfig.from_pretrained(str(base), vocab_size=vocab + 3, tie_word_embeddings=tied)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)
     alpha = lora_alpha if lora_alpha is not None else (entry.lora_alpha if entry else 32.0)
@@ -220,12 +242,14 @@ def convert_reference_checkpoint(file: str | Path, base: str | Path | None, entr
     missing = [k for k in missing if k not in report.tied_keys_ignored]
     if missing or unexpected:
         raise CodiFormatError(_problem_report(missing, list(unexpected), []))
-    lm.tie_weights()
+    if tied:
+        lm.tie_weights()
+    check_head(lm, tied, file)
     prj = projection_from_state_dict(prj_state)
 
     codi_config = reference_codi_config(tokenizer, vocab, family, file, base, entry, num_latents,
                                         {"lora_rank": report.lora_rank, "lora_alpha": alpha,
-                                         "merged_modules": report.merged_modules})
+                                         "merged_modules": report.merged_modules, "tied_head": tied})
     return lm.eval(), tokenizer, prj, codi_config
 
 

@@ -116,10 +116,19 @@ def load_converted(directory: str | Path, device: str | torch.device | None = "c
     prj = load_projection(directory)
     device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
     try:
-        lm = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype)
+        lm, info = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, output_loading_info=True,
+                                                        ignore_mismatched_sizes=True)  # reported below, by name
         tokenizer = AutoTokenizer.from_pretrained(directory)
-    except (OSError, ValueError) as err:
-        raise CodiFormatError(f"{directory}: cannot load the merged LM or tokenizer: {err}") from err
+    except (OSError, ValueError, RuntimeError) as err:
+        raise CodiFormatError(f"{directory}: cannot load the merged LM or tokenizer: {one_line(err)}") from err
+    _check_loading_info(info, directory)
+    from .checkpoint import base_ties_embeddings, check_head
+
+    tied = config.extra.get("tied_head", base_ties_embeddings(lm.config))
+    if bool(tied) != base_ties_embeddings(lm.config):
+        raise CodiFormatError(f"{directory}: codi.json records the output head {'tied' if tied else 'untied'}, "
+                              f"config.json has tie_word_embeddings={base_ties_embeddings(lm.config)}")
+    check_head(lm, bool(tied), directory)
     _check_special_ids(config, lm.config.vocab_size, directory)
     if lm.config.hidden_size != prj[1].in_features:
         raise CodiFormatError(
@@ -130,6 +139,18 @@ def load_converted(directory: str | Path, device: str | torch.device | None = "c
     return CodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj)
 
 
+def _check_loading_info(info: dict, where: Any) -> None:
+    """Missing or mis-shaped weights of a converted directory are an error naming them (never random init)."""
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(f"{item[0]} (file {tuple(item[1])}, expected {tuple(item[2])})"
+                        if isinstance(item, (tuple, list)) and len(item) == 3 else str(item)
+                        for item in (info.get("mismatched_keys") or []))
+    problems = ([f"missing keys: {', '.join(missing)}"] if missing else []) + \
+               ([f"mis-shaped keys: {', '.join(mismatched)}"] if mismatched else [])
+    if problems:
+        raise CodiFormatError(f"{where}: the weights do not match config.json: " + "; ".join(problems))
+
+
 def _check_special_ids(config: CodiConfig, vocab_size: int, where: Any) -> None:
     for name in ("pad_id", "bot_id", "eot_id", "eos_id"):
         value = getattr(config, name)
@@ -137,21 +158,41 @@ def _check_special_ids(config: CodiConfig, vocab_size: int, where: Any) -> None:
             raise CodiFormatError(f"{where}: {name}={value} is outside the vocabulary (size {vocab_size})")
 
 
+NUMERICS = ("default", "reference")
+
+
+def check_numerics(numerics: str, lora_mode: str) -> str:
+    """Validate `numerics`; `"reference"` runs LoRA unmerged, so it cannot go with an explicit merged mode."""
+    if numerics not in NUMERICS:
+        raise ValueError(f"unknown numerics {numerics!r}; choose one of {', '.join(NUMERICS)}")
+    return "interventions" if numerics == "reference" else lora_mode
+
+
 def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
                dtype: str | torch.dtype | None = "float32", base: str | None = None,
-               lora_mode: str = "merged", **kwargs: Any):
+               lora_mode: str = "merged", numerics: str = "default", **kwargs: Any):
     """Load a CODI model (`CodiModel`) or a plain HF causal LM (`TransformersModel`). See module doc.
 
     `lora_mode="interventions"` runs a reference CODI checkpoint as its base model + LoRA applied
     as nnsight interventions (`models/lora_interventions.py`; the shape NDIF can run); the default
-    `"merged"` merges LoRA into the weights. Errors are one line: unknown device, a path that does
-    not exist (and is not a known hub id), a hub model that cannot be fetched.
+    `"merged"` merges LoRA into the weights. `numerics="reference"` reproduces the reference code's
+    arithmetic in `dtype` (what it publishes in bfloat16): LoRA unmerged, computed in `dtype` as
+    peft does (it implies `lora_mode="interventions"`), and every floating buffer cast as
+    `module.to(dtype)` casts it (Llama's rotary `inv_freq` included); it needs a reference
+    checkpoint. Errors are one line: unknown device, a path that does not exist (and is not a
+    known hub id), a hub model that cannot be fetched.
     """
     from .checkpoint import find_checkpoint_file, load_reference_checkpoint
     from .registry import lookup
 
     spec_str = str(spec)
     check_lora_mode(lora_mode)
+    lora_mode = check_numerics(numerics, lora_mode)
+    if numerics == "reference":
+        if spec_str in ("tiny", "tiny-instruct") or is_converted_dir(Path(spec_str).expanduser()):
+            raise ValueError(f"numerics='reference' needs a reference CODI checkpoint with its LoRA tensors; "
+                             f"{spec_str} is a merged model")
+        kwargs["reference_numerics"] = True
     resolve_device(device)  # a bad device fails before any loading
     resolve_dtype(dtype)
     interventions = lora_mode == "interventions"

@@ -386,8 +386,11 @@ def base_checks(split: SplitCheckpoint, skeleton: nn.Module) -> list[BaseCheck]:
 
 def load_lora_interventions(file: str | Path, base: str | Path | None, entry: CheckpointEntry | None = None,
                             device: Any = "cpu", dtype: Any = "float32", lora_alpha: float | None = None,
-                            num_latents: int | None = None):
+                            num_latents: int | None = None, reference_numerics: bool = False):
     """A reference CODI checkpoint as a `LoraCodiModel`: the base LM + `LoraAdapter`, weight-checked.
+
+    `reference_numerics=True` also casts every floating buffer to `dtype` as the reference's
+    `model.to(dtype)` does (Llama's rotary `inv_freq`, which loading in `dtype` keeps in float32).
 
     The local base LM is `base` when it is a directory holding weights (e.g. a saved copy of the
     hosted model), else it is rebuilt from the checkpoint's own `base_layer`/embedding tensors. A
@@ -434,6 +437,9 @@ def load_lora_interventions(file: str | Path, base: str | Path | None, entry: Ch
                                    {"lora_rank": split.rank, "lora_alpha": alpha, "lora_mode": "interventions",
                                     "lora_modules": len(split.lora)})
     base_id = str(base) if not Path(str(base)).expanduser().exists() else (entry.base if entry else None)
+    if reference_numerics:
+        lm = lm.to(torch_dtype)  # buffers too, as the reference's `model.to(torch.bfloat16)`
+        config.extra["numerics"] = "reference"
     lm = lm.to(resolve_device(device)).eval()
     model = LoraCodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj,
                           adapter=adapter, checks=checks, base_id=base_id)

@@ -55,6 +55,27 @@ def next_positions(mask: Tensor, n: int = 1) -> Tensor:
     return start + torch.arange(n, device=mask.device).unsqueeze(0)
 
 
+def reference_prompt_mask(mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The prompt call's mask under reference masking: `Float[Tensor, "batch 1 seq seq"]`, additive.
+
+    Causal and padding-masked (0 where attended, the dtype's minimum elsewhere), except that a
+    query row with no key to attend to (a left pad's own row) attends to **every** position,
+    judged by score alone. This is what transformers 4.52 computes on CUDA under SDPA
+    (`AttentionMaskConverter._unmask_unattended`), where the reference's published numbers were
+    made; those rows' hidden states become the pads' keys/values that the reference's unmasked
+    later calls read. Given as a 4D mask, every stack and device computes the same thing.
+
+    >>> reference_prompt_mask(torch.tensor([[0, 1, 1]]))[0, 0].eq(0).int().tolist()
+    [[1, 1, 1], [0, 1, 0], [0, 1, 1]]
+    """
+    seq = mask.shape[-1]
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=mask.device).tril()
+    allowed = causal.unsqueeze(0) & mask.bool().unsqueeze(1)           # [batch, query, key]
+    allowed = allowed | ~allowed.any(-1, keepdim=True)                 # fully masked rows: every key
+    out = torch.zeros(allowed.shape, dtype=dtype, device=mask.device)
+    return out.masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
+
+
 def extend_mask(mask: Tensor, n: int = 1) -> Tensor:
     """Append `n` attended positions to every row of `mask`."""
     return torch.cat([mask, mask.new_ones(mask.shape[0], n)], dim=-1)

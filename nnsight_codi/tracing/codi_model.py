@@ -213,6 +213,7 @@ class CodiModel(TransformersModel):
         return LatentLoopState(
             input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, config=self.codi_config,
             num_latents=k, max_new_tokens=max_new_tokens, masking=masking, sync_every=sync_every,
+            mask_dtype=self.dtype,
         )
 
     def _project(self, hidden: Tensor) -> Tensor:

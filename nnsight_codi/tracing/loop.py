@@ -19,9 +19,11 @@ holds loop logic of its own.
 Masking modes:
 - `"exact"` (default): every call gets the running attention mask (left pads masked) and
   position ids counting real tokens only, so batched answers equal one-at-a-time answers.
-- `"reference"`: the reference code's behaviour — only the prompt call gets a mask; latent and
-  decoding calls get none, and positions count the padding. Use for parity with published
-  numbers; at batch size 1 both modes are identical.
+- `"reference"`: the reference code as published — only the prompt call gets a mask; latent and
+  decoding calls get none, and positions count the padding. The prompt's mask is the one
+  transformers 4.52 builds on CUDA (`batching.reference_prompt_mask`: a left pad's own, fully
+  masked query row attends to every position), passed as a 4D mask so any stack and device
+  computes it. Use for parity with published numbers; at batch size 1 both modes are identical.
 
 Host syncs: the only value the loop needs on the host is "has every row finished?". With
 `sync_every=1` it is read after every answer token (the reference behaviour, free on a CPU); with
@@ -41,7 +43,7 @@ from torch import Tensor
 
 from ..models.config import CodiConfig
 from ..steps import step_name, step_names
-from .batching import extend_mask, next_positions, positions_from_mask
+from .batching import extend_mask, next_positions, positions_from_mask, reference_prompt_mask
 
 Masking = Literal["exact", "reference"]
 MASKING_MODES: tuple[str, ...] = ("exact", "reference")
@@ -61,6 +63,7 @@ class LatentLoopState:
         masking: `"exact"` or `"reference"` (module docstring).
         sync_every: read "all rows finished?" on the host only every n-th answer token
             (module docstring); answers do not depend on it.
+        mask_dtype: dtype of the 4D prompt mask under reference masking (the model's compute dtype).
     """
 
     input_ids: Tensor
@@ -70,6 +73,7 @@ class LatentLoopState:
     max_new_tokens: int = 256
     masking: Masking = "exact"
     sync_every: int = 1
+    mask_dtype: torch.dtype = torch.float32
     step: int = 0
     mask: Tensor = field(init=False)
     last_hidden: Tensor | None = field(init=False, default=None)
@@ -122,10 +126,10 @@ class LatentLoopState:
         next latent input; it is only called on latent steps.
         """
         if self.step == 0:
-            kwargs = {"input_ids": self.input_ids, "attention_mask": self.mask}
             if self.masking == "exact":
-                kwargs["position_ids"] = positions_from_mask(self.mask)
-            return kwargs
+                return {"input_ids": self.input_ids, "attention_mask": self.mask,
+                        "position_ids": positions_from_mask(self.mask)}
+            return {"input_ids": self.input_ids, "attention_mask": reference_prompt_mask(self.mask, self.mask_dtype)}
         if self.is_latent_step:
             assert self.last_hidden is not None
             embeds = project(self.last_hidden) if project is not None else self.last_hidden

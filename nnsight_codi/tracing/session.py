@@ -55,6 +55,17 @@ def plain_lm_model(codi, remote: bool | str | None = "local") -> TransformersMod
     return TransformersModel(codi._module, tokenizer=codi.tokenizer, task="text-generation")
 
 
+def _compute_dtype(model: TransformersModel) -> torch.dtype:
+    """The wrapped LM's parameter dtype (a hosted model's meta copy has it too); float32 if unknown."""
+    adapter = getattr(model, "codi_adapter", None)
+    if adapter is not None:
+        return adapter.rows.dtype
+    try:
+        return next(model._module.parameters()).dtype
+    except (AttributeError, StopIteration, TypeError):
+        return torch.float32
+
+
 def _register_for_remote() -> None:
     # This package is not installed on an NDIF server: ship its code by value.
     import nnsight_codi
@@ -85,7 +96,7 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
     state = LatentLoopState(
         input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, config=config,
         num_latents=config.num_latents if num_latents is None else int(num_latents),
-        max_new_tokens=max_new_tokens, masking=masking,
+        max_new_tokens=max_new_tokens, masking=masking, mask_dtype=_compute_dtype(model),
     )
     # A CODI checkpoint run as base LM + interventions (models/lora_interventions.py): its adapter is a
     # local of this session, so its tensors travel once per session; each call gets a second invoke.
