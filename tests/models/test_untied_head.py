@@ -16,6 +16,7 @@ from factories import BASE_VOCAB, PREFIX, reference_state_dict, tiny_lm, word_to
 from nnsight_codi.cli import main
 from nnsight_codi.models import load_model
 from nnsight_codi.models.config import CodiFormatError
+from nnsight_codi.models.lora_interventions import BaseMismatchError
 from nnsight_codi.models.projection import build_projection
 from nnsight_codi.tracing.hooks import run_loop
 
@@ -126,3 +127,25 @@ def test_converted_dir_with_missing_or_misshaped_head_is_refused(tmp_path, capsy
     assert main(["eval", "--model", str(dst), "--limit", "2"]) == 2
     err = capsys.readouterr().err
     assert "tied" in err.strip().splitlines()[-1] and "Traceback" not in err
+
+
+def test_interventions_check_an_untied_base_head(tmp_path):
+    """Base + interventions reads the head rows < V from the base: a base whose untied head is not the
+    checkpoint's is refused (naming it), one whose head is the checkpoint's gives the merged answers."""
+    ref = untied_checkpoint(tmp_path, "gpt2")
+    lm = ref["lm"]
+    base_lm = type(lm)(type(lm.config)(**(lm.config.to_dict() | {"vocab_size": BASE_VOCAB})))
+    state = {k: v[:BASE_VOCAB] if k in ("transformer.wte.weight", "lm_head.weight") else v
+             for k, v in lm.state_dict().items()}
+    base_lm.load_state_dict(state)
+    base_lm.save_pretrained(ref["base"])
+    merged = load_model(ref["path"], base=str(ref["base"]))
+    inter = load_model(ref["path"], base=str(ref["base"]), lora_mode="interventions")
+    want, _ = run_loop(merged, merged.encode(QUESTIONS), max_new_tokens=4)
+    got, _ = run_loop(inter, inter.encode(QUESTIONS), max_new_tokens=4)
+    assert got.tolist() == want.tolist()
+    with torch.no_grad():
+        base_lm.lm_head.weight.add_(0.5)
+    base_lm.save_pretrained(ref["base"])
+    with pytest.raises(BaseMismatchError, match="lm_head.weight differs"):
+        load_model(ref["path"], base=str(ref["base"]), lora_mode="interventions")
