@@ -162,7 +162,8 @@ NUMERICS = ("default", "reference")
 
 
 def check_numerics(numerics: str, lora_mode: str) -> str:
-    """Validate `numerics`; `"reference"` runs LoRA unmerged, so it cannot go with an explicit merged mode."""
+    """Validate `numerics` and return the LoRA mode it runs in (`"reference"` computes LoRA unmerged:
+    `"interventions"`; otherwise `lora_mode` itself)."""
     if numerics not in NUMERICS:
         raise ValueError(f"unknown numerics {numerics!r}; choose one of {', '.join(NUMERICS)}")
     return "interventions" if numerics == "reference" else lora_mode
