@@ -129,6 +129,8 @@ class LatentLoopState:
             if self.masking == "exact":
                 return {"input_ids": self.input_ids, "attention_mask": self.mask,
                         "position_ids": positions_from_mask(self.mask)}
+            if bool(self.mask.all()):  # nothing padded: the plain causal call, as the reference makes it
+                return {"input_ids": self.input_ids, "attention_mask": self.mask}
             return {"input_ids": self.input_ids, "attention_mask": reference_prompt_mask(self.mask, self.mask_dtype)}
         if self.is_latent_step:
             assert self.last_hidden is not None
