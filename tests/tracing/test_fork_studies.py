@@ -29,7 +29,7 @@ def test_early_answering_equals_a_run_per_latent_count(codi, masking):
         with torch.inference_mode():
             whole = codi.answer(QUESTIONS, num_latents=k, max_new_tokens=5, masking=masking)
         assert texts == whole, k
-    assert forked == answers_by_latent_count(codi, QUESTIONS, batch_size=3, max_new_tokens=5, masking=masking,
+    assert forked == answers_by_latent_count(codi, QUESTIONS, batch_size=4, max_new_tokens=5, masking=masking,
                                              progress=False, fork=False)
     with pytest.raises(ValueError, match="distinct"):
         answers_by_latent_count(codi, QUESTIONS, [1, 1])
