@@ -246,13 +246,18 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
                 prompts = codi.encode([questions[i] for i in idx])
                 runs = run_conditions(codi, prompts, [conditions[ci] for ci in cis], shape, res, idx,
                                       cfg.max_new_tokens, cfg.masking, cfg.remote, fork=cfg.fork)
+                # one write (one manifest update) for the whole group: atomic, so a kill loses or keeps it whole
+                units, preds, correct = [], [], []
                 for ci, tokens in zip(cis, runs):
-                    _, preds, correct = score(codi, tokens, [golds[i] for i in idx])
-                    writer.write(np.array([ci * n + i for i in idx]),
-                                 {"answer_pred": preds, "answer_gold": np.array([golds[i] for i in idx], np.float64),
-                                  "correct": correct})
-                    written += len(idx)
-                    bar.update(len(idx))
+                    _, p, c = score(codi, tokens, [golds[i] for i in idx])
+                    units += [ci * n + i for i in idx]
+                    preds.append(p)
+                    correct.append(c)
+                writer.write(np.array(units), {"answer_pred": np.concatenate(preds),
+                                               "answer_gold": np.array([golds[i] for i in idx] * len(cis), np.float64),
+                                               "correct": np.concatenate(correct)})
+                written += len(units)
+                bar.update(len(units))
         bar.close()
         done = writer.num_completed
     seconds = time.perf_counter() - start
