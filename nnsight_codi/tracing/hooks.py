@@ -12,6 +12,10 @@ local) or the NDIF-shaped session (`remote="local"` / `True`). The sink is one
 `nnsight.save([])` list of `(name, step, tensor)` records, so only what hooks record leaves
 the model on remote runs.
 
+`run_branches` runs several hook sets (and numbers of latents) over the same prompts as branches
+of one hookless trunk, each forked (`loop.LoopSnapshot`) at the first step where it can differ,
+so the prefix they share is computed once; results equal `run_loop` per hook set exactly.
+
 Example:
     >>> class LastLayerNorms:
     ...     def sites(self, step): return ["layer2"]
@@ -242,6 +246,8 @@ def run_branches(codi, prompts, branches: Sequence[Branch], shared: Sequence[Ste
 
 def _driver_branches(codi, prompts, branches, shared, starts, branch_k, bounds, k, max_new_tokens, masking,
                      output_attentions, answer_steps, trunk_needed):
+    """Traced driver: the trunk in segments up to each fork step, each fork's branches from copies of it
+    (depth first: one prefix held at a time, about the memory of two runs). Returns (trunk, {branch: run})."""
     last = k + 1 + answer_steps
     snapshot = LoopSnapshot(codi.new_loop_state(prompts, k, max_new_tokens, masking))
     trunk_records: list[Record] = []
@@ -263,6 +269,7 @@ def _driver_branches(codi, prompts, branches, shared, starts, branch_k, bounds, 
 
 def _session_branches(codi, prompts, branches, shared, starts, branch_k, bounds, k, max_new_tokens, masking,
                       remote, output_attentions, answer_steps, trunk_needed):
+    """Session executor: trunk and branches in one session (`session.run_session_branches`)."""
     from .session import SessionBranch, plain_lm_model, run_session_branches
 
     num_layers = codi.num_layers
