@@ -198,3 +198,13 @@ def test_one_session_request_carries_every_branch(codi, monkeypatch):
         unforked = run_branches(codi, prompts, branches, max_new_tokens=4, remote="local", fork=False)
         assert len(sizes) == len(branches)
     _assert_runs_equal(forked, unforked, range(len(branches)))
+
+
+@pytest.mark.parametrize("remote", [None, "local"])
+def test_without_the_trunk_among_the_branches_it_stops_at_the_last_fork(codi, remote):
+    prompts = codi.encode(QUESTIONS)
+    branches = [b for name, b in _branches(codi, len(QUESTIONS)).items() if name in ("kv", "patch_2", "early_1")]
+    with torch.inference_mode():
+        forked = run_branches(codi, prompts, branches, max_new_tokens=4, remote=remote)
+        unforked = run_branches(codi, prompts, branches, max_new_tokens=4, remote=remote, fork=False)
+    _assert_runs_equal(forked, unforked, range(len(branches)))
