@@ -233,8 +233,8 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
         bar = tqdm(total=len(pending), desc="sweep", unit="run", disable=not progress)
         # example batches (in dataset order) outside, conditions inside: at any moment every condition
         # has run on the same first examples, so a stopped sweep is a complete, unbiased smaller study
-        for start in range(0, n, cfg.batch_size):
-            batch = list(range(start, min(n, start + cfg.batch_size)))
+        for first in range(0, n, cfg.batch_size):
+            batch = list(range(first, min(n, first + cfg.batch_size)))
             # the conditions still pending on the same examples run together: their shared prefix once
             groups: dict[tuple[int, ...], list[int]] = {}
             for ci in range(len(conditions)):

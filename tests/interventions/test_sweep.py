@@ -217,3 +217,10 @@ def _small_vectors(model_dir, tmp_path):
     run_capture(store, CaptureConfig(model=str(model_dir), limit=3, seed=2, max_new_tokens=2,
                                      variables=("hidden", "latent_input", "kv", "correct")), progress=False)
     return save_vectors(vectors_from_store(open_store(store)), tmp_path / "vec.zarr")
+
+
+def test_summary_seconds_are_the_sweeps_wall_time(model_dir, tmp_path):
+    begin = time.perf_counter()
+    summary = run_sweep(SweepConfig.from_dict(_config(model_dir, limit=7, modes=[], baselines=[], batch_size=3)),
+                        tmp_path / "s", progress=False)
+    assert 0 < summary["seconds"] <= time.perf_counter() - begin  # the batch loop once shadowed its start time
