@@ -4,7 +4,8 @@
 
 Each benchmark runs in its own process (so one's memory or threads do not colour the next):
 profile_loop (py-spy), bench_loop, bench_capture, bench_session, bench_store, bench_read,
-bench_sweep (steering-sweep throughput), bench_ndif_cost (requests and bytes of base + LoRA
+bench_sweep (steering-sweep throughput), bench_fork (forked sweeps: marginal condition cost, NDIF
+requests per condition, the steering study), bench_ndif_cost (requests and bytes of base + LoRA
 interventions on NDIF), and with `--device cuda` also bench_real_size. Then every table of bench/README.md between
 `<!-- BEGIN name -->` and `<!-- END name -->` markers, the headline table included, is rewritten
 from the JSON results, so the README always shows the numbers of the last run. `--quick` runs
@@ -34,6 +35,7 @@ BENCHES = {  # name: (script, json, takes --device)
     "read": ("bench_read.py", "bench_read.json", False),
     "real_size": ("bench_real_size.py", "bench_real_size.json", True),
     "sweep": ("bench_sweep.py", "bench_sweep.json", True),
+    "fork": ("bench_fork.py", "bench_fork.json", True),
     "ndif_cost": ("bench_ndif_cost.py", "bench_ndif_cost.json", True),
 }
 
@@ -173,11 +175,24 @@ def render_read(data: dict) -> str:
 
 
 def render_sweep(data: dict) -> str:
-    rows = [[r["batch_size"], f"{r['conditions']} × {r['examples']}", f"{r['seconds']:.1f}", f"{r['runs_per_second']:.1f}"]
-            for r in data["rows"]]
     load_avg = data.get("load_average") or [0]
-    return (f"{data['device']}, {data['model']}, {data.get('cpu_count')} CPUs, load average {load_avg[0]:.1f} at the end.\n\n"
-            + table(["batch size", "conditions × examples", "seconds", "runs / s"], rows))
+    head = f"{data['device']}, {data['model']}, {data.get('cpu_count')} CPUs, load average {load_avg[0]:.1f} at the end"
+    if "runs_per_second_whole" not in data["rows"][0]:  # before #25: one variant
+        rows = [[r["batch_size"], f"{r['conditions']} × {r['examples']}", f"{r['seconds']:.1f}",
+                 f"{r['runs_per_second']:.1f}"] for r in data["rows"]]
+        return head + ".\n\n" + table(["batch size", "conditions × examples", "seconds", "runs / s"], rows)
+    rows = [[r["batch_size"], f"{r['conditions']} × {r['examples']}", f"{r['runs_per_second']:.1f}",
+             f"{r['runs_per_second_whole']:.1f}", f"{r['speedup']:.2f}× [{r['speedup_min']:.2f}–{r['speedup_max']:.2f}]"]
+            for r in data["rows"]]
+    return (head + f"; forked and whole alternate, {data['rows'][0]['rounds']} round(s), medians.\n\n"
+            + table(["batch size", "conditions × examples", "runs / s forked", "runs / s whole (every condition re-run)",
+                     "whole ÷ forked"], rows))
+
+
+def render_fork(data: dict) -> str:
+    from bench_fork import render
+
+    return render(data)
 
 
 def render_ndif_cost(data: dict) -> str:
@@ -229,6 +244,17 @@ def render_headline() -> str:
     if read:
         rows.append([f"open + one slice of a {read['store']['bytes'] / 1e9:.1f} GB store", "< 1 s",
                      f"{read['cold']['open_plus_step_layer_slice_s']:.2f} s cold, {read['warm']['open_plus_step_layer_slice_s']:.2f} s warm"])
+    fork = load("fork")
+    if fork and fork.get("marginal"):
+        r = fork["marginal"]["one_more_kv_condition_over_unsteered_run"]
+        rows.append(["CPU tiny b64: one more KV condition of a sweep ÷ a whole unsteered run (#25)", "≤ 0.5×",
+                     f"{r['forked']['ratio']:.2f}× [{r['forked']['min']:.2f}–{r['forked']['max']:.2f}] "
+                     f"(unforked: {r['whole']['ratio']:.2f}×)"])
+    if fork and fork.get("ndif"):
+        n = fork["ndif"]
+        rows.append(["NDIF-shaped sweep (tiny b64, 8 conditions): requests / bytes sent per condition", "report",
+                     f"{n['forked']['requests_per_condition']:.3f} / {n['forked']['bytes_per_condition']:,.0f} B "
+                     f"(unforked: {n['whole']['requests_per_condition']:.0f} / {n['whole']['bytes_per_condition']:,.0f} B)"])
     rows.append(["GPU targets (H100: ≥ 1,000 q/s; capture ≤ 1.1×)", "", "not measured: no GPU lent to this task"])
     return table(["measure", "target", "measured"], rows)
 
@@ -237,6 +263,7 @@ RENDERERS = {"headline": lambda: render_headline(), "profile": lambda: render_pr
              "loop": lambda: render_loop(load("loop")), "capture": lambda: render_capture(load("capture")),
              "session": lambda: render_session(load("session")), "store": lambda: render_store(load("store")),
              "read": lambda: render_read(load("read")), "sweep": lambda: render_sweep(load("sweep")),
+             "fork": lambda: render_fork(load("fork")),
              "ndif_cost": lambda: render_ndif_cost(load("ndif_cost"))}
 
 

@@ -12,6 +12,8 @@ _LAZY = {
     "CodiConfig": ("nnsight_codi.models", "CodiConfig"),
     "CodiModel": ("nnsight_codi.tracing.codi_model", "CodiModel"),
     "run_loop": ("nnsight_codi.tracing.hooks", "run_loop"),
+    "run_branches": ("nnsight_codi.tracing.hooks", "run_branches"),
+    "Branch": ("nnsight_codi.tracing.hooks", "Branch"),
     "open_store": ("nnsight_codi.store", "open_store"),
 }
 

@@ -135,6 +135,53 @@ def generate_answers(codi, questions: Sequence[str], batch_size: int = 32, num_l
     return texts
 
 
+@torch.inference_mode()
+def answers_by_latent_count(codi, questions: Sequence[str], latent_counts: Sequence[int] | None = None,
+                            batch_size: int = 32, max_new_tokens: int = 256, masking: Masking = "exact",
+                            remote: bool | str | None = None, progress: bool = True,
+                            fork: bool = True) -> dict[int, list[str]]:
+    """Early answering: answer texts with each number of latents in `latent_counts` (default 0..K), in input
+    order. One loop with the largest count is the trunk; the run with k latents forks from it after
+    latent k (eot next), so the K+1 read-outs cost one loop plus their answer steps (`fork=False`:
+    each run made whole; the same texts)."""
+    from .tracing.hooks import Branch, run_branches
+
+    counts = list(range(codi.num_latents + 1)) if latent_counts is None else [int(k) for k in latent_counts]
+    if not counts or any(k < 0 for k in counts) or len(set(counts)) != len(counts):
+        raise ValueError(f"latent_counts must be distinct integers >= 0, got {latent_counts}")
+    lengths = [len(codi.prompt_ids(q)) for q in questions]
+    texts = {k: [""] * len(questions) for k in counts}
+    bar = tqdm(total=len(questions) * len(counts), desc="latent counts", unit="run", disable=not progress)
+    for idx in batches_by_length(lengths, batch_size):
+        prompts = codi.encode([questions[i] for i in idx])
+        runs = run_branches(codi, prompts, [Branch([], k) for k in counts], num_latents=max(counts),
+                            max_new_tokens=max_new_tokens, masking=masking, remote=remote, fork=fork)
+        for k, (tokens, _) in zip(counts, runs):
+            for i, text in zip(idx, codi.decode(tokens)):
+                texts[k][i] = text
+        bar.update(len(idx) * len(counts))
+    bar.close()
+    return texts
+
+
+def evaluate_latent_counts(codi, dataset, latent_counts: Sequence[int] | None = None, batch_size: int = 32,
+                           max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
+                           progress: bool = True, fork: bool = True) -> dict[int, EvalResult]:
+    """Accuracy vs the number of latents (`answers_by_latent_count`, scored): `{k: EvalResult}`."""
+    questions = list(dataset["question"])
+    golds = [extract_gold(a) for a in dataset["answer"]]
+    by_k = answers_by_latent_count(codi, questions, latent_counts, batch_size, max_new_tokens, masking, remote,
+                                   progress, fork)
+    out = {}
+    for k, texts in by_k.items():
+        result = EvalResult(model="", dataset="", num_latents=k)
+        for ex_id, q, text, gold in zip(dataset["id"], questions, texts, golds):
+            pred = extract_prediction(text)
+            result.predictions.append(Prediction(str(ex_id), q, text, pred, gold, is_correct(pred, gold)))
+        out[k] = result
+    return out
+
+
 def evaluate(codi, dataset, batch_size: int = 32, num_latents: int | None = None, max_new_tokens: int = 256,
              masking: Masking = "exact", remote: bool | str | None = None, progress: bool = True,
              model_name: str = "", dataset_name: str = "") -> EvalResult:

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..tracing.capture import Capture
-from ..tracing.hooks import run_loop
+from ..tracing.hooks import Branch, run_branches, run_loop
 from .ablation import ForceAnswer
 from .patching import LatentStats, PatchLatent, PatchResidual
 
@@ -39,18 +39,28 @@ def _batches(n: int, size: int) -> list[list[int]]:
 
 
 def _forced(codi, prompts, tokens, hooks, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return _forced_branches(codi, prompts, tokens, [hooks], k)[0]
+
+
+def _forced_branches(codi, prompts, tokens, hook_sets: Sequence[Sequence], k: int,
+                     fork: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`_forced` under each hook set, as branches of one forced, unpatched trunk (`run_branches`):
+    each patch re-runs only the steps from the one it edits."""
     force = ForceAnswer(tokens, k, codi.codi_config.eos_id, codi.codi_config.eot_id)
-    _, records = run_loop(codi, prompts, [*hooks, force], num_latents=k, max_new_tokens=tokens.shape[1],
-                          answer_steps=force.answer_steps)
-    return force.total(records).numpy(), force.matched(records).numpy()
+    runs = run_branches(codi, prompts, [Branch(list(h)) for h in hook_sets], shared=[force], num_latents=k,
+                        max_new_tokens=tokens.shape[1], answer_steps=force.answer_steps, fork=fork)
+    return [(force.total(records).numpy(), force.matched(records).numpy()) for _, records in runs]
 
 
 @torch.inference_mode()
 def activation_patching(codi, clean: Sequence[str], corrupted: Sequence[str], batch_size: int = 32,
                         num_latents: int | None = None, max_new_tokens: int = 16,
                         steps: Sequence[int] | None = None, layers: Sequence[int] | None = None,
-                        progress: bool = True) -> dict[str, Any]:
+                        progress: bool = True, fork: bool = True) -> dict[str, Any]:
     """Patch each (step, layer) residual state (last position) from the clean into the corrupted run.
+
+    The patched runs of a batch are branches of the corrupted run, each forked at its step
+    (`fork=False`: every patched run made whole; the numbers are the same).
 
     Returns `logprob` and `recovered` `[example, step, layer]` (clean answer's log-prob; corrupted+patched
     greedy answer == clean answer), `clean_logprob`, `corrupt_logprob`, `corrupt_recovered` `[example]`,
@@ -75,13 +85,14 @@ def activation_patching(codi, clean: Sequence[str], corrupted: Sequence[str], ba
         for j, t in zip(idx, codi.decode(tokens)):
             texts[j] = t
         clean_lp[idx], _ = _forced(codi, pc, tokens, [], k)
-        corrupt_lp[idx], corrupt_rec[idx] = _forced(codi, px, tokens, [], k)
-        bar.update(3 * len(idx))
-        for si, step in enumerate(steps):
-            for li, layer in enumerate(layers):
-                patch = PatchResidual(step, layer, states[(layer, step)])
-                lp[idx, si, li], rec[idx, si, li] = _forced(codi, px, tokens, [patch], k)
-                bar.update(len(idx))
+        cells = [(si, li) for si in range(len(steps)) for li in range(len(layers))]
+        runs = _forced_branches(codi, px, tokens, [[]] + [[PatchResidual(steps[si], layers[li],
+                                                                         states[(layers[li], steps[si])])]
+                                                          for si, li in cells], k, fork)
+        corrupt_lp[idx], corrupt_rec[idx] = runs[0]
+        for (si, li), (total, matched) in zip(cells, runs[1:]):
+            lp[idx, si, li], rec[idx, si, li] = total, matched
+        bar.update((3 + len(cells)) * len(idx))
     bar.close()
     return {"logprob": lp, "recovered": rec, "clean_logprob": clean_lp, "corrupt_logprob": corrupt_lp,
             "corrupt_recovered": corrupt_rec, "clean_text": texts, "steps": steps, "layers": layers}
@@ -90,8 +101,12 @@ def activation_patching(codi, clean: Sequence[str], corrupted: Sequence[str], ba
 @torch.inference_mode()
 def thought_anchors(codi, questions: Sequence[str], golds: Sequence[float], reference_latents: np.ndarray,
                     batch_size: int = 32, num_latents: int | None = None, max_new_tokens: int = 16,
-                    kinds: Sequence[str] = ABLATIONS, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+                    kinds: Sequence[str] = ABLATIONS, seed: int = 0, progress: bool = True,
+                    fork: bool = True) -> dict[str, Any]:
     """Ablate each latent z_k (k = 1..K) in turn with each of `kinds`.
+
+    A batch's ablated runs (greedy, and forced) are branches of its unablated run, each forked at the
+    latent it replaces (`fork=False`: every run made whole; the numbers are the same).
 
     `reference_latents`: `Float[ndarray, "ref step dim"]` latent inputs of a reference set (the store's
     `latent_input`), for the mean and the resampled ablations. Returns `logprob [example, kind, latent]`
@@ -127,8 +142,7 @@ def thought_anchors(codi, questions: Sequence[str], golds: Sequence[float], refe
             pos = width + latent - 1
             attn[idx, latent - 1] = torch.stack([att[s][:, pos] for s in range(latent + 1, k + 2)], 1).mean(1).numpy()
         _, _, base_correct[idx] = score(codi, tokens, [golds[i] for i in idx])
-        base_lp[idx], _ = _forced(codi, prompts, tokens, [], k)
-        bar.update(2 * len(idx))
+        cells, patches = [], []
         for ki, kind in enumerate(kinds):
             for latent in range(1, k + 1):
                 if kind == "zero":
@@ -137,11 +151,16 @@ def thought_anchors(codi, questions: Sequence[str], golds: Sequence[float], refe
                     values = stats.mean[latent].expand(len(idx), -1).clone()
                 else:
                     values = ref[picks[idx, latent], latent]
-                patch = PatchLatent(latent, values, kind)
-                greedy, _ = run_loop(codi, prompts, [patch], num_latents=k, max_new_tokens=max_new_tokens)
-                _, _, correct[idx, ki, latent - 1] = score(codi, greedy, [golds[i] for i in idx])
-                lp[idx, ki, latent - 1], _ = _forced(codi, prompts, tokens, [patch], k)
-                bar.update(2 * len(idx))
+                cells.append((ki, latent))
+                patches.append(PatchLatent(latent, values, kind))
+        greedy = run_branches(codi, prompts, [Branch([p]) for p in patches], num_latents=k,
+                              max_new_tokens=max_new_tokens, fork=fork)
+        forced = _forced_branches(codi, prompts, tokens, [[]] + [[p] for p in patches], k, fork)
+        base_lp[idx], _ = forced[0]
+        for (ki, latent), (ids, _), (total, _) in zip(cells, greedy, forced[1:]):
+            _, _, correct[idx, ki, latent - 1] = score(codi, ids, [golds[i] for i in idx])
+            lp[idx, ki, latent - 1] = total
+        bar.update((2 + 2 * len(cells)) * len(idx))
     bar.close()
     return {"logprob": lp, "correct": correct, "base_logprob": base_lp, "base_correct": base_correct,
             "attention": attn, "kinds": list(kinds), "latents": list(range(1, k + 1))}

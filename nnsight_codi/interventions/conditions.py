@@ -3,7 +3,9 @@
 A `Condition` names one intervention as the CLI and sweeps spell it (`mode` none | hidden | kv |
 patch); `Resources` holds what conditions draw on (a vector set, a vector file, latent stats).
 `build_hooks` turns a condition into `StepHook`s for one batch, `evaluate_conditions` runs
-conditions over the same examples through the one loop (`hooks.run_loop`) and scores the answers.
+conditions over the same examples through the one loop and scores the answers; `run_conditions`
+runs a batch's conditions as branches of one unsteered trunk (`hooks.run_branches`), so the prompt
+and the latents they share are computed once.
 
 Example:
     >>> Condition("hidden", pair=(3, 5), coef=-1.0, extra_latent_step=True).name
@@ -249,6 +251,28 @@ def run_condition(codi, prompts, cond: Condition, shape: ModelShape, res: Resour
     return tokens
 
 
+def run_conditions(codi, prompts, conditions: Sequence[Condition], shape: ModelShape, res: Resources,
+                   example_seeds: Sequence[int], max_new_tokens: int = 256, masking: str = "exact",
+                   remote: Any = None, fork: bool = True) -> list[torch.Tensor]:
+    """Answer ids of one batch under each of `conditions` (`run_condition` for each), computing the prefix the
+    conditions share once (`hooks.run_branches`): the unsteered run is the trunk; a KV condition forks
+    at the last latent, a patch of latent k at step k, hidden steering at its step (with its extra latent).
+    Equal to `run_condition` per condition, token for token; `fork=False` runs that instead."""
+    from ..tracing.hooks import Branch, run_branches
+
+    if not fork:
+        return [run_condition(codi, prompts, c, shape, res, example_seeds, max_new_tokens, masking, remote)
+                for c in conditions]
+    branches = []
+    for cond in conditions:
+        hooks, k = build_hooks(cond, shape, res, example_seeds)
+        branches.append(Branch(hooks, k))
+    with torch.inference_mode():
+        runs = run_branches(codi, prompts, branches, num_latents=shape.num_latents, max_new_tokens=max_new_tokens,
+                            masking=masking, remote=remote)
+    return [tokens for tokens, _ in runs]
+
+
 def score(codi, tokens: torch.Tensor, golds: Sequence[float]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Decoded texts, numeric predictions and correctness of one batch."""
     from ..data.scoring import extract_prediction, is_correct
@@ -262,8 +286,10 @@ def score(codi, tokens: torch.Tensor, golds: Sequence[float]) -> tuple[list[str]
 def evaluate_conditions(codi, questions: Sequence[str], golds: Sequence[float], conditions: Sequence[Condition],
                         res: Resources, batch_size: int = 32, num_latents: int | None = None,
                         max_new_tokens: int = 256, masking: str = "exact", remote: Any = None,
-                        progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Run every condition on the same examples; `{name: {"texts", "pred", "correct"}}` in input order."""
+                        progress: bool = True, fork: bool = True) -> dict[str, dict[str, Any]]:
+    """Run every condition on the same examples; `{name: {"texts", "pred", "correct"}}` in input order.
+
+    Batches outside, conditions inside (`run_conditions`): each batch's shared prefix is computed once."""
     from ..evaluation import batches_by_length
 
     shape = ModelShape.of(codi, num_latents)
@@ -273,10 +299,10 @@ def evaluate_conditions(codi, questions: Sequence[str], golds: Sequence[float], 
     n = len(questions)
     out = {c.name: {"texts": [""] * n, "pred": np.full(n, np.nan), "correct": np.zeros(n, bool)} for c in conditions}
     bar = tqdm(total=n * len(conditions), desc="steer", unit="run", disable=not progress)
-    for cond in conditions:
-        for idx in batches:
-            prompts = codi.encode([questions[i] for i in idx])
-            tokens = run_condition(codi, prompts, cond, shape, res, idx, max_new_tokens, masking, remote)
+    for idx in batches:
+        prompts = codi.encode([questions[i] for i in idx])
+        runs = run_conditions(codi, prompts, conditions, shape, res, idx, max_new_tokens, masking, remote, fork)
+        for cond, tokens in zip(conditions, runs):
             texts, preds, correct = score(codi, tokens, [golds[i] for i in idx])
             for j, i in enumerate(idx):
                 out[cond.name]["texts"][i] = texts[j]

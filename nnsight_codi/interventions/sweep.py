@@ -10,7 +10,10 @@ held-out problems (`reference_seed`, written to `DIR/reference.zarr`).
 Each (condition, example) is one row of `DIR/sweep.zarr` (a `StoreWriter` store: atomic writes and
 a manifest), so a sweep killed at any point and started again runs only what is missing, and no
 condition is lost or duplicated. Example batches run outside, conditions inside, so a stopped sweep
-holds every condition on the same examples. `open_sweep(DIR)` reshapes it to `(condition, example)`;
+holds every condition on the same examples. Within a batch the conditions run as branches of one
+unsteered trunk (`conditions.run_conditions`): the prompt and the latents they share are computed
+once, and each condition continues from where it first differs (`fork: false` re-runs each whole;
+the store is the same either way). `open_sweep(DIR)` reshapes it to `(condition, example)`;
 `condition_table` gives accuracy and the paired-bootstrap difference from `none` per condition.
 
 Example:
@@ -33,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ..config_cli import config_from_dict
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
-from .conditions import (MODES, Condition, ModelShape, Resources, check_condition, run_condition, score,
+from .conditions import (MODES, Condition, ModelShape, Resources, check_condition, run_conditions, score,
                          validate_conditions)
 from .patching import PATCH_KINDS
 
@@ -73,6 +76,7 @@ class SweepConfig:
     baselines: list[str] = field(default_factory=lambda: ["random", "mean", "zero"])
     patch_at: int | None = None
     conditions: list[dict] = field(default_factory=list)
+    fork: bool = True
 
     @classmethod
     def load(cls, path: str | Path) -> SweepConfig:
@@ -116,7 +120,7 @@ class SweepConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for volatile in ("device", "batch_size", "remote", "base"):
+        for volatile in ("device", "batch_size", "remote", "base", "fork"):
             data.pop(volatile)
         return data
 
@@ -229,21 +233,31 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
         bar = tqdm(total=len(pending), desc="sweep", unit="run", disable=not progress)
         # example batches (in dataset order) outside, conditions inside: at any moment every condition
         # has run on the same first examples, so a stopped sweep is a complete, unbiased smaller study
-        for start in range(0, n, cfg.batch_size):
-            batch = list(range(start, min(n, start + cfg.batch_size)))
-            for ci, cond in enumerate(conditions):
-                idx = [e for e in batch if ci * n + e in pending]
-                if not idx:
-                    continue
+        for first in range(0, n, cfg.batch_size):
+            batch = list(range(first, min(n, first + cfg.batch_size)))
+            # the conditions still pending on the same examples run together: their shared prefix once
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for ci in range(len(conditions)):
+                idx = tuple(e for e in batch if ci * n + e in pending)
+                if idx:
+                    groups.setdefault(idx, []).append(ci)
+            for idx, cis in groups.items():
+                idx = list(idx)
                 prompts = codi.encode([questions[i] for i in idx])
-                tokens = run_condition(codi, prompts, cond, shape, res, idx, cfg.max_new_tokens, cfg.masking,
-                                       cfg.remote)
-                _, preds, correct = score(codi, tokens, [golds[i] for i in idx])
-                writer.write(np.array([ci * n + i for i in idx]),
-                             {"answer_pred": preds, "answer_gold": np.array([golds[i] for i in idx], np.float64),
-                              "correct": correct})
-                written += len(idx)
-                bar.update(len(idx))
+                runs = run_conditions(codi, prompts, [conditions[ci] for ci in cis], shape, res, idx,
+                                      cfg.max_new_tokens, cfg.masking, cfg.remote, fork=cfg.fork)
+                # one write (one manifest update) for the whole group: atomic, so a kill loses or keeps it whole
+                units, preds, correct = [], [], []
+                for ci, tokens in zip(cis, runs):
+                    _, p, c = score(codi, tokens, [golds[i] for i in idx])
+                    units += [ci * n + i for i in idx]
+                    preds.append(p)
+                    correct.append(c)
+                writer.write(np.array(units), {"answer_pred": np.concatenate(preds),
+                                               "answer_gold": np.array([golds[i] for i in idx] * len(cis), np.float64),
+                                               "correct": np.concatenate(correct)})
+                written += len(units)
+                bar.update(len(units))
         bar.close()
         done = writer.num_completed
     seconds = time.perf_counter() - start

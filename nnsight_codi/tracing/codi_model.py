@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from ..models.config import CodiConfig
 from .batching import left_pad
-from .loop import LatentLoopState, Masking, decode_answers, step_names
+from .loop import LatentLoopState, LoopSnapshot, Masking, decode_answers, step_names
 
 
 @contextmanager
@@ -174,13 +174,13 @@ class CodiModel(TransformersModel):
 
     # -- nnsight batching: a PromptBatch goes to the driver as it is -------------
     def _batch_size(self, *inputs: Any, **kwargs: Any) -> int:
-        if inputs and isinstance(inputs[0], PromptBatch):
+        if inputs and isinstance(inputs[0], (PromptBatch, LoopSnapshot)):
             return len(inputs[0])
         return super()._batch_size(*inputs, **kwargs)
 
     def _batch(self, invokes: list, fn: Any) -> tuple:
         first = invokes[0][0][0] if invokes and invokes[0][0] else None
-        if isinstance(first, PromptBatch):
+        if isinstance(first, (PromptBatch, LoopSnapshot)):
             if len(invokes) > 1:
                 raise NotImplementedError(
                     "latent_generate takes one PromptBatch per trace: put all questions in one codi.encode(...)"
@@ -229,9 +229,10 @@ class CodiModel(TransformersModel):
         return kwargs
 
     @traceable
-    def latent_generate(self, prompts: PromptBatch, num_latents: int | None = None,
+    def latent_generate(self, prompts: PromptBatch | LoopSnapshot, num_latents: int | None = None,
                         max_new_tokens: int = 256, masking: Masking = "exact",
-                        output_attentions: bool = False, full_outputs: bool = False) -> Tensor:
+                        output_attentions: bool = False, full_outputs: bool = False,
+                        stop_at: int | None = None) -> Tensor | LoopSnapshot:
         """Run prompt → bot → K latents → eot → greedy answer; return answer ids `[batch, new]`.
 
         Use as `with codi.latent_generate(codi.encode(questions)) as tracer:` to trace it (each LM call is one
@@ -243,19 +244,34 @@ class CodiModel(TransformersModel):
         per-layer hidden states (`codi.output.logits` is `[batch, 1, vocab]`, `hidden_states` is
         None; read layers through their modules). `full_outputs=True` restores full-sequence
         logits and all hidden states in `codi.output`. Answers are the same either way.
+
+        Forking: `stop_at=s` stops before step s and returns a `LoopSnapshot` (state + KV cache)
+        instead of the answer ids; passing a snapshot as `prompts` continues it in place from its
+        next step (its own K, answer bound and masking; those arguments are then ignored), so in
+        a trace `tracer.iter[i]` is step `snapshot.step + i`. Continue `snapshot.branch()` to keep
+        the snapshot for another continuation (`hooks.run_branches` does this).
         """
-        state = self.new_loop_state(prompts, num_latents, max_new_tokens, masking)
+        if isinstance(prompts, LoopSnapshot):
+            state, cache = prompts.state, prompts.cache
+        else:
+            state, cache = self.new_loop_state(prompts, num_latents, max_new_tokens, masking), None
         lm = self._module
-        cache = None
         extra = {"output_hidden_states": True} if full_outputs else lean_call_kwargs(lm)
         if output_attentions:
             extra["output_attentions"] = True
         with FinalHidden(lm) as final:
-            while not state.done:
+            while not state.done and (stop_at is None or state.step < stop_at):
                 kwargs = self._step_inputs(state.call_kwargs(project=self._project))
                 out = lm(**kwargs, past_key_values=cache, use_cache=True, **extra)
                 cache = out.past_key_values
                 state.observe(final.take(), out.logits[:, -1])
+        if stop_at is not None:
+            if isinstance(prompts, LoopSnapshot):
+                prompts.cache = cache
+                return prompts
+            return LoopSnapshot(state, cache)
+        if isinstance(prompts, LoopSnapshot):
+            prompts.cache = cache
         return state.generated()
 
     def eager_attention(self):

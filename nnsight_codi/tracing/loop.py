@@ -30,13 +30,26 @@ Host syncs: the only value the loop needs on the host is "has every row finished
 `sync_every=n` only every n-th token, so an accelerator is not stalled each step. Rows that
 finished keep emitting eos, and `generated()` cuts the extra columns at the first step where every
 row had finished (tracked on the device), so the answer ids are identical either way.
+
+Forking: a loop stopped between two calls (`LoopSnapshot`: the state and the KV cache the next call
+extends) can be continued several times, each continuation under its own hooks and even its own
+number of latents, without re-running the shared prefix. `LoopSnapshot.branch()` makes the copy:
+the state's fields are copied (the small per-row tensors cloned), and the cache gets a new container
+whose layers *share* the prefix's key/value tensors. That is cheap and safe because a dynamic cache
+never writes into those tensors: each call concatenates (`torch.cat` makes new tensors), so the
+first call of a branch already holds tensors of its own, and an in-place edit of the cache by a hook
+(KV steering) touches only the branch's copy. Caches that write in place (static, offloaded, or of
+an unknown kind) are cloned whole. Both executors continue a snapshot (`CodiModel.latent_generate`
+takes one in place of the prompts, `session.run_session_branches` forks inside one session);
+`hooks.run_branches` groups runs by the step where they first differ.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -47,7 +60,8 @@ from .batching import extend_mask, next_positions, positions_from_mask, referenc
 
 Masking = Literal["exact", "reference"]
 MASKING_MODES: tuple[str, ...] = ("exact", "reference")
-__all__ = ["LatentLoopState", "Masking", "MASKING_MODES", "decode_answers", "greedy_token", "step_name", "step_names"]
+__all__ = ["LatentLoopState", "LoopSnapshot", "Masking", "MASKING_MODES", "decode_answers", "fork_cache", "greedy_token",
+           "step_name", "step_names"]
 
 
 @dataclass
@@ -172,6 +186,40 @@ class LatentLoopState:
                 tokens = tokens[:, :cut]
         return tokens
 
+    # -- forking ------------------------------------------------------------------
+    def fork(self, num_latents: int | None = None, max_new_tokens: int | None = None) -> LatentLoopState:
+        """An independent copy of this state, to be continued under other hooks (or another K).
+
+        Every field is copied (new fields included: `copy.copy`); the answer token list is a new
+        list, and the small per-row tensors a continuation could edit in place (`last_hidden`,
+        which is the next latent's input when there is no projection, `next_tokens`) are cloned.
+        The masks are never edited in place (each call makes a new one), so they are shared.
+
+        `num_latents` may change as long as the steps already run are the same kind (bot and
+        latents) under both K: at most `min(K, K') + 1` steps may have run. Then the copy's
+        next step is whatever K' makes it (e.g. eot right after latent k: early answering).
+        """
+        other = copy.copy(self)
+        other.tokens = list(self.tokens)
+        if self.last_hidden is not None:
+            other.last_hidden = self.last_hidden.clone()
+        if self.next_tokens is not None:
+            other.next_tokens = self.next_tokens.clone()
+        if num_latents is not None and int(num_latents) != self.num_latents:
+            k = int(num_latents)
+            if k < 0:
+                raise ValueError(f"num_latents must be >= 0, got {k}")
+            if self.step > min(k, self.num_latents) + 1:
+                raise ValueError(f"cannot fork at step {self.step} to {k} latents: step "
+                                 f"{min(k, self.num_latents) + 1} already ran as "
+                                 f"{step_name(min(k, self.num_latents) + 1, self.num_latents)}")
+            other.num_latents = k
+        if max_new_tokens is not None:
+            if max_new_tokens < 1:
+                raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+            other.max_new_tokens = int(max_new_tokens)
+        return other
+
     # -- internals ----------------------------------------------------------------
     def _eos(self) -> int:
         if self.config.eos_id is None:
@@ -192,6 +240,53 @@ class LatentLoopState:
     def _advance_mask(self) -> None:
         if self.step > 0:
             self.mask = extend_mask(self.mask, self._new_width())
+
+
+#: cache layer kinds whose `update` concatenates (never writes into the tensors it already holds)
+APPENDING_LAYERS = ("DynamicLayer", "DynamicSlidingWindowLayer")
+
+
+def fork_cache(cache: Any) -> Any:
+    """A copy of a KV cache for one branch: a new container whose layers share the prefix's tensors.
+
+    Safe for the dynamic caches the loop uses (their `update` concatenates, so the branch's first
+    call makes tensors of its own and an in-place edit of them never reaches the prefix or a sibling);
+    any other cache kind (static, quantised, offloaded, unknown) is deep-copied, tensors included.
+    `None` (no call made yet) stays `None`.
+    """
+    if cache is None:
+        return None
+    layers = getattr(cache, "layers", None)
+    if layers is not None and not getattr(cache, "offloading", False) and all(
+            type(layer).__name__ in APPENDING_LAYERS for layer in layers):
+        other = copy.copy(cache)
+        other.layers = [copy.copy(layer) for layer in layers]
+        return other
+    return copy.deepcopy(cache)
+
+
+@dataclass
+class LoopSnapshot:
+    """A loop stopped between two LM calls: its state and the KV cache the next call extends.
+
+    `latent_generate(snapshot, stop_at=...)` continues it *in place* (the state advances);
+    `branch()` first makes an independent copy to continue instead.
+    """
+
+    state: LatentLoopState
+    cache: Any = None
+
+    def __len__(self) -> int:
+        return int(self.state.input_ids.shape[0])
+
+    @property
+    def step(self) -> int:
+        """The step the next call makes."""
+        return self.state.step
+
+    def branch(self, num_latents: int | None = None, max_new_tokens: int | None = None) -> LoopSnapshot:
+        """An independent copy (`LatentLoopState.fork`, `fork_cache`) to continue under other hooks."""
+        return LoopSnapshot(self.state.fork(num_latents, max_new_tokens), fork_cache(self.cache))
 
 
 def greedy_token(last_logits: Tensor, eot_id: int) -> Tensor:

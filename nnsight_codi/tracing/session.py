@@ -20,7 +20,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import nnsight
@@ -30,9 +31,43 @@ from torch import Tensor, nn
 
 from ..models.config import CodiConfig
 from .batching import positions_from_mask
-from .loop import LatentLoopState, Masking
+from .loop import LatentLoopState, Masking, fork_cache
 
 StepFn = Callable[[Any, int, list], None]
+
+
+@dataclass
+class SessionBranch:
+    """A continuation of the trunk run inside the same session (`run_session_branches`).
+
+    Args:
+        start: the step it forks at (the trunk has run steps 0..start-1; 0 = from the prompt).
+        num_latents: its K (may differ from the trunk's: `LatentLoopState.fork`).
+        max_new_tokens: its bound on answer tokens.
+        step_fn: called as `step_fn(model, step, sink)` in each of its traces (steps >= start).
+    """
+
+    start: int
+    num_latents: int
+    max_new_tokens: int
+    step_fn: StepFn | None = None
+
+
+def session_program(branches: Sequence[SessionBranch]) -> list[tuple[int, int | None]]:
+    """The order runs are made in: `(run, stop)` pairs, run 0 the trunk (continued up to `stop`, None = to
+    the end), run i > 0 branch i-1 (run to its end from a fork of the trunk where it stands). Depth
+    first: the trunk stops at each fork step, its branches run, then it goes on, so one prefix is alive
+    at a time.
+
+    >>> session_program([SessionBranch(6, 6, 8), SessionBranch(3, 6, 8), SessionBranch(6, 7, 8)])
+    [(0, 3), (2, None), (0, 6), (1, None), (3, None), (0, None)]
+    """
+    program: list[tuple[int, int | None]] = []
+    for start in sorted({b.start for b in branches}):
+        program.append((0, start))
+        program += [(i + 1, None) for i, b in enumerate(branches) if b.start == start]
+    program.append((0, None))
+    return program
 
 
 def plain_lm_model(codi, remote: bool | str | None = "local") -> TransformersModel:
@@ -91,6 +126,25 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
         step_fn: called as `step_fn(model, step, sink)` inside each step's trace.
         output_attentions: ask every call for attention weights (needs eager attention).
     """
+    return run_session_branches(model, prj, config, prompts, num_latents, max_new_tokens, masking, remote,
+                                step_fn, output_attentions)[0]
+
+
+def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiConfig, prompts,
+                         num_latents: int | None = None, max_new_tokens: int = 256,
+                         masking: Masking = "exact", remote: bool | str | None = None,
+                         step_fn: StepFn | None = None, output_attentions: bool = False,
+                         branches: Sequence[SessionBranch] = (),
+                         trunk_to_end: bool = True) -> list[tuple[Tensor | None, list]]:
+    """The trunk run (`step_fn`) and every branch forked from it, in **one** session (one request).
+
+    The trunk runs as `run_latent_session` would; at each branch's `start` step the loop state and
+    KV cache are forked (`LatentLoopState.fork`, `fork_cache`, on the server for remote runs) and the
+    branch runs to its end under its own `step_fn`, then the trunk goes on (`session_program`). So
+    the shared prefix is computed and sent once, whatever the number of branches. Returns
+    `[(tokens, records)]`: the trunk's first, then each branch's (records of steps >= its start).
+    With `trunk_to_end=False` the trunk stops at the last fork (its tokens are None).
+    """
     if remote:
         _register_for_remote()
     state = LatentLoopState(
@@ -111,28 +165,44 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
     session_kwargs = {} if not remote else {"remote": remote}
     extra = {"output_attentions": True} if output_attentions else {}
     extra["logits_to_keep"] = 1  # the loop reads the last position's logits only
+    branches = list(branches)
+    program = session_program(branches)
+    if not trunk_to_end and branches:
+        program = program[:-1]
+    step_fns = [step_fn] + [b.step_fn for b in branches]
+    forks = [None] + [(b.num_latents, b.max_new_tokens) for b in branches]
     with model.session(**session_kwargs):
-        sink = nnsight.save([])
-        cache = None
-        while not state.done:
-            inputs = state.call_kwargs(project=project)
-            if cache is not None:
-                inputs["past_key_values"] = cache
-            elif "position_ids" not in inputs:  # reference masking: nnsight would count real tokens only
-                inputs["position_ids"] = positions_from_mask(torch.ones_like(inputs["input_ids"]))
-            with model.trace(use_cache=True, output_hidden_states=True, **extra) as tracer:
-                if adapter is not None:  # its interventions in their own invoke, so hooks keep their forward order
-                    with tracer.invoke(**adapter.feed(inputs)):
-                        adapter.intervene(model, inputs)
-                with tracer.invoke(**({} if adapter is not None else inputs)):
-                    if step_fn is not None:
-                        step_fn(model, state.step, sink)
-                    out = model.output
-                    hidden = out.hidden_states[-1][:, -1:]
-                    logits = out.logits[:, -1]
-                    cache = out.past_key_values
-            # On a GPU server the model's outputs are on its device while the state's tensors stay where
-            # the request put them (CPU): greedy decoding runs beside the state.
-            state.observe(hidden, logits.to(state.finished.device))
-        tokens = nnsight.save(state.generated())
-    return tokens, list(sink)
+        sinks = nnsight.save([[] for _ in step_fns])
+        results = nnsight.save([None for _ in step_fns])
+        trunk, trunk_cache = state, None
+        for run, stop in program:
+            if run == 0:
+                state, cache = trunk, trunk_cache
+            else:  # a branch: its own copy of the trunk's state and cache, where the trunk stands
+                state, cache = trunk.fork(*forks[run]), fork_cache(trunk_cache)
+            fn, sink = step_fns[run], sinks[run]
+            while not state.done and (stop is None or state.step < stop):
+                inputs = state.call_kwargs(project=project)
+                if cache is not None:
+                    inputs["past_key_values"] = cache
+                elif "position_ids" not in inputs:  # reference masking: nnsight would count real tokens only
+                    inputs["position_ids"] = positions_from_mask(torch.ones_like(inputs["input_ids"]))
+                with model.trace(use_cache=True, output_hidden_states=True, **extra) as tracer:
+                    if adapter is not None:  # its interventions in their own invoke, so hooks keep their forward order
+                        with tracer.invoke(**adapter.feed(inputs)):
+                            adapter.intervene(model, inputs)
+                    with tracer.invoke(**({} if adapter is not None else inputs)):
+                        if fn is not None:
+                            fn(model, state.step, sink)
+                        out = model.output
+                        hidden = out.hidden_states[-1][:, -1:]
+                        logits = out.logits[:, -1]
+                        cache = out.past_key_values
+                # On a GPU server the model's outputs are on its device while the state's tensors stay where
+                # the request put them (CPU): greedy decoding runs beside the state.
+                state.observe(hidden, logits.to(state.finished.device))
+            if run == 0:
+                trunk_cache = cache
+            if stop is None:
+                results[run] = state.generated()
+    return [(results[i], list(sinks[i])) for i in range(len(step_fns))]

@@ -90,3 +90,19 @@ def test_corrupted_problems_replay_to_the_answer():
 def test_docstring_examples(name):
     result = doctest.testmod(importlib.import_module(f"nnsight_codi.interventions.{name}"), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_forked_patching_and_anchors_equal_the_whole_runs(codi):
+    """Each patched / ablated run forks from the unpatched one at the step it edits: same numbers, exactly."""
+    ref_latents = np.random.default_rng(1).standard_normal((5, K + 2, codi.hidden_size)).astype(np.float32) * 3
+    corrupted = QUESTIONS[::-1]
+    kw = dict(batch_size=3, max_new_tokens=5, progress=False)
+    forked = activation_patching(codi, QUESTIONS, corrupted, **kw)
+    whole = activation_patching(codi, QUESTIONS, corrupted, fork=False, **kw)
+    for key in ("logprob", "recovered", "clean_logprob", "corrupt_logprob", "corrupt_recovered"):
+        np.testing.assert_array_equal(forked[key], whole[key], err_msg=key)
+    forked = thought_anchors(codi, QUESTIONS, [7.0] * 4, ref_latents, **kw)
+    whole = thought_anchors(codi, QUESTIONS, [7.0] * 4, ref_latents, fork=False, **kw)
+    for key in ("logprob", "correct", "base_logprob", "base_correct", "attention"):
+        np.testing.assert_array_equal(forked[key], whole[key], err_msg=key)
+    assert not np.allclose(forked["logprob"], forked["base_logprob"][:, None, None])  # the ablations did something

@@ -54,7 +54,9 @@ def test_sweep_reproducible_and_resumes_after_sigkill(model_dir, tmp_path):
     cfg_path = tmp_path / "sweep.json"
     cfg_path.write_text(json.dumps(_config(model_dir)))
     ref_dir = tmp_path / "ref"
-    assert main(["sweep", str(cfg_path), "--out", str(ref_dir), "--json"]) == 0
+    whole_path = tmp_path / "whole.json"  # the reference runs every condition whole; the killed sweep forks
+    whole_path.write_text(json.dumps(_config(model_dir, fork=False)))
+    assert main(["sweep", str(whole_path), "--out", str(ref_dir), "--json"]) == 0
     reference = open_sweep(ref_dir)
     n_cond = reference.sizes["condition"]
     assert n_cond == 1 + 2 + 2 + 3 and reference["complete"].values.all()
@@ -88,6 +90,27 @@ def test_sweep_reproducible_and_resumes_after_sigkill(model_dir, tmp_path):
     np.testing.assert_allclose(vectors["vector"].sel(pair_a=1, pair_b=2), -vectors["vector"].sel(pair_a=2, pair_b=1))
     attrs = open_store(store).attrs
     assert [c["name"] for c in attrs["interventions"]] == list(reference["condition"].values)
+
+
+@pytest.mark.parametrize("masking", ["exact", "reference"])
+def test_forked_sweep_store_and_table_equal_the_unforked(model_dir, tmp_path, masking):
+    """Conditions branch from one unsteered trunk per batch; the store's rows and table.csv are those of
+    running every condition whole (`fork: false`), byte for byte."""
+    cfg = _config(model_dir, limit=7, pairs=[[1, 2], [2, 1]], coefs=[4.0, -4.0], kv_coefs=[[4.0, -4.0], [-2.0, 2.0]],
+                  masking=masking, patch_at=1)
+    dirs = {}
+    for fork in (True, False):
+        path = tmp_path / f"c{fork}.json"
+        path.write_text(json.dumps(cfg | {"fork": fork}))
+        dirs[fork] = tmp_path / f"fork{fork}"
+        assert main(["sweep", str(path), "--out", str(dirs[fork]), "--json"]) == 0
+    a, b = open_store(dirs[True] / "sweep.zarr"), open_store(dirs[False] / "sweep.zarr")
+    for name in ("answer_pred", "answer_gold", "correct"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+    assert a.attrs["config"] == b.attrs["config"]  # `fork` is not part of the store's identity
+    assert (dirs[True] / "table.csv").read_bytes() == (dirs[False] / "table.csv").read_bytes()
+    preds = open_sweep(dirs[True])["answer_pred"].values
+    assert len({tuple(np.nan_to_num(row, nan=-1)) for row in preds}) > 1  # the conditions changed answers
 
 
 def test_vectors_equal_the_store_means(model_dir, tmp_path):
@@ -194,3 +217,10 @@ def _small_vectors(model_dir, tmp_path):
     run_capture(store, CaptureConfig(model=str(model_dir), limit=3, seed=2, max_new_tokens=2,
                                      variables=("hidden", "latent_input", "kv", "correct")), progress=False)
     return save_vectors(vectors_from_store(open_store(store)), tmp_path / "vec.zarr")
+
+
+def test_summary_seconds_are_the_sweeps_wall_time(model_dir, tmp_path):
+    begin = time.perf_counter()
+    summary = run_sweep(SweepConfig.from_dict(_config(model_dir, limit=7, modes=[], baselines=[], batch_size=3)),
+                        tmp_path / "s", progress=False)
+    assert 0 < summary["seconds"] <= time.perf_counter() - begin  # the batch loop once shadowed its start time
