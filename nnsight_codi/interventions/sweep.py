@@ -188,7 +188,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
     from ..data.scoring import extract_gold
     from ..store import StoreWriter
 
-    start = time.perf_counter()
+    t0 = time.perf_counter()  # not `start`: the batch loop below reuses that name
     cfg.check()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -246,7 +246,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
                 bar.update(len(idx))
         bar.close()
         done = writer.num_completed
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - t0
     return {"path": str(out / SWEEP_STORE), "conditions": len(conditions), "examples": n, "runs": done,
             "runs_now": written, "seconds": round(seconds, 3),
             "runs_per_second": round(written / seconds, 2) if written else None}
