@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..models.kv_cache import output_cache
+
 KV_POSITIONS = ("latents", "last", "all")
 
 
@@ -165,7 +167,7 @@ class KVSteer:
         return ["output"] if step == self.num_latents else []
 
     def visit(self, site: str, value: Any, step: int, sink: list) -> None:
-        cache = value.past_key_values
+        cache = output_cache(value)
         blocks = self.blocks if self.blocks is not None else range(self.keys.shape[-3])
         for part, delta, coef in (("keys", self.keys, self.coef_k), ("values", self.values, self.coef_v)):
             if coef == 0.0:
