@@ -163,3 +163,17 @@ def test_lens_captures_carry_the_tokenizer_and_the_analysis_uses_it(study_dir, t
     path = study_dir / "tokenizer.json"
     path.write_text(store_tokenizer(stores["logit"]))
     assert analyse(study_dir, probes=False, tokenizer=str(path))["number_rule"] == "whole token or first token"
+
+
+@pytest.mark.parametrize("name", list(TOKENIZERS))
+def test_attention_number_kinds_under_bpe(name):
+    """The attention study's number kinds are per piece (`is_number_token`) and its spans join a
+    split number's pieces, so prompt numbers ≥ 1000 are found under both BPE schemes."""
+    from nnsight_codi.store.positions import number_spans, source_labels
+
+    tok = TOKENIZERS[name]()
+    question = "Tom sold 1234 pens at 52 each and 12345678 more"
+    pieces = _pieces(tok, question)
+    assert len(pieces) > len(question.split())                      # numbers were split
+    tokens, kinds = source_labels(pieces, None)
+    assert [v for _, v in number_spans(tokens, kinds)] == [1234.0, 52.0, 12345678.0]
