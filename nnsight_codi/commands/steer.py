@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..steps import Step, parse_step
 from .common import (add_dataset_args, add_loop_args, add_model_args, emit_json, int_list, load_codi, remote_value,
-                     synthetic_overrides)
+                     step_arg, synthetic_overrides)
 
 
 def _pair(text: str) -> tuple[Step, Step]:
@@ -26,13 +26,6 @@ def _pair(text: str) -> tuple[Step, Step]:
         raise argparse.ArgumentTypeError(f"--pair takes two latent steps A,B (indices or names: latent1,latent3), "
                                          f"got {text!r} ({err})") from err
     return a, b
-
-
-def _step(text: str) -> Step:
-    try:
-        return parse_step(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -48,7 +41,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="vector store (or capture store with hidden/kv/latent_input) the --pair vectors and patch "
                         "statistics come from (default: a reference capture of held-out problems)")
     p.add_argument("--vector", default=None, help="safetensors file: `vector` (hidden) or `keys`/`values` (kv)")
-    p.add_argument("--at", type=_step, default=None,
+    p.add_argument("--at", type=step_arg, default=None,
                    help="step to steer/patch: an index or a name (bot, latent1..latentK, eot; default K, the last latent)")
     p.add_argument("--layer", type=int, default=None, help="hidden: residual layer 0..L (default L)")
     p.add_argument("--coef", type=float, default=1.0, help="hidden: coefficient (default 1)")
