@@ -70,3 +70,24 @@ def test_unknown_step_names_are_one_line(model_dir, flags, capsys):
     assert rc != 0
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "step" in errors[0] and "latent" in errors[0]
+
+
+def test_hooks_take_names_that_need_no_k(model_dir):
+    """`bot` and `latentk` resolve in the hooks themselves; `eot` needs K and says so."""
+    import torch
+
+    from nnsight_codi.interventions import AddVector
+    from nnsight_codi.interventions.patching import PatchLatent, PatchResidual
+    from nnsight_codi.models import load_model
+    from nnsight_codi.tracing.hooks import run_loop
+
+    v = torch.ones(32)
+    assert AddVector(v, 1, ["bot", "latent2", 3]).steps == (0, 2, 3)
+    assert PatchLatent("latent1", v).step == 1 and PatchResidual("latent2", 1, v).step == 2
+    with pytest.raises(ValueError, match="depends on the number of latents"):
+        AddVector(v, 1, ["eot"])
+    codi = load_model(model_dir)
+    prompts = codi.encode(["Tom has 3 pens and buys 4 more . How many pens ?"])
+    named, _ = run_loop(codi, prompts, [PatchLatent("latent2", torch.zeros(1, 32))], max_new_tokens=4)
+    indexed, _ = run_loop(codi, prompts, [PatchLatent(2, torch.zeros(1, 32))], max_new_tokens=4)
+    assert torch.equal(named, indexed)
