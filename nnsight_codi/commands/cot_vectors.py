@@ -156,6 +156,11 @@ def run_extract(args: argparse.Namespace) -> int:
     loaded = _check_data(args)
     model = load_instruct_model(args.model, args.device, args.dtype, remote)
     questions = _questions(args, model, loaded)
+    if args.dataset == "synthetic":  # the distribution goes into the store's fingerprint (a resume must match)
+        from ..data.sources import synthetic_options
+
+        cfg.synthetic = {k: list(v) if isinstance(v, tuple) else v
+                         for k, v in synthetic_options(model, synthetic_overrides(args)).items()}
     summary = extract_vectors(args.out, cfg, model=model, questions=questions, progress=not args.json)
     if args.json:
         emit_json(summary)

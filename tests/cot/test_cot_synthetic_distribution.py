@@ -58,3 +58,18 @@ def test_difficulty_flags_need_synthetic_data(tmp_path, capsys):
                "--max-steps", "3"])
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert rc != 0 and len(errors) == 1 and "synthetic only" in errors[0]
+
+
+def test_extract_records_the_distribution_and_refuses_another_on_resume(tmp_path, capsys):
+    store = tmp_path / "v.zarr"
+    common = ["cot-vectors", "extract", "--model", "tiny-instruct", "--limit", "3", "--max-new-tokens", "8",
+              "--out", str(store)]
+    assert main([*common, "--json"]) == 0
+    capsys.readouterr()
+    from nnsight_codi.store import open_store
+
+    recorded = json.loads((TINY_INSTRUCT_DIR / "instruct.json").read_text())["synthetic_options"]
+    assert open_store(store).attrs["config"]["synthetic"] == recorded
+    assert main([*common, "--max-steps", "2"]) != 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "max_steps" in errors[0]
