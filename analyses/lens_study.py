@@ -12,7 +12,10 @@ only). Reads stores with `open_store` only: no model, no torch.
 Tables (`analyse` returns them as lists of rows; `results.json` holds them):
 - `detection`: per lens × step × layer × k × target (intermediate / answer / near_miss / operand),
   the rate at which the top-k read-out holds a target value, its bootstrap CI, and the chance
-  rate (the same read-outs scored against another problem's values);
+  rate (the same read-outs scored against another problem's values). A token holds a value when
+  it spells it whole or is its first token as the model's tokenizer writes it
+  (`nnsight_codi.lens.numbers`: multi-token values under BPE); the tokenizer is the one the store
+  carries (`tokenizer_json`) or `--tokenizer`, else whole spellings only (`number_rule`);
 - `odd_even`: per latent, detection of any chain value (intermediate or answer) and entropy, with
   CIs; `parity`: odd − even latents per example (paired CI); `token_frequency`: the top-1 tokens
   chosen at each latent (last layer);
@@ -37,8 +40,9 @@ from typing import Any
 import numpy as np
 
 from nnsight_codi.cli import one_line_errors
-from nnsight_codi.lens.values import (TARGETS, hits, one_op_away, other_problem, problem_truth, settle_step,
-                                      token_values, truth_sets)
+from nnsight_codi.lens.numbers import NumberTokens, hits_ids, one_op_candidates, store_tokenizer, tokenizer_encoder
+from nnsight_codi.lens.values import (TARGETS, one_op_away, other_problem, problem_truth, settle_step, target_sets,
+                                      token_values)
 from nnsight_codi.stats import bootstrap_ci, paired_bootstrap_diff
 from nnsight_codi.store import open_store
 
@@ -75,6 +79,18 @@ def lens_readouts(stores: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.n
     return out
 
 
+def number_reader(ds, tokenizer: Any = None) -> NumberTokens:
+    """Which token ids show which value, for a store's vocabulary: under `tokenizer` (a path, a
+    tokenizer, a tokenizer.json text), else the store's own `tokenizer_json`, else whole spellings."""
+    return NumberTokens(vocabulary(ds), tokenizer_encoder(tokenizer if tokenizer is not None else store_tokenizer(ds)))
+
+
+def target_id_sets(reader: NumberTokens, truth: Sequence[Mapping[str, Any]]) -> dict[str, list[set[int]]]:
+    """`target → [token-id set per example]` (disjoint per example, `NumberTokens.target_ids`)."""
+    per = [reader.target_ids(target_sets(t)) for t in truth]
+    return {name: [p[name] for p in per] for name in TARGETS}
+
+
 def vocabulary(ds) -> list[str]:
     if "token_string" not in ds:
         raise ValueError("the store has no token_string (vocabulary); capture lens read-outs with this version")
@@ -86,19 +102,18 @@ def _ks(k_all: int) -> tuple[int, ...]:
     return tuple(sorted({1, min(5, k_all)}))
 
 
-def detection(readouts, truth: Sequence[Mapping[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+def detection(readouts, truth: Sequence[Mapping[str, Any]], seed: int = 0, tokenizer: Any = None) -> list[dict[str, Any]]:
     """Detection rows (module doc)."""
-    sets = truth_sets(truth)
-    chance_sets = {t: other_problem(s) for t, s in sets.items()}
     rows = []
     for lens, (ids, _, _, ds) in readouts.items():
-        values = token_values(vocabulary(ds))[ids]
+        sets = target_id_sets(number_reader(ds, tokenizer), truth)
+        chance_sets = {t: other_problem(s) for t, s in sets.items()}
         names = [str(s) for s in ds["step_name"].values]
         layers = [int(l) for l in ds["layer"].values]
         for k in _ks(ids.shape[-1]):
             for target in TARGETS:
-                h = hits(values, sets[target], k)            # [example, step, layer]
-                c = hits(values, chance_sets[target], k)
+                h = hits_ids(ids, sets[target], k)            # [example, step, layer]
+                c = hits_ids(ids, chance_sets[target], k)
                 for s, name in enumerate(names):
                     for li, layer in enumerate(layers):
                         ci = bootstrap_ci(h[:, s, li], seed=seed)
@@ -112,18 +127,17 @@ def _latent_steps(ds) -> list[int]:
     return [i for i, s in enumerate(ds["step_name"].values) if str(s).startswith("latent")]
 
 
-def odd_even(readouts, truth, seed: int = 0) -> dict[str, Any]:
+def odd_even(readouts, truth, seed: int = 0, tokenizer: Any = None) -> dict[str, Any]:
     """Per latent detection (intermediate ∪ answer, top-k) and entropy; odd − even per example."""
-    sets = truth_sets(truth)
-    chain = [a | b for a, b in zip(sets["intermediate"], sets["answer"])]
     rows, parity, freq = [], [], []
     for lens, (ids, _, ent, ds) in readouts.items():
-        values = token_values(vocabulary(ds))[ids]
+        sets = target_id_sets(number_reader(ds, tokenizer), truth)
+        chain = [a | b for a, b in zip(sets["intermediate"], sets["answer"])]
         vocab = vocabulary(ds)
         latents = _latent_steps(ds)
         layers = [int(l) for l in ds["layer"].values]
         k = _ks(ids.shape[-1])[-1]
-        h = hits(values, chain, k).astype(np.float64)
+        h = hits_ids(ids, chain, k).astype(np.float64)
         for s in latents:
             latent = int(str(ds["step_name"].values[s])[6:])
             for li, layer in enumerate(layers):
@@ -153,9 +167,10 @@ def odd_even(readouts, truth, seed: int = 0) -> dict[str, Any]:
     return {"rows": rows, "parity": parity, "token_frequency": freq}
 
 
-def settling(readouts, truth, seed: int = 0) -> list[dict[str, Any]]:
-    """Per lens and layer: mean settle latent, and how often the settled number is the answer or
-    one operation away from it (chance: against another problem's answer)."""
+def settling(readouts, truth, seed: int = 0, tokenizer: Any = None) -> list[dict[str, Any]]:
+    """Per lens and layer: mean settle latent, and how often the settled token shows the answer or
+    a number one operation away from it (chance: against another problem's answer); "shows" as in
+    detection (whole spelling or first token)."""
     rows = []
     answers = [float(t["answer"]) for t in truth]
     numbers = [list(map(float, t["operands"])) for t in truth]
@@ -165,16 +180,24 @@ def settling(readouts, truth, seed: int = 0) -> list[dict[str, Any]]:
         if len(latents) < 2:
             continue
         values = token_values(vocabulary(ds))
+        reader = number_reader(ds, tokenizer)
+
+        def one_op(token: int, value: float, answer: float, question: list[float]) -> bool:
+            return one_op_away(value, answer, question) or token in reader.ids_of(one_op_candidates(answer, question))
+
         for li, layer in enumerate(int(l) for l in ds["layer"].values):
             top1 = ids[:, latents, li, 0]
             settle = np.asarray(latents)[settle_step(top1)]
-            settled = values[top1[:, -1]]
-            is_answer = np.array([v == a for v, a in zip(settled, answers)], dtype=np.float64)
-            one_op = np.array([one_op_away(v, a, q) for v, a, q in zip(settled, answers, numbers)], dtype=np.float64)
-            chance = np.array([one_op_away(v, a, q) for v, a, q in zip(settled, other_answers, numbers)], dtype=np.float64)
+            last = top1[:, -1]
+            settled = values[last]
+            is_answer = np.array([int(t) in reader.ids(a) for t, a in zip(last, answers)], dtype=np.float64)
+            one_op_ = np.array([one_op(int(t), v, a, q) for t, v, a, q in zip(last, settled, answers, numbers)],
+                               dtype=np.float64)
+            chance = np.array([one_op(int(t), v, a, q) for t, v, a, q in zip(last, settled, other_answers, numbers)],
+                              dtype=np.float64)
             number = np.isfinite(settled)
             s = bootstrap_ci(settle, seed=seed)
-            o = bootstrap_ci(one_op, seed=seed)
+            o = bootstrap_ci(one_op_, seed=seed)
             rows.append({"lens": lens, "layer": int(layer), "settle_latent_mean": s.value, "settle_ci_low": s.low,
                          "settle_ci_high": s.high, "settled_is_number": float(number.mean()),
                          "settled_is_answer": float(is_answer.mean()), "one_op_from_answer": o.value,
@@ -433,8 +456,9 @@ def find_inputs(path: str | Path) -> dict[str, Any]:
 
 
 def analyse(path: str | Path, out: str | Path | None = None, probes: bool = True, probe_folds: int = 3,
-            seed: int = 0, progress: bool = False) -> dict[str, Any]:
-    """Every table (and, with `out`, every figure) of the lens study."""
+            seed: int = 0, progress: bool = False, tokenizer: Any = None) -> dict[str, Any]:
+    """Every table (and, with `out`, every figure) of the lens study. `tokenizer` (a tokenizer.json
+    or its directory, a tokenizer object) decides multi-token values; default: the store's own."""
     inputs = find_inputs(path)
     stores = {name: open_store(p) for name, p in inputs["stores"].items()}
     main = stores["logit"]
@@ -448,16 +472,17 @@ def analyse(path: str | Path, out: str | Path | None = None, probes: bool = True
         raise ValueError(f"{path}: no lens read-outs (capture with --what hidden,lens)")
     acc_stores = {k: open_store(p) for k, p in inputs["acc"].items()}
     default_k = main.attrs.get("num_latents")
-    det = detection(readouts, truth, seed)
-    oe = odd_even(readouts, truth, seed)
+    det = detection(readouts, truth, seed, tokenizer)
+    oe = odd_even(readouts, truth, seed, tokenizer)
     result: dict[str, Any] = {
         "examples": len(ids),
         "lenses": list(readouts),
+        "number_rule": number_reader(main, tokenizer).rule if "token_string" in main else None,
         "detection": det,
         "odd_even": oe["rows"],
         "parity": oe["parity"],
         "token_frequency": oe["token_frequency"],
-        "settling": settling(readouts, truth, seed),
+        "settling": settling(readouts, truth, seed, tokenizer),
         **accuracy_vs_latents(acc_stores, default_k, seed),
         "probes": probe_table(main, truth, probe_folds, seed, progress=progress) if probes else [],
         "answer_histogram": answer_histogram(truth),
@@ -480,9 +505,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("store", help="lens-study directory or a store with lens read-outs")
     parser.add_argument("--out", default=None, help="write results.json and figures/ here")
     parser.add_argument("--no-probes", action="store_true", help="skip the linear probes")
+    parser.add_argument("--tokenizer", default=None,
+                        help="tokenizer.json (or its directory) that decides multi-token values; "
+                             "default: the one the store carries, else whole-token spellings only")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    result = analyse(args.store, args.out, probes=not args.no_probes)
+    result = analyse(args.store, args.out, probes=not args.no_probes, tokenizer=args.tokenizer)
     if args.out:
         from nnsight_codi.reporting import write_results
 

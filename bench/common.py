@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from nnsight_codi.models.kv_cache import cache_kwargs, output_cache
+
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 
@@ -33,8 +35,8 @@ def bare_loop(codi, prompts, max_new_tokens: int, num_latents: int | None = None
     extra = lean_call_kwargs(lm)
     with FinalHidden(lm) as final:
         while not state.done:
-            out = lm(**state.call_kwargs(project=prj), past_key_values=cache, use_cache=True, **extra)
-            cache = out.past_key_values
+            out = lm(**state.call_kwargs(project=prj), **cache_kwargs(cache), use_cache=True, **extra)
+            cache = output_cache(out)
             state.observe(final.take(), out.logits[:, -1])
     return state.generated()
 
@@ -44,8 +46,8 @@ def bare_loop_pre13(codi, prompts, max_new_tokens: int):
     state = codi.new_loop_state(prompts, max_new_tokens=max_new_tokens)
     lm, prj, cache = codi._module, codi.prj._module, None
     while not state.done:
-        out = lm(**state.call_kwargs(project=prj), past_key_values=cache, use_cache=True, output_hidden_states=True)
-        cache = out.past_key_values
+        out = lm(**state.call_kwargs(project=prj), **cache_kwargs(cache), use_cache=True, output_hidden_states=True)
+        cache = output_cache(out)
         state.observe(out.hidden_states[-1][:, -1:], out.logits[:, -1].float().clone())
     return state.generated()
 

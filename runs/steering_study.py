@@ -35,7 +35,7 @@ class Config:
     reference_limit: int = 100
     reference_seed: int = 2
     coefs: tuple[float, ...] = (-1.0, 1.0)
-    pairs: str = field(default="all", metadata={"help": "'all' ordered latent pairs, or 'A-B,C-D'"})
+    pairs: str = field(default="all", metadata={"help": "'all' ordered latent pairs, or 'A-B,C-D' (indices or names: latent1-latent3)"})
     modes: tuple[str, ...] = ("hidden", "kv")
     baselines: tuple[str, ...] = ("random", "mean", "zero")
     extra_latent_step: bool = True
@@ -48,8 +48,9 @@ class Config:
 
     def sweep_config(self):
         from nnsight_codi.interventions.sweep import SweepConfig
+        from nnsight_codi.steps import parse_step
 
-        pairs: Any = "all" if self.pairs == "all" else [[int(x) for x in p.split("-")] for p in self.pairs.split(",")]
+        pairs: Any = "all" if self.pairs == "all" else [[parse_step(x) for x in p.split("-")] for p in self.pairs.split(",")]
         return SweepConfig(model=self.model, dataset=self.dataset, limit=self.limit, seed=self.seed,
                            max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, device=self.device,
                            reference_limit=self.reference_limit, reference_seed=self.reference_seed,

@@ -15,8 +15,10 @@ import torch
 
 from nnsight_codi import load_model
 from nnsight_codi.cli import one_line_errors
+from nnsight_codi.commands.common import step_arg
 from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
 from nnsight_codi.lens import logit_lens, top_tokens
+from nnsight_codi.steps import resolve_step
 from nnsight_codi.tracing.hooks import block_list
 
 
@@ -24,12 +26,14 @@ from nnsight_codi.tracing.hooks import block_list
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="tiny")
-    parser.add_argument("--step", type=int, default=3, help="latent step whose input is steered")
+    parser.add_argument("--step", type=step_arg, default=3,
+                        help="step whose input is steered: an index or a name (latent3; default 3)")
     parser.add_argument("--coefficient", type=float, default=8.0)
     parser.add_argument("--n", type=int, default=4)
     args = parser.parse_args(argv)
 
     codi = load_model(args.model)
+    args.step = resolve_step(args.step, codi.num_latents)
     data = load_eval_dataset("synthetic", limit=args.n, seed=7, **synthetic_options(codi))
     prompts = codi.encode(list(data["question"]))
     steps = codi.num_latents + 2

@@ -6,7 +6,22 @@ states are read with forward hooks on every block, and the loop is written out b
 
 from __future__ import annotations
 
+import inspect
+
 import torch
+from transformers import GPT2LMHeadModel
+
+# the KV cache's name in the installed transformers (`cache` from 5.24, `past_key_values` before),
+# read from the forward signature here rather than taken from the package
+_CACHE = "cache" if "cache" in inspect.signature(GPT2LMHeadModel.forward).parameters else "past_key_values"
+
+
+def cache_kwargs(cache) -> dict:
+    return {_CACHE: cache}
+
+
+def output_cache(out):
+    return getattr(out, _CACHE)
 
 
 def attach_lora(lm, lora: dict, scale: float) -> list:
@@ -38,20 +53,20 @@ def reference_run(lm, prj, prompt_ids: list[int], bot_id: int, eot_id: int, eos_
         ids = torch.tensor([prompt_ids + [bot_id]])
         out = lm(input_ids=ids, use_cache=True, output_hidden_states=True)
         hidden.append(list(captured)); captured.clear()
-        kv = out.past_key_values
+        kv = output_cache(out)
         z = out.hidden_states[-1][:, -1:, :]
         for _ in range(num_latents):
             z = prj(z) if use_prj else z
             latents.append(z[:, -1].clone())
-            out = lm(inputs_embeds=z, past_key_values=kv, use_cache=True, output_hidden_states=True)
+            out = lm(inputs_embeds=z, **cache_kwargs(kv), use_cache=True, output_hidden_states=True)
             hidden.append(list(captured)); captured.clear()
-            kv = out.past_key_values
+            kv = output_cache(out)
             z = out.hidden_states[-1][:, -1:, :]
         x = embed(torch.tensor([[eot_id]]))
         for _ in range(max_new_tokens):
-            out = lm(inputs_embeds=x, past_key_values=kv, use_cache=True)
+            out = lm(inputs_embeds=x, **cache_kwargs(kv), use_cache=True)
             hidden.append(list(captured)); captured.clear()
-            kv = out.past_key_values
+            kv = output_cache(out)
             logits = out.logits[:, -1, : lm.config.vocab_size - 1]  # the reference masks only eot (last id)
             nxt = int(logits.argmax(-1))
             answer.append(nxt)
@@ -89,15 +104,15 @@ def reference_capture(lm, prj, prompt_ids: list[int], bot_id: int, eot_id: int, 
         out = lm(input_ids=torch.tensor([prompt_ids + [bot_id]]), use_cache=True, output_hidden_states=True,
                  output_attentions=True)
         record(out)
-        kv_cache, z = out.past_key_values, out.hidden_states[-1][:, -1:]
+        kv_cache, z = output_cache(out), out.hidden_states[-1][:, -1:]
         for _ in range(num_latents):
             z = prj(z)
-            out = lm(inputs_embeds=z, past_key_values=kv_cache, use_cache=True, output_hidden_states=True,
+            out = lm(inputs_embeds=z, **cache_kwargs(kv_cache), use_cache=True, output_hidden_states=True,
                      output_attentions=True)
             record(out, z[0, -1].clone())
-            kv_cache, z = out.past_key_values, out.hidden_states[-1][:, -1:]
+            kv_cache, z = output_cache(out), out.hidden_states[-1][:, -1:]
         kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in kv_cache.layers])
-        out = lm(input_ids=torch.tensor([[eot_id]]), past_key_values=kv_cache, use_cache=True,
+        out = lm(input_ids=torch.tensor([[eot_id]]), **cache_kwargs(kv_cache), use_cache=True,
                  output_hidden_states=True, output_attentions=True)
         record(out)
     finally:

@@ -75,6 +75,16 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
 
 
+def step_arg(text: str):
+    """argparse type: a step as an index or a name (`"3"` → 3, `"latent3"`, `"eot"`), checked for form."""
+    from ..steps import parse_step
+
+    try:
+        return parse_step(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def remote_value(arg: str | None) -> bool | str | None:
     if arg is None:
         return None

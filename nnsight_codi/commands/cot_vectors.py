@@ -17,7 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .common import emit_json, remote_value
+from .common import emit_json, remote_value, synthetic_overrides
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -38,6 +38,42 @@ def _data_args(p: argparse.ArgumentParser, split: str, limit: int | None) -> Non
     p.add_argument("--split", default=split, help=f"train | dev | test for synthetic (default: {split})")
     p.add_argument("--limit", type=int, default=limit, help="use the first N questions")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic split / of sampling (default: 0)")
+    group = p.add_argument_group("synthetic difficulty (default: the distribution the model was trained on, "
+                                 "instruct.json's synthetic_options)")
+    group.add_argument("--min-steps", type=int, default=None, help="fewest operations per problem")
+    group.add_argument("--max-steps", type=int, default=None, help="most operations per problem")
+    group.add_argument("--value-max", type=int, default=None, help="largest operand or intermediate value")
+    group.add_argument("--ops", default=None, help="operations after the opening, a subset of '+-*/'")
+
+
+def _questions(args: argparse.Namespace, model, loaded=None):
+    """The question set of `--dataset` (`loaded`: what `_check_data` already read): synthetic
+    problems from the model's training distribution (`instruct.json`, as CODI commands follow
+    `codi.json`) with the difficulty flags on top."""
+    from ..cot.questions import load_questions
+    from ..data.sources import synthetic_options
+
+    if args.dataset != "synthetic":
+        return loaded if loaded is not None else load_questions(args.dataset, split=args.split, limit=args.limit,
+                                                                seed=args.seed)
+    return load_questions("synthetic", split=args.split, limit=args.limit, seed=args.seed,
+                          **synthetic_options(model, synthetic_overrides(args)))
+
+
+def _check_data(args: argparse.Namespace):
+    """What fails without the model: difficulty flags off synthetic data, a bad dataset path.
+    Returns a non-synthetic question set (read once, before the model loads), else None."""
+    from ..cot.questions import load_questions
+    from ..data.sources import synthetic_options
+
+    if args.dataset != "synthetic":
+        if synthetic_overrides(args):
+            raise ValueError("--min-steps/--max-steps/--value-max/--ops apply to --dataset synthetic only")
+        return load_questions(args.dataset, split=args.split, limit=args.limit, seed=args.seed)
+    synthetic_options(None, synthetic_overrides(args))
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"limit must be >= 1, got {args.limit}")
+    return None
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -108,7 +144,6 @@ def _vectors(path: str | None):
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from ..cot.questions import load_questions
     from ..cot.remote import check_remote, load_instruct_model
     from ..cot.vectors import ExtractConfig, extract_vectors
 
@@ -118,8 +153,14 @@ def run_extract(args: argparse.Namespace) -> int:
                         cot_instruction=ins.cot, direct_instruction=ins.direct, greedy=args.greedy,
                         sample_seed=args.sample_seed, max_new_tokens=args.max_new_tokens, positions=args.positions,
                         batch_size=args.batch_size, device=args.device, dtype=args.dtype, remote=remote)
-    questions = load_questions(args.dataset, split=args.split, limit=args.limit, seed=args.seed)
+    loaded = _check_data(args)
     model = load_instruct_model(args.model, args.device, args.dtype, remote)
+    questions = _questions(args, model, loaded)
+    if args.dataset == "synthetic":  # the distribution goes into the store's fingerprint (a resume must match)
+        from ..data.sources import synthetic_options
+
+        cfg.synthetic = {k: list(v) if isinstance(v, tuple) else v
+                         for k, v in synthetic_options(model, synthetic_overrides(args)).items()}
     summary = extract_vectors(args.out, cfg, model=model, questions=questions, progress=not args.json)
     if args.json:
         emit_json(summary)
@@ -131,7 +172,6 @@ def run_extract(args: argparse.Namespace) -> int:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from ..cot.grid import best_points, run_grid
-    from ..cot.questions import load_questions
     from ..cot.remote import check_remote, load_instruct_model
 
     schedules = [s.strip() for s in args.schedules.split(",") if s.strip()]
@@ -142,11 +182,16 @@ def run_sweep(args: argparse.Namespace) -> int:
         check_schedule(s)
     remote = check_remote(remote_value(args.remote))
     vectors = _vectors(args.vectors)
-    dev = load_questions(args.dataset, split=args.split, limit=args.limit, seed=args.seed)
+    loaded = _check_data(args)
     model = load_instruct_model(args.model, args.device, args.dtype, remote)
+    dev = _questions(args, model, loaded)
     fingerprint = {"model": args.model, "vectors": str(Path(args.vectors).resolve()), "dataset": args.dataset,
                    "split": args.split, "limit": args.limit, "seed": args.seed, "max_new_tokens": args.max_new_tokens,
                    "instructions": [_instructions(args).cot, _instructions(args).direct]}
+    if args.dataset == "synthetic":
+        from ..data.sources import synthetic_options
+
+        fingerprint["synthetic"] = synthetic_options(model, synthetic_overrides(args))
     start = time.perf_counter()
     rows = run_grid(model, dev, vectors, args.out, schedules, layers, coefs, fingerprint=fingerprint,
                     progress=not args.json, instructions=_instructions(args), max_new_tokens=args.max_new_tokens,
@@ -168,7 +213,6 @@ def run_eval(args: argparse.Namespace) -> int:
     import json
 
     from ..cot.evaluate import evaluate_condition
-    from ..cot.questions import load_questions
     from ..cot.remote import check_remote, load_instruct_model
     from ..cot.steering import parse_condition
 
@@ -177,8 +221,9 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"condition {args.condition} needs --vectors STORE")
     remote = check_remote(remote_value(args.remote))
     vectors = _vectors(args.vectors)
-    data = load_questions(args.dataset, split=args.split, limit=args.limit, seed=args.seed)
+    loaded = _check_data(args)
     model = load_instruct_model(args.model, args.device, args.dtype, remote)
+    data = _questions(args, model, loaded)
     start = time.perf_counter()
     res = evaluate_condition(model, data, condition, vectors, instructions=_instructions(args),
                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, greedy=not args.sample,

@@ -14,15 +14,17 @@ import json
 import time
 from pathlib import Path
 
+from ..steps import Step, parse_step
 from .common import (add_dataset_args, add_loop_args, add_model_args, emit_json, int_list, load_codi, remote_value,
-                     synthetic_overrides)
+                     step_arg, synthetic_overrides)
 
 
-def _pair(text: str) -> tuple[int, int]:
+def _pair(text: str) -> tuple[Step, Step]:
     try:
-        a, b = (int(x) for x in text.split(","))
+        a, b = (parse_step(x) for x in text.split(","))
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--pair takes two latent indices A,B, got {text!r}") from err
+        raise argparse.ArgumentTypeError(f"--pair takes two latent steps A,B (indices or names: latent1,latent3), "
+                                         f"got {text!r} ({err})") from err
     return a, b
 
 
@@ -39,7 +41,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="vector store (or capture store with hidden/kv/latent_input) the --pair vectors and patch "
                         "statistics come from (default: a reference capture of held-out problems)")
     p.add_argument("--vector", default=None, help="safetensors file: `vector` (hidden) or `keys`/`values` (kv)")
-    p.add_argument("--at", type=int, default=None, help="step to steer/patch (default K, the last latent)")
+    p.add_argument("--at", type=step_arg, default=None,
+                   help="step to steer/patch: an index or a name (bot, latent1..latentK, eot; default K, the last latent)")
     p.add_argument("--layer", type=int, default=None, help="hidden: residual layer 0..L (default L)")
     p.add_argument("--coef", type=float, default=1.0, help="hidden: coefficient (default 1)")
     p.add_argument("--extra-latent-step", action="store_true",
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from ..interventions.conditions import ModelShape, check_condition, validate_conditions
 
     shape = ModelShape.of(codi, args.num_latents)
+    cond = cond.resolve(shape.num_latents)  # step names → indices
     check_condition(cond, shape, reference_pairs=not args.vectors)  # before the reference vectors are computed
     needs_vectors = cond.pair is not None or cond.patch in ("random", "mean")
     start = time.perf_counter()

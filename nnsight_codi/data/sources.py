@@ -61,8 +61,9 @@ def load_eval_dataset(spec: str | Path, split: str = "test", limit: int | None =
 
 
 def synthetic_options(model, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The synthetic-problem options a model was trained on (`codi.json` extra, else `{}`),
-    with `overrides` (`SyntheticOptions` fields) on top; checked by `SyntheticOptions`.
+    """The synthetic-problem options a model was trained on (a CODI model's `codi.json` extra, an
+    instruct LM's `instruct.json` beside its weights, else `{}`), with `overrides`
+    (`SyntheticOptions` fields) on top; checked by `SyntheticOptions`.
 
     Example:
         >>> synthetic_options(None, {"max_steps": 4, "value_range": [0, 50]})
@@ -71,13 +72,31 @@ def synthetic_options(model, overrides: dict[str, Any] | None = None) -> dict[st
     from .synthetic import SyntheticOptions
 
     config = getattr(model, "codi_config", None)
-    options = dict((config.extra.get("synthetic_options") or {}) if config is not None else {})
+    if config is not None:
+        options = dict(config.extra.get("synthetic_options") or {})
+    else:
+        options = dict(_instruct_meta(model).get("synthetic_options") or {})
     options.update(overrides or {})
     for key in ("value_range", "add_range", "mul_range"):
         if key in options:
             options[key] = tuple(options[key])
     SyntheticOptions(**options)  # a bad combination fails here, before any work
     return options
+
+
+def _instruct_meta(model) -> dict[str, Any]:
+    """`instruct.json` of a plain LM loaded from a local directory (the tiny instruct LM, a
+    `train_tiny_instruct` output), else `{}`."""
+    import json
+
+    if model is None:
+        return {}
+    lm = getattr(model, "_module", model)
+    name = getattr(lm, "name_or_path", None) or getattr(getattr(lm, "config", None), "_name_or_path", None)
+    path = Path(str(name)) / "instruct.json" if name else None
+    if path is None or not path.is_file():
+        return {}
+    return json.loads(path.read_text())
 
 
 def _load_local(path: Path, split: str) -> Dataset:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..steps import resolve_step
 from ..tracing.capture import Capture
 from ..tracing.hooks import Branch, run_branches, run_loop
 from .ablation import ForceAnswer
@@ -67,7 +68,7 @@ def activation_patching(codi, clean: Sequence[str], corrupted: Sequence[str], ba
     `clean_text`, `steps`, `layers`.
     """
     k = codi.num_latents if num_latents is None else int(num_latents)
-    steps = list(range(k + 2)) if steps is None else list(steps)
+    steps = list(range(k + 2)) if steps is None else [resolve_step(s, k) for s in steps]  # indices or names
     layers = list(range(codi.num_layers + 1)) if layers is None else list(layers)
     n = len(clean)
     if len(corrupted) != n:

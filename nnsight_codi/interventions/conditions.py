@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..steps import Step, parse_step, resolve_step
 from .patching import PATCH_KINDS, LatentStats, PatchLatent, latent_patch_values
 from .steering import KV_POSITIONS, AddVector, KVSteer, check_layer, check_step
 from .vectors import check_pair, load_vector_file
@@ -46,6 +47,8 @@ class Condition:
         mode: `none`, `hidden` (add `coef × v` at (`at`, `layer`)), `kv` (add Δkeys/Δvalues to the cache
             after the last latent) or `patch` (replace the latent input at step `at`).
         pair: `(A, B)` latents whose mean difference is the vector (hidden, kv); None with `vector_file`.
+            Steps (`at`, `pair`) are indices or names (`bot`, `latent1`..`latentK`, `eot`); `resolve`
+            turns names into indices once K is known (names in `name` are always indices).
         coef: hidden steering coefficient. coef_k, coef_v: KV coefficients.
         at: the step to steer/patch (default K, the last latent). layer: residual layer (default L).
         extra_latent_step: hidden mode: run one more latent after the last so the cache carries the edit.
@@ -55,11 +58,11 @@ class Condition:
     """
 
     mode: str = "none"
-    pair: tuple[int, int] | None = None
+    pair: tuple[Step, Step] | None = None
     coef: float = 0.0
     coef_k: float = 0.0
     coef_v: float = 0.0
-    at: int | None = None
+    at: Step | None = None
     layer: int | None = None
     extra_latent_step: bool = False
     blocks: tuple[int, ...] | None = None
@@ -90,10 +93,21 @@ class Condition:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Condition:
         d = {k: v for k, v in d.items() if k != "name"}
-        for key in ("pair", "blocks"):
-            if d.get(key) is not None:
-                d[key] = tuple(int(x) for x in d[key])
+        if d.get("blocks") is not None:
+            d["blocks"] = tuple(int(x) for x in d["blocks"])
+        if d.get("pair") is not None:
+            d["pair"] = tuple(parse_step(x) for x in d["pair"])
+        if d.get("at") is not None:
+            d["at"] = parse_step(d["at"])
         return cls(**d)
+
+    def resolve(self, num_latents: int) -> Condition:
+        """This condition with step names (`latent2`, `eot`, …) turned into indices for K latents."""
+        from dataclasses import replace
+
+        pair = None if self.pair is None else tuple(resolve_step(x, num_latents) for x in self.pair)
+        at = None if self.at is None else resolve_step(self.at, num_latents)
+        return replace(self, pair=pair, at=at)
 
 
 @dataclass
@@ -142,8 +156,9 @@ def check_condition(cond: Condition, shape: ModelShape, reference_pairs: bool = 
     """What a condition's model shape alone decides (mode, layer, step, KV blocks and positions,
     patch kind), so a bad condition fails before any vectors are computed. With
     `reference_pairs` (the vectors will come from a reference run of this model), a pair must
-    name latents 1..K."""
+    name latents 1..K. Step names are resolved first."""
     k = shape.num_latents
+    cond = cond.resolve(k)
     if cond.mode not in MODES:
         raise ValueError(f"unknown mode {cond.mode!r}: use one of {', '.join(MODES)}")
     at = k if cond.at is None else cond.at
@@ -170,6 +185,7 @@ def build_hooks(cond: Condition, shape: ModelShape, res: Resources, example_seed
     """The hooks of `cond` for one batch (validated), and the number of latents to run."""
     check_condition(cond, shape)
     k = shape.num_latents
+    cond = cond.resolve(k)
     if cond.mode == "none":
         return [], k
     at = k if cond.at is None else cond.at

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..steps import resolve_step
 from .steering import check_layer, check_step, check_vector
 
 PATCH_KINDS = ("random", "mean", "zero")
@@ -66,13 +67,16 @@ class PatchLatent:
     """Replace the latent input z_`step` (a `StepHook` on the `input` site of latent steps 1..K).
 
     Args:
-        step: latent step k, 1..K.
+        step: latent step k, 1..K (or its name `latentk`).
         values: `Float[Tensor, "dim"]` or `Float[Tensor, "batch dim"]`.
     """
 
     step: int
     values: Tensor
     label: str = "given"
+
+    def __post_init__(self) -> None:
+        self.step = resolve_step(self.step, None)
 
     def validate(self, num_layers: int, num_latents: int, hidden_size: int) -> None:
         check_step(self.step, num_latents, "latent patch", low=1, high=num_latents)
@@ -93,13 +97,16 @@ class PatchResidual:
     """Set the residual stream at (`step`, `layer`), last position, to `values` (activation patching).
 
     Args:
-        step: 0..K+1; layer: 0..L (the store's convention).
+        step: 0..K+1 (or `bot`, `latentk`); layer: 0..L (the store's convention).
         values: `Float[Tensor, "batch dim"]`, e.g. the clean run's states recorded by `Capture`.
     """
 
     step: int
     layer: int
     values: Tensor
+
+    def __post_init__(self) -> None:
+        self.step = resolve_step(self.step, None)
 
     def validate(self, num_layers: int, num_latents: int, hidden_size: int) -> None:
         check_step(self.step, num_latents, "activation patch")

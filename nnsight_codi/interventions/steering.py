@@ -20,6 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..models.kv_cache import output_cache
+from ..steps import resolve_step
+
 KV_POSITIONS = ("latents", "last", "all")
 
 
@@ -66,7 +69,7 @@ class AddVector:
     Args:
         vector: `Float[Tensor, "dim"]`, or `Float[Tensor, "batch dim"]` (one per example).
         layer: residual-stream layer 0..L (0 = embedding output, l = output of block l-1).
-        steps: steps 0..K+1 (0 = bot, k = latent k, K+1 = eot).
+        steps: steps 0..K+1 (0 = bot, k = latent k, K+1 = eot), or the names `bot`, `latentk`.
         coef: the coefficient (0 leaves the run bit-identical).
     """
 
@@ -77,7 +80,7 @@ class AddVector:
     all_positions: bool = False
 
     def __post_init__(self) -> None:
-        self.steps = tuple(int(s) for s in self.steps)
+        self.steps = tuple(resolve_step(s, None) for s in self.steps)
         self.coef = float(self.coef)
 
     def validate(self, num_layers: int, num_latents: int, hidden_size: int) -> None:
@@ -165,7 +168,7 @@ class KVSteer:
         return ["output"] if step == self.num_latents else []
 
     def visit(self, site: str, value: Any, step: int, sink: list) -> None:
-        cache = value.past_key_values
+        cache = output_cache(value)
         blocks = self.blocks if self.blocks is not None else range(self.keys.shape[-3])
         for part, delta, coef in (("keys", self.keys, self.coef_k), ("values", self.values, self.coef_v)):
             if coef == 0.0:

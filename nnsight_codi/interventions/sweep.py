@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from ..config_cli import config_from_dict
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
+from ..steps import parse_step, resolve_step
 from .conditions import (MODES, Condition, ModelShape, Resources, check_condition, run_conditions, score,
                          validate_conditions)
 from .patching import PATCH_KINDS
@@ -68,13 +69,13 @@ class SweepConfig:
     pairs: Any = "all"
     coefs: list[float] = field(default_factory=lambda: [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0])
     kv_coefs: list[list[float]] | None = None
-    at: int | None = None
+    at: int | str | None = None
     layer: int | None = None
     extra_latent_step: bool = True
     blocks: list[int] | None = None
     positions: str = "latents"
     baselines: list[str] = field(default_factory=lambda: ["random", "mean", "zero"])
-    patch_at: int | None = None
+    patch_at: int | str | None = None
     conditions: list[dict] = field(default_factory=list)
     fork: bool = True
 
@@ -117,6 +118,15 @@ class SweepConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        for step in (self.at, self.patch_at):  # names' form now; their range once K is known
+            if step is not None:
+                parse_step(step)
+        if isinstance(self.pairs, list):
+            for pair in self.pairs:
+                if not isinstance(pair, list | tuple) or len(pair) != 2:
+                    raise ValueError(f"pairs must be 'all' or a list of [A, B], got {self.pairs!r}")
+                for step in pair:
+                    parse_step(step)
 
     def fingerprint(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -130,7 +140,7 @@ def _pairs(cfg: SweepConfig, num_latents: int) -> list[tuple[int, int]]:
         return [(a, b) for a in range(1, num_latents + 1) for b in range(1, num_latents + 1) if a != b]
     if isinstance(cfg.pairs, str):
         raise ValueError(f"pairs must be 'all' or a list of [A, B], got {cfg.pairs!r}")
-    return [(int(a), int(b)) for a, b in cfg.pairs]
+    return [(resolve_step(a, num_latents), resolve_step(b, num_latents)) for a, b in cfg.pairs]
 
 
 def expand_conditions(cfg: SweepConfig, num_latents: int) -> list[Condition]:
@@ -149,6 +159,7 @@ def expand_conditions(cfg: SweepConfig, num_latents: int) -> list[Condition]:
                         for ck, cv in kv_coefs]
     out += [Condition("patch", patch=kind, at=cfg.patch_at) for kind in cfg.baselines]
     out += [Condition.from_dict(d) for d in cfg.conditions]
+    out = [c.resolve(num_latents) for c in out]  # step names → indices (the condition names use indices)
     for c in out:
         if c.mode not in MODES:
             raise ValueError(f"unknown mode {c.mode!r}: use one of {', '.join(MODES)}")
@@ -192,7 +203,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
     from ..data.scoring import extract_gold
     from ..store import StoreWriter
 
-    start = time.perf_counter()
+    t0 = time.perf_counter()  # not `start`: the batch loop below reuses that name
     cfg.check()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -260,7 +271,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
                 bar.update(len(units))
         bar.close()
         done = writer.num_completed
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - t0
     return {"path": str(out / SWEEP_STORE), "conditions": len(conditions), "examples": n, "runs": done,
             "runs_now": written, "seconds": round(seconds, 3),
             "runs_per_second": round(written / seconds, 2) if written else None}

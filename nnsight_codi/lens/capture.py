@@ -3,8 +3,9 @@
 `LensRequest.from_variables` splits a capture's requested variables into the per-example lens
 read-outs (`lens_*`, `tuned_lens_*`) and the per-store `unembed`; `apply` turns a batch's
 recorded `hidden` into the read-outs (the hidden states are recorded by the one `Capture` hook
-whether or not `hidden` itself is stored); `write_static` puts the vocabulary (`token_string`)
-and, on request, the unembedding into the store.
+whether or not `hidden` itself is stored); `write_static` puts the vocabulary (`token_string`),
+with lens read-outs the tokenizer (`tokenizer_json`, which tokens begin a number) and, on request,
+the unembedding into the store.
 
 Example:
     >>> req = LensRequest.from_variables(("hidden", "lens_top_ids", "unembed"), k=5)
@@ -130,6 +131,10 @@ class LensRequest:
             write_static(path, u.token_strings or [""] * u.vocab_size, u)
         else:
             write_static(path, vocabulary(model.tokenizer, _vocab(model)))
+        if self.any_lens:
+            from .numbers import write_tokenizer
+
+            write_tokenizer(path, getattr(model, "tokenizer", None))
 
 
 def _vocab(model) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,11 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def parse_data_mode(mode: str, num_latents: int) -> tuple[str, tuple[int, ...]]:
-    """`text` → ('text', ()); `latents` → ('latents', (1..K)); `latent:N` → ('latents', (N,))."""
+    """`text` → ('text', ()); `latents` → ('latents', (1..K)); `latent:N` or the step name
+    `latentN` → ('latents', (N,))."""
     mode = str(mode).strip()
+    if re.fullmatch(r"latent\d+", mode):
+        mode = f"latent:{mode[6:]}"
     if mode == "text":
         return "text", ()
     if mode == "latents":

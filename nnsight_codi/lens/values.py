@@ -10,6 +10,10 @@ Targets a read-out is scored against (`target_sets`), disjoint by construction:
 - `near_miss`: answer ± 1..10, answer × 2, answer ÷ 2 (when whole), other than the above;
 - `operand`: the numbers in the question, other than the above.
 
+`token_values` / `hits` score whole spellings only (one token = one number, as a word-level
+vocabulary writes them); the lens study scores token ids with `lens.numbers.NumberTokens`, which
+adds each value's first token under the model's tokenizer (numbers that BPE splits).
+
 Example:
     >>> t = problem_truth("Tom has 4 boxes with 6 pens each . He loses 3 .", "<<4*6=24>> <<24-3=21>> #### 21")
     >>> t["answer"], t["intermediates"], t["operands"]

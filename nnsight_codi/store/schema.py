@@ -163,10 +163,12 @@ STATIC_VARIABLES: dict[str, tuple[str, ...]] = {
     "unembed_bias": ("token_id",),
     "unembed_norm_weight": ("dim",),
     "unembed_norm_bias": ("dim",),
+    "tokenizer_json": ("tokenizer",),
 }
 """Per-store (not per-example) variables: the vocabulary and the unembedding (final-norm
 parameters + W_U), written once by `nnsight_codi.lens.unembed.write_static`. Requested as
-`unembed`; `token_string` comes with every store that holds lens read-outs or `unembed`."""
+`unembed`; `token_string` comes with every store that holds lens read-outs or `unembed`, and
+`tokenizer_json` (the model's fast tokenizer, for numbers split into several tokens) with lens read-outs."""
 
 STATIC_REQUESTS = ("unembed",)
 

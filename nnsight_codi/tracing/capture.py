@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..models.kv_cache import output_cache
 from .hooks import Record
 
 CAPTURABLE = ("hidden", "latent_input", "attention", "attention_layers", "attention_heads", "kv")
@@ -109,7 +110,7 @@ class Capture:
                 if "attention_heads" in self.variables:
                     sink.append(("attention_heads", step, heads.detach().clone()))
             if "kv" in self.variables and step == self.kv_step:
-                cache = value.past_key_values
+                cache = output_cache(value)
                 blocks = [l for l in self.layers if l >= 1]
                 kv = torch.stack([torch.stack([_cache_tensor(cache, l - 1, "keys"),
                                                _cache_tensor(cache, l - 1, "values")], 1) for l in blocks], 1)

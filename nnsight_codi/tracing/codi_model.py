@@ -34,6 +34,7 @@ from nnsight.intervention.envoy import traceable
 from torch import Tensor, nn
 
 from ..models.config import CodiConfig
+from ..models.kv_cache import cache_kwargs, output_cache
 from .batching import left_pad
 from .loop import LatentLoopState, LoopSnapshot, Masking, decode_answers, step_names
 
@@ -262,8 +263,8 @@ class CodiModel(TransformersModel):
         with FinalHidden(lm) as final:
             while not state.done and (stop_at is None or state.step < stop_at):
                 kwargs = self._step_inputs(state.call_kwargs(project=self._project))
-                out = lm(**kwargs, past_key_values=cache, use_cache=True, **extra)
-                cache = out.past_key_values
+                out = lm(**kwargs, **cache_kwargs(cache), use_cache=True, **extra)
+                cache = output_cache(out)
                 state.observe(final.take(), out.logits[:, -1])
         if stop_at is not None:
             if isinstance(prompts, LoopSnapshot):

@@ -25,11 +25,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import nnsight
+import torch
 from torch import Tensor
 
 from ..models.architecture import transformer_blocks
@@ -95,13 +97,25 @@ def visit_step(model, step: int, hooks: Sequence[StepHook], sink: list[Record], 
 
 def run_loop(codi, prompts, hooks: Sequence[StepHook] = (), num_latents: int | None = None,
              max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
-             output_attentions: bool = False, answer_steps: int = 0) -> tuple[Tensor, list[Record]]:
+             output_attentions: bool = False, answer_steps: int = 0, grad: bool = False
+             ) -> tuple[Tensor, list[Record]]:
     """Run the latent loop with `hooks` on steps bot..eot; return `(answer ids, records)`.
 
     `answer_steps` > 0 also hands the hooks the first `answer_steps` answer steps (steps
     K+2 .. K+1+answer_steps); the loop must make at least that many calls (e.g. a hook that
     forces the answer tokens, `interventions.ForceAnswer`).
+
+    The loop runs under `torch.inference_mode()` (records are inference tensors); `grad=True`
+    runs it under the caller's autograd mode instead, for gradients through the loop.
     """
+    with contextlib.nullcontext() if grad else torch.inference_mode():
+        return _run_loop(codi, prompts, hooks, num_latents, max_new_tokens, masking, remote, output_attentions,
+                         answer_steps)
+
+
+def _run_loop(codi, prompts, hooks: Sequence[StepHook], num_latents: int | None, max_new_tokens: int,
+              masking: Masking, remote: bool | str | None, output_attentions: bool,
+              answer_steps: int) -> tuple[Tensor, list[Record]]:
     k = codi.num_latents if num_latents is None else int(num_latents)
     if answer_steps < 0:
         raise ValueError(f"answer_steps must be >= 0, got {answer_steps}")

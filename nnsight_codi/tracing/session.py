@@ -30,6 +30,7 @@ from nnsight import TransformersModel
 from torch import Tensor, nn
 
 from ..models.config import CodiConfig
+from ..models.kv_cache import CACHE_ARG, REMOTE_CACHE_ARG, output_cache
 from .batching import positions_from_mask
 from .loop import LatentLoopState, Masking, fork_cache
 
@@ -163,6 +164,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
         prj = PortableProjection(by_value(prj))  # moved to the server model's device on first use
     project = prj if config.use_prj else None
     session_kwargs = {} if not remote else {"remote": remote}
+    cache_name = CACHE_ARG if remote in (None, False, "local") else REMOTE_CACHE_ARG  # the server's name on NDIF
     extra = {"output_attentions": True} if output_attentions else {}
     extra["logits_to_keep"] = 1  # the loop reads the last position's logits only
     branches = list(branches)
@@ -184,7 +186,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
             while not state.done and (stop is None or state.step < stop):
                 inputs = state.call_kwargs(project=project)
                 if cache is not None:
-                    inputs["past_key_values"] = cache
+                    inputs[cache_name] = cache
                 elif "position_ids" not in inputs:  # reference masking: nnsight would count real tokens only
                     inputs["position_ids"] = positions_from_mask(torch.ones_like(inputs["input_ids"]))
                 with model.trace(use_cache=True, output_hidden_states=True, **extra) as tracer:
@@ -197,7 +199,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
                         out = model.output
                         hidden = out.hidden_states[-1][:, -1:]
                         logits = out.logits[:, -1]
-                        cache = out.past_key_values
+                        cache = output_cache(out, cache_name)
                 # On a GPU server the model's outputs are on its device while the state's tensors stay where
                 # the request put them (CPU): greedy decoding runs beside the state.
                 state.observe(hidden, logits.to(state.finished.device))

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models.kv_cache import cache_kwargs, output_cache
 from ..tracing.batching import extend_mask, next_positions, positions_from_mask
 from .encode import Batch
 
@@ -77,13 +78,13 @@ def continue_latents(model: nn.Module, prj: nn.Module, out, mask: Tensor, num_la
     """The K latent calls after a call `out` whose last position is bot; `mask` covers the cache."""
     hidden = [tuple(h[:, -1] for h in out.hidden_states)] if keep_hidden else []
     z = prj(out.hidden_states[-1][:, -1:])
-    cache = out.past_key_values
+    cache = output_cache(out)
     for _ in range(num_latents):
         pos = next_positions(mask)
         mask = extend_mask(mask)
-        out = model(inputs_embeds=z, attention_mask=mask, position_ids=pos, past_key_values=cache,
+        out = model(inputs_embeds=z, attention_mask=mask, position_ids=pos, **cache_kwargs(cache),
                     use_cache=True, output_hidden_states=True)
-        cache = out.past_key_values
+        cache = output_cache(out)
         if keep_hidden:
             hidden.append(tuple(h[:, -1] for h in out.hidden_states))
         z = prj(out.hidden_states[-1][:, -1:])
@@ -126,7 +127,7 @@ def teacher_pass(model: nn.Module, batch: Batch, use_cache: bool = False):
                 output_hidden_states=True)
     ce = F.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), batch.teacher_labels[:, 1:].flatten(),
                          ignore_index=-100)
-    return ce, _gather(out.hidden_states, batch.teacher_distill), (out.past_key_values if use_cache else None)
+    return ce, _gather(out.hidden_states, batch.teacher_distill), (output_cache(out) if use_cache else None)
 
 
 def student_latents_from_teacher(model: nn.Module, prj: nn.Module, batch: Batch, cache, num_latents: int) -> LatentRun:
@@ -136,7 +137,7 @@ def student_latents_from_teacher(model: nn.Module, prj: nn.Module, batch: Batch,
     q_mask = batch.teacher_mask[:, : batch.question_width]
     n = batch.student_suffix.shape[1]
     out = model(input_ids=batch.student_suffix, attention_mask=extend_mask(q_mask, n),
-                position_ids=next_positions(q_mask, n), past_key_values=cache, use_cache=True,
+                position_ids=next_positions(q_mask, n), **cache_kwargs(cache), use_cache=True,
                 output_hidden_states=True)
     return continue_latents(model, prj, out, extend_mask(q_mask, n), num_latents)
 
@@ -153,7 +154,7 @@ def student_pass(model: nn.Module, prj: nn.Module, batch: Batch, num_latents: in
     embeds = model.get_input_embeddings()(dec_ids.masked_fill(batch.decoder_labels == -100, pad_id))
     pos = next_positions(run.mask, dec_ids.shape[1])
     mask = extend_mask(run.mask, dec_ids.shape[1])
-    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=run.cache,
+    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, **cache_kwargs(run.cache),
                 use_cache=True, output_hidden_states=True)
     ce = F.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), batch.decoder_labels[:, 1:].flatten(),
                          ignore_index=-100)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..models.kv_cache import cache_kwargs, output_cache
 from ..tracing.batching import extend_mask, left_pad, next_positions, positions_from_mask
 from .codi import final_norm, run_latents
 from .encode import clean_question
@@ -64,9 +65,9 @@ def _greedy(model: nn.Module, first_logits: Tensor, cache: object, mask: Tensor,
             break
         pos = next_positions(mask)
         mask = extend_mask(mask)
-        res = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache,
+        res = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, **cache_kwargs(cache),
                     use_cache=True)
-        cache, logits = res.past_key_values, res.logits[:, -1]
+        cache, logits = output_cache(res), res.logits[:, -1]
     return out
 
 
@@ -87,8 +88,8 @@ def student_generate(model: nn.Module, prj: nn.Module, tokenizer, questions: Seq
     tail = torch.tensor([[eot_id] + extra] * len(questions), device=device)
     pos = next_positions(run.mask, tail.shape[1])
     mask = extend_mask(run.mask, tail.shape[1])
-    res = model(input_ids=tail, attention_mask=mask, position_ids=pos, past_key_values=run.cache, use_cache=True)
-    gen = _greedy(model, res.logits[:, -1], res.past_key_values, mask, max_new_tokens, eos_id, [eot_id])
+    res = model(input_ids=tail, attention_mask=mask, position_ids=pos, **cache_kwargs(run.cache), use_cache=True)
+    gen = _greedy(model, res.logits[:, -1], output_cache(res), mask, max_new_tokens, eos_id, [eot_id])
     texts = [tokenizer.decode(g, skip_special_tokens=True) for g in gen]
     return texts, run.hidden
 
@@ -102,7 +103,7 @@ def teacher_generate(model: nn.Module, tokenizer, questions: Sequence[str], *, p
     ids, mask = left_pad(prompts, pad_id)
     ids, mask = ids.to(device), mask.to(device)
     res = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=True)
-    gen = _greedy(model, res.logits[:, -1], res.past_key_values, mask, max_new_tokens, eos_id,
+    gen = _greedy(model, res.logits[:, -1], output_cache(res), mask, max_new_tokens, eos_id,
                   [eot_id, bot_id, pad_id])
     return [tokenizer.decode(g, skip_special_tokens=True) for g in gen]
 

@@ -11,6 +11,7 @@ from nnsight import TransformersModel
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from nnsight_codi.cot.prompts import word_chat_tokenizer
+from nnsight_codi.models.kv_cache import cache_kwargs, output_cache
 
 
 def chat_lm(seed: int = 0, dim: int = 32, layers: int = 2, chat: bool = True) -> TransformersModel:
@@ -80,8 +81,8 @@ def hand_generate(lm, prompt, steps, hook=None, cache=True):
         for _ in range(steps):
             if cache:
                 inp = torch.tensor([seq if past is None else seq[-1:]])
-                out = lm(inp, past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                out = lm(inp, **cache_kwargs(past), use_cache=True)
+                past = output_cache(out)
             else:
                 out = lm(torch.tensor([seq]), use_cache=False)
             seq.append(int(out.logits[0, -1].argmax()))

@@ -10,6 +10,7 @@ import torch
 from factories import make_converted
 from nnsight_codi.interventions import AddVector, ForceAnswer, KVSteer, PatchLatent, PatchResidual
 from nnsight_codi.models import load_model
+from nnsight_codi.models.kv_cache import cache_kwargs, output_cache
 from nnsight_codi.tracing.capture import Capture
 from nnsight_codi.tracing.hooks import run_loop
 from reference_impl import blocks_of
@@ -52,21 +53,21 @@ def plain_loop(codi, question: str, num_latents: int = K, residual=None, latent=
     try:
         ids = torch.tensor([codi.prompt_ids(question)])
         out = lm(input_ids=ids, use_cache=True, output_hidden_states=True)
-        kv, h = out.past_key_values, out.hidden_states[-1][:, -1:]
+        kv, h = output_cache(out), out.hidden_states[-1][:, -1:]
         for k in range(1, num_latents + 1):
             state["step"] = k
             z = codi.prj._module(h)
             if latent is not None and latent[0] == k:
                 z = latent[1].reshape(1, 1, -1).to(z.dtype)
-            out = lm(inputs_embeds=z, past_key_values=kv, use_cache=True, output_hidden_states=True)
-            kv, h = out.past_key_values, out.hidden_states[-1][:, -1:]
+            out = lm(inputs_embeds=z, **cache_kwargs(kv), use_cache=True, output_hidden_states=True)
+            kv, h = output_cache(out), out.hidden_states[-1][:, -1:]
         if cache is not None:
             cache(kv)
         state["step"] = num_latents + 1
         x, answer, logprobs = embed(torch.tensor([[cfg.eot_id]])), [], []
         for j in range(NEW if force is None else len(force)):
-            out = lm(inputs_embeds=x, past_key_values=kv, use_cache=True)
-            kv = out.past_key_values
+            out = lm(inputs_embeds=x, **cache_kwargs(kv), use_cache=True)
+            kv = output_cache(out)
             state["step"] += 1
             logits = out.logits[:, -1].clone()
             if force is not None:

@@ -15,6 +15,7 @@ import torch
 from nnsight.intervention.envoy import traceable
 from torch import Tensor
 
+from nnsight_codi.models.kv_cache import cache_kwargs, output_cache
 from nnsight_codi.tracing.codi_model import CodiModel
 from nnsight_codi.tracing.loop import LatentLoopState
 
@@ -71,8 +72,8 @@ class OracleCodi(CodiModel):
         extra = {"output_attentions": True} if output_attentions else {}
         while not state.done:
             kwargs = self._step_inputs(state.call_kwargs(project=self._project))
-            out = lm(**kwargs, past_key_values=cache, use_cache=True, output_hidden_states=True, **extra)
-            cache = out.past_key_values
+            out = lm(**kwargs, **cache_kwargs(cache), use_cache=True, output_hidden_states=True, **extra)
+            cache = output_cache(out)
             state.observe(out.hidden_states[-1][:, -1:], out.logits[:, -1])
         return state.generated()
 

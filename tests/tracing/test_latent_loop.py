@@ -9,6 +9,7 @@ import torch
 
 from factories import make_converted
 from nnsight_codi.models import load_model
+from nnsight_codi.models.kv_cache import cache_kwargs, output_cache
 from nnsight_codi.tracing.loop import step_name, step_names
 from nnsight_codi.tracing.session import plain_lm_model, run_latent_session
 
@@ -94,10 +95,10 @@ def test_zero_latents_is_bot_then_eot(codi):
     lm = codi._module
     with torch.no_grad():  # by hand: prompt call, then eot, then greedy tokens
         out = lm(input_ids=prompts.input_ids, use_cache=True)
-        cache, token, expected = out.past_key_values, torch.tensor([[codi.codi_config.eot_id]]), []
+        cache, token, expected = output_cache(out), torch.tensor([[codi.codi_config.eot_id]]), []
         for _ in range(4):
-            out = lm(input_ids=token, past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+            out = lm(input_ids=token, **cache_kwargs(cache), use_cache=True)
+            cache = output_cache(out)
             logits = out.logits[:, -1].clone()
             logits[:, codi.codi_config.eot_id] = -float("inf")
             token = logits.argmax(-1, keepdim=True)

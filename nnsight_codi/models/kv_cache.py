@@ -1,0 +1,38 @@
+"""The name transformers gives the KV cache, argument and output, in the installed version.
+
+transformers 5.24 renamed `past_key_values` to `cache` (the old name warns on every call and goes
+in 5.40); 5.23, the oldest version this project allows, knows only `past_key_values`. Every LM
+call of the library passes the cache as `**cache_kwargs(cache)` and reads it back with
+`output_cache(out)`, so no version in the allowed range warns. Remote (NDIF) sessions keep
+`past_key_values`: the server's transformers, not ours, runs the call, and every version up to
+5.39 accepts that name (`REMOTE_CACHE_ARG`).
+
+Example:
+    >>> CACHE_ARG in ("cache", "past_key_values")
+    True
+    >>> list(cache_kwargs(None))  == [CACHE_ARG]
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import transformers
+from packaging.version import Version
+
+CACHE_ARG = "cache" if Version(transformers.__version__).release >= (5, 24) else "past_key_values"
+"""The keyword of a causal LM's `forward` (and attribute of its output) that holds the KV cache."""
+
+REMOTE_CACHE_ARG = "past_key_values"
+"""The name an NDIF session uses (the server's transformers may predate `cache`)."""
+
+
+def cache_kwargs(cache: Any, name: str = CACHE_ARG) -> dict[str, Any]:
+    """`{name: cache}`: the keyword argument that feeds `cache` to an LM call."""
+    return {name: cache}
+
+
+def output_cache(out: Any, name: str = CACHE_ARG) -> Any:
+    """The KV cache of an LM call's output (a `ModelOutput` or an nnsight proxy of one)."""
+    return getattr(out, name)
