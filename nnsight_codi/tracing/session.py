@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+import warnings
 
 import nnsight
 import torch
@@ -164,7 +165,11 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
         prj = PortableProjection(by_value(prj))  # moved to the server model's device on first use
     project = prj if config.use_prj else None
     session_kwargs = {} if not remote else {"remote": remote}
-    cache_name = CACHE_ARG if remote in (None, False, "local") else REMOTE_CACHE_ARG  # the server's name on NDIF
+    # The cache goes in as `past_key_values` in every session: nnsight's input processing knows that
+    # name only (under another it adds a one-token attention mask, which breaks reference masking),
+    # and every server transformers up to 5.39 accepts it. The output is read by the name the
+    # server's transformers gives it (ours under remote="local").
+    output_name = CACHE_ARG if remote in (None, False, "local") else REMOTE_CACHE_ARG
     extra = {"output_attentions": True} if output_attentions else {}
     extra["logits_to_keep"] = 1  # the loop reads the last position's logits only
     branches = list(branches)
@@ -173,7 +178,8 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
         program = program[:-1]
     step_fns = [step_fn] + [b.step_fn for b in branches]
     forks = [None] + [(b.num_latents, b.max_new_tokens) for b in branches]
-    with model.session(**session_kwargs):
+    with warnings.catch_warnings(), model.session(**session_kwargs):
+        warnings.filterwarnings("ignore", message=".*past_key_values.* is deprecated", category=FutureWarning)
         sinks = nnsight.save([[] for _ in step_fns])
         results = nnsight.save([None for _ in step_fns])
         trunk, trunk_cache = state, None
@@ -186,7 +192,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
             while not state.done and (stop is None or state.step < stop):
                 inputs = state.call_kwargs(project=project)
                 if cache is not None:
-                    inputs[cache_name] = cache
+                    inputs[REMOTE_CACHE_ARG] = cache
                 elif "position_ids" not in inputs:  # reference masking: nnsight would count real tokens only
                     inputs["position_ids"] = positions_from_mask(torch.ones_like(inputs["input_ids"]))
                 with model.trace(use_cache=True, output_hidden_states=True, **extra) as tracer:
@@ -199,7 +205,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
                         out = model.output
                         hidden = out.hidden_states[-1][:, -1:]
                         logits = out.logits[:, -1]
-                        cache = output_cache(out, cache_name)
+                        cache = output_cache(out, output_name)
                 # On a GPU server the model's outputs are on its device while the state's tensors stay where
                 # the request put them (CPU): greedy decoding runs beside the state.
                 state.observe(hidden, logits.to(state.finished.device))
