@@ -77,7 +77,10 @@ def run_cli(argv: list[str]) -> int:
     if argv and argv[0] == "run" and not _flag_given(argv, "--model", "-M", "--config", "-C"):
         argv[1:1] = ["--model", MODEL]
     setup_logging()
-    args = cli._parser.parse_args(argv)
+    try:
+        args = cli._parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed on one line
+        return int(done.code or 0)
     if getattr(args, "command", None) in ("run", "validate", "ls"):
         user = getattr(args, "include_path", None)
         args.include_path = [str(TASKS_DIR)] + ([user] if user else [])

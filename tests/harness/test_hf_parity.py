@@ -25,8 +25,8 @@ TOL = 1e-4
 CONTEXT = 48  # n_positions: short, so rolling loglikelihoods span several windows
 
 
-@pytest.fixture(scope="module")
-def gpt2_dir(tmp_path_factory) -> Path:
+def make_bpe_gpt2(out: Path) -> Path:
+    """A tiny random GPT-2 (2 layers, width 32, context CONTEXT) with the GSM8K byte-level BPE, saved to `out`."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     tok = byte_level_bpe(vocab_size=1024)
@@ -39,10 +39,14 @@ def gpt2_dir(tmp_path_factory) -> Path:
         for p in lm.parameters():
             if p.dim() == 2:
                 p.normal_(0, 0.3)  # peaked distributions: greedy and is_greedy mean something
-    out = tmp_path_factory.mktemp("bpe-gpt2")
     lm.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory) -> Path:
+    return make_bpe_gpt2(tmp_path_factory.mktemp("bpe-gpt2"))
 
 
 @pytest.fixture(scope="module")
