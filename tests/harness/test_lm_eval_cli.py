@@ -21,6 +21,19 @@ COMMON = ["--tasks", "nnsight_codi_synthetic", "--limit", "3", "--gen_kwargs", "
           "--batch_size", "2", "--seed", "1", "--log_samples", "--metadata", "synthetic_size=10"]
 
 
+@pytest.fixture
+def local_tasks_only(monkeypatch):
+    """lm-eval indexes its ~200 stock task folders per run (~15 s here); these tests use local tasks only."""
+    import lm_eval.tasks
+
+    class LocalTaskManager(lm_eval.tasks.TaskManager):
+        def __init__(self, *args, **kwargs):
+            kwargs["include_defaults"] = False
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", LocalTaskManager)
+
+
 def _files(out: Path) -> tuple[dict, list[dict]]:
     results = list(out.glob("*/results_*.json"))
     samples = list(out.glob("*/samples_nnsight_codi_synthetic_*.jsonl"))
@@ -28,7 +41,7 @@ def _files(out: Path) -> tuple[dict, list[dict]]:
     return json.loads(results[0].read_text()), [json.loads(line) for line in samples[0].read_text().splitlines()]
 
 
-def test_same_files_as_lm_evals_own_cli(tmp_path, monkeypatch, capsys):
+def test_same_files_as_lm_evals_own_cli(tmp_path, monkeypatch, capsys, local_tasks_only):
     pytest.importorskip("accelerate", reason="lm-eval's hf model needs accelerate")
     from lm_eval.__main__ import cli_evaluate
 
@@ -58,7 +71,7 @@ def test_same_files_as_lm_evals_own_cli(tmp_path, monkeypatch, capsys):
         "acc,none"]
 
 
-def test_user_errors_are_one_line(capsys):
+def test_user_errors_are_one_line(capsys, local_tasks_only):
     assert main(["lm-eval", "--model_args", "model=tiny", "--tasks", "nnsight_codi_synthetic", "--nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nnsight-codi lm-eval: error: unrecognized arguments: --nope" in err
