@@ -30,7 +30,6 @@ synthetic task `min_steps`, `max_steps`, `value_max`, `ops`, `synthetic_size`, `
 from __future__ import annotations
 
 import argparse
-import sys
 import types
 
 MODEL = "nnsight-codi"

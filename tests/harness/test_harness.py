@@ -18,7 +18,6 @@ import nnsight_codi.harness  # noqa: E402  (registers the model)
 from lm_eval import simple_evaluate  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.api.registry import get_model  # noqa: E402
-from nnsight_codi.cli import main  # noqa: E402
 from nnsight_codi.harness import NnsightCodiLM, task_manager  # noqa: E402
 from nnsight_codi.harness.tasks import synthetic_dataset  # noqa: E402
 
