@@ -61,8 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["lm-eval"]:  # lm-eval's own command line, parsed by lm-eval itself
+        from .commands.lm_eval import run_cli
+
+        args = argparse.Namespace(command="lm-eval", func=lambda _: run_cli(argv[1:]))
+    else:
+        args = build_parser().parse_args(argv)
     from .store.errors import StoreError
 
     try:

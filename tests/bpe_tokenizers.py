@@ -2,14 +2,14 @@
 
 - `byte_level_bpe`: GPT-2's scheme — byte-level BPE after GPT-2's pre-tokenizer regex, so a
   digit run (with its leading space, if any) is one pre-token that BPE merges into pieces of
-  varying length (`" 1234"` may be `" 12"`, `"34"`).
+  varying length (`" 1234"` may be `" 12"`, `"34"`); `<|endoftext|>` is BOS = EOS = PAD.
 - `digit_chunked_bpe`: Llama-3's scheme — its pre-tokenizer regex cuts digit runs into chunks of
   at most three digits (`"1234"` → `"123"`, `"4"`; a space before a number is its own token), then
   byte-level BPE.
 
-Both are `transformers.PreTrainedTokenizerFast` with `<|endoftext|>` as eos/pad. The text is
-`../shared/data/gsm8k/train.jsonl` where it exists (questions and answers), else the 20-line
-fixture in `tests/data/fixtures`. Built once per process and argument set.
+Both are `transformers.PreTrainedTokenizerFast`. The text is `../shared/data/gsm8k/<split>.jsonl`
+where it exists (questions and worked answers), else the 20-line fixture in `tests/data/fixtures`.
+Built once per process and argument set.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import functools
 import json
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 EOS = "<|endoftext|>"
@@ -27,11 +27,12 @@ LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,
 """Llama-3's pre-tokenizer pattern (its tokenizer.json): digit runs split into chunks of ≤ 3."""
 
 
-def gsm8k_texts(limit: int | None = 3000) -> list[str]:
-    """Question and answer texts of GSM8K train (shared data), else of the test fixture."""
+def gsm8k_texts(split: str = "train", limit: int | None = 3000) -> list[str]:
+    """Question and answer texts of the first `limit` GSM8K lines of `split` (shared data), else of
+    the test fixture."""
     path = None
     for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "data" / "gsm8k" / "train.jsonl"
+        candidate = parent / "shared" / "data" / "gsm8k" / f"{split}.jsonl"
         if candidate.is_file():
             path = candidate
             break
@@ -42,14 +43,14 @@ def gsm8k_texts(limit: int | None = 3000) -> list[str]:
 
 
 def _wrap(core: Tokenizer) -> PreTrainedTokenizerFast:
-    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token=EOS, pad_token=EOS, unk_token=None,
-                                   clean_up_tokenization_spaces=False)
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=EOS, eos_token=EOS, pad_token=EOS,
+                                   unk_token=None, clean_up_tokenization_spaces=False, model_max_length=1024)
 
 
 def _train(core: Tokenizer, vocab_size: int, limit: int | None) -> Tokenizer:
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    core.train_from_iterator(gsm8k_texts(limit), trainer)
+    core.train_from_iterator(gsm8k_texts("train", limit), trainer)
     return core
 
 
@@ -59,6 +60,7 @@ def byte_level_bpe(vocab_size: int = 2000, limit: int | None = 3000) -> PreTrain
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)  # GPT-2's regex
     core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.ByteLevel(trim_offsets=False)
     return _wrap(_train(core, vocab_size, limit))
 
 

@@ -1,102 +1,94 @@
-"""`nnsight-codi lm-eval`: lm-eval's evaluator with the `nnsight-codi` model (any model this project loads).
+"""`nnsight-codi lm-eval`: lm-eval's own command line, with this project's model and tasks registered.
+
+Everything after `lm-eval` goes to lm-eval's CLI (`lm-eval run|ls|validate`; no subcommand means
+`run`, as with `lm_eval`), so every lm-eval flag works (`--model_args`, `--batch_size`, `--device`,
+`--gen_kwargs`, `--seed`, `--log_samples`, `--predict_only`, `--output_path`, `--limit`,
+`--num_fewshot`, `--apply_chat_template`, `--metadata`, `--include_path`, …) and the output files are
+lm-eval's (`<output_path>/<model>/results_<time>.json`, `samples_<task>_<time>.jsonl`). Two
+additions: the model `nnsight-codi` is registered (and is the default `--model`), and the shipped
+task directory is always on the include path, so the local tasks `nnsight_codi_synthetic` and
+`nnsight_codi_gsm8k_local` resolve by name.
 
 Examples::
 
-    nnsight-codi lm-eval --model-args model=tiny --tasks nnsight_codi_synthetic --limit 50
-    nnsight-codi lm-eval --model-args model=out/codi-gpt2,batch_size=64,device=cuda \\
-        --tasks nnsight_codi_gsm8k_local --data-file nnsight_codi_gsm8k_local=../shared/data/gsm8k/test.jsonl
-    nnsight-codi lm-eval --model-args model=tiny-instruct,prompt_mode=direct,condition=continuous:2:4,vectors=V.zarr \\
+    nnsight-codi lm-eval --model_args model=tiny --tasks nnsight_codi_synthetic --limit 50
+    nnsight-codi lm-eval --model nnsight-codi --model_args model=out/codi-gpt2 --device cuda --batch_size 64 \\
+        --tasks nnsight_codi_gsm8k_local --output_path out/lm-eval --log_samples
+    nnsight-codi lm-eval --model_args model=tiny-instruct,prompt_mode=direct,condition=continuous:2:4,vectors=V.zarr \\
         --tasks nnsight_codi_synthetic
-    nnsight-codi lm-eval --model-args model=meta-llama/Llama-3.1-8B-Instruct,remote=ndif --tasks gsm8k --limit 20
+    nnsight-codi lm-eval --model hf --model_args pretrained=gpt2 --tasks nnsight_codi_synthetic   # lm-eval's own model
+    nnsight-codi lm-eval ls tasks
 
-Model args: model, device, dtype, batch_size, remote (local|ndif|URL), ndif_model (CODI on NDIF),
-vectors, condition (direct|single:L:C|continuous:L:C), prompt_mode (raw|cot|direct), num_latents,
-masking, max_gen_toks, seed. Local tasks: nnsight_codi_synthetic, nnsight_codi_gsm8k_local; the
-paper's tasks by lm-eval name (gsm8k, mmlu_generative, arc_challenge_chat, agieval) need network.
+nnsight-codi model args: model, dtype, remote (local|ndif|URL), ndif_model (CODI on NDIF), base,
+lora_mode, vectors, condition (direct|single:L:C|continuous:L:C), prompt_mode (raw|cot|direct),
+num_latents, masking, max_gen_toks, max_length, add_bos_token, prefix_token_id, seed (device and
+batch_size are lm-eval's flags). Local task data: `--metadata gsm8k_file=PATH`, and for the
+synthetic task `min_steps`, `max_steps`, `value_max`, `ops`, `synthetic_size`, `synthetic_seed`,
+`synthetic_file` (default: the model's recorded training distribution).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import types
 
-from .common import emit_json
+MODEL = "nnsight-codi"
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("lm-eval", help="run lm-eval's evaluator with the nnsight-codi model",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-args", default="model=tiny", help="comma-separated key=value (default: model=tiny)")
-    p.add_argument("--tasks", required=True, help="comma-separated lm-eval task names")
-    p.add_argument("--data-file", action="append", default=[], metavar="TASK=PATH",
-                   help="data file of a local task (repeatable)")
-    p.add_argument("--include-path", default=None, help="extra directory of lm-eval task YAMLs")
-    p.add_argument("--limit", type=float, default=None, help="examples per task (or a fraction < 1)")
-    p.add_argument("--num-fewshot", type=int, default=None)
-    p.add_argument("--apply-chat-template", action="store_true", help="lm-eval's chat templating of contexts")
-    p.add_argument("--output-path", default=None, help="write results.json (and samples) here")
-    p.add_argument("--log-samples", action="store_true", help="keep per-sample outputs in --output-path")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.set_defaults(func=run)
-    return p
+    """Listed in `nnsight-codi --help`; `cli.main` hands the arguments to `run_cli` unparsed."""
+    return subparsers.add_parser("lm-eval", help="lm-eval's command line with the nnsight-codi model and tasks",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 add_help=False)
 
 
-def parse_data_files(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--data-file must be TASK=PATH, got {item!r}")
-        task, path = item.split("=", 1)
-        out[task.strip()] = path.strip()
-    return out
+def _one_line_error(self: argparse.ArgumentParser, message: str):
+    self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+def _flag_given(argv: list[str], *names: str) -> bool:
+    return any(a in names or any(a.startswith(n + "=") for n in names if n.startswith("--")) for a in argv)
 
-    from lm_eval import simple_evaluate
-    from lm_eval.utils import simple_parse_args_string
+
+def harness_cli():
+    """lm-eval's `HarnessCLI` named `nnsight-codi lm-eval`, its usage errors one line."""
+    from lm_eval._cli import HarnessCLI
+
+    cli = HarnessCLI()
+    for parser in [cli._parser, *cli._subparsers.choices.values()]:
+        parser.prog = parser.prog.replace("lm-eval", "nnsight-codi lm-eval", 1)
+        parser.error = types.MethodType(_one_line_error, parser)
+    return cli
+
+
+def run_cli(argv: list[str]) -> int:
+    """Run lm-eval's CLI on `argv` with `nnsight-codi` registered and the shipped tasks included."""
+    from lm_eval.utils import setup_logging
 
     import nnsight_codi.harness  # noqa: F401  (registers the model)
-    from nnsight_codi.harness.tasks import LOCAL_TASKS, check_local_data, task_manager
+    from nnsight_codi.harness.tasks import TASKS_DIR
 
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    if not tasks:
-        raise ValueError("--tasks is empty")
-    data_files = parse_data_files(args.data_file)
-    check_local_data(tasks, data_files)
-    model_args = simple_parse_args_string(args.model_args)
-    if "model" not in model_args:
-        raise ValueError("--model-args needs model=… ('tiny', a converted CODI dir, a HF LM dir or hub id)")
-    model_args["progress"] = not args.json
-    manager = task_manager(data_files, args.include_path, include_defaults=not set(tasks) <= set(LOCAL_TASKS))
-    unknown = [t for t in tasks if t not in manager.all_tasks]
-    if unknown:
-        raise ValueError(f"unknown lm-eval task(s) {unknown} (local tasks: {sorted(LOCAL_TASKS)})")
-    start = time.perf_counter()
-    res = simple_evaluate(model="nnsight-codi", model_args=model_args, tasks=tasks, limit=args.limit,
-                          num_fewshot=args.num_fewshot, task_manager=manager, log_samples=args.log_samples,
-                          apply_chat_template=args.apply_chat_template, bootstrap_iters=1000)
-    summary = {"results": res["results"], "model_args": args.model_args, "tasks": tasks,
-               "n": {t: v.get("effective", v.get("original")) for t, v in res.get("n-samples", {}).items()},
-               "seconds": round(time.perf_counter() - start, 3)}
-    if args.output_path:
-        out = Path(args.output_path)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        if args.log_samples:
-            with open(out / "samples.jsonl", "w") as handle:
-                for task, rows in res.get("samples", {}).items():
-                    for row in rows:
-                        handle.write(json.dumps({"task": task, "doc_id": row["doc_id"], "resps": row["resps"],
-                                                 "metrics": {m: row.get(m) for m in row["metrics"]}},
-                                                default=str) + "\n")
-        summary["output_path"] = str(out)
-    if args.json:
-        emit_json(summary)
-    else:
-        from lm_eval.utils import make_table
-
-        print(make_table(res))
+    argv = list(argv)
+    cli = harness_cli()
+    commands = cli._subparsers.choices
+    if len(argv) >= 2 and argv[0] not in commands:  # lm-eval's legacy form: `run` implied
+        argv.insert(0, "run")
+    if argv and argv[0] == "run" and not _flag_given(argv, "--model", "-M", "--config", "-C"):
+        argv[1:1] = ["--model", MODEL]
+    setup_logging()
+    try:
+        args = cli._parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed on one line
+        return int(done.code or 0)
+    if getattr(args, "command", None) in ("run", "validate", "ls"):
+        user = getattr(args, "include_path", None)
+        args.include_path = [str(TASKS_DIR)] + ([user] if user else [])
+    try:
+        cli.execute(args)
+    except TypeError as err:
+        if "multiple values for keyword argument" in str(err):
+            name = str(err).rsplit(" ", 1)[-1].strip("'")
+            raise ValueError(f"{name} is given twice (lm-eval passes --{name} to the model itself): "
+                             f"drop it from --model_args and give --{name}") from None
+        raise
     return 0

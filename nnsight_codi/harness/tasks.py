@@ -1,29 +1,38 @@
-"""The offline lm-eval tasks shipped with nnsight-codi (YAML over local jsonl files).
+"""The offline lm-eval tasks shipped with nnsight-codi (YAML in `nnsight_codi/harness/tasks/`).
 
 | task | data | for |
 |---|---|---|
-| `nnsight_codi_synthetic` | 200 held-out synthetic problems shipped in the package | tiny CODI / tiny instruct |
-| `nnsight_codi_gsm8k_local` | local GSM8K lines (default `../shared/data/gsm8k/test.jsonl`) | CODI models |
+| `nnsight_codi_synthetic` | 200 held-out synthetic problems (seed 1000003) from the model's recorded training distribution | tiny CODI / tiny instruct, any model trained on them |
+| `nnsight_codi_gsm8k_local` | local GSM8K lines (`shared/data/gsm8k/test.jsonl` beside the checkout, or `--metadata gsm8k_file=PATH`) | CODI models |
 
-lm-eval reads `data_files` relative to the working directory, so `task_manager()` renders the
-shipped YAMLs into a temporary include directory with absolute data paths (and any overrides).
+The YAMLs load their data through lm-eval's `custom_dataset` hook (functions below), never through
+paths relative to the working directory, so lm-eval's own `--include_path` uses them from any
+directory. lm-eval calls the hook with the task's metadata, which its CLI fills with the model args
+and `--metadata`; so the synthetic problems follow the distribution recorded with the model
+(`codi.json`'s `synthetic_options`, `instruct.json`'s `synthetic_options`), for `--model nnsight-codi
+--model_args model=M` as for `--model hf --model_args pretrained=DIR`; a model without a record
+gets the generator's default distribution. Metadata keys: `min_steps`, `max_steps`, `value_max`,
+`ops` (override the distribution, as `eval`'s flags do), `synthetic_size`, `synthetic_seed`,
+`synthetic_file` (a jsonl of question/answer lines instead), `gsm8k_file`.
 
 Example:
     >>> sorted(LOCAL_TASKS)
     ['nnsight_codi_gsm8k_local', 'nnsight_codi_synthetic']
+    >>> recorded_synthetic_options("tiny")["max_steps"]
+    3
 """
 
 from __future__ import annotations
 
-import tempfile
+import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
-LOCAL_TASKS = {
-    "nnsight_codi_synthetic": TASKS_DIR / "synthetic_test.jsonl",
-    "nnsight_codi_gsm8k_local": Path("../shared/data/gsm8k/test.jsonl"),
-}
+LOCAL_TASKS = ("nnsight_codi_gsm8k_local", "nnsight_codi_synthetic")
+SYNTHETIC_SIZE, SYNTHETIC_SEED = 200, 1000003  # held out: training seeds are small integers
+GSM8K_RELATIVE = Path("shared") / "data" / "gsm8k" / "test.jsonl"
 PAPER_TASKS = {
     # the paper's benchmarks by lm-eval name (need network); generative variants suit a CoT-steered model
     "gsm8k": "generate_until; the answer is read from the generated text (strict '####' and flexible last-number filters)",
@@ -35,45 +44,111 @@ PAPER_TASKS = {
 }
 
 
-def render_tasks(directory: str | Path, data_files: Mapping[str, str | Path] | None = None) -> Path:
-    """Write every local task YAML into `directory` with absolute data paths; return it."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    data_files = dict(data_files or {})
-    unknown = sorted(set(data_files) - set(LOCAL_TASKS))
-    if unknown:
-        raise ValueError(f"--data-file names unknown local task(s) {unknown}; local tasks: {sorted(LOCAL_TASKS)}")
-    for name, default in LOCAL_TASKS.items():
-        path = Path(data_files.get(name, default)).expanduser().resolve()
-        if name in data_files and not path.is_file():
-            raise FileNotFoundError(f"data file for {name} not found: {path}")
-        text = (TASKS_DIR / f"{name}.yaml").read_text()
-        old = "    test: " + ("synthetic_test.jsonl" if name == "nnsight_codi_synthetic" else str(default))
-        if old not in text:
-            raise AssertionError(f"{name}.yaml: data_files line not found")
-        (directory / f"{name}.yaml").write_text(text.replace(old, f"    test: {path}"))
-    return directory
+def _model_dir(spec: Any) -> Path | None:
+    """The directory a model spec (or a loaded model) was loaded from, without loading it."""
+    from ..models.loader import TINY_INSTRUCT_DIR, TINY_MODEL_DIR
+
+    if spec is None or spec == "":
+        return None
+    if not isinstance(spec, (str, Path)):  # a loaded model (`loaded=` in tests and scripts)
+        lm = getattr(spec, "_module", spec)
+        spec = getattr(getattr(lm, "config", None), "name_or_path", None) or ""
+    spec = str(spec)
+    shipped = {"tiny": TINY_MODEL_DIR, "tiny-instruct": TINY_INSTRUCT_DIR}
+    if spec in shipped:
+        return shipped[spec]
+    path = Path(spec).expanduser()
+    return path if path.is_dir() else None
 
 
-def task_manager(data_files: Mapping[str, str | Path] | None = None, include_path: str | Path | None = None,
+def recorded_synthetic_options(spec: Any) -> dict[str, Any] | None:
+    """The synthetic-problem options a model was trained on, from `codi.json` (`extra`) or
+    `instruct.json` beside its weights; None when it has no record (or is a hub id)."""
+    from ..instruct import INSTRUCT_FILE
+    from ..models.config import CODI_JSON
+
+    directory = _model_dir(spec)
+    if directory is None:
+        return None
+    for name, read in ((CODI_JSON, lambda d: (d.get("extra") or {}).get("synthetic_options")),
+                       (INSTRUCT_FILE, lambda d: d.get("synthetic_options"))):
+        path = directory / name
+        if path.is_file():
+            options = read(json.loads(path.read_text()))
+            if options:
+                return dict(options)
+    return None
+
+
+def _jsonl(path: str | Path):
+    import datasets
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path.resolve()} not found")
+    return datasets.DatasetDict({"test": datasets.load_dataset("json", data_files=str(path.resolve()),
+                                                               split="train")})
+
+
+def synthetic_options_from(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """`SyntheticOptions` fields for the task: the model's record (`model=` / `pretrained=` /
+    `loaded=`), then `min_steps`, `max_steps`, `value_max`, `ops` from the metadata on top."""
+    from ..data.sources import synthetic_options
+
+    model = metadata.get("loaded") or metadata.get("model") or metadata.get("pretrained")
+    options = dict(recorded_synthetic_options(model) or {})
+    for key in ("min_steps", "max_steps"):
+        if metadata.get(key) is not None:
+            options[key] = int(metadata[key])
+    if metadata.get("value_max") is not None:
+        options["value_range"] = (0, int(metadata["value_max"]))
+    if metadata.get("ops") is not None:
+        options["ops"] = str(metadata["ops"])
+    return synthetic_options(None, options)
+
+
+def synthetic_dataset(**metadata: Any):
+    """lm-eval `custom_dataset` of `nnsight_codi_synthetic`: `{"test": rows}` with `id`, `question`,
+    `answer` (`<< a op b = c >> … #### N`, GSM8K's format)."""
+    import datasets
+
+    from ..data.sources import load_eval_dataset
+
+    if metadata.get("synthetic_file"):
+        return _jsonl(metadata["synthetic_file"])
+    ds = load_eval_dataset("synthetic", limit=int(metadata.get("synthetic_size") or SYNTHETIC_SIZE),
+                           seed=int(metadata.get("synthetic_seed") or SYNTHETIC_SEED),
+                           **synthetic_options_from(metadata))
+    rows = {"id": list(ds["id"]), "question": list(ds["question"]),
+            "answer": [f"{c} #### {a}" for c, a in zip(ds["cot"], ds["answer"])]}
+    return datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows)})
+
+
+def default_gsm8k_file() -> Path | None:
+    """`shared/data/gsm8k/test.jsonl` in a directory above the package (a development checkout)."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / GSM8K_RELATIVE).is_file():
+            return parent / GSM8K_RELATIVE
+    return None
+
+
+def gsm8k_local_dataset(**metadata: Any):
+    """lm-eval `custom_dataset` of `nnsight_codi_gsm8k_local`: GSM8K jsonl lines (question, answer)."""
+    path = metadata.get("gsm8k_file") or default_gsm8k_file()
+    if path is None:
+        raise FileNotFoundError(f"nnsight_codi_gsm8k_local: no {GSM8K_RELATIVE} above the package; pass "
+                                "--metadata gsm8k_file=PATH (GSM8K test.jsonl lines)")
+    return _jsonl(path)
+
+
+def task_manager(metadata: Mapping[str, Any] | None = None, include_path: str | Path | None = None,
                  include_defaults: bool = True):
-    """An lm-eval `TaskManager` that knows the local tasks (and `include_path`'s YAMLs).
+    """An lm-eval `TaskManager` that knows the local tasks (and `include_path`'s YAMLs), with
+    `metadata` for the datasets (`model=…`, `gsm8k_file=…`, …; lm-eval's CLI passes the model args).
 
     `include_defaults=False` skips indexing lm-eval's own ~200 task folders (fast, local tasks only).
     """
     from lm_eval.tasks import TaskManager
 
-    rendered = render_tasks(tempfile.mkdtemp(prefix="nnsight_codi_tasks_"), data_files)
-    paths = [str(rendered)] + ([str(include_path)] if include_path else [])
-    return TaskManager(include_path=paths, include_defaults=include_defaults)
-
-
-def check_local_data(tasks: list[str], data_files: Mapping[str, str | Path] | None = None) -> None:
-    """A local task whose data file is missing fails before the model loads."""
-    data_files = dict(data_files or {})
-    for name in tasks:
-        if name in LOCAL_TASKS:
-            path = Path(data_files.get(name, LOCAL_TASKS[name])).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"task {name}: data file {path.resolve()} not found; pass "
-                                        f"--data-file {name}=PATH")
+    paths = [str(TASKS_DIR)] + ([str(include_path)] if include_path else [])
+    return TaskManager(include_path=paths, include_defaults=include_defaults, metadata=dict(metadata or {}))

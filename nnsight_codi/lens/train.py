@@ -10,7 +10,8 @@ Data modes (as the seeds used them):
 The objective is tuned-lens's: at each layer l < L, KL(p_final || q_l) to the model's own final
 distribution at the same position, averaged over layers and positions; SGD with Nesterov
 momentum 0.9, lr = lr_scale·(1 − 0.9), weight decay 1e-3, a linear decay to 0, gradient norm
-clipped at 1.0. Training is resumable (`checkpoint.pt` in the output directory).
+clipped at 1.0. Training is resumable (`checkpoint.pt` in the output directory while it runs;
+removed once the lens is saved, leaving tuned-lens's two files and the `nnsight_codi.json` sidecar).
 
 Example:
     >>> parse_data_mode("latent:3", num_latents=6)
@@ -267,6 +268,8 @@ def train_tuned_lens(codi, data: LensData, config: TrainConfig | None = None, ou
     bar.close()
     if out is not None:
         lens.save(out)
+        if ckpt is not None:
+            ckpt.unlink(missing_ok=True)  # finished: the lens itself is the result
     return lens
 
 

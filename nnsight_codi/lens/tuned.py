@@ -9,7 +9,11 @@ Saved as tuned-lens saves (`config.json` with `base_model_name_or_path`, `d_mode
 with the state dict of `layer_translators`, keys `{i}.weight / {i}.bias`, exactly what tuned-lens's
 `TunedLens.save` writes and its loader reads), so lenses move between this tool and tuned-lens.
 A `params.pt` whose keys carry the `layer_translators.` prefix (a whole-lens state dict) loads too.
-Loading checks the unembedding hash and refuses a lens trained for another model.
+This project's own provenance (training data mode, optimiser settings) goes into a sidecar file,
+`nnsight_codi.json`, so tuned-lens reads `config.json` without warnings. The unembedding hash is
+tuned-lens's own (`Unembed.unembedding_hash()`, the same for every dtype of a model); loading
+checks it and refuses a lens trained for another model (lenses written before this scheme, with
+an exact-bytes hash, are still accepted for the model they were trained on).
 
 Example:
     >>> lens = TunedLens(d_model=8, num_hidden_layers=2, unembed_hash="x")
@@ -27,10 +31,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .unembed import weight_hash
+from .unembed import exact_weight_hash, weight_hash
 
 CONFIG_NAME = "config.json"
 PARAMS_NAME = "params.pt"
+SIDECAR_NAME = "nnsight_codi.json"  # this project's provenance, beside tuned-lens's two files
+LEGACY_KEY = "nnsight_codi"  # where lenses written before the sidecar kept it (inside config.json)
 
 
 class TunedLens(nn.Module):
@@ -66,7 +72,7 @@ class TunedLens(nn.Module):
         cfg = getattr(model, "codi_config", None)
         return cls(d_model=int(lm.config.hidden_size), num_hidden_layers=int(lm.config.num_hidden_layers),
                    unembed_hash=weight_hash(lm.get_output_embeddings().weight),
-                   base_model_name_or_path=str((cfg.source if cfg else None) or lm.config.name_or_path or ""),
+                   base_model_name_or_path=base_model_name(model),
                    base_model_revision=cfg.revision if cfg else None, extra=extra)
 
     def transform(self, h: Tensor, layer: int) -> Tensor:
@@ -92,10 +98,12 @@ class TunedLens(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         torch.save(self.layer_translators.state_dict(), path / PARAMS_NAME)
-        config = dict(self.config)
+        (path / CONFIG_NAME).write_text(json.dumps(self.config, indent=2) + "\n")
+        sidecar = path / SIDECAR_NAME
         if self.extra:
-            config["nnsight_codi"] = self.extra  # tuned-lens ignores unknown keys (with a warning)
-        (path / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+            sidecar.write_text(json.dumps(self.extra, indent=2) + "\n")
+        elif sidecar.exists():
+            sidecar.unlink()
         return path
 
     @classmethod
@@ -106,12 +114,15 @@ class TunedLens(nn.Module):
         if not config_path.is_file() or not params_path.is_file():
             raise FileNotFoundError(f"{path} is not a tuned-lens directory (needs {CONFIG_NAME} and {PARAMS_NAME})")
         config = json.loads(config_path.read_text())
+        extra = config.pop(LEGACY_KEY, None)
+        if (path / SIDECAR_NAME).is_file():
+            extra = json.loads((path / SIDECAR_NAME).read_text())
         try:
             lens = cls(d_model=config["d_model"], num_hidden_layers=config["num_hidden_layers"],
                        unembed_hash=config.get("unembed_hash"),
                        base_model_name_or_path=config.get("base_model_name_or_path", ""),
                        base_model_revision=config.get("base_model_revision"), bias=config.get("bias", True),
-                       extra=config.get("nnsight_codi"))
+                       extra=extra)
         except KeyError as err:
             raise ValueError(f"{config_path}: missing key {err}") from None
         state = torch.load(params_path, map_location=map_location, weights_only=True)
@@ -137,7 +148,29 @@ class TunedLens(nn.Module):
             raise ValueError(f"tuned lens has d_model={self.config['d_model']}, {self.num_layers} layers; "
                              f"the model has d_model={d}, {layers} layers")
         expected = self.config.get("unembed_hash")
-        actual = weight_hash(lm.get_output_embeddings().weight)
-        if expected and expected != actual:
+        weight = lm.get_output_embeddings().weight
+        actual = weight_hash(weight)
+        if expected and expected != actual and expected != exact_weight_hash(weight):
             raise ValueError(f"tuned lens was trained for another model: unembedding hash {expected[:12]}… "
                              f"!= this model's {actual[:12]}… (base {self.config['base_model_name_or_path']!r})")
+
+
+def base_model_name(model) -> str:
+    """What to record as `base_model_name_or_path`: a name `load_model` (and, for plain HF models,
+    tuned-lens) can load again — `tiny` / `tiny-instruct` for the shipped models, the hub id a
+    CODI checkpoint was converted from, else the directory the model was loaded from."""
+    import re
+
+    from ..models.loader import TINY_INSTRUCT_DIR, TINY_MODEL_DIR
+    from .logit import _module
+
+    lm = _module(model)
+    path = str(getattr(lm.config, "name_or_path", "") or "")
+    shipped = {str(TINY_MODEL_DIR): "tiny", str(TINY_INSTRUCT_DIR): "tiny-instruct"}
+    if path and str(Path(path).resolve()) in shipped:
+        return shipped[str(Path(path).resolve())]
+    cfg = getattr(model, "codi_config", None)
+    source = str(getattr(cfg, "source", None) or "")
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*", source) and not Path(source).exists():
+        return source
+    return path or source

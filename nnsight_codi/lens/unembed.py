@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 
 NORMS = ("layernorm", "rmsnorm")
+# numpy's default print options: `weight_hash` prints under these whatever the caller has set
+DEFAULT_PRINT_OPTIONS = {"precision": 8, "threshold": 1000, "edgeitems": 3, "linewidth": 75, "suppress": False,
+                         "nanstr": "nan", "infstr": "inf", "sign": "-", "floatmode": "maxprec", "legacy": False}
 
 
 @dataclass
@@ -85,7 +88,7 @@ class Unembedding:
         return self.normed(hidden) @ self.weight.T.astype(np.float64) + self.bias
 
     def unembedding_hash(self) -> str:
-        """sha256 of W_U (float32 bytes): identifies the model a tuned lens was trained for."""
+        """tuned-lens's hash of W_U (`weight_hash`): identifies the model a tuned lens was trained for."""
         return weight_hash(self.weight)
 
     # -- I/O ------------------------------------------------------------------
@@ -123,7 +126,27 @@ class Unembedding:
 
 
 def weight_hash(weight: Any) -> str:
-    """sha256 hex digest of a weight matrix's float32 bytes (numpy array or torch tensor)."""
+    """tuned-lens's unembedding hash (`Unembed.unembedding_hash()`): sha256 of the float32 matrix
+    printed by `np.array_str(W, precision=1)` (numpy's default print options), so the same model
+    in float32, bfloat16 or float16 gets the same hash, and lenses move both ways between this
+    project and tuned-lens without a "hash does not match" warning.
+
+    Example:
+        >>> w = np.linspace(-1, 1, 64 * 32, dtype=np.float32).reshape(64, 32)
+        >>> weight_hash(w) == weight_hash(w.astype(np.float16))
+        True
+    """
+    if hasattr(weight, "detach"):
+        weight = weight.detach().cpu().float().numpy()
+    weight = np.asarray(weight, dtype=np.float32)
+    with np.printoptions(**DEFAULT_PRINT_OPTIONS):
+        text = np.array_str(weight, precision=1)
+    return hashlib.sha256(str.encode(text)).hexdigest()
+
+
+def exact_weight_hash(weight: Any) -> str:
+    """sha256 of a matrix's float32 bytes: the hash lenses written before tuned-lens's scheme carry
+    (still accepted when loading them)."""
     if hasattr(weight, "detach"):
         weight = weight.detach().float().cpu().numpy()
     return hashlib.sha256(np.ascontiguousarray(weight, dtype=np.float32).tobytes()).hexdigest()

@@ -14,15 +14,23 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cot"))
 import cot_testlib as lib  # noqa: E402
 
-import nnsight_codi.harness  # noqa: E402,F401  (registers the model)
+import nnsight_codi.harness  # noqa: E402  (registers the model)
 from lm_eval import simple_evaluate  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.api.registry import get_model  # noqa: E402
-from nnsight_codi.cli import main  # noqa: E402
 from nnsight_codi.harness import NnsightCodiLM, task_manager  # noqa: E402
-from nnsight_codi.harness.tasks import TASKS_DIR  # noqa: E402
+from nnsight_codi.harness.tasks import synthetic_dataset  # noqa: E402
 
-SYNTHETIC = TASKS_DIR / "synthetic_test.jsonl"
+FILE_KEY = {"nnsight_codi_synthetic": "synthetic_file", "nnsight_codi_gsm8k_local": "gsm8k_file"}
+
+
+@pytest.fixture(scope="module")
+def synthetic_lines(tmp_path_factory) -> Path:
+    """The synthetic task's problems (the tiny models' recorded distribution) as a jsonl file."""
+    path = tmp_path_factory.mktemp("syn") / "synthetic.jsonl"
+    rows = synthetic_dataset(model="tiny")["test"]
+    path.write_text("".join(json.dumps(dict(r)) + "\n" for r in rows))
+    return path
 
 
 def _gsm8k_lines() -> Path | None:
@@ -39,8 +47,9 @@ def _head(src: Path, n: int, dst: Path) -> Path:
 
 
 def _run(model_args, task, data, **kw):
+    manager = task_manager({FILE_KEY[task]: str(data)}, include_defaults=False)
     return simple_evaluate(model="nnsight-codi", model_args=model_args, tasks=[task], log_samples=True,
-                           bootstrap_iters=0, task_manager=task_manager({task: data}, include_defaults=False), **kw)
+                           bootstrap_iters=0, task_manager=manager, **kw)
 
 
 def test_registered():
@@ -48,12 +57,12 @@ def test_registered():
 
 
 @pytest.mark.parametrize("task", ["nnsight_codi_synthetic", "nnsight_codi_gsm8k_local"])
-def test_codi_accuracy_equals_nnsight_codi_eval(task, tmp_path):
+def test_codi_accuracy_equals_nnsight_codi_eval(task, tmp_path, synthetic_lines):
     from nnsight_codi.data.sources import load_eval_dataset
     from nnsight_codi.evaluation import evaluate
     from nnsight_codi.models import load_model
 
-    src = SYNTHETIC if task == "nnsight_codi_synthetic" else _gsm8k_lines()
+    src = synthetic_lines if task == "nnsight_codi_synthetic" else _gsm8k_lines()
     if src is None:
         pytest.skip("../shared/data/gsm8k not found")
     data = _head(src, 10, tmp_path / "data.jsonl")
@@ -68,13 +77,13 @@ def test_codi_accuracy_equals_nnsight_codi_eval(task, tmp_path):
         assert ours.accuracy > 0.5  # a real signal, not 0 == 0
 
 
-def test_lora_interventions_through_the_adapter_equal_the_merged_model(tmp_path):
+def test_lora_interventions_through_the_adapter_equal_the_merged_model(tmp_path, synthetic_lines):
     """`lora_mode=interventions` (base + LoRA as interventions, remote="local") answers as the merged model."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from factories import make_reference_checkpoint
 
     ref = make_reference_checkpoint(tmp_path / "ckpt", "gpt2")
-    data = _head(SYNTHETIC, 5, tmp_path / "data.jsonl")
+    data = _head(synthetic_lines, 5, tmp_path / "data.jsonl")
     common = {"model": str(ref["path"]), "base": str(ref["base_dir"]), "batch_size": 3, "max_gen_toks": 4,
               "progress": False}
     answers = {}
@@ -107,12 +116,12 @@ def steered(tmp_path_factory):
     return model, store
 
 
-def test_steered_instruct_lm_equals_own_evaluation(steered, tmp_path):
+def test_steered_instruct_lm_equals_own_evaluation(steered, tmp_path, synthetic_lines):
     from nnsight_codi.cot import evaluate_condition, load_vectors, parse_condition
     from nnsight_codi.data.sources import load_eval_dataset
 
     model, store = steered
-    data = _head(SYNTHETIC, 6, tmp_path / "syn.jsonl")
+    data = _head(synthetic_lines, 6, tmp_path / "syn.jsonl")
     cond = parse_condition("continuous:1:3")
     ours = evaluate_condition(model, load_eval_dataset(str(data)), cond, load_vectors(store), max_new_tokens=5,
                               batch_size=4, progress=False)
@@ -164,19 +173,44 @@ def test_loglikelihood_equals_hand_computation(steered, condition):
         assert lp == pytest.approx(want, abs=1e-4)
 
 
-def test_lm_eval_command(tmp_path, capsys):
-    data = _head(SYNTHETIC, 4, tmp_path / "syn.jsonl")
-    assert main(["lm-eval", "--model-args", "model=tiny,batch_size=4", "--tasks", "nnsight_codi_synthetic",
-                 "--data-file", f"nnsight_codi_synthetic={data}", "--json", "--output-path", str(tmp_path / "o"),
-                 "--log-samples"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["n"]["nnsight_codi_synthetic"] == 4 and 0 <= out["results"]["nnsight_codi_synthetic"]["acc,none"] <= 1
-    assert len((tmp_path / "o" / "samples.jsonl").read_text().splitlines()) == 4
-    assert main(["lm-eval", "--tasks", "nnsight_codi_gsm8k_local", "--data-file",
-                 "nnsight_codi_gsm8k_local=missing.jsonl", "--json"]) == 2
-    assert "not found" in capsys.readouterr().err
-    # a misspelt model arg is refused, not ignored (lm-eval's own batch_size/max_batch_size/device pass)
-    assert main(["lm-eval", "--model-args", "model=tiny,conditon=single:2:4", "--tasks", "nnsight_codi_synthetic",
-                 "--data-file", f"nnsight_codi_synthetic={data}", "--json"]) == 2
-    err = capsys.readouterr().err
-    assert "unknown nnsight-codi model arg(s) ['conditon']" in err and "condition" in err
+def _steps(rows) -> set[int]:
+    return {r["answer"].count("<<") for r in rows}
+
+
+def test_synthetic_task_follows_the_models_recorded_distribution(tmp_path):
+    from nnsight_codi.data.sources import load_eval_dataset
+    from nnsight_codi.harness.tasks import SYNTHETIC_SEED, SYNTHETIC_SIZE
+
+    recorded = json.loads((Path(nnsight_codi.__file__).parent / "assets" / "tiny-instruct" / "instruct.json")
+                          .read_text())["synthetic_options"]
+    want = load_eval_dataset("synthetic", limit=SYNTHETIC_SIZE, seed=SYNTHETIC_SEED,
+                             **{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+    for spec in ("tiny", "tiny-instruct"):  # codi.json / instruct.json
+        rows = synthetic_dataset(model=spec)["test"]
+        assert list(rows["question"]) == list(want["question"])
+        assert [a.split("####")[1].strip() for a in rows["answer"]] == list(want["answer"])
+    # a model directory recording another distribution (an hf `pretrained=` dir works the same)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "instruct.json").write_text(json.dumps({"synthetic_options": {"min_steps": 4, "max_steps": 4}}))
+    assert _steps(synthetic_dataset(pretrained=str(tmp_path / "m"))["test"]) == {4}
+    # no record: the generator's default; metadata overrides either
+    default = load_eval_dataset("synthetic", limit=SYNTHETIC_SIZE, seed=SYNTHETIC_SEED)
+    assert list(synthetic_dataset(model="gpt2")["test"]["question"]) == list(default["question"])
+    assert _steps(synthetic_dataset(model="tiny", min_steps=1, max_steps=1, synthetic_size=20)["test"]) == {1}
+    assert _steps(synthetic_dataset(model="tiny")["test"]) == {2, 3}
+
+
+def test_local_tasks_load_from_any_directory(tmp_path, monkeypatch, synthetic_lines):
+    """The YAMLs name no path relative to the working directory (lm-eval's --include_path works anywhere)."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    from nnsight_codi.harness.tasks import TASKS_DIR
+
+    monkeypatch.chdir(tmp_path)
+    for yaml in TASKS_DIR.glob("*.yaml"):
+        assert "data_files" not in yaml.read_text()
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
+                          metadata={"model": "tiny", "gsm8k_file": str(synthetic_lines)})
+    tasks = get_task_dict(["nnsight_codi_synthetic", "nnsight_codi_gsm8k_local"], manager)
+    assert len(list(tasks["nnsight_codi_synthetic"].test_docs())) == 200
+    assert len(list(tasks["nnsight_codi_gsm8k_local"].test_docs())) == 200

@@ -46,7 +46,8 @@ def test_training_reduces_heldout_kl(tiny, tiny_lens):
 
 def test_killed_training_resumes_to_the_same_lens_and_refuses_other_weights(tmp_path, monkeypatch):
     """Killed after its step-10 checkpoint, a rerun ends with the uninterrupted run's translators;
-    the same checkpoint is refused for a model whose weights changed under the same path."""
+    the same checkpoint is refused for a model whose weights changed under the same path; the
+    checkpoint is gone once training finishes."""
     from nnsight_codi.lens.train import TrainConfig, train_tuned_lens
     from nnsight_codi.models import load_model
 
@@ -68,13 +69,16 @@ def test_killed_training_resumes_to_the_same_lens_and_refuses_other_weights(tmp_
         train_tuned_lens(codi, data, cfg, out=tmp_path / "killed", progress=False)
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", real_clip)
     assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["step"] == 10
+    other = load_model("tiny")
+    with torch.no_grad():
+        other._module.transformer.h[0].mlp.c_fc.weight.add_(1e-3)  # "retrained" under the same path
+    with pytest.raises(ValueError, match="other weights"):
+        train_tuned_lens(other, data, cfg, out=tmp_path / "killed", progress=False)
     resumed = train_tuned_lens(codi, data, cfg, out=tmp_path / "killed", progress=False)
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
-    with torch.no_grad():
-        codi._module.transformer.h[0].mlp.c_fc.weight.add_(1e-3)  # "retrained" in place
-    with pytest.raises(ValueError, match="other weights"):
-        train_tuned_lens(codi, data, cfg, out=tmp_path / "killed", progress=False)
+    for run in ("whole", "killed"):  # a finished training leaves the lens, not its checkpoint
+        assert not (tmp_path / run / "checkpoint.pt").exists() and (tmp_path / run / "params.pt").is_file()
 
 
 def test_save_load_round_trip_in_tuned_lens_layout(tiny, tiny_lens, tmp_path):
