@@ -198,6 +198,27 @@ def headline(results: dict[str, Any]) -> list[str]:
     return lines[:5]
 
 
+def summary_line(results: dict[str, Any]) -> str:
+    """One line for a terminal: the seed's design by route, the matched-site comparison, the headroom."""
+    base = results["baseline"]
+    parts = [f"unsteered {100 * base['accuracy']:.0f}% (n={base['n']})"]
+    seed = {r["what"].split(" ")[0]: r for r in results.get("seed_design", [])}
+    for key, label in (("hidden", "hidden at latents 1–4"), ("KV", "KV at all latents")):
+        if key in seed:
+            r = seed[key]
+            parts.append(f"{label} Δ {_pct(r['mean_delta'])} pts [{_pct(r['mean_delta_low'])}, {_pct(r['mean_delta_high'])}]")
+    hid = [r for r in results.get("by_site", []) if r["route"] == "hidden" and r.get("route_diff_low") is not None]
+    if hid:
+        latents = sorted({r["latent"] for r in hid})
+        kv_more = sum(all(r["route_diff_high"] < 0 for r in hid if r["latent"] == l) for l in latents)
+        parts.append(f"matched sites: KV twin moves more answers than every hidden layer at {kv_more}/{len(latents)} latents")
+    head = results.get("headroom")
+    if head:
+        parts.append(f"headroom ({100 * head['baseline']['accuracy']:.0f}% baseline): {len(head['better_after_holm'])}/"
+                     f"{head['tested']} conditions better after Holm")
+    return "; ".join(parts)
+
+
 def _write_headroom_problems(config: Config, codi, path: Path) -> str:
     from nnsight_codi.data.sources import synthetic_options
     from nnsight_codi.data.synthetic import generate_problems
@@ -254,6 +275,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
         results["headroom"]["sweep"] = head_summary
         results["figures"] += results["headroom"].pop("figures", [])
     results["headline"] = headline(results)
+    results["summary_line"] = summary_line(results)
     results["compared_with_source"] = compare_with_source(results)
     write_results(out, results)
     table = pd.DataFrame(results["table"])
