@@ -290,7 +290,8 @@ def site_figure(sites: list[dict[str, Any]], out: str | Path, name: str, title: 
     df = pd.DataFrame(sites)
     if df.empty:
         return None
-    df["label"] = [f"hidden L{l}" if r == "hidden" else "KV twin" for r, l in zip(df["route"], df["layer"])]
+    df["label"] = [f"hidden L{int(l) if isinstance(l, (int, float)) and l == l else l}" if r == "hidden" else "KV twin"
+                   for r, l in zip(df["route"], df["layer"])]
     latents = sorted(df["latent"].unique(), key=_latent_order)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     palette = sns.color_palette("viridis", n_colors=max(1, df[df["route"] == "hidden"]["label"].nunique()))
