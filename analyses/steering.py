@@ -104,7 +104,8 @@ def summary_figure(table: pd.DataFrame, out: str | Path) -> Path:
     df = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(df) + 1.2))
     y = np.arange(len(df))
-    ax.errorbar(df["accuracy"], y, xerr=[df["accuracy"] - df["low"], df["high"] - df["accuracy"]], fmt="o", capsize=3)
+    xerr = np.clip(np.array([df["accuracy"] - df["low"], df["high"] - df["accuracy"]], dtype=float), 0, None)
+    ax.errorbar(df["accuracy"], y, xerr=xerr, fmt="o", capsize=3)
     ax.set_yticks(y, df["group"], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("accuracy (bars: bootstrap 95% CI; for steering rows: min–max over pairs and sites)")
@@ -301,7 +302,8 @@ def site_figure(sites: list[dict[str, Any]], out: str | Path, name: str, title: 
                                         ("mean_delta", "Δ accuracy vs unsteered"))):
         for i, (lab, g) in enumerate(df.groupby("label", sort=True)):
             x = np.array([latents.index(l) for l in g["latent"]]) + (i - 1.5) * 0.06
-            ax.errorbar(x, g[col], yerr=[g[col] - g[f"{col}_low"], g[f"{col}_high"] - g[col]], fmt="o-" if lab != "KV twin"
+            yerr = np.clip(np.array([g[col] - g[f"{col}_low"], g[f"{col}_high"] - g[col]], dtype=float), 0, None)
+            ax.errorbar(x, g[col], yerr=yerr, fmt="o-" if lab != "KV twin"
                         else "s--", capsize=2, ms=4, color=colours[lab], label=lab)
         ax.set_xticks(range(len(latents)), latents, fontsize=8)
         ax.set_xlabel("edit site (latent k; 'all' = KV at every latent entry)")
