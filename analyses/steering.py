@@ -477,20 +477,28 @@ def compare_with_source(results: dict[str, Any]) -> list[dict[str, str]]:
     hid = [r for r in sites if r["route"] == "hidden" and r.get("route_diff_low") is not None]
     if hid:
         latents = sorted({r["latent"] for r in hid}, key=_latent_order)
-        kv_more = [l for l in latents if all(r["route_diff_high"] < 0 for r in hid if r["latent"] == l)]
-        hid_more = [l for l in latents if any(r["route_diff_low"] > 0 for r in hid if r["latent"] == l)]
-        best = max(hid, key=lambda r: r["route_diff"])
-        ours = (f"KV twin changes more answers than hidden at every layer at {len(kv_more)}/{len(latents)} latents; "
-                f"hidden changes more at {len(hid_more)} ({', '.join(hid_more) or 'none'}); largest hidden − KV "
-                f"{pts(best['route_diff'])} pts [{pts(best['route_diff_low'])}, {pts(best['route_diff_high'])}] "
-                f"({best['latent']}, layer {best['layer']}; n={best['n']})")
-        verdict = "agree" if len(kv_more) == len(latents) else "differ"
+        kv = {r["latent"]: r for r in sites if r["route"] == "kv"}
+        best = {l: max((r for r in hid if r["latent"] == l), key=lambda r: r["changed"]) for l in latents}
+        moves = [l for l in latents if best[l]["mean_delta_low"] > 0 or best[l]["mean_delta_high"] < 0]
+        kv_more = [l for l in latents if best[l]["route_diff_high"] < 0]
+        diffs = [best[l]["route_diff"] for l in latents]
+        layers = sorted({best[l]["layer"] for l in latents}, key=str)
+        weak = [r for r in hid if r["layer"] not in layers]
+        ours = (f"hidden at its most effective layer ({', '.join(f'L{l}' for l in layers)}) changes "
+                f"{100 * min(best[l]['changed'] for l in latents):.1f}–{100 * max(best[l]['changed'] for l in latents):.1f}% "
+                f"of answers vs the KV twin's {100 * min(kv[l]['changed'] for l in latents):.1f}–"
+                f"{100 * max(kv[l]['changed'] for l in latents):.1f}% (hidden − KV {pts(min(diffs))} to {pts(max(diffs))} pts; "
+                f"KV ahead at {len(kv_more)}/{len(latents)} latents); its Δ accuracy CI excludes 0 at "
+                f"{len(moves)}/{len(latents)} latents"
+                + (f"; at the other layers at most {100 * max(r['changed'] for r in weak):.1f}%" if weak else "")
+                + f" (n={best[latents[0]]['n']})")
+        verdict = "differ" if moves else "agree"
         rows.append(source_row(src, "the KV route moves the model where the hidden route does not (read as: a "
-                               "property of the route)", ours, "same latent, same vectors and coefficients "
-                               "(matched sites); extra step alone as above", verdict,
-                               "the KV route wins at every matched latent" if verdict == "agree" else
-                               "at matched sites the hidden route moves answers as much or more at some latents: "
-                               "the seed's contrast was the site, not the route"))
+                               "property of the route)", ours, "the same latent, vectors and coefficients (matched "
+                               "sites); extra step alone as above", verdict,
+                               "at matched latents the hidden route moves accuracy too, close to its KV twin: the "
+                               "seed's contrast came mostly from the site (the last layer), not the route"
+                               if verdict == "differ" else "the hidden route moves nothing at any matched latent"))
     head = results.get("headroom")
     if head:
         b = head["baseline"]

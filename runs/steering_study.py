@@ -210,8 +210,10 @@ def summary_line(results: dict[str, Any]) -> str:
     hid = [r for r in results.get("by_site", []) if r["route"] == "hidden" and r.get("route_diff_low") is not None]
     if hid:
         latents = sorted({r["latent"] for r in hid})
-        kv_more = sum(all(r["route_diff_high"] < 0 for r in hid if r["latent"] == l) for l in latents)
-        parts.append(f"matched sites: KV twin moves more answers than every hidden layer at {kv_more}/{len(latents)} latents")
+        best = {l: max((r for r in hid if r["latent"] == l), key=lambda r: r["changed"]) for l in latents}
+        diffs = [best[l]["route_diff"] for l in latents]
+        parts.append(f"matched sites: hidden (best layer) − KV twin {_pct(min(diffs))} to {_pct(max(diffs))} pts of "
+                     "answers changed")
     head = results.get("headroom")
     if head:
         parts.append(f"headroom ({100 * head['baseline']['accuracy']:.0f}% baseline): {len(head['better_after_holm'])}/"
