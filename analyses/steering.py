@@ -425,10 +425,12 @@ def headroom_tests(sweep_dir: str | Path, out: str | Path, what: str = "") -> di
             steer.loc[hid, "p_holm_vs_extra_step"] = holm(ps)
         steer.loc[~hid, "delta_vs_extra_step"] = np.nan
     sites = by_site(ds, table)
+    extra_changed = (float(_changed(ds, keep, names)[names.index("none+x")].mean()) if "none+x" in names else None)
     fig = site_figure(sites, out, "headroom_sites", f"Headroom run: {what}" if what else "Headroom run")
     top = steer.sort_values(["p", "delta"], ascending=[True, False]).head(15)
     better = steer[steer["better"]].sort_values("delta", ascending=False)
     return {"problems": what, "baseline": _baseline(table, "none"), "extra_step": _baseline(table, "none+x"),
+            "extra_step_changed": extra_changed,
             "tested": int(len(steer)), "correction": "Holm (family-wise, over all steering conditions)",
             "test": "exact McNemar, two-sided", "better_after_holm": better.to_dict(orient="records"),
             "worse_after_holm": int(steer["worse"].sum()),

@@ -314,7 +314,11 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
                          f"n={h['baseline']['n']}. Each steering condition is tested against the unsteered run with "
                          "an exact McNemar test (two-sided, on the problems where the two disagree); p-values are "
                          f"Holm-corrected over the {h['tested']} steering conditions. Hidden rows are also tested "
-                         "against `none+x` (the same number of latents).\n\n"
+                         "against `none+x` (the same number of latents)"
+                         + (f"; on these problems the extra step alone changes {100 * h['extra_step_changed']:.1f}% of "
+                            f"answers (Δ accuracy {_pct(h['extra_step']['delta'])} pts), which the hidden rows' "
+                            "*answers changed* includes" if h.get("extra_step_changed") is not None else "")
+                         + ".\n\n"
                          + markdown_table(h["top"], ["condition", "accuracy", "delta", "delta_low", "delta_high", "p",
                                                      "p_holm", "better", "worse", "delta_vs_extra_step",
                                                      "p_holm_vs_extra_step"])
