@@ -195,15 +195,44 @@ def latent_steps(ds: xr.Dataset) -> list[tuple[int, int]]:
     return [(i, int(str(n)[6:])) for i, n in enumerate(ds["step_name"].values) if str(n).startswith("latent")]
 
 
+def uniform_attention(ds: xr.Dataset) -> xr.Dataset:
+    """`ds` with each step's attention replaced by a uniform row over the positions it attends (the
+    read-outs of this store are then their base rates: number focus = the share of number tokens
+    among the prompt tokens, previous latent = 1 / attended positions, operand mass = the share of
+    attended positions that are the step's operands)."""
+    att = np.asarray(ds["attention"].values, dtype=np.float64)
+    finite = np.isfinite(att)
+    count = finite.sum(-1, keepdims=True)
+    uniform = np.where(finite, 1.0 / np.maximum(count, 1), np.nan)
+    out = ds.copy()
+    out["attention"] = (ds["attention"].dims, uniform)
+    return out.drop_vars([v for v in ("attention_layers", "attention_heads") if v in out])
+
+
+def number_base_rate(ds: xr.Dataset, seed: int = 0) -> dict[str, float | int]:
+    """The share of number tokens among each example's prompt tokens (`source_kind`), mean and CI over
+    examples: what number focus would be if attention ignored what a token is."""
+    kinds = text(ds["source_kind"])
+    numbers = (kinds == "number").sum(-1)
+    prompt = numbers + (kinds == "prompt").sum(-1)
+    share = np.where(prompt > 0, numbers / np.maximum(prompt, 1), np.nan)
+    return bootstrap_ci(share, seed=seed).as_dict()
+
+
 def alternation_table(ds: xr.Dataset, seed: int = 0) -> pd.DataFrame:
-    """One row per (read-out, latent): mean with a bootstrap 95% CI over examples."""
+    """One row per (read-out, latent): mean with a bootstrap 95% CI over examples, and `uniform`: the
+    same read-out under uniform attention over the attended positions (its base rate)."""
     rows = []
+    base = readouts(uniform_attention(ds))
     for name, arr in readouts(ds).items():
         values = arr.values
         for s, k in latent_steps(ds):
             ci = bootstrap_ci(values[:, s], seed=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                uniform = float(np.nanmean(base[name].values[:, s]))
             rows.append({"readout": name, "step": f"latent{k}", "latent": k,
-                         "parity": "odd" if k % 2 else "even", **ci.as_dict()})
+                         "parity": "odd" if k % 2 else "even", **ci.as_dict(), "uniform": uniform})
     return pd.DataFrame(rows)
 
 
@@ -262,6 +291,7 @@ def summarize(ds: xr.Dataset, seed: int = 0) -> dict[str, Any]:
         "role_mass_by_step": by_step.values.round(5).tolist(),
         "alternation": table.to_dict("records"),
         "odd_minus_even": {k: v.as_dict() for k, v in diffs.items()},
+        "number_base_rate": number_base_rate(ds, seed),
     }
     if "attention_layers" in ds:
         result["by_block"] = block_table(ds, seed).to_dict("records")
@@ -278,6 +308,9 @@ def headline(summary: dict[str, Any]) -> list[str]:
         part = table[table.readout == name]
         cells = ", ".join(f"z{int(r.latent)} {r.value:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
                           for r in part.itertuples() if np.isfinite(r.value))
+        uniform = [u for u in getattr(part, "uniform", pd.Series(dtype=float)) if np.isfinite(u)]
+        if cells and uniform:
+            cells += f" (uniform attention: {min(uniform):.2f}" + (f"–{max(uniform):.2f})" if max(uniform) - min(uniform) >= 0.005 else ")")
         d = summary["odd_minus_even"].get(name)
         tail = (f"; odd − even {d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
                 if d and d["n"] else "")
@@ -295,6 +328,65 @@ def headline(summary: dict[str, Any]) -> list[str]:
         if cells:
             lines.append("largest odd − even per block: " + "; ".join(cells))
     return lines[:5]
+
+
+def compare_with_source(result: dict[str, Any]) -> list[dict[str, str]]:
+    """The "Compared with the source" rows of the attention report, from the results alone. Source:
+    Goyal et al., "Scratchpad Thinking" (CODI-GPT-2): odd latent steps compute, even steps store."""
+    from nnsight_codi.reporting import source_row
+
+    src = "Scratchpad Thinking (Goyal et al., CODI-GPT-2)"
+    rows = []
+    table = pd.DataFrame(result.get("alternation", []))
+    base = result.get("number_base_rate")
+    diffs = result.get("odd_minus_even", {})
+    blocks = pd.DataFrame(result.get("by_block", []))
+
+    def sig(d):
+        return d["n"] and (d["ci_low"] > 0 or d["ci_high"] < 0)
+
+    focus = table[table.readout == "number focus"] if len(table) else table
+    if len(focus) and base:
+        lo, hi = float(focus.value.min()), float(focus.value.max())
+        above = bool((focus.ci_low > base["ci_high"]).all())
+        rows.append(source_row(
+            src, "latent steps attend to number tokens (their 'number focus')",
+            f"number share of prompt attention {lo:.3f}–{hi:.3f} across latents (each CI within ±"
+            f"{float((focus.ci_high - focus.ci_low).max()) / 2:.3f}; n={int(focus.n.max())})",
+            f"number tokens are {100 * base['value']:.1f}% [{100 * base['ci_low']:.1f}, {100 * base['ci_high']:.1f}] "
+            "of prompt tokens (uniform attention)", "agree" if above else "differ",
+            ("above the base rate at every latent" if above else "not above the base rate at every latent")
+            + "; their ratio (number / other tokens) and our share differ in form, both compare against no preference"))
+    d = diffs.get("number focus")
+    if d:
+        verdict = "agree" if sig(d) and d["value"] > 0 else "differ"
+        why = "odd > even averaged over layers and heads" if verdict == "agree" else "no CI above 0, averaged or per block"
+        per_block = ""
+        if len(blocks):
+            part = blocks[(blocks.latent == "odd-even") & (blocks.readout == "number focus") & (blocks.n > 0)]
+            pos = part[part.ci_low > 0]
+            per_block = (f"; per block: odd > even at block(s) {', '.join(str(int(b)) for b in pos.block)}"
+                         if len(pos) else "; per block: no block with odd > even")
+            if len(pos) and verdict == "differ":
+                verdict = "agree"
+                why = ("only per block (block " + ", ".join(str(int(b)) for b in pos.block)
+                       + "): averaged over layers and heads the latents do not differ")
+        rows.append(source_row(src, "odd latents compute: they look at numbers more than even latents",
+                               f"number focus odd − even {d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] "
+                               f"(layers and heads averaged, n={d['n']}){per_block}", "0 (no alternation)", verdict,
+                               why))
+    d = diffs.get("previous latent")
+    if d:
+        prev = table[table.readout == "previous latent"] if len(table) else table
+        uni = prev["uniform"].dropna() if "uniform" in prev else pd.Series(dtype=float)
+        verdict = "agree" if sig(d) and d["value"] < 0 else "differ"
+        rows.append(source_row(src, "even latents store: they read the previous latent (scratchpad)",
+                               f"previous-latent mass odd − even {d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] "
+                               f"(n={d['n']})", "0 (no alternation)" + (
+                                   f"; uniform attention gives {uni.min():.3f}–{uni.max():.3f} per latent" if len(uni) else ""),
+                               verdict, "even latents look more at their predecessor" if verdict == "agree"
+                               else "even latents do not look more at their predecessor"))
+    return rows
 
 
 def plot_by_source(ds: xr.Dataset, out: str | Path) -> Path:
@@ -386,6 +478,7 @@ def analyse(store: str | Path | xr.Dataset, out: str | Path | None = None, seed:
     require_attention(ds)
     result = summarize(ds, seed)
     result["headline"] = headline(result)
+    result["compared_with_source"] = compare_with_source(result)
     if out is not None:
         from nnsight_codi.reporting import write_results
 

@@ -80,13 +80,16 @@ def _study_section(outcome: StudyOutcome, root: Path) -> str:
 
 def _core_section(summary: Mapping[str, Any], worked: Sequence[Mapping[str, Any]]) -> str:
     k = summary.get("num_latents")
-    rows = [(f"with its {k} latents", summary.get("accuracy")),
-            ("0 latents, answering directly", summary.get("accuracy_k0")),
-            ("0 latents, room to write", summary.get("accuracy_k0_free"))]
-    table = "".join(f"<tr><td>{_e(name)}</td><td>{value:.1%}</td></tr>" for name, value in rows if value is not None)
+    n, writes = summary.get("n"), summary.get("k0_free_writes_cot")
+    rows = [(f"with its {k} latents", summary.get("accuracy"), ""),
+            ("0 latents, answering directly", summary.get("accuracy_k0"), ""),
+            ("0 latents, room to write more", summary.get("accuracy_k0_free"),
+             f"{writes / n:.1%} of answers write a chain of thought ('<<')" if writes is not None and n else "")]
+    table = "".join(f"<tr><td>{_e(name)}</td><td>{value:.1%}</td><td>{_e(note)}</td></tr>"
+                    for name, value, note in rows if value is not None)
     parts = ["<section id='core'><h2>The tiny CODI: accuracy and worked examples</h2>",
              f"<p>{_e(summary.get('n'))} held-out synthetic problems; model <code>{_e(summary.get('model'))}</code>.</p>",
-             f"<table><tr><th>condition</th><th>accuracy</th></tr>{table}</table>"]
+             f"<table><tr><th>condition</th><th>accuracy</th><th>note</th></tr>{table}</table>"]
     if worked:
         head = "<tr><th>question</th><th>gold</th><th>answer</th><th>logit lens per step</th></tr>"
         body = "".join(

@@ -95,8 +95,10 @@ def _relative(path: Path, out: Path) -> str:
 
 
 def write_report(out: str | Path, title: str, sections: Iterable[tuple[str, str]],
-                 figures: Iterable[str | Path] = (), config: Mapping[str, Any] | None = None) -> Path:
-    """Write `out/report.md`: the title, the config that was run, the sections, the figures."""
+                 figures: Iterable[str | Path] = (), config: Mapping[str, Any] | None = None,
+                 closing: Iterable[tuple[str, str]] = ()) -> Path:
+    """Write `out/report.md`: the title, the config that was run, the sections, the figures, and the
+    `closing` sections (the comparison with the source ends every study's report)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"# {title}\n"]
@@ -108,6 +110,37 @@ def write_report(out: str | Path, title: str, sections: Iterable[tuple[str, str]
     if figures:
         parts.append("## Figures\n\n" + "\n\n".join(
             f"![{f.stem}]({_relative(f, out)})" for f in figures) + "\n")
+    for heading, body in closing:
+        parts.append(f"## {heading}\n\n{body.strip()}\n")
     path = out / "report.md"
     path.write_text("\n".join(parts))
     return path
+
+
+VERDICTS = ("agree", "differ", "not comparable")
+COMPARISON_HEADING = "Compared with the source"
+
+
+def source_row(source: str, claim: str, ours: str, baseline: str, verdict: str, reason: str) -> dict[str, str]:
+    """One row of a study's "Compared with the source" table (kept in `results.json` under
+    `compared_with_source`, rendered by `comparison_section`): the post's claim in one line, our
+    measurement with its CI, its baseline, and agree / differ / not comparable with the reason.
+
+    Example:
+        >>> source_row("post", "values at latents 3, 5", "latent 1", "chance 2%", "differ", "another model")["verdict"]
+        'differ'
+    """
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    return {"source": source, "claim": claim, "ours": ours, "baseline": baseline, "verdict": verdict,
+            "reason": reason}
+
+
+def comparison_section(rows: Sequence[Mapping[str, str]]) -> tuple[str, str]:
+    """The closing section of a report, from `results["compared_with_source"]` (no numbers of its own)."""
+    body = ("Each row: the source's claim in one line, our measurement on the same footing (95% bootstrap CI), "
+            "its baseline, and whether they agree. Generated from `results.json` (`compared_with_source`).\n\n"
+            + markdown_table([{"source": r["source"], "claim": r["claim"], "ours (95% CI)": r["ours"],
+                               "baseline": r["baseline"], "verdict": r["verdict"], "why": r["reason"]}
+                              for r in rows]))
+    return COMPARISON_HEADING, body

@@ -49,6 +49,7 @@ class StudyOutcome:
     seconds: float = 0.0
     headline: list[str] = field(default_factory=list)
     error: str | None = None
+    summary: str = ""  # one line for a terminal: results["summary_line"], else the first headline
 
 
 def select_studies(spec: str) -> list[Study]:
@@ -101,7 +102,8 @@ def run_study(study: Study, out: Path, progress: bool = True, overrides: dict[st
                 setattr(config, key, value)
         results = module.run(config, out, progress=progress) or {}
         headline = [str(h) for h in results.get("headline", [])]
-        return StudyOutcome(study, out, "ok", time.perf_counter() - start, headline)
+        line = str(results.get("summary_line") or (headline[0] if headline else ""))
+        return StudyOutcome(study, out, "ok", time.perf_counter() - start, headline, summary=line)
     except Exception as err:  # one study's failure must not hide the others' results
         (out / "error.txt").parent.mkdir(parents=True, exist_ok=True)
         (out / "error.txt").write_text(traceback.format_exc())

@@ -80,7 +80,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
     from nnsight_codi.capture import CaptureConfig, run_capture
     from nnsight_codi.dashboard import write_dashboard
     from nnsight_codi.models import load_model
-    from nnsight_codi.reporting import markdown_table, write_report, write_results
+    from nnsight_codi.reporting import comparison_section, markdown_table, write_report, write_results
     from nnsight_codi.store import open_store
 
     if config.attention_detail not in (None, "layer", "head"):
@@ -126,7 +126,9 @@ def run(config: Config, out, progress: bool = True) -> dict:
     write_report(out, "Attention across latents (tiny CODI)", [
         ("Headline", "\n".join(f"- {line}" for line in result["headline"])),
         ("Per latent (mean over examples, 95% bootstrap CI)",
-         markdown_table(table, ["readout", "step", "parity", "value", "ci_low", "ci_high", "n"])),
+         markdown_table(table, ["readout", "step", "parity", "value", "ci_low", "ci_high", "n", "uniform"])
+         + "\n\n`uniform` = the read-out if attention were uniform over the attended positions (the base rate: "
+         f"number tokens are {100 * result['number_base_rate']['value']:.1f}% of prompt tokens in this store)."),
         ("Odd minus even latents (paired bootstrap over examples)",
          markdown_table(odd_even, ["read-out", "value", "ci_low", "ci_high", "n"])),
         ("Per block: odd minus even latents (heads averaged; paired bootstrap)",
@@ -140,7 +142,8 @@ def run(config: Config, out, progress: bool = True) -> dict:
                         "mass on number tokens / mass on all prompt tokens. Operand mass = mass on the prompt "
                         "numbers that are operands of chain step ⌈k/2⌉ for latent k. Previous latent = mass on "
                         "z_(k-1) (latent1's previous position is bot, so it has none)."),
-    ], figures=result["figures"], config=dataclasses.asdict(config))
+    ], figures=result["figures"], config=dataclasses.asdict(config),
+        closing=[comparison_section(result["compared_with_source"])])
     return result
 
 

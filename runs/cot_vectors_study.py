@@ -178,6 +178,10 @@ def run(config: Config, out, progress: bool = True) -> dict:
               "dev_reference": dev_ref, "layers": list(layers), "coefs": list(config.coefs),
               "extraction": extraction, "vector_table": analysis["vectors"], "headline": headline,
               "examples": examples, "figures": analysis["figures"], "config": asdict(config)}
+    from analyses.cot_vectors import compare_with_source
+    from nnsight_codi.reporting import comparison_section
+
+    result["compared_with_source"] = compare_with_source(result)
     write_results(out, result)
     table = markdown_table([{k: r[k] for k in ("name", "layer", "coef", "accuracy", "ci_low", "ci_high",
                                                "reasoning_rate", "mean_length", "n")} for r in rows])
@@ -204,7 +208,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
                                             "prefix_match", "stops_early", "steps", "reference_steps")}
                          for p in chain_points])),
         ("Example outputs (first 3 test questions)", ex),
-    ], figures=analysis["figures"], config=asdict(config))
+    ], figures=analysis["figures"], config=asdict(config), closing=[comparison_section(result["compared_with_source"])])
     return result
 
 

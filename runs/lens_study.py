@@ -187,49 +187,89 @@ def write_outputs(out, result: dict[str, Any]) -> None:
     """results.json and report.md from a results dict (also used to refresh a finished study's report)."""
     from nnsight_codi.reporting import write_report, write_results
 
+    from nnsight_codi.reporting import comparison_section
+
     result["headline"] = headline(result)
+    result["compared_with_source"] = compare_with_source(result)
     write_results(out, result)
     write_report(out, "Lens study: logit lens, tuned lens, probes and latent read-outs", report_sections(result),
-                 figures=result.get("figures", []), config=result.get("config"))
+                 figures=result.get("figures", []), config=result.get("config"),
+                 closing=[comparison_section(result["compared_with_source"])])
 
 
-def comparison(result: dict[str, Any]) -> str:
-    """Plain statements of where this model agrees or differs with the seeds' CODI findings
-    (intermediate values at the 3rd and 5th latent of CODI-Llama-1B; odd latents compute and even
-    latents store in CODI-GPT-2), computed from this run's numbers."""
+def compare_with_source(result: dict[str, Any]) -> list[dict[str, str]]:
+    """The "Compared with the source" rows of the lens report, from the results alone: where the
+    intermediate values show (CODI-Llama-1B: the 3rd and 5th of six latents, Cywiński et al.), the
+    odd/even reading of CODI-GPT-2 (Goyal et al.: odd steps compute, even steps store the values), and
+    accuracy vs the number of latents."""
+    from nnsight_codi.reporting import source_row
+
+    rows = []
     det = result["detection"]
     kmax = max(r["k"] for r in det)
-    per_latent = {}
+    best: dict[str, dict] = {}
     for r in det:
         if r["lens"] == "logit" and r["k"] == kmax and r["target"] == "intermediate" and r["step_name"].startswith("latent"):
-            per_latent[r["step_name"]] = max(per_latent.get(r["step_name"], 0.0), r["rate"] - r["chance"])
-    lines = []
-    if per_latent:
-        order = sorted(per_latent, key=lambda s: -per_latent[s])
-        lines.append(f"- Where intermediate results show (logit lens, top-{kmax}, best layer, rate − chance): "
-                     + ", ".join(f"{s} {per_latent[s]:+.2f}" for s in sorted(per_latent, key=lambda s: int(s[6:])))
-                     + f". Strongest at {order[0]}; the seeds report the 3rd and 5th of six latents for "
-                     "CODI-Llama-1B" + (" — the same here." if set(order[:2]) == {"latent3", "latent5"} else
-                                         " — this model differs."))
+            if r["step_name"] not in best or r["rate"] - r["chance"] > best[r["step_name"]]["rate"] - best[r["step_name"]]["chance"]:
+                best[r["step_name"]] = r
+    post = "Cywiński et al. post (CODI-Llama-1B, experiments 2–3)"
+    if best:
+        order = sorted(best, key=lambda s: -(best[s]["rate"] - best[s]["chance"]))
+        top = best[order[0]]
+
+        def cell(name):
+            r = best[name]
+            return (f"{name} {100 * r['rate']:.0f}% [{100 * r['ci_low']:.0f}, {100 * r['ci_high']:.0f}] "
+                    f"(layer {r['layer']}, chance {100 * r['chance']:.0f}%)")
+
+        same = set(order[:2]) == {"latent3", "latent5"}
+        rows.append(source_row(
+            post, "the intermediate values show at the 3rd and 5th of six latents",
+            f"logit lens top-{kmax}, best layer per latent: strongest at " + cell(order[0])
+            + "; " + "; ".join(cell(n) for n in ("latent3", "latent5") if n in best and n != order[0])
+            + f" (n={top['n']})",
+            "chance = the same read-out scored against another problem's values", "agree" if same else "differ",
+            "the two strongest latents are the 3rd and 5th" if same else
+            f"here the values show most at {order[0]} (the tiny CODI, 2–3 operations, 6 latents)"))
+        above = top["ci_low"] > top["chance"]
+        rows.append(source_row(
+            post, "a logit lens reads the intermediate values out of the latents",
+            f"best cell {cell(order[0])}", f"chance {100 * top['chance']:.0f}%", "agree" if above else "differ",
+            "the CI lies above chance" if above else "not above chance"))
     par = [p for p in result["parity"] if p["lens"] == "logit" and p["measure"] == "detection"]
     if par:
         p = max(par, key=lambda r: abs(r["odd_minus_even"]))
         sig = p["ci_low"] > 0 or p["ci_high"] < 0
-        lines.append(f"- Odd vs even latents: chain-value detection odd − even = {p['odd_minus_even']:+.2f} "
-                     f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] at layer {p['layer']} "
-                     + ("(odd latents show more values: an alternation as the scratchpad reading of CODI-GPT-2 "
-                        "describes, though there odd steps compute and values are *stored* at even steps)"
-                        if sig and p["odd_minus_even"] > 0 else "(no clear alternation)" if not sig else
-                        "(even latents show more values)") + ".")
+        if not sig:
+            verdict, why = "differ", "no odd/even difference in where the lens reads values"
+        elif p["odd_minus_even"] < 0:
+            verdict, why = "agree", "values read more at even latents, where the scratchpad reading stores them"
+        else:
+            verdict, why = "differ", ("values read more at odd latents: there is an alternation, but the values "
+                                      "show at the odd latents, which in the scratchpad reading compute, not at "
+                                      "the even latents that store them")
+        rows.append(source_row(
+            "Scratchpad Thinking (Goyal et al., CODI-GPT-2)",
+            "odd latents compute and even latents store the values (so a lens reads values at even latents)",
+            f"chain-value detection odd − even {p['odd_minus_even']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] "
+            f"(logit lens, layer {p['layer']}; odd {p['odd']:.2f}, even {p['even']:.2f})",
+            "0 (no alternation)", verdict, why))
     acc = {r["num_latents"]: r for r in result["accuracy_vs_latents"]}
     k = result.get("default_num_latents")
-    if acc and k in acc:
-        top = acc[k]["accuracy"]
-        enough = min((n for n, r in acc.items() if r["ci_high"] >= top), default=k)
-        lines.append(f"- Accuracy reaches its trained-K level ({top:.1%}) with {enough} latent(s); more latents than "
-                     f"trained neither help nor hurt much (K={max(acc)}: {acc[max(acc)]['accuracy']:.1%}). "
-                     "The tiny model's problems have 2–3 operations, so few latents suffice.")
-    return "\n".join(lines)
+    if acc and k in acc and 0 in acc:
+        a, z = acc[k], acc[0]
+        d_lo, d_hi = z.get("diff_ci_low"), z.get("diff_ci_high")
+        rises = d_hi is not None and d_hi < 0
+        enough = min((n for n, r in acc.items() if r["ci_high"] >= a["accuracy"]), default=k)
+        rows.append(source_row(
+            "Cywiński et al. post (experiment 1)", "accuracy rises with the number of latent iterations (0..6)",
+            f"K={k}: {100 * a['accuracy']:.1f}% [{100 * a['ci_low']:.1f}, {100 * a['ci_high']:.1f}]; reached with "
+            f"{enough} latent(s); K={max(acc)}: {100 * acc[max(acc)]['accuracy']:.1f}% (n={a.get('n', '')})",
+            f"K=0 (answer directly): {100 * z['accuracy']:.1f}% [{100 * z['ci_low']:.1f}, {100 * z['ci_high']:.1f}]",
+            "agree" if rises else "differ",
+            ("K=0 − K=trained " + f"{100 * z['diff_vs_default']:+.1f} pts [{100 * d_lo:+.1f}, {100 * d_hi:+.1f}]"
+             if d_lo is not None else "") + "; their numbers are not in our notes, so we compare the direction"))
+    return rows
 
 
 def report_sections(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -270,7 +310,6 @@ def report_sections(result: dict[str, Any]) -> list[tuple[str, str]]:
     hist = sorted(result["answer_histogram"], key=lambda h: -h["count"])[:5]
     return [
         ("Headline", "\n".join(f"- {h}" for h in result["headline"])),
-        ("Compared with what the seeds report", comparison(result)),
         ("Best detection per lens and target (top-%d, max over step × layer of rate − chance)" % kmax,
          markdown_table(best_rows)),
         ("Logit lens per step at its best layer", markdown_table(latent_rows)),

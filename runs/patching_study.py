@@ -72,7 +72,9 @@ def headline(results: dict[str, Any]) -> list[str]:
                      f"{worst['latent']} ({worst['kind']}) changes accuracy by {100 * worst['delta_accuracy']:+.1f} pts "
                      f"[{100 * worst['dacc_low']:+.1f}, {100 * worst['dacc_high']:+.1f}].")
         lines.append(f"Most important latent by Δ log-prob: {a['most_important_latent']}; most attended: "
-                     f"{a['most_attended_latent']} (Spearman importance vs attention {a['spearman_importance_attention']:.2f}).")
+                     f"{a['most_attended_latent']} (Spearman importance vs attention across {a['spearman_n_latents']} "
+                     f"latents {a['spearman_importance_attention']:+.2f} [{a['spearman_ci_low']:+.2f}, "
+                     f"{a['spearman_ci_high']:+.2f}], bootstrap over n={a['n']} problems).")
         later = [r for r in table if r["latent"] >= 2]
         if later:
             lines.append("Ablating one of latents 2..K moves accuracy by at most " + ", ".join(
@@ -92,14 +94,14 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     import numpy as np
     import xarray as xr
 
-    from analyses.patching import analyze
+    from analyses.patching import analyze, compare_with_source
     from nnsight_codi.capture import CaptureConfig, run_capture
     from nnsight_codi.commands.common import load_codi_model
     from nnsight_codi.data.scoring import extract_gold
     from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
     from nnsight_codi.interventions.anchors import activation_patching, thought_anchors
     from nnsight_codi.interventions.corrupt import corrupt_problem
-    from nnsight_codi.reporting import markdown_table, write_report, write_results
+    from nnsight_codi.reporting import comparison_section, markdown_table, write_report, write_results
     from nnsight_codi.store import open_store
 
     out = Path(out)
@@ -146,6 +148,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     results["config"] = cfg
     results["num_latents"] = k
     results["headline"] = headline(results)
+    results["compared_with_source"] = compare_with_source(results)
     write_results(out, results)
     cols = ["kind", "latent", "delta_accuracy", "dacc_low", "dacc_high", "delta_logprob", "dlp_low", "dlp_high",
             "attention", "n"]
@@ -156,7 +159,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
                                 "clean → corrupted. Δ log p = log p(clean answer | patched corrupted) − log p(clean "
                                 "answer | corrupted), paired bootstrap CI over problems.\n\n" + markdown_table(
                                     sorted(results.get("patching", []), key=lambda r: -r["delta_logprob"])[:12])),
-    ], figures=results["figures"], config=cfg)
+    ], figures=results["figures"], config=cfg, closing=[comparison_section(results["compared_with_source"])])
     return results
 
 

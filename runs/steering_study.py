@@ -1,16 +1,29 @@
 """The seed's study end to end ("Latent Reasoning Sprint #3: Activation Difference Steering and Logit
-Lens", on CODI): vectors → hidden and KV sweeps → random/mean/zero baselines → figures → report.
+Lens", on CODI), with matched edit sites: vectors → hidden and KV sweeps, site by site → random/mean/zero
+baselines → a second sweep where the unsteered model has room to rise → figures → report.
 
 1. Capture a reference set of held-out problems (`reference_seed`): hidden states, latent inputs, KV cache.
-2. Vectors: mean(latent A) − mean(latent B) for every ordered pair, on the residual stream and the KV cache
+2. Vectors: mean(latent A) − mean(latent B) for the chosen pairs, on the residual stream and the KV cache
    (`sweep/vectors.zarr`, with the activation-difference logit lens).
-3. Sweep (`sweep/sweep.zarr`, resumable): hidden-state steering of the last latent's last-layer state with an
-   extra latent step (as the seed did), KV-cache steering after the last latent (coef_k = coef_v), for each
-   coefficient; latent patching baselines (random with matched statistics, mean, zero) at the last latent.
-4. Analysis (`analyses.steering`): accuracy and Δ vs the unsteered run with paired bootstrap CIs, heatmaps,
-   significant conditions, difference lens, PCA.
+3. Sweep (`sweep/sweep.zarr`, resumable). `sites="matched"` (default): hidden-state steering at each latent
+   k and each of `layers` (embedding side, layer 1, middle, last by default), every run with one extra latent step
+   as the seed did, and its KV twin: the cache entry of latent k alone, edited after the last latent (the
+   cache eot reads), plus all latent entries at once; `none+x` (the extra step alone) is the hidden rows'
+   control. `sites="seed"`: only the seed's own design (hidden at latents 1–4, last layer, + one extra step;
+   KV at every latent entry of the cache eot reads) — a subset of `matched`, also reported from it.
+   `sites="last"`: the earlier study (hidden at the last latent's last layer + extra step; KV at all latents).
+   Latent patching baselines (random with matched statistics, mean, zero) at the last latent.
+4. Headroom (`headroom/`): the same conditions on problems of the generator with `headroom_steps`
+   operations (one more than the tiny CODI was trained on: its unsteered accuracy falls to about 55%),
+   with the same vectors; a condition beats the baseline if its exact McNemar test survives Holm's
+   correction over all steering conditions.
+5. Analysis (`analyses.steering`): accuracy and Δ vs the unsteered run with paired bootstrap CIs, the
+   route comparison site by site (answers changed and Δ accuracy, hidden − KV with paired CIs), heatmaps,
+   significant conditions, difference lens, PCA, and the comparison with the source.
 
-    python runs/steering_study.py --out out/steering_study [--limit 1000 --coefs -2,-1,-0.5,0.5,1,2]
+    python runs/steering_study.py --out out/steering_study                           # demo-sized
+    nice python runs/steering_study.py --limit 300 --out runs/steering_study_300    # the README measurement
+    nice python runs/steering_study.py --limit 1000 --out out/steering_1000         # the same at 1,000 problems
 """
 
 from __future__ import annotations
@@ -23,10 +36,12 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+SITE_SETS = ("matched", "seed", "last")
+
 
 @dataclass
 class Config:
-    """The steering study (defaults: the tiny CODI, about a minute on a laptop CPU)."""
+    """The steering study (defaults: the tiny CODI, a few minutes on a laptop CPU)."""
 
     model: str = "tiny"
     dataset: str = "synthetic"
@@ -34,34 +49,91 @@ class Config:
     seed: int = 1
     reference_limit: int = 100
     reference_seed: int = 2
-    coefs: tuple[float, ...] = (-1.0, 1.0)
-    pairs: str = field(default="all", metadata={"help": "'all' ordered latent pairs, or 'A-B,C-D' (indices or names: latent1-latent3)"})
+    coefs: tuple[float, ...] = (-2.0, -0.5, 0.5, 2.0)
+    pairs: str = field(default="1-6,3-5", metadata={
+        "help": "'all' ordered latent pairs, or 'A-B,C-D' ((A, B, +c) is the same edit as (B, A, -c))"})
+    sites: str = field(default="matched", metadata={"help": "matched | seed | last (see the module doc)"})
+    layers: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "hidden-steering layers of the matched sites (default: 0 = embedding side, 1, L//2, L)"})
     modes: tuple[str, ...] = ("hidden", "kv")
     baselines: tuple[str, ...] = ("random", "mean", "zero")
     extra_latent_step: bool = True
-    positions: str = "latents"
+    positions: str = field(default="latents", metadata={"help": "KV positions of sites=last"})
+    headroom: bool = field(default=True, metadata={"help": "also run on harder problems (room to rise)"})
+    headroom_steps: int = field(default=4, metadata={"help": "operations per headroom problem"})
+    headroom_limit: int | None = field(default=None, metadata={"help": "headroom problems (default: limit)"})
+    headroom_seed: int = 11
     max_new_tokens: int = 16
     batch_size: int = 100
     device: str = "cpu"
     analyze_only: bool = field(default=False, metadata={
-        "help": "analyse the sweep as far as it has run (every condition shares its finished examples) without resuming it"})
+        "help": "analyse the sweeps as far as they have run (every condition shares its finished examples) "
+                "without resuming them"})
 
-    def sweep_config(self):
+    def pair_list(self, num_latents: int) -> list[tuple[int, int]]:
+        if self.pairs == "all":
+            return [(a, b) for a in range(1, num_latents + 1) for b in range(1, num_latents + 1) if a != b]
+        try:
+            from nnsight_codi.steps import parse_step, resolve_step
+
+            return [tuple(resolve_step(parse_step(x), num_latents) for x in p.split("-"))  # type: ignore[misc]
+                    for p in self.pairs.split(",")]
+        except ValueError as err:
+            raise ValueError(f"pairs must be 'all' or 'A-B,C-D' (latent indices or names: latent1-latent3), "
+                             f"got {self.pairs!r}") from err
+
+    def site_layers(self, num_layers: int) -> list[int]:
+        layers = list(self.layers) if self.layers is not None else sorted({0, 1, num_layers // 2, num_layers})
+        bad = [l for l in layers if not 0 <= l <= num_layers]
+        if bad:
+            raise ValueError(f"layers {bad} out of range 0..{num_layers}")
+        return layers
+
+    def conditions(self, num_latents: int, num_layers: int) -> list[dict[str, Any]]:
+        """The steering conditions of the site set (dicts of `Condition` fields), `none+x` first."""
+        from nnsight_codi.interventions.conditions import Condition
+
+        if self.sites not in SITE_SETS:
+            raise ValueError(f"unknown site set {self.sites!r}: use one of {', '.join(SITE_SETS)}")
+        bad = [m for m in self.modes if m not in ("hidden", "kv")]
+        if bad:
+            raise ValueError(f"unknown mode(s) {bad}: use hidden and/or kv")
+        k, top = num_latents, num_layers
+        if self.sites == "matched":
+            hidden_sites = [(at, l) for at in range(1, k + 1) for l in self.site_layers(num_layers)]
+            kv_sites = [f"latent{at}" for at in range(1, k + 1)] + ["latents"]
+        elif self.sites == "seed":
+            hidden_sites = [(at, top) for at in range(1, min(4, k) + 1)]
+            kv_sites = ["latents"]
+        else:
+            hidden_sites, kv_sites = [(k, top)], [self.positions]
+        out = [Condition("none", extra_latent_step=True)] if "hidden" in self.modes and self.extra_latent_step else []
+        for pair in self.pair_list(k):
+            for c in self.coefs:
+                if "hidden" in self.modes:
+                    out += [Condition("hidden", pair=pair, coef=float(c), at=at, layer=l,
+                                      extra_latent_step=self.extra_latent_step) for at, l in hidden_sites]
+                if "kv" in self.modes:
+                    out += [Condition("kv", pair=pair, coef_k=float(c), coef_v=float(c), positions=p)
+                            for p in kv_sites]
+        return [c.as_dict() for c in out]
+
+    def sweep_config(self, num_latents: int, num_layers: int, **over):
         from nnsight_codi.interventions.sweep import SweepConfig
-        from nnsight_codi.steps import parse_step
 
-        pairs: Any = "all" if self.pairs == "all" else [[parse_step(x) for x in p.split("-")] for p in self.pairs.split(",")]
-        return SweepConfig(model=self.model, dataset=self.dataset, limit=self.limit, seed=self.seed,
-                           max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, device=self.device,
-                           reference_limit=self.reference_limit, reference_seed=self.reference_seed,
-                           modes=list(self.modes), pairs=pairs, coefs=[float(c) for c in self.coefs],
-                           extra_latent_step=self.extra_latent_step, positions=self.positions,
-                           baselines=list(self.baselines))
+        pairs = sorted({p for p in self.pair_list(num_latents)})
+        cfg = dict(model=self.model, dataset=self.dataset, limit=self.limit, seed=self.seed,
+                   max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, device=self.device,
+                   reference_limit=self.reference_limit, reference_seed=self.reference_seed,
+                   modes=[], pairs=[list(p) for p in pairs], coefs=[float(c) for c in self.coefs],
+                   baselines=list(self.baselines), conditions=self.conditions(num_latents, num_layers))
+        cfg.update(over)
+        return SweepConfig(**cfg)
 
 
 def demo_config() -> Config:
-    """A small sweep: four pairs, ±2, 30 problems (well under a minute)."""
-    return Config(limit=30, reference_limit=40, coefs=(-2.0, 2.0), pairs="1-6,6-1,2-4,4-2")
+    """A small sweep: one pair at ±2, every matched site, 30 problems (+ 30 headroom problems)."""
+    return Config(limit=30, reference_limit=40, coefs=(-2.0, 2.0), pairs="1-2")
 
 
 def _ensure_lens(sweep_dir: Path, model: str, device: str) -> None:
@@ -82,69 +154,184 @@ def _pct(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
+def _site_label(row: dict[str, Any]) -> str:
+    return f"hidden L{row['layer']}" if row["route"] == "hidden" else "KV"
+
+
 def headline(results: dict[str, Any]) -> list[str]:
-    base, modes = results["baseline"], results["by_mode"]
-    table = results["table"]
+    base = results["baseline"]
     lines = [f"Unsteered accuracy {100 * base['accuracy']:.1f}% [{100 * base['ci_low']:.1f}, "
-             f"{100 * base['ci_high']:.1f}] on n={base['n']} held-out problems."]
-    for mode, label in (("hidden", "Hidden-state steering (+extra latent step)"), ("kv", "KV-cache steering")):
-        if mode in modes:
-            m = modes[mode]
-            rows = [r for r in table if r["mode"] == mode]
-            worst = min(rows, key=lambda r: r["delta"])
-            lines.append(f"{label}: {m['significant']}/{m['conditions']} conditions differ significantly from "
-                         f"unsteered ({m['better']} better, {m['worse']} worse); mean Δ {_pct(m['mean_delta'])} pts, "
-                         f"largest drop {worst['condition']} {_pct(worst['delta'])} "
-                         f"[{_pct(worst['delta_low'])}, {_pct(worst['delta_high'])}].")
-    patches = [r for r in table if r["mode"] == "patch"]
+             f"{100 * base['ci_high']:.1f}] on n={base['n']} held-out problems"
+             + (f"; with one extra latent step (the hidden rows' control) {100 * base['extra_step_accuracy']:.1f}%."
+                if base.get("extra_step_accuracy") is not None else ".")]
+    sites = results.get("by_site", [])
+    if sites:
+        parts = []
+        for latent in [r["latent"] for r in sites if r["route"] == "kv"]:
+            rows = [r for r in sites if r["latent"] == latent]
+            kv = next(r for r in rows if r["route"] == "kv")
+            hid = [r for r in rows if r["route"] == "hidden"]
+            if not hid:
+                parts.append(f"{latent}: KV {100 * kv['changed']:.0f}%")
+                continue
+            top = max(hid, key=lambda r: r["changed"])
+            parts.append(f"{latent}: hidden {100 * top['changed']:.0f}% (L{top['layer']}) vs KV {100 * kv['changed']:.0f}%"
+                         + ("" if top.get("route_diff_low") is None else
+                            f" (diff {_pct(top['route_diff'])} [{_pct(top['route_diff_low'])}, "
+                            f"{_pct(top['route_diff_high'])}])"))
+        lines.append("Answers changed by steering, site by site (mean over pairs × coefficients; hidden at its most "
+                     "effective layer vs its KV twin at the same latent, paired 95% CI in points): " + "; ".join(parts) + ".")
+    seed = results.get("seed_design")
+    if seed:
+        lines.append("The seed's design: " + "; ".join(
+            f"{r['what']} mean Δ accuracy {_pct(r['mean_delta'])} pts [{_pct(r['mean_delta_low'])}, "
+            f"{_pct(r['mean_delta_high'])}], answers changed {100 * r['changed']:.0f}%" for r in seed) + ".")
+    head = results.get("headroom")
+    if head:
+        b = head["baseline"]
+        better = head["better_after_holm"]
+        lines.append(f"Headroom ({head['problems']}): unsteered {100 * b['accuracy']:.1f}% [{100 * b['ci_low']:.1f}, "
+                     f"{100 * b['ci_high']:.1f}] (n={b['n']}); {len(better)} of {head['tested']} steering conditions "
+                     "beat it after Holm's correction (exact McNemar)"
+                     + (": " + ", ".join(f"{r['condition']} {_pct(r['delta'])}" for r in better[:3]) if better else "")
+                     + f"; {head['worse_after_holm']} are worse.")
+    patches = [r for r in results["table"] if r["mode"] == "patch"]
     if patches:
         lines.append("Latent patching at the last latent: " + "; ".join(
             f"{r['patch']} Δ {_pct(r['delta'])} [{_pct(r['delta_low'])}, {_pct(r['delta_high'])}]" for r in patches) + ".")
     return lines[:5]
 
 
+def summary_line(results: dict[str, Any]) -> str:
+    """One line for a terminal: the seed's design by route, the matched-site comparison, the headroom."""
+    base = results["baseline"]
+    parts = [f"unsteered {100 * base['accuracy']:.0f}% (n={base['n']})"]
+    seed = {r["what"].split(" ")[0]: r for r in results.get("seed_design", [])}
+    for key, label in (("hidden", "hidden at latents 1–4"), ("KV", "KV at all latents")):
+        if key in seed:
+            r = seed[key]
+            parts.append(f"{label} Δ {_pct(r['mean_delta'])} pts [{_pct(r['mean_delta_low'])}, {_pct(r['mean_delta_high'])}]")
+    hid = [r for r in results.get("by_site", []) if r["route"] == "hidden" and r.get("route_diff_low") is not None]
+    if hid:
+        latents = sorted({r["latent"] for r in hid})
+        best = {l: max((r for r in hid if r["latent"] == l), key=lambda r: r["changed"]) for l in latents}
+        diffs = [best[l]["route_diff"] for l in latents]
+        parts.append(f"matched sites: hidden (best layer) − KV twin {_pct(min(diffs))} to {_pct(max(diffs))} pts of "
+                     "answers changed")
+    head = results.get("headroom")
+    if head:
+        parts.append(f"headroom ({100 * head['baseline']['accuracy']:.0f}% baseline): {len(head['better_after_holm'])}/"
+                     f"{head['tested']} conditions better after Holm")
+    return "; ".join(parts)
+
+
+def _write_headroom_problems(config: Config, codi, path: Path) -> str:
+    from nnsight_codi.data.sources import synthetic_options
+    from nnsight_codi.data.synthetic import generate_problems
+
+    if config.headroom_steps < 1:
+        raise ValueError(f"headroom_steps must be >= 1, got {config.headroom_steps}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        opts = synthetic_options(codi, {"min_steps": config.headroom_steps, "max_steps": config.headroom_steps})
+        ds = generate_problems(config.headroom_limit or config.limit, seed=config.headroom_seed, **opts)
+        ds.select_columns(["id", "question", "answer"]).to_json(str(path), lines=True)
+    return str(path)
+
+
+def _sweep(config: Config, cfg, sweep_dir: Path, codi, progress: bool) -> dict[str, Any]:
+    from nnsight_codi.interventions.sweep import open_sweep, run_sweep
+
+    if config.analyze_only:
+        ds = open_sweep(sweep_dir)
+        done = ds["complete"].values.all(axis=0)
+        return {"path": str(sweep_dir / "sweep.zarr"), "conditions": int(ds.sizes["condition"]),
+                "examples": int(done.sum()), "runs": int(ds["complete"].values.sum()), "planned_examples": int(done.size)}
+    return run_sweep(cfg, sweep_dir, codi=codi, progress=progress)
+
+
 def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
-    from analyses.steering import analyze, significant_conditions
-    from nnsight_codi.interventions.sweep import run_sweep
-    from nnsight_codi.reporting import markdown_table, write_report, write_results
+    from analyses.steering import analyze, compare_with_source, headroom_tests, significant_conditions
+    from nnsight_codi.commands.common import load_codi_model
+    from nnsight_codi.reporting import comparison_section, markdown_table, write_report, write_results
 
     import pandas as pd
 
     out = Path(out)
     sweep_dir = out / "sweep"
-    if config.analyze_only:
-        from nnsight_codi.interventions.sweep import open_sweep
-
-        ds = open_sweep(sweep_dir)
-        done = ds["complete"].values.all(axis=0)
-        summary = {"path": str(sweep_dir / "sweep.zarr"), "conditions": int(ds.sizes["condition"]),
-                   "examples": int(done.sum()), "runs": int(ds["complete"].values.sum()), "planned_examples": int(done.size)}
-    else:
-        summary = run_sweep(config.sweep_config(), sweep_dir, progress=progress)
+    codi = None if config.analyze_only else load_codi_model(config.model, config.device)
+    if codi is not None:
+        num_latents, num_layers = codi.num_latents, codi.num_layers
+        config.conditions(num_latents, num_layers)  # a bad site set, pair or layer fails before any work
+    summary = _sweep(config, config.sweep_config(num_latents, num_layers) if codi else None, sweep_dir, codi, progress)
     _ensure_lens(sweep_dir, config.model, config.device)
     results = analyze(sweep_dir, out)
     results["sweep"] = summary
     results["config"] = asdict(config)
+    if config.headroom:
+        head_dir = out / "headroom"
+        cfg = None
+        if codi is not None:
+            problems = _write_headroom_problems(config, codi, head_dir / "problems.jsonl")
+            cfg = config.sweep_config(num_latents, num_layers, dataset=problems, limit=config.headroom_limit or config.limit,
+                                      vectors=str(sweep_dir / "vectors.zarr"))
+        head_summary = _sweep(config, cfg, head_dir, codi, progress)
+        results["headroom"] = headroom_tests(head_dir, out, what=f"{config.headroom_steps}-operation problems of the "
+                                             "generator, one more than the model was trained on")
+        results["headroom"]["sweep"] = head_summary
+        results["figures"] += results["headroom"].pop("figures", [])
     results["headline"] = headline(results)
+    results["summary_line"] = summary_line(results)
+    results["compared_with_source"] = compare_with_source(results)
     write_results(out, results)
     table = pd.DataFrame(results["table"])
     sig = significant_conditions(table)
     cols = ["condition", "accuracy", "acc_low", "acc_high", "delta", "delta_low", "delta_high", "n"]
-    write_report(out, "Steering study: activation-difference steering of the latent loop", [
+    site_cols = ["latent", "route", "layer", "conditions", "changed", "changed_low", "changed_high", "mean_delta",
+                 "mean_delta_low", "mean_delta_high", "significant", "route_diff", "route_diff_low", "route_diff_high"]
+    sections = [
         ("Headline", "\n".join(f"- {h}" for h in results["headline"])),
         ("What was run", f"{summary['conditions']} conditions × {summary['examples']} problems "
-                         f"({summary['runs']} runs; the analysis uses the problems every condition finished). Vectors: mean(latent A) − mean(latent B) over "
-                         f"{config.reference_limit} held-out reference problems (seed {config.reference_seed}). "
-                         "Hidden: added to the last latent's last-layer state, then one extra latent step; KV: added "
-                         "to the cache at the latent positions after the last latent (before eot). Δ = accuracy − "
-                         "unsteered accuracy on the same problems, 95% paired bootstrap CI. Note that (A, B, +c) and "
-                         "(B, A, −c) are the same edit, and that hidden conditions also run one more latent than the "
-                         "unsteered baseline (the extra step alone moves accuracy by the hidden rows' common offset)."),
+                         f"({summary['runs']} runs; the analysis uses the problems every condition finished). Vectors: "
+                         f"mean(latent A) − mean(latent B) over {config.reference_limit} held-out reference problems "
+                         f"(seed {config.reference_seed}), pairs {config.pairs}, coefficients "
+                         f"{', '.join(f'{c:+g}' for c in config.coefs)}; site set `{config.sites}`. Hidden: "
+                         "`coef × v` added to the residual stream at (latent k, layer l), then the loop runs one extra "
+                         "latent step (as the seed did, so the last latent's edit reaches the cache); KV: Δkeys and "
+                         "Δvalues (coef_k = coef_v) added after the last latent, before eot, to latent k's cache entry "
+                         "alone (`latent<k>`) or to every latent entry (`all`). Δ = accuracy − unsteered accuracy on "
+                         "the same problems, 95% paired bootstrap CI. *Answers changed* = the share of problems whose "
+                         "answer differs from the unsteered answer (the control for hidden rows: `none+x`, the extra "
+                         "step alone). (A, B, +c) and (B, A, −c) are the same edit."),
+        ("Routes site by site", "Mean over pairs × coefficients at each site; `route_diff` = hidden − KV twin at the "
+         "same latent in answers changed, paired bootstrap CI over problems.\n\n"
+         + markdown_table(results.get("by_site", []), site_cols)),
+        ("The seed's design (a subset of the matched sites)", markdown_table(results.get("seed_design", []))),
         ("Baselines and summary by mode", markdown_table(table[table["mode"].isin(["none", "patch"])][cols].to_dict(
             "records")) + "\n\n" + markdown_table([{"mode": k, **v} for k, v in results["by_mode"].items()])),
-        ("Conditions that differ significantly from the unsteered run (largest |Δ| first, top 30)",
-         markdown_table(sig[cols].head(30).to_dict("records"))),
-    ], figures=results["figures"], config=asdict(config))
+    ]
+    if "headroom" in results:
+        h = results["headroom"]
+        sections.append(("Headroom: where the unsteered model can rise",
+                         f"{h['problems']}: unsteered {100 * h['baseline']['accuracy']:.1f}% "
+                         f"[{100 * h['baseline']['ci_low']:.1f}, {100 * h['baseline']['ci_high']:.1f}] on "
+                         f"n={h['baseline']['n']}. Each steering condition is tested against the unsteered run with "
+                         "an exact McNemar test (two-sided, on the problems where the two disagree); p-values are "
+                         f"Holm-corrected over the {h['tested']} steering conditions. Hidden rows are also tested "
+                         "against `none+x` (the same number of latents)"
+                         + (f"; on these problems the extra step alone changes {100 * h['extra_step_changed']:.1f}% of "
+                            f"answers (Δ accuracy {_pct(h['extra_step']['delta'])} pts), which the hidden rows' "
+                            "*answers changed* includes" if h.get("extra_step_changed") is not None else "")
+                         + ".\n\n"
+                         + markdown_table(h["top"], ["condition", "accuracy", "delta", "delta_low", "delta_high", "p",
+                                                     "p_holm", "better", "worse", "delta_vs_extra_step",
+                                                     "p_holm_vs_extra_step"])
+                         + "\n\n" + markdown_table(h.get("by_site", []), site_cols)))
+    sections.append(("Conditions that differ significantly from the unsteered run (largest |Δ| first, top 30)",
+                     markdown_table(sig[cols].head(30).to_dict("records"))))
+    write_report(out, "Steering study: activation-difference steering of the latent loop", sections,
+                 figures=results["figures"], config=asdict(config),
+                 closing=[comparison_section(results["compared_with_source"])])
     return results
 
 

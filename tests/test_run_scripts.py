@@ -24,11 +24,14 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     ("sweep_tiny.py", ["{variants}"], "variant 'a': variant: unknown key(s) ['bogus']"),
     ("sweep_tiny.py", ["missing.json"], "missing.json"),
     ("trace_latents.py", ["--model", "/nonexistent-model"], "/nonexistent-model"),
+    ("steering_study.py", ["--sites", "middle", "--out", "{tmp}/s"], "unknown site set 'middle'"),
+    ("steering_study.py", ["--layers", "0,9", "--out", "{tmp}/s"], "layers [9] out of range 0..4"),
+    ("steering_study.py", ["--pairs", "1-9", "--out", "{tmp}/s"], "latent(s) [9] out of range 1..6"),
 ])
 def test_bad_input_is_one_line(script, args, message, tmp_path):
     variants = tmp_path / "variants.json"
     variants.write_text(json.dumps({"a": {"bogus": 1}}))
-    args = [str(variants) if a == "{variants}" else a for a in args]
+    args = [str(variants) if a == "{variants}" else a.replace("{tmp}", str(tmp_path)) for a in args]
     if script == "sweep_tiny.py":
         args += ["--out", str(tmp_path / "sweep")]
     done = _run(script, *args)
@@ -36,3 +39,4 @@ def test_bad_input_is_one_line(script, args, message, tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip() and "Loading weights" not in line]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "sweep").exists() and not (ROOT / "out" / "pilot-x").exists()
+    assert not (tmp_path / "s" / "sweep" / "reference.zarr").exists()

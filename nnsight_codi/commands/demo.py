@@ -97,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
     k = codi.num_latents
     print(f"\naccuracy with {k} latents: {with_latents.accuracy:.1%}   with 0 latents: {without.accuracy:.1%}"
           f"   ({with_latents.n} held-out synthetic problems, seed {args.seed})")
-    print(f"with 0 latents and room to write more: {without_free.accuracy:.1%} "
-          f"({writes_cot}/{without_free.n} answers start an explicit chain of thought '<<' instead)\n")
+    print(f"accuracy with 0 latents and room to write more: {without_free.accuracy:.1%} "
+          f"({writes_cot}/{without_free.n} = {writes_cot / max(without_free.n, 1):.1%} of answers write an explicit "
+          "chain of thought '<<' instead)\n")
     for ex in worked:
         print(f"Q: {ex['question']}")
         if ex["cot"]:
@@ -108,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
             tops = "  ".join(f"{t!r} {p:.2f}" for t, p in zip(e["top_tokens"], e["top_probs"]))
             print(f"     {e['step']:>8} @ layer {e['layer']}: {tops}")
         print(f"   answer: {ex['answer']!r}   gold: {ex['gold']}\n")
-    for o in outcomes:
-        print(f"[{o.status}] {o.study.name}: " + (o.error or "; ".join(o.headline[:2]) or "done"))
+    for o in outcomes:  # one line per study: its summary line (else its first headline)
+        print(f"[{o.status}] {o.study.name}: " + (o.error or o.summary or "done"))
     print(f"\nopen {index} — every study's report, figures and the latent dashboard")
     return 1 if failed else 0
 

@@ -50,7 +50,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--coef-k", type=float, default=1.0, help="kv: coefficient of Δkeys (default 1)")
     p.add_argument("--coef-v", type=float, default=1.0, help="kv: coefficient of Δvalues (default 1)")
     p.add_argument("--layers", type=int_list, default=None, help="kv: cache blocks 0..L-1 to edit (default all)")
-    p.add_argument("--positions", default="latents", help="kv: latents | last | all (default latents)")
+    p.add_argument("--positions", default="latents", help="kv: latents | last | all | latent<k> (latent k's entry alone; default latents)")
     p.add_argument("--patch", default=None, help="patch: random | mean | zero | FILE (safetensors `vector`)")
     p.add_argument("--reference-limit", type=int, default=200, help="reference problems for vectors (default 200)")
     p.add_argument("--reference-seed", type=int, default=2, help="seed of the reference problems (default 2)")
@@ -62,12 +62,13 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def condition_from_args(args: argparse.Namespace):
     """The `Condition` the flags describe (checks what needs no model)."""
-    from ..interventions import KV_POSITIONS, PATCH_KINDS, Condition
+    from ..interventions import PATCH_KINDS, Condition
+    from ..interventions.steering import KV_POSITIONS, latent_position
 
     if args.mode not in ("hidden", "kv", "patch"):
         raise ValueError(f"unknown mode {args.mode!r}: use hidden, kv or patch")
-    if args.positions not in KV_POSITIONS:
-        raise ValueError(f"unknown position set {args.positions!r}: use one of {', '.join(KV_POSITIONS)}")
+    if args.positions not in KV_POSITIONS and latent_position(args.positions) is None:
+        raise ValueError(f"unknown position set {args.positions!r}: use {', '.join(KV_POSITIONS)} or latent<k>")
     if args.vector and not Path(args.vector).is_file():
         raise FileNotFoundError(f"vector file {args.vector} not found")
     if args.vectors and not Path(args.vectors).exists():

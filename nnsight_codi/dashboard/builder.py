@@ -64,10 +64,36 @@ def _text(arr: Any) -> np.ndarray:
     return np.array(np.asarray(arr).tolist(), dtype=object)
 
 
+def _is_number(text: str) -> bool:
+    t = str(text).strip().replace(",", "")
+    return bool(t) and t.lstrip("-").replace(".", "", 1).isdigit()
+
+
+def number_rate_by_layer(ds: xr.Dataset) -> np.ndarray | None:
+    """Per layer: the share of (example, latent step) whose logit-lens top-1 token is a number (None
+    without lens read-outs and the vocabulary)."""
+    if "lens_top_ids" not in ds or "token_string" not in ds.variables:
+        return None
+    vocab = _text(ds["token_string"].values)
+    numeric = np.array([_is_number(t) for t in vocab])
+    names = [str(s) for s in ds["step_name"].values] if "step_name" in ds.coords else []
+    latents = [i for i, n in enumerate(names) if n.startswith("latent")] or list(range(ds.sizes["step"]))
+    top1 = np.asarray(ds["lens_top_ids"].transpose("example", "step", "layer", "k").values)[:, latents, :, 0]
+    valid = (top1 >= 0) & (top1 < len(vocab))
+    hit = np.where(valid, numeric[np.clip(top1, 0, len(vocab) - 1)], False)
+    return hit.sum((0, 1)) / np.maximum(valid.sum((0, 1)), 1)
+
+
 def best_layer(ds: xr.Dataset) -> int | None:
-    """The layer whose logit-lens top-1 probability is highest on average (None without lens)."""
+    """The default logit-lens layer: where the latent steps' read-outs are most informative, by the
+    stated rule "the layer whose top-1 token at the latent steps is a number most often" (the values
+    a latent may hold; the earliest such layer on a tie). Without any number read-out (or without the
+    vocabulary) it falls back to the highest mean top-1 probability. None without lens read-outs."""
     if "lens_top_probs" not in ds:
         return None
+    rate = number_rate_by_layer(ds)
+    if rate is not None and rate.max() > 0:
+        return int(ds["layer"].values[int(np.argmax(rate))])
     top1 = ds["lens_top_probs"].isel(k=0).mean(("example", "step"), skipna=True).values
     if not np.isfinite(top1).any():
         return int(ds["layer"].values[-1])

@@ -14,6 +14,10 @@ Example:
     'kv:1-2:k+0.5,v+2'
     >>> Condition("patch", patch="random").name
     'patch:random'
+    >>> Condition("kv", pair=(1, 2), coef_k=1.0, coef_v=1.0, positions="latent3").name
+    'kv:1-2:k+1,v+1:latent3'
+    >>> Condition("none", extra_latent_step=True).name
+    'none+x'
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..steps import Step, parse_step, resolve_step
 from .patching import PATCH_KINDS, LatentStats, PatchLatent, latent_patch_values
-from .steering import KV_POSITIONS, AddVector, KVSteer, check_layer, check_step
+from .steering import AddVector, KVSteer, check_kv_positions, check_layer, check_step
 from .vectors import check_pair, load_vector_file
 
 MODES = ("none", "hidden", "kv", "patch")
@@ -51,8 +55,10 @@ class Condition:
             turns names into indices once K is known (names in `name` are always indices).
         coef: hidden steering coefficient. coef_k, coef_v: KV coefficients.
         at: the step to steer/patch (default K, the last latent). layer: residual layer (default L).
-        extra_latent_step: hidden mode: run one more latent after the last so the cache carries the edit.
-        blocks: KV blocks 0..L-1 to edit (default all). positions: latents | last | all.
+        extra_latent_step: hidden mode: run one more latent after the last so the cache carries the edit
+            (`none` with it: the unsteered run with K+1 latents, the control of the hidden rows).
+        blocks: KV blocks 0..L-1 to edit (default all). positions: latents | last | all | latent<k>
+            (latent k's cache entry alone: the KV twin of hidden steering at `at=k`).
         patch: random | mean | zero, or a safetensors file with `vector`.
         vector_file: a safetensors file with `vector` (hidden) or `keys`/`values` (kv).
     """
@@ -76,7 +82,7 @@ class Condition:
         where = "" if self.at is None else f"@{self.at}"
         where += "" if self.layer is None else f"L{self.layer}"
         if self.mode == "none":
-            return "none"
+            return "none+x" if self.extra_latent_step else "none"
         if self.mode == "hidden":
             return f"hidden:{src}:c{_num(self.coef)}{where}" + ("+x" if self.extra_latent_step else "")
         if self.mode == "kv":
@@ -166,8 +172,7 @@ def check_condition(cond: Condition, shape: ModelShape, reference_pairs: bool = 
         check_layer(shape.num_layers if cond.layer is None else cond.layer, shape.num_layers, "hidden steering")
         check_step(at, k, "hidden steering")
     elif cond.mode == "kv":
-        if cond.positions not in KV_POSITIONS:
-            raise ValueError(f"unknown KV position set {cond.positions!r}: use one of {', '.join(KV_POSITIONS)}")
+        check_kv_positions(cond.positions, k)
         bad = [b for b in (cond.blocks or ()) if not 0 <= int(b) < shape.num_layers]
         if bad or (cond.blocks is not None and not cond.blocks):
             raise ValueError(f"KV steering: block(s) {bad or '[]'} out of range 0..{shape.num_layers - 1}")
@@ -187,7 +192,7 @@ def build_hooks(cond: Condition, shape: ModelShape, res: Resources, example_seed
     k = shape.num_latents
     cond = cond.resolve(k)
     if cond.mode == "none":
-        return [], k
+        return [], k + int(cond.extra_latent_step)
     at = k if cond.at is None else cond.at
     if cond.mode == "hidden":
         layer = shape.num_layers if cond.layer is None else cond.layer

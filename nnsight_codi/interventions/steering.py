@@ -23,7 +23,7 @@ from torch import Tensor
 from ..models.kv_cache import output_cache
 from ..steps import resolve_step
 
-KV_POSITIONS = ("latents", "last", "all")
+KV_POSITIONS = ("latents", "last", "all")  # and "latent<k>": the cache entry of latent k alone
 
 
 def check_vector(vector: Tensor, size: int, what: str) -> Tensor:
@@ -104,10 +104,36 @@ class AddVector:
                 "all_positions": self.all_positions, "vector_norm": float(self.vector.float().norm(dim=-1).mean())}
 
 
+def latent_position(positions: str) -> int | None:
+    """k of a `latent<k>` position set (the cache entry of latent k alone), else None."""
+    if isinstance(positions, str) and positions.startswith("latent") and positions[6:].isdigit():
+        return int(positions[6:])
+    return None
+
+
+def check_kv_positions(positions: str, num_latents: int | None = None) -> str:
+    """A KV position set (`latents`, `last`, `all` or `latent<k>` with 1 <= k <= K), else `ValueError`."""
+    k = latent_position(positions)
+    if positions not in KV_POSITIONS and k is None:
+        raise ValueError(f"unknown KV position set {positions!r}: use one of {', '.join(KV_POSITIONS)} "
+                         "or latent<k> (the cache entry of latent k alone)")
+    if k is not None and num_latents is not None and not 1 <= k <= num_latents:
+        raise ValueError(f"KV steering at {positions}: latent {k} out of range 1..{num_latents}")
+    return positions
+
+
 def kv_positions(positions: str, num_latents: int) -> slice:
-    """Cache positions (a slice of the sequence dim, counted from the end) that KV steering edits."""
-    if positions not in KV_POSITIONS:
-        raise ValueError(f"unknown KV position set {positions!r}: use one of {', '.join(KV_POSITIONS)}")
+    """Cache positions (a slice of the sequence dim, counted from the end) that KV steering edits.
+
+    Example:
+        >>> kv_positions("latents", 6), kv_positions("latent1", 6), kv_positions("latent6", 6)
+        (slice(-6, None, None), slice(-6, -5, None), slice(-1, None, None))
+    """
+    check_kv_positions(positions, num_latents)
+    k = latent_position(positions)
+    if k is not None:  # latent k sits num_latents - k + 1 entries from the end of the cache after the last latent
+        start = k - num_latents - 1
+        return slice(start, start + 1 if start + 1 < 0 else None)
     if positions == "latents":
         if num_latents < 1:
             raise ValueError("KV steering at the latent positions needs num_latents >= 1")
@@ -136,7 +162,8 @@ class KVSteer:
         num_latents: K of the run.
         coef_k, coef_v: separate coefficients of the key and value differences.
         blocks: which blocks' caches to edit (default all).
-        positions: `latents` (the K latent positions, default), `last` (the last latent only) or
+        positions: `latents` (the K latent positions, default), `last` (the last latent only),
+            `latent<k>` (latent k's entry alone: the KV twin of hidden steering at latent k) or
             `all` (every cached position, the prompt included).
     """
 

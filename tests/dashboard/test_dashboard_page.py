@@ -38,10 +38,19 @@ def expected_top(ds, i: int, s: int, k: int) -> list[tuple[int, float, str]]:
     return [(p, w, tokens[p]) for w, p in visible[:k]]
 
 
-def test_best_layer_has_the_highest_mean_top1(full):
+def test_default_layer_is_where_the_latents_read_out_numbers_most_often(full):
     ds, info = full
+    latents = [i for i, n in enumerate(ds["step_name"].values) if str(n).startswith("latent")]
+    rates = []
+    for l in LAYERS:  # by hand: the share of latent-step top-1 tokens that are numbers (" 42" in VOCAB)
+        ids = ds["lens_top_ids"].sel(layer=l).values[:, latents, 0].ravel()
+        rates.append(np.mean([VOCAB[i].strip().isdigit() for i in ids]))
+    assert max(rates) > 0
+    assert info["layer"] == best_layer(ds) == LAYERS[int(np.argmax(rates))]
+    # a store whose read-outs hold no number falls back to the highest mean top-1 probability
+    plain = ds.assign(token_string=ds["token_string"].where(ds["token_string"] != " 42", "w"))
     means = [float(np.nanmean(ds["lens_top_probs"].sel(layer=l, k=0).values)) for l in LAYERS]
-    assert info["layer"] == best_layer(ds) == LAYERS[int(np.argmax(means))]
+    assert best_layer(plain) == LAYERS[int(np.argmax(means))]
 
 
 def test_page_data_equal_the_store(full):

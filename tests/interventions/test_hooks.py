@@ -252,3 +252,74 @@ def test_forced_answer_on_the_session_executor(codi):
         assert torch.equal(tokens, base)
         totals.append(force.total(records))
     torch.testing.assert_close(totals[0], totals[1], atol=1e-5, rtol=1e-5)
+
+
+def _cache_diff(codi, hooks, num_latents=K):
+    """Steered minus unsteered KV cache after the last latent, `[batch, block, 2, head, seq, head_dim]`."""
+    capture = Capture(["kv"], list(range(codi.num_layers + 1)), num_latents)
+    _, base = ours(codi, [capture], num_latents=num_latents, questions=QUESTIONS[:2])
+    _, steered = ours(codi, list(hooks) + [capture], num_latents=num_latents, questions=QUESTIONS[:2])
+    return steered[0][2] - base[0][2]
+
+
+@pytest.mark.parametrize("k", [1, 2, K])
+def test_kv_twin_at_latent_k_edits_that_entry_alone_and_equals_plain_loop(codi, k):
+    """`positions="latent<k>"` edits latent k's cache entry in every block and nothing else; the answers equal
+    a plain loop that adds the same deltas at that entry (so a hook that ignored k would fail both)."""
+    torch.manual_seed(23 + k)
+    blocks = codi.num_layers
+    dk, dv = torch.randn(blocks, *_kv_shape(codi)) * 3, torch.randn(blocks, *_kv_shape(codi)) * 3
+    hook = KVSteer(dk, dv, num_latents=K, coef_k=1.0, coef_v=-1.0, positions=f"latent{k}")
+    hook.validate(blocks, *_kv_shape(codi))
+    diff = _cache_diff(codi, [hook])
+    seq = diff.shape[-2]
+    pos = seq - K - 1 + k                       # latent k's entry: the prompt (with bot), then z1 .. zK
+    touched = (diff.abs() > 0).any(-1).any(-2).any(2).any(0).any(0)  # [seq]: any block, part, head, dim
+    assert touched.nonzero().flatten().tolist() == [pos]
+    torch.testing.assert_close(diff[:, :, 0, :, pos], dk[None].expand_as(diff[:, :, 0, :, pos]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(diff[:, :, 1, :, pos], -dv[None].expand_as(diff[:, :, 1, :, pos]), atol=1e-5, rtol=1e-5)
+
+    def edit(kv):
+        for b in range(blocks):
+            kv.layers[b].keys[:, :, pos - seq] += dk[b]
+            kv.layers[b].values[:, :, pos - seq] -= dv[b]
+
+    tokens, _ = ours(codi, [hook])
+    assert rows(codi, tokens) == [plain_loop(codi, q, cache=edit)[0] for q in QUESTIONS]
+
+
+@pytest.mark.parametrize("k,layer", [(1, 0), (2, 1), (K, 2)])
+def test_hidden_at_latent_k_touches_its_latent_and_later_only(codi, k, layer):
+    """The hidden twin at (latent k, layer l): no cache entry before latent k moves; at latent k exactly the
+    blocks that read layers >= l move (block b reads layer b); later latents move through z_{k+1}."""
+    torch.manual_seed(29 + k)
+    v = torch.randn(codi.hidden_size) * 5
+    diff = _cache_diff(codi, [AddVector(v, layer, [k], 2.0)])
+    seq = diff.shape[-2]
+    pos = seq - K - 1 + k
+    moved = (diff.abs() > 1e-6).any(-1).any(-2).any(2).any(0)  # [block, seq]
+    assert not moved[:, :pos].any()
+    assert moved[:, pos].tolist() == [b >= layer for b in range(codi.num_layers)]
+    if k < K:
+        assert moved[:, pos + 1:].any()
+    # the condition-level twins are built at the same latent
+    from nnsight_codi.interventions.conditions import Condition, ModelShape, Resources, build_hooks
+    import numpy as np
+    import xarray as xr
+
+    shape = ModelShape.of(codi)
+    latents = list(range(1, K + 1))
+    heads, hd = _kv_shape(codi)
+    vec = xr.Dataset({
+        "vector": (("pair_a", "pair_b", "layer", "dim"), np.random.randn(K, K, codi.num_layers + 1, codi.hidden_size)),
+        "kv_vector": (("pair_a", "pair_b", "block", "kv_part", "head", "head_dim"),
+                      np.random.randn(K, K, codi.num_layers, 2, heads, hd))},
+        coords={"pair_a": latents, "pair_b": latents, "layer": list(range(codi.num_layers + 1)),
+                "kv_part": ["key", "value"]})
+    res = Resources(vectors=vec)
+    (hidden,), n_hidden = build_hooks(Condition("hidden", pair=(1, 2), coef=1.0, at=k, layer=layer,
+                                                extra_latent_step=True), shape, res, [0])
+    (kv,), n_kv = build_hooks(Condition("kv", pair=(1, 2), coef_k=1.0, coef_v=1.0, positions=f"latent{k}"),
+                              shape, res, [0])
+    assert (hidden.steps, hidden.layer, n_hidden) == ((k,), layer, K + 1)
+    assert (kv.slice, n_kv) == (slice(k - K - 1, (k - K) or None), K)
