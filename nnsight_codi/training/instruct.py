@@ -131,13 +131,24 @@ def extend_word_tokenizer(tokenizer, words, directory: str | Path):
     path = directory / "tokenizer.json"
     data = json.loads(path.read_text())
     vocab = data["model"]["vocab"]
-    taken = set(vocab) | {t["content"] for t in data.get("added_tokens", [])}
-    next_id = 1 + max([*vocab.values(), *(t["id"] for t in data.get("added_tokens", []))])
+    # added tokens (the role tokens) that the word model lacks are given their ids in it too:
+    # `tokenizers` numbers such tokens from the model's vocabulary size on load, so words
+    # appended after them would otherwise take their ids
+    for t in data.get("added_tokens", []):
+        vocab.setdefault(t["content"], t["id"])
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise ValueError(f"{directory}: the tokenizer's ids are not 0..{len(vocab) - 1} without gaps")
+    taken = set(vocab)
+    next_id = len(vocab)
     for word in sorted(set(words) - taken):
         vocab[word] = next_id
         next_id += 1
     path.write_text(json.dumps(data, ensure_ascii=False))
-    return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    extended = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    moved = {w: i for w, i in tokenizer.get_vocab().items() if extended.convert_tokens_to_ids(w) != i}
+    if moved:
+        raise ValueError(f"extending the vocabulary moved token ids: {moved}")
+    return extended
 
 
 def warm_start_setup(cfg: InstructConfig) -> Setup:

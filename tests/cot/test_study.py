@@ -23,7 +23,16 @@ def test_study_writes_results_and_reuses(tmp_path):
         assert {"name", "layer", "coef", "accuracy", "ci_low", "ci_high", "reasoning_rate", "n"} <= set(row)
         assert row["n"] == 4
     assert saved["conditions"][2]["layer"] in (1, 2) and saved["conditions"][2]["coef"] in (1.0, 4.0)
-    assert 1 <= len(res["headline"]) <= 5
+    assert 1 <= len(res["headline"]) <= 7
+    # the random-direction control at each schedule's selected point, and the prompt without instruction
+    best = saved["best"]
+    assert [(c["name"], c["layer"], c["coef"]) for c in saved["controls"]] == [
+        (f"random-{s}", best[s]["layer"], best[s]["coef"]) for s in ("single", "continuous")]
+    assert [r["name"] for r in saved["no_instruction"]] == ["none", "none+single", "none+continuous"]
+    assert {r["prompt"] for r in saved["no_instruction"]} == {"none"}
+    for name in ("single", "continuous"):
+        g = saved["comparisons"][name]["gap_recovered_ci"]
+        assert g["n"] == 4 and (g["value"] is None or g["ci_low"] <= g["value"] <= g["ci_high"])  # None: no gap (NaN)
     assert sorted(p["name"] for p in saved["chain_points"]) == ["continuous", "single"]
     grid = [json.loads(line) for line in (out / "grid.jsonl").read_text().splitlines()[1:]]
     for p in saved["chain_points"]:  # the dev cell with the most chains, evaluated on the test split
