@@ -1,7 +1,7 @@
 """The CoT-vector study's test conditions for several models side by side (from their results.json).
 
-    python runs/cot_vectors_models.py v2=runs/cot_vectors_study_v2/results.json \\
-        v1=runs/cot_vectors_study_v1/results.json --out runs/cot_vectors_models.md
+    python runs/cot_vectors_models.py "tiny-instruct (v2)=runs/cot_vectors_study_v2/results.json" \\
+        "tiny-instruct-v1=runs/cot_vectors_study_v1/results.json" --out runs/cot_vectors_models.md
 """
 
 from __future__ import annotations
@@ -31,6 +31,33 @@ def comparison_markdown(studies: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+DIFFERENCES = """## What differs from the paper's models
+
+Zhang & Viteri steer Llama-3-8B-Instruct and Mistral-7B-Instruct-v0.2 (32 layers, 7-8B parameters,
+pre-trained on web text, instruction-tuned with RLHF, reasoning on GSM8K, MMLU, ARC, AGI-Eval). The
+tiny instruct models here have 4 layers and 1M parameters, were trained from scratch by supervised
+cross-entropy on one family of 2-3-step arithmetic word problems with exactly two output formats
+(a `<< a op b = c >>` chain or the answer alone), and follow 2 (v1) or 52 (v2) instruction strings.
+Their direct prompt already solves about half the problems, their chains are 2.4 steps long (one
+step missing loses the answer), and any "reason step by step" feature has at most three blocks
+between the instruction's tokens and the output. The planted-signal check
+(`tests/cot/test_planted_signal.py`) shows the extraction and steering code recovers and uses a
+mode direction where one exists by construction.
+"""
+
+
+def comparison_report(studies: dict[str, dict]) -> str:
+    """The side-by-side table with its title, a legend and the differences from the paper's models."""
+    legend = ("Test conditions of each model's CoT-vector study (the grid points were selected on dev problems "
+              "only). `accuracy`: share of test questions answered correctly; `writes a chain`: share of outputs "
+              "with at least one `a op b = c` step; `share of the gap recovered`: (steered − direct) / "
+              "(CoT prompt − direct) accuracy, bootstrap CI over questions; `random-*`: a random direction with "
+              "the vector's norm at the same point; `none*`: the question without instruction, unsteered and "
+              "steered.")
+    return f"# CoT vectors on the tiny instruct models, side by side\n\n{legend}\n\n" + \
+        comparison_markdown(studies) + "\n" + DIFFERENCES
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("studies", nargs="+", help="LABEL=path/to/results.json")
@@ -43,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cot_vectors_models: give LABEL=PATH, got {spec!r}", file=sys.stderr)
             return 2
         studies[label] = json.loads(Path(path).read_text())
-    text = comparison_markdown(studies)
+    text = comparison_report(studies)
     if args.out:
         Path(args.out).write_text(text)
     print(text, end="")
