@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         if not path:
             print(f"cot_vectors_models: give LABEL=PATH, got {spec!r}", file=sys.stderr)
             return 2
-        studies[label] = json.loads(Path(path).read_text())
+        try:
+            studies[label] = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            print(f"cot_vectors_models: cannot read {path}: {err}", file=sys.stderr)
+            return 2
     text = comparison_report(studies)
     if args.out:
         Path(args.out).write_text(text)

@@ -24,6 +24,8 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     ("sweep_tiny.py", ["{variants}"], "variant 'a': variant: unknown key(s) ['bogus']"),
     ("sweep_tiny.py", ["missing.json"], "missing.json"),
     ("trace_latents.py", ["--model", "/nonexistent-model"], "/nonexistent-model"),
+    ("cot_vectors_models.py", ["v2=missing/results.json"], "cannot read missing/results.json"),
+    ("cot_vectors_models.py", ["no-label"], "give LABEL=PATH"),
 ])
 def test_bad_input_is_one_line(script, args, message, tmp_path):
     variants = tmp_path / "variants.json"
