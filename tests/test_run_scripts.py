@@ -26,6 +26,7 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     ("trace_latents.py", ["--model", "/nonexistent-model"], "/nonexistent-model"),
     ("cot_vectors_models.py", ["v2=missing/results.json"], "cannot read missing/results.json"),
     ("cot_vectors_models.py", ["no-label"], "give LABEL=PATH"),
+    ("cot_vectors_stop_early.py", ["--study", "missing", "--condition", "single:1:1"], "cannot read the study at missing"),
 ])
 def test_bad_input_is_one_line(script, args, message, tmp_path):
     variants = tmp_path / "variants.json"
