@@ -33,6 +33,65 @@ def vector_table(store: str | Path) -> pd.DataFrame:
                          "consistency": cos.mean(0), "n": diff.shape[0]})
 
 
+def gap_recovery(direct: Sequence[float], cot: Sequence[float], steered: Sequence[float], seed: int = 0,
+                 resamples: int = 2000, level: float = 0.95) -> dict:
+    """Share of the direct → CoT-prompt accuracy gap a steered condition recovers,
+    `(acc(steered) - acc(direct)) / (acc(cot) - acc(direct))`, with a percentile bootstrap CI
+    (questions resampled together across the three conditions, which ran on the same questions).
+
+        >>> r = gap_recovery([0, 0, 0, 1], [1, 1, 1, 1], [1, 0, 0, 1])
+        >>> round(r["value"], 3)
+        0.333
+    """
+    d, c, s = (np.asarray(x, dtype=np.float64) for x in (direct, cot, steered))
+    if not d.shape == c.shape == s.shape:
+        raise ValueError(f"the three conditions need the same questions: {d.shape}, {c.shape}, {s.shape}")
+    gap = c.mean() - d.mean()
+    value = float((s.mean() - d.mean()) / gap) if gap != 0 else float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, d.size, size=(resamples, d.size))
+    gaps = c[idx].mean(1) - d[idx].mean(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = (s[idx].mean(1) - d[idx].mean(1)) / gaps
+    ratios = ratios[np.isfinite(ratios)]
+    alpha = (1 - level) / 2
+    low, high = (np.quantile(ratios, [alpha, 1 - alpha]) if ratios.size else (float("nan"), float("nan")))
+    return {"value": value, "ci_low": float(low), "ci_high": float(high), "n": int(d.size),
+            "resamples": int(resamples)}
+
+
+def random_like(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A random-direction control table: per layer a Gaussian direction scaled to the norm of `vectors[l]`.
+
+        >>> v = np.arange(6, dtype=np.float32).reshape(2, 3)
+        >>> np.allclose(np.linalg.norm(random_like(v), axis=-1), np.linalg.norm(v, axis=-1))
+        True
+    """
+    v = np.asarray(vectors, dtype=np.float64)
+    r = np.random.default_rng(seed).standard_normal(v.shape)
+    r = r / np.linalg.norm(r, axis=-1, keepdims=True) * np.linalg.norm(v, axis=-1, keepdims=True)
+    return r.astype(np.float32)
+
+
+def model_comparison(studies: dict[str, dict]) -> pd.DataFrame:
+    """One row per (model, condition) from CoT-study `results.json` objects keyed by model label:
+    test accuracy with its CI, share of outputs writing a chain, and the share of the direct → CoT
+    gap recovered with its CI (steered conditions and their random-direction controls)."""
+    rows = []
+    for label, res in studies.items():
+        comps = res.get("comparisons", {})
+        named = [(r["name"], r) for r in res["conditions"]]
+        named += [(c["name"], c) for c in res.get("controls", [])]
+        named += [(c["name"], c) for c in res.get("no_instruction", [])]
+        for name, r in named:
+            g = comps.get(name, {}).get("gap_recovered_ci") or r.get("gap_recovered_ci") or {}
+            rows.append({"model": label, "condition": name, "layer": r.get("layer"), "coef": r.get("coef"),
+                         "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                         "writes_chain": r["reasoning_rate"], "gap_recovered": g.get("value"),
+                         "gap_ci_low": g.get("ci_low"), "gap_ci_high": g.get("ci_high"), "n": r["n"]})
+    return pd.DataFrame(rows)
+
+
 def read_grid(path: str | Path) -> pd.DataFrame:
     """Grid rows (`schedule, layer, coef, accuracy, reasoning_rate, n`) of a grid jsonl file."""
     rows = []

@@ -1,11 +1,12 @@
 """Prompting, generation and scoring for instruct LMs asked to reason step by step or answer directly.
 
-The shipped `tiny-instruct` model (`load_model("tiny-instruct")`) follows two instructions
-from the chain-of-thought steering paper, appended to the question after a space:
+The shipped `tiny-instruct` model (`load_model("tiny-instruct")`) follows the two instructions
+of the chain-of-thought steering paper (the canonical ones, below) and 50 trained paraphrases of
+them (`training.paraphrases`; 12 more are held out), appended to the question after a space:
 
     "cot":    "Answer the question thinking step by step."  → `<< a op b = c >> … The answer is : N`
     "direct": "Answer the question immediately, without any elaboration."  → `The answer is : N`
-    "none":   the question alone (not trained; see the model's TRAINING.md for what it does)
+    "none":   the question alone (trained to answer directly; see the model's TRAINING.md)
 
 `instruct_prompt` builds the chat-templated prompt for one question (the tokenizer's own
 `apply_chat_template`, with the generation prompt), `contains_chain` is THE rule for "the output

@@ -32,7 +32,7 @@ class Config:
     dev_limit: int = field(default=32, metadata={"help": "dev questions of the grid"})
     test_limit: int = field(default=100, metadata={"help": "held-out test questions"})
     layers: tuple[int, ...] = field(default=(), metadata={"help": "grid layers (default: every block output 1..L)"})
-    coefs: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    coefs: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
     schedules: tuple[str, ...] = ("single", "continuous")
     max_new_tokens: int = 48
     greedy_extract: bool = field(default=False, metadata={"help": "greedy continuations at extraction (default: sampled)"})
@@ -42,10 +42,12 @@ class Config:
     batch_size: int = 16
     device: str = "cpu"
     remote: str | None = field(default=None, metadata={"help": "local | ndif | an NDIF host"})
+    control_seed: int = field(default=0, metadata={"help": "seed of the random-direction control vectors"})
 
 
 def demo_config() -> Config:
-    return Config(extract_limit=32, dev_limit=16, test_limit=48, coefs=(2.0, 8.0))
+    # the paper's small continuous coefficients (0.5, 1) and two larger ones
+    return Config(extract_limit=32, dev_limit=16, test_limit=48, coefs=(0.5, 1.0, 2.0, 8.0))
 
 
 def model_synthetic_options(model) -> dict:
@@ -58,16 +60,18 @@ def model_synthetic_options(model) -> dict:
 
 
 def _condition_result(model, data, condition, vectors, config: Config, path: Path, remote,
-                      weights: str | None) -> dict:
+                      weights: str | None, prompt_mode: str | None = None) -> dict:
     """Evaluate one test condition, or reuse its saved outputs when they were made the same way
-    (same questions, model weights — `weights`, its fingerprint — vectors and decoding budget)."""
+    (same questions, model weights — `weights`, its fingerprint — vectors, prompt and decoding budget).
+    `prompt_mode` overrides the condition's prompt (e.g. "none": no instruction)."""
     from nnsight_codi.cot import evaluate_condition
     from nnsight_codi.cot.evaluate import ConditionResult
     from nnsight_codi.cot.grid import array_digest
     from nnsight_codi.models.fingerprint import same_weights
 
     key = {"condition": condition.label(), "ids": [str(i) for i in data["id"]], "max_new_tokens": config.max_new_tokens,
-           "vector_table": array_digest(vectors) if condition.schedule else None}
+           "vector_table": array_digest(vectors) if condition.schedule else None,
+           "prompt_mode": prompt_mode or condition.prompt_mode}
     saved = json.loads(path.read_text()) if path.exists() else None
     if saved is not None and {k: saved.get(k) for k in key} == key and same_weights(saved.get("model_weights"), weights):
         res = ConditionResult(condition, saved["ids"], saved["texts"], saved["correct"], saved["reasoning"],
@@ -75,16 +79,17 @@ def _condition_result(model, data, condition, vectors, config: Config, path: Pat
     else:
         res = evaluate_condition(model, data, condition, vectors, max_new_tokens=config.max_new_tokens,
                                  batch_size=config.batch_size, greedy=True, seed=config.seed, remote=remote,
-                                 progress=False)
+                                 progress=False, prompt_mode=prompt_mode)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({**key, "model_weights": weights, "texts": res.texts, "correct": res.correct,
                                     "reasoning": res.reasoning, "lengths": res.lengths}))
-    return {"summary": res.summary(seed=config.seed), "correct": np.asarray(res.correct, float), "texts": res.texts}
+    return {"summary": {**res.summary(seed=config.seed), "prompt": prompt_mode or condition.prompt_mode},
+            "correct": np.asarray(res.correct, float), "texts": res.texts, "reasoning": res.reasoning}
 
 
 
 def run(config: Config, out, progress: bool = True) -> dict:
-    from analyses.cot_vectors import analyse
+    from analyses.cot_vectors import analyse, gap_recovery, random_like
     from nnsight_codi.commands.common import remote_value
     from nnsight_codi.models.fingerprint import model_weights
     from nnsight_codi.cot import (Condition, ExtractConfig, best_points, chain_agreement, extract_vectors,
@@ -140,7 +145,9 @@ def run(config: Config, out, progress: bool = True) -> dict:
             continue
         d = paired_bootstrap_diff(r["correct"], direct["correct"], seed=config.seed)
         comparisons[name] = {"minus_direct": d.value, "ci_low": d.low, "ci_high": d.high,
-                             "gap_recovered": (d.value / gap) if gap else None}
+                             "gap_recovered": (d.value / gap) if gap else None,
+                             "gap_recovered_ci": gap_recovery(direct["correct"], cot["correct"], r["correct"],
+                                                              seed=config.seed)}
         if name != "cot":
             comparisons[name]["chain_vs_cot"] = chain_agreement(r["texts"], cot["texts"])
     # the point of each schedule where the vector makes the most outputs reason, on the test split:
@@ -151,7 +158,38 @@ def run(config: Config, out, progress: bool = True) -> dict:
         r = _condition_result(model, test, c, vectors, config, out / "test" / f"{c.label()}.json", remote, weights)
         chain_points.append({**r["summary"], "selected_by": "reasoning_rate",
                              **chain_agreement(r["texts"], cot["texts"])})
-    analysis = analyse(store, out, out / "grid.jsonl", rows + chain_points, best, dev_ref)
+    # control: a random direction of the same norm per layer, at each schedule's selected grid point
+    random_table = random_like(vectors, seed=config.control_seed)
+    controls = []
+    for s in config.schedules:
+        if s not in best:
+            continue
+        c = Condition(s, best[s]["layer"], best[s]["coef"])
+        r = _condition_result(model, test, c, random_table, config, out / "test" / f"random-{c.label()}.json",
+                              remote, weights)
+        d = paired_bootstrap_diff(r["correct"], direct["correct"], seed=config.seed)
+        controls.append({**r["summary"], "name": f"random-{s}", "control": "random direction, same norm",
+                         "minus_direct": d.value, "minus_direct_ci_low": d.low, "minus_direct_ci_high": d.high,
+                         "minus_steered": float(np.mean(r["correct"]) - np.mean(results[s]["correct"])),
+                         "gap_recovered_ci": gap_recovery(direct["correct"], cot["correct"], r["correct"],
+                                                          seed=config.seed)})
+    # the vector on the prompt without any instruction (the question alone)
+    no_instruction = []
+    plain = _condition_result(model, test, Condition("direct"), None, config, out / "test" / "none.json", remote,
+                              weights, prompt_mode="none")
+    no_instruction.append({**plain["summary"], "name": "none"})
+    for s in config.schedules:
+        if s not in best:
+            continue
+        c = Condition(s, best[s]["layer"], best[s]["coef"])
+        r = _condition_result(model, test, c, vectors, config, out / "test" / f"none-{c.label()}.json", remote,
+                              weights, prompt_mode="none")
+        d = paired_bootstrap_diff(r["correct"], plain["correct"], seed=config.seed)
+        no_instruction.append({**r["summary"], "name": f"none+{s}", "minus_none": d.value,
+                               "minus_none_ci_low": d.low, "minus_none_ci_high": d.high,
+                               **{f"chain_{k}": v for k, v in chain_agreement(r["texts"], cot["texts"]).items()}})
+    analysis = analyse(store, out, out / "grid.jsonl", rows + chain_points + controls + no_instruction, best,
+                       dev_ref)
     headline = [
         f"test n={rows[0]['n']}: direct {rows[0]['accuracy']:.1%} [{rows[0]['ci_low']:.1%}, {rows[0]['ci_high']:.1%}] "
         f"({rows[0]['reasoning_rate']:.0%} write a chain), CoT prompt {rows[1]['accuracy']:.1%} "
@@ -159,7 +197,9 @@ def run(config: Config, out, progress: bool = True) -> dict:
     ]
     for r in rows[2:]:
         c = comparisons[r["name"]]
-        rec = f", {c['gap_recovered']:.0%} of the direct→CoT gap" if c["gap_recovered"] is not None else ""
+        g = c["gap_recovered_ci"]
+        rec = (f", {c['gap_recovered']:.0%} of the direct→CoT gap (95% CI [{g['ci_low']:.0%}, {g['ci_high']:.0%}])"
+               if c["gap_recovered"] is not None else "")
         headline.append(f"{r['name']} steering (layer {r['layer']}, c={r['coef']:g}): {r['accuracy']:.1%} "
                         f"[{r['ci_low']:.1%}, {r['ci_high']:.1%}]; vs direct {c['minus_direct']:+.1%} "
                         f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}]{rec}; {r['reasoning_rate']:.0%} write a chain")
@@ -168,12 +208,26 @@ def run(config: Config, out, progress: bool = True) -> dict:
             f"{p['name']} (layer {p['layer']}, c={p['coef']:g}) {p['reasoning_rate']:.0%} write a chain, first step "
             f"= the CoT prompt's in {p['first_step_match']:.0%}, {p['stops_early']:.0%} stop early, accuracy "
             f"{p['accuracy']:.1%}" for p in chain_points))
+    if controls:
+        headline.append("control, a random direction of the same norm at the same grid point: " + "; ".join(
+            f"{c['name'][7:]} (layer {c['layer']}, c={c['coef']:g}) accuracy {c['accuracy']:.1%} "
+            f"[{c['ci_low']:.1%}, {c['ci_high']:.1%}], vs direct {c['minus_direct']:+.1%} "
+            f"[{c['minus_direct_ci_low']:+.1%}, {c['minus_direct_ci_high']:+.1%}], {c['reasoning_rate']:.0%} write a "
+            "chain" for c in controls))
+    if no_instruction:
+        base = no_instruction[0]
+        headline.append(f"no instruction: accuracy {base['accuracy']:.1%} [{base['ci_low']:.1%}, {base['ci_high']:.1%}]"
+                        f", {base['reasoning_rate']:.0%} of outputs write a chain; " + "; ".join(
+                            f"+ {r['name'][5:]} steering (layer {r['layer']}, c={r['coef']:g}) {r['accuracy']:.1%} "
+                            f"(vs no instruction {r['minus_none']:+.1%} [{r['minus_none_ci_low']:+.1%}, "
+                            f"{r['minus_none_ci_high']:+.1%}]), {r['reasoning_rate']:.0%} write a chain"
+                            for r in no_instruction[1:]))
     if gap is None:
         headline.append(f"the CoT prompt does not beat the direct prompt significantly ({gap_ci.value:+.1%} "
                         f"[{gap_ci.low:+.1%}, {gap_ci.high:+.1%}]): no gap for steering to recover")
     examples = {name: r["texts"][:3] for name, r in results.items()}
     result = {"vectors": str(store), "conditions": rows, "comparisons": comparisons, "best": best,
-              "chain_points": chain_points,
+              "chain_points": chain_points, "controls": controls, "no_instruction": no_instruction,
               "cot_minus_direct": {"value": gap_ci.value, "ci_low": gap_ci.low, "ci_high": gap_ci.high},
               "dev_reference": dev_ref, "layers": list(layers), "coefs": list(config.coefs),
               "extraction": extraction, "vector_table": analysis["vectors"], "headline": headline,
@@ -196,7 +250,9 @@ def run(config: Config, out, progress: bool = True) -> dict:
                    "the prompt forward only; continuous: every forward incl. cached decode steps); the best dev point "
                    f"of each schedule on {config.test_limit} held-out test questions, greedy decoding. CIs: "
                    "percentile bootstrap over questions (paired for differences)."),
-        ("Test conditions", table),
+        ("Test conditions", "`accuracy`: share of test questions answered correctly (95% CI: `ci_low`, `ci_high`); "
+                            "`reasoning_rate`: share of outputs that write a chain (at least one `a op b = c` "
+                            "step); `mean_length`: generated tokens.\n\n" + table),
         ("Grid best points (dev)", markdown_table([{"schedule": k, **{kk: v[kk] for kk in
                                                                       ("layer", "coef", "accuracy", "reasoning_rate")}}
                                                    for k, v in best.items()])),
@@ -207,6 +263,19 @@ def run(config: Config, out, progress: bool = True) -> dict:
          markdown_table([{k: p[k] for k in ("name", "layer", "coef", "accuracy", "reasoning_rate", "first_step_match",
                                             "prefix_match", "stops_early", "steps", "reference_steps")}
                          for p in chain_points])),
+        ("Controls and the prompt without instruction (test)",
+         "A random direction of the same norm per layer at each schedule's selected grid point (does any "
+         "push of that size do it?), and the selected steering applied to the question alone, with no "
+         "instruction (`accuracy`: share of correct answers; `reasoning_rate`: share of outputs that write a "
+         "chain; `minus_*`: accuracy difference, paired bootstrap CI):\n\n" +
+         markdown_table([{k: r.get(k) for k in ("name", "prompt", "layer", "coef", "accuracy", "ci_low", "ci_high",
+                                                "reasoning_rate", "minus_direct", "minus_none")}
+                         for r in controls + no_instruction])),
+        ("Share of the gap recovered (test)",
+         markdown_table([{"condition": n, **{k: c["gap_recovered_ci"][k] for k in ("value", "ci_low", "ci_high")}}
+                         for n, c in comparisons.items() if "gap_recovered_ci" in c]
+                        + [{"condition": c["name"], **{k: c["gap_recovered_ci"][k]
+                                                       for k in ("value", "ci_low", "ci_high")}} for c in controls])),
         ("Example outputs (first 3 test questions)", ex),
     ], figures=analysis["figures"], config=asdict(config), closing=[comparison_section(result["compared_with_source"])])
     return result

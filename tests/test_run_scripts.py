@@ -27,6 +27,9 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     ("steering_study.py", ["--sites", "middle", "--out", "{tmp}/s"], "unknown site set 'middle'"),
     ("steering_study.py", ["--layers", "0,9", "--out", "{tmp}/s"], "layers [9] out of range 0..4"),
     ("steering_study.py", ["--pairs", "1-9", "--out", "{tmp}/s"], "latent(s) [9] out of range 1..6"),
+    ("cot_vectors_models.py", ["v2=missing/results.json"], "cannot read missing/results.json"),
+    ("cot_vectors_models.py", ["no-label"], "give LABEL=PATH"),
+    ("cot_vectors_stop_early.py", ["--study", "missing", "--condition", "single:1:1"], "cannot read the study at missing"),
 ])
 def test_bad_input_is_one_line(script, args, message, tmp_path):
     variants = tmp_path / "variants.json"

@@ -205,7 +205,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     else:
         for name, b in best.items():
             print(f"best {name}: layer {b['layer']} coef {b['coef']:g}: dev accuracy {b['accuracy']:.2%}, "
-                  f"reasoning {b['reasoning_rate']:.2%} (n={b['n']})")
+                  f"outputs that write a chain {b['reasoning_rate']:.2%} (n={b['n']})")
     return 0
 
 
@@ -233,14 +233,24 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
+        import math
+
+        from ..data.scoring import extract_gold, extract_prediction
+
+        def number(x: float):
+            return x if math.isfinite(x) else None  # no number in the text: null, not Infinity
+
         with open(out / "predictions.jsonl", "w") as handle:
-            for i, t, c, r in zip(res.ids, res.texts, res.correct, res.reasoning):
-                handle.write(json.dumps({"id": i, "text": t, "correct": c, "reasoning": r}) + "\n")
+            for i, q, a, t, c, r in zip(res.ids, data["question"], data["answer"], res.texts, res.correct,
+                                        res.reasoning):
+                handle.write(json.dumps({"id": i, "question": q, "gold": number(extract_gold(a)),
+                                         "prediction": number(extract_prediction(t)), "text": t, "correct": c,
+                                         "writes_chain": r}) + "\n")
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         summary["out"] = str(out)
     if args.json:
         emit_json(summary)
     else:
-        print(f"{condition.label()}: accuracy {res.accuracy:.2%} [{summary['ci_low']:.2%}, {summary['ci_high']:.2%}] "
-              f"n={res.n}, reasoning_rate {res.reasoning_rate:.2%}")
+        print(f"{condition.label()}: accuracy {res.accuracy:.2%} (95% CI [{summary['ci_low']:.2%}, "
+              f"{summary['ci_high']:.2%}], n={res.n}); outputs that write a chain: {res.reasoning_rate:.2%}")
     return 0

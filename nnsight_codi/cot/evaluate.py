@@ -77,15 +77,18 @@ def check_condition(model, condition: Condition, vectors) -> None:
 def evaluate_condition(model, dataset, condition: Condition, vectors=None,
                        instructions: Instructions = Instructions(), max_new_tokens: int = 64,
                        batch_size: int = 16, greedy: bool = True, seed: int = 0, remote: Any = None,
-                       progress: bool = True) -> ConditionResult:
-    """Generate under `condition` for every example of `dataset` (`id`, `question`, `answer`) and score."""
+                       progress: bool = True, prompt_mode: str | None = None) -> ConditionResult:
+    """Generate under `condition` for every example of `dataset` (`id`, `question`, `answer`) and score.
+
+    `prompt_mode` ("cot" | "direct" | "none") overrides the condition's prompt, e.g. to steer the
+    prompt without any instruction."""
     from .generation import generate_ids
 
     check_condition(model, condition, vectors)
     tok = model.tokenizer
     questions = list(dataset["question"])
     golds = [extract_gold(a) for a in dataset["answer"]]
-    prompts = [prompt_ids(tok, q, condition.prompt_mode, instructions) for q in questions]
+    prompts = [prompt_ids(tok, q, prompt_mode or condition.prompt_mode, instructions) for q in questions]
     hook = steering_for(condition, vectors)
     hooks = [hook] if hook is not None else []
     gens: list[list[int]] = [[] for _ in questions]

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from ..instruct import COT_INSTRUCTION, DIRECT_INSTRUCTION  # the paper's two instructions
 
-MODES = ("cot", "direct")
+MODES = ("cot", "direct")  # the two prompts a CoT vector contrasts
+PROMPT_MODES = (*MODES, "none")  # "none": the question alone, no instruction
 # an intermediate equation `a op b = c` written in prose (no `<< >>` markup)
 _EQUATION = re.compile(r"-?\d+(?:\.\d+)?\s*[-+*/x×÷]\s*-?\d+(?:\.\d+)?\s*=\s*-?\d+")
 
@@ -37,9 +38,10 @@ class Instructions:
     direct: str = DIRECT_INSTRUCTION
 
     def for_mode(self, mode: str) -> str:
-        if mode not in MODES:
-            raise ValueError(f"prompt mode must be one of {MODES}, got {mode!r}")
-        return self.cot if mode == "cot" else self.direct
+        """The instruction of `mode`; "none" (the question alone) is ""."""
+        if mode not in PROMPT_MODES:
+            raise ValueError(f"prompt mode must be one of {PROMPT_MODES}, got {mode!r}")
+        return {"cot": self.cot, "direct": self.direct, "none": ""}[mode]
 
 
 def require_chat_template(tokenizer, what: str = "the CoT/direct prompts") -> None:
@@ -51,12 +53,13 @@ def require_chat_template(tokenizer, what: str = "the CoT/direct prompts") -> No
 
 
 def build_prompt(tokenizer, question: str, mode: str, instructions: Instructions = Instructions()) -> str:
-    """The prompt text for `question` in `mode` ("cot" | "direct"): one user turn + generation prompt."""
+    """The prompt text for `question` in `mode` ("cot" | "direct" | "none"): one user turn + generation prompt."""
     from ..instruct import instruct_prompt
 
     require_chat_template(tokenizer)
     instructions.for_mode(mode)  # validates the mode
-    return instruct_prompt(tokenizer, question, mode, {"cot": instructions.cot, "direct": instructions.direct})
+    return instruct_prompt(tokenizer, question, mode, {"cot": instructions.cot, "direct": instructions.direct,
+                                                       "none": ""})
 
 
 def prompt_ids(tokenizer, question: str, mode: str, instructions: Instructions = Instructions()) -> list[int]:

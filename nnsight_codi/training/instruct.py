@@ -53,6 +53,13 @@ class InstructConfig(TrainConfig):
         direct_fraction / none_fraction: share of training problems in direct / no-instruction mode.
         chat_template: the Jinja chat template stored in the tokenizer (roles `<|role|>`, turns end in eos).
         max_new_tokens: generation budget of the evaluations.
+        none_reply: what a problem without instruction is trained to answer ("cot": the chain, as
+            the first shipped model's code did; "direct": the answer alone).
+        heldout_cot_instructions / heldout_direct_instructions: paraphrases never trained on (their
+            words join the vocabulary; the report measures them); recorded in `instruct.json`.
+        init_from: warm start from this instruct model directory (its weights and tokenizer; words
+            of the instructions missing from its vocabulary are appended with new ids, their
+            embeddings initialised at the mean word embedding plus seeded noise).
     """
 
     out: str = "out/tiny-instruct"
@@ -64,6 +71,10 @@ class InstructConfig(TrainConfig):
     max_new_tokens: int = 48
     number_init: str = "fourier"
     num_latents: int = 0
+    none_reply: str = "cot"
+    heldout_cot_instructions: list[str] = field(default_factory=list)
+    heldout_direct_instructions: list[str] = field(default_factory=list)
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,6 +84,12 @@ class InstructConfig(TrainConfig):
             raise ValueError("direct_fraction and none_fraction must be >= 0 and sum to <= 1")
         if not self.cot_instructions or not self.direct_instructions:
             raise ValueError("give at least one instruction per mode")
+        if self.none_reply not in ("cot", "direct"):
+            raise ValueError(f"none_reply must be 'cot' or 'direct', got {self.none_reply!r}")
+        trained = set(self.cot_instructions) | set(self.direct_instructions)
+        leaked = trained & (set(self.heldout_cot_instructions) | set(self.heldout_direct_instructions))
+        if leaked:
+            raise ValueError(f"held-out instructions are also trained: {sorted(leaked)}")
         if self.steps is None:
             raise ValueError("the instruct trainer needs a step count (steps)")
         # teacher-only CE over the assistant turn for the whole run
@@ -80,6 +97,10 @@ class InstructConfig(TrainConfig):
 
     def instructions(self) -> dict[str, list[str]]:
         return {"cot": list(self.cot_instructions), "direct": list(self.direct_instructions)}
+
+    def all_instruction_texts(self) -> list[str]:
+        return [*self.cot_instructions, *self.direct_instructions, *self.heldout_cot_instructions,
+                *self.heldout_direct_instructions]
 
 
 def _words(text: str) -> list[str]:
@@ -92,7 +113,7 @@ def build_instruct_tokenizer(cfg: InstructConfig):
     from ..data.synthetic import template_words
 
     words = set(template_words())
-    for text in [*cfg.cot_instructions, *cfg.direct_instructions]:
+    for text in cfg.all_instruction_texts():
         words.update(w for w in _words(text) if not w.isdigit())
     tok = build_word_tokenizer(sorted(words), max_number=cfg.max_number)
     tok.add_special_tokens({"additional_special_tokens": list(ROLE_TOKENS)}, replace_extra_special_tokens=False)
@@ -100,8 +121,68 @@ def build_instruct_tokenizer(cfg: InstructConfig):
     return tok
 
 
+def extend_word_tokenizer(tokenizer, words, directory: str | Path):
+    """A copy of a word-level tokenizer with `words` missing from its vocabulary appended (new ids
+    after every existing one, so all old ids keep their meaning); saved to and loaded from `directory`."""
+    from transformers import AutoTokenizer
+
+    directory = Path(directory)
+    tokenizer.save_pretrained(directory)
+    path = directory / "tokenizer.json"
+    data = json.loads(path.read_text())
+    vocab = data["model"]["vocab"]
+    # added tokens (the role tokens) that the word model lacks are given their ids in it too:
+    # `tokenizers` numbers such tokens from the model's vocabulary size on load, so words
+    # appended after them would otherwise take their ids
+    for t in data.get("added_tokens", []):
+        vocab.setdefault(t["content"], t["id"])
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise ValueError(f"{directory}: the tokenizer's ids are not 0..{len(vocab) - 1} without gaps")
+    taken = set(vocab)
+    next_id = len(vocab)
+    for word in sorted(set(words) - taken):
+        vocab[word] = next_id
+        next_id += 1
+    path.write_text(json.dumps(data, ensure_ascii=False))
+    extended = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    moved = {w: i for w, i in tokenizer.get_vocab().items() if extended.convert_tokens_to_ids(w) != i}
+    if moved:
+        raise ValueError(f"extending the vocabulary moved token ids: {moved}")
+    return extended
+
+
+def warm_start_setup(cfg: InstructConfig) -> Setup:
+    """The `Setup` of a continued run: the model and tokenizer of `cfg.init_from`, the vocabulary
+    extended by the instruction words it lacks (embedding rows: mean word embedding + seeded noise)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = Path(cfg.init_from)
+    tok = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+    words = {w for text in cfg.all_instruction_texts() for w in _words(text) if not w.isdigit()}
+    tok = extend_word_tokenizer(tok, words, Path(cfg.out) / "tokenizer")
+    tok.chat_template = cfg.chat_template
+    model = AutoModelForCausalLM.from_pretrained(str(src), local_files_only=True, dtype=torch.float32)
+    old = model.get_input_embeddings().weight.shape[0]
+    new = max(len(tok), 1 + max(tok.get_vocab().values()))
+    if new > old:
+        emb = model.get_input_embeddings().weight.detach()
+        word_rows = emb[cfg.max_number + 2: old - 6]  # the words (after <unk>, <eos>, numbers; before specials)
+        model.resize_token_embeddings(new, mean_resizing=False)
+        gen = torch.Generator().manual_seed(cfg.seed + 17)
+        noise = torch.randn(new - old, emb.shape[1], generator=gen) * word_rows.std(0)
+        with torch.no_grad():
+            model.get_input_embeddings().weight[old:] = word_rows.mean(0) + 0.5 * noise
+    torch.manual_seed(cfg.seed + 1)
+    prj = build_projection(cfg.n_embd, cfg.n_embd)
+    model.to(cfg.device)
+    return Setup(model, prj, tok, special_ids(tok))
+
+
 def build_instruct_setup(cfg: InstructConfig) -> Setup:
-    """Tokenizer, the seeded tiny GPT-2 (Fourier number init) and an unused projection (the loop's `Setup`)."""
+    """Tokenizer, the seeded tiny GPT-2 (Fourier number init) and an unused projection (the loop's `Setup`);
+    with `cfg.init_from`, the warm-started model instead (`warm_start_setup`)."""
+    if cfg.init_from:
+        return warm_start_setup(cfg)
     tok = build_instruct_tokenizer(cfg)
     model = build_tiny_gpt2(tok, n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, seed=cfg.seed)
     init_number_embeddings(model, tok, cfg.max_number, cfg.number_init)
@@ -144,7 +225,8 @@ def encode_instruct_dataset(tokenizer, data, cfg: InstructConfig) -> tuple[list[
     convs = [[{"role": "user", "content": user_message(q, "none") + (f" {text}" if text else "")}]
              for q, (_, text) in zip(data["question"], modes)]
     prompts = tokenizer.apply_chat_template(convs, tokenize=False, add_generation_prompt=True)
-    replies = [assistant_text(c, a, m, cfg.answer_template) for c, a, (m, _) in zip(data["cot"], data["answer"], modes)]
+    replies = [assistant_text(c, a, cfg.none_reply if m == "none" else m, cfg.answer_template)
+               for c, a, (m, _) in zip(data["cot"], data["answer"], modes)]
     p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     r_ids = tokenizer([f"{r} {tokenizer.eos_token}" for r in replies], add_special_tokens=False)["input_ids"]
     full = tokenizer.apply_chat_template(convs[0] + [{"role": "assistant", "content": replies[0]}], tokenize=False)
@@ -164,8 +246,10 @@ def save_instruct(directory: Path, lm: nn.Module, setup: Setup, cfg: InstructCon
     lm.save_pretrained(directory)
     setup.tokenizer.save_pretrained(directory)
     meta = {"instructions": cfg.instructions(), "answer_template": cfg.answer_template,
+            "heldout_instructions": {"cot": list(cfg.heldout_cot_instructions),
+                                     "direct": list(cfg.heldout_direct_instructions)},
             "train_seed": cfg.seed, "test_seed": cfg.test_seed, "direct_fraction": cfg.direct_fraction,
-            "none_fraction": cfg.none_fraction,
+            "none_fraction": cfg.none_fraction, "none_reply": cfg.none_reply, "init_from": cfg.init_from,
             "synthetic_options": {"min_steps": cfg.min_steps, "max_steps": cfg.max_steps,
                                   "value_range": [0, cfg.value_max], "add_range": [1, cfg.add_max],
                                   "mul_range": [2, cfg.mul_max], "ops": cfg.ops}}
@@ -247,4 +331,66 @@ def instruct_report(cfg: InstructConfig, directory: str | Path | None = None, si
             md.append(f"- {mode}: `{ex['question']}` → `{ex['output']}` (gold {ex['gold']})")
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text("\n".join(md) + "\n")
+    return report
+
+
+def paraphrase_families(meta: dict) -> dict[str, tuple[str, list[str]]]:
+    """`{family: (trained reply mode, instruction texts)}` from an `instruct.json`: trained and
+    held-out paraphrases per mode, and `none` (the question alone)."""
+    held = meta.get("heldout_instructions", {})
+    none_reply = meta.get("none_reply", "cot")
+    fams = {"cot_trained": ("cot", meta["instructions"]["cot"]),
+            "direct_trained": ("direct", meta["instructions"]["direct"])}
+    if held.get("cot"):
+        fams["cot_heldout"] = ("cot", held["cot"])
+    if held.get("direct"):
+        fams["direct_heldout"] = ("direct", held["direct"])
+    fams["none"] = (none_reply, [""])
+    return fams
+
+
+def paraphrase_report(cfg: InstructConfig, directory: str | Path | None = None, size: int | None = None) -> dict:
+    """Accuracy and chain rate per instruction family (trained / held-out paraphrases of each mode,
+    no instruction) on `size` problems of seed `test_seed + 1` per family, the family's
+    instructions assigned round-robin; per instruction too. Writes `paraphrase_report.json/.md`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .report import unseen_problems
+
+    out = Path(cfg.out)
+    directory = Path(directory) if directory else out / "model"
+    model = AutoModelForCausalLM.from_pretrained(str(directory), local_files_only=True, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    meta = json.loads((directory / INSTRUCT_FILE).read_text())
+    data = unseen_problems(cfg, size)
+    questions, answers = list(data["question"]), list(data["answer"])
+    report: dict = {"model_dir": str(directory), "heldout_seed": cfg.test_seed + 1, "n": len(data),
+                    "families": {}, "instructions": []}
+    md = [f"# Instruction paraphrases: {directory}", "",
+          f"{len(data)} problems of seed {cfg.test_seed + 1} per family (never used in training), the family's "
+          "instructions assigned round-robin, greedy.", "",
+          "| family | trained reply | instructions | accuracy | with a chain |", "|---|---|---|---|---|"]
+    for fam, (reply, texts) in paraphrase_families(meta).items():
+        which = [i % len(texts) for i in range(len(questions))]
+        prompts = [tok.apply_chat_template([{"role": "user", "content": user_message(q, "none")
+                                             + (f" {texts[w]}" if texts[w] else "")}],
+                                           tokenize=False, add_generation_prompt=True)
+                   for q, w in zip(questions, which)]
+        from ..instruct import generate_chat, score_outputs
+
+        outs = generate_chat(model, tok, prompts, max_new_tokens=cfg.max_new_tokens)
+        r = score_outputs(outs, answers, fam)
+        report["families"][fam] = {"reply": reply, "n": r.n, "accuracy": r.accuracy, "chain_rate": r.chain_rate,
+                                   "instructions": len(texts)}
+        md.append(f"| {fam} | {reply} | {len(texts)} | {100 * r.accuracy:.1f}% | {100 * r.chain_rate:.1f}% |")
+        for j, text in enumerate(texts):
+            rows = [i for i, w in enumerate(which) if w == j]
+            report["instructions"].append({"family": fam, "instruction": text, "n": len(rows),
+                                           "accuracy": sum(r.correct[i] for i in rows) / max(1, len(rows)),
+                                           "chain_rate": sum(r.chains[i] for i in rows) / max(1, len(rows))})
+    md += ["", "Per instruction:", "", "| family | instruction | n | accuracy | with a chain |", "|---|---|---|---|---|"]
+    md += [f"| {e['family']} | {e['instruction'] or '(none)'} | {e['n']} | {100 * e['accuracy']:.1f}% | "
+           f"{100 * e['chain_rate']:.1f}% |" for e in report["instructions"]]
+    (out / "paraphrase_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "paraphrase_report.md").write_text("\n".join(md) + "\n")
     return report

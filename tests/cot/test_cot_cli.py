@@ -33,6 +33,22 @@ def test_extract_sweep_eval(model_dir, tmp_path, capsys):
         assert main(["cot-vectors", "eval", *common, "--vectors", str(store), "--condition", cond, "--limit", "3"]) == 0
         out = _json(capsys)
         assert {"accuracy", "n", "reasoning_rate", "ci_low", "ci_high"} <= set(out) and out["n"] == 3
+    # --out: each prediction carries its question, gold answer and the number read from the output
+    import json
+
+    from nnsight_codi.cot import load_questions
+    from nnsight_codi.data.scoring import extract_gold, extract_prediction
+
+    assert main(["cot-vectors", "eval", *common, "--condition", "cot", "--limit", "3", "--out", str(tmp_path / "p")]) == 0
+    _json(capsys)
+    rows = [json.loads(line) for line in (tmp_path / "p" / "predictions.jsonl").read_text().splitlines()]
+    data = load_questions("synthetic", split="test", limit=3)
+    assert [r["question"] for r in rows] == list(data["question"])
+    assert [r["gold"] for r in rows] == [extract_gold(a) for a in data["answer"]]
+    for r in rows:
+        pred = extract_prediction(r["text"])
+        assert r["prediction"] == (pred if pred != float("inf") else None)
+        assert r["correct"] == (r["prediction"] == r["gold"]) and isinstance(r["writes_chain"], bool)
 
 
 @pytest.mark.parametrize("args, message", [

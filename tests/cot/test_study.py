@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import pytest
 import subprocess
 import sys
 
@@ -23,7 +25,16 @@ def test_study_writes_results_and_reuses(tmp_path):
         assert {"name", "layer", "coef", "accuracy", "ci_low", "ci_high", "reasoning_rate", "n"} <= set(row)
         assert row["n"] == 4
     assert saved["conditions"][2]["layer"] in (1, 2) and saved["conditions"][2]["coef"] in (1.0, 4.0)
-    assert 1 <= len(res["headline"]) <= 5
+    assert 1 <= len(res["headline"]) <= 7
+    # the random-direction control at each schedule's selected point, and the prompt without instruction
+    best = saved["best"]
+    assert [(c["name"], c["layer"], c["coef"]) for c in saved["controls"]] == [
+        (f"random-{s}", best[s]["layer"], best[s]["coef"]) for s in ("single", "continuous")]
+    assert [r["name"] for r in saved["no_instruction"]] == ["none", "none+single", "none+continuous"]
+    assert {r["prompt"] for r in saved["no_instruction"]} == {"none"}
+    for name in ("single", "continuous"):
+        g = saved["comparisons"][name]["gap_recovered_ci"]
+        assert g["n"] == 4 and (g["value"] is None or g["ci_low"] <= g["value"] <= g["ci_high"])  # None: no gap (NaN)
     assert sorted(p["name"] for p in saved["chain_points"]) == ["continuous", "single"]
     grid = [json.loads(line) for line in (out / "grid.jsonl").read_text().splitlines()[1:]]
     for p in saved["chain_points"]:  # the dev cell with the most chains, evaluated on the test split
@@ -102,3 +113,32 @@ def test_chain_agreement_against_hand_counts():
 
     with pytest.raises(ValueError, match="reference"):
         chain_agreement(steered, cot[:2])
+
+
+def test_gap_recovery_random_control_and_model_table_against_hand_counts():
+    import numpy as np
+
+    from analyses.cot_vectors import gap_recovery, model_comparison, random_like
+    from runs.cot_vectors_models import comparison_report
+
+    direct = [1, 0, 0, 0, 1, 0, 0, 0, 0, 0]   # 20%
+    cot = [1, 1, 1, 1, 1, 1, 1, 1, 1, 0]      # 90%
+    steered = [1, 1, 1, 0, 1, 0, 0, 0, 0, 0]  # 40%: (0.4 - 0.2) / (0.9 - 0.2) = 2/7
+    g = gap_recovery(direct, cot, steered, seed=3)
+    assert g["value"] == pytest.approx(2 / 7) and g["ci_low"] <= 2 / 7 <= g["ci_high"] and g["n"] == 10
+    assert gap_recovery(direct, direct, steered)["value"] != gap_recovery(direct, direct, steered)["value"]  # no gap: NaN
+    v = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
+    r = random_like(v, seed=1)
+    assert np.allclose(np.linalg.norm(r, axis=-1), np.linalg.norm(v, axis=-1), rtol=1e-5)
+    cos = (r * v).sum(-1) / (np.linalg.norm(r, axis=-1) * np.linalg.norm(v, axis=-1))
+    assert np.all(np.abs(cos) < 0.9) and not np.allclose(random_like(v, seed=1), random_like(v, seed=2))
+    row = lambda name, acc, layer=None: {"name": name, "layer": layer, "coef": None if layer is None else 1.0,
+                                         "accuracy": acc, "ci_low": acc - 0.1, "ci_high": acc + 0.1,
+                                         "reasoning_rate": 0.5, "n": 10}
+    res = {"conditions": [row("direct", 0.2), row("cot", 0.9), row("single", 0.4, 2)],
+           "comparisons": {"single": {"gap_recovered_ci": g}},
+           "controls": [{**row("random-single", 0.3, 2), "gap_recovered_ci": gap_recovery(direct, cot, direct)}]}
+    table = model_comparison({"m": res})
+    assert list(table.condition) == ["direct", "cot", "single", "random-single"]
+    assert table.set_index("condition").loc["single", "gap_recovered"] == pytest.approx(2 / 7)
+    assert "| m | single | 2, 1 | 40.0 [30.0, 50.0] | 50.0 | 28.6 [" in comparison_report({"m": res})

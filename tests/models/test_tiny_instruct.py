@@ -83,7 +83,7 @@ def test_follows_both_instructions(model, heldout):
     cot = evaluate_instruct(model, tok, heldout, "cot")
     direct = evaluate_instruct(model, tok, heldout, "direct")
     # the spec's rules (>= 95% correct and with a chain / <= 5% chains / a gap >= 30 points) with a
-    # margin for 96 problems; on 1,000 the shipped model has 98.8% / 100% / 0% / 60 points (TRAINING.md)
+    # margin for 96 problems; on 1,000 the shipped model has 99.0% / 100% / 0% / 47 points (TRAINING.md)
     assert cot.accuracy >= 0.9 and cot.chain_rate >= 0.9
     assert direct.chain_rate <= 0.1
     assert cot.accuracy - direct.accuracy >= 0.25
@@ -93,3 +93,41 @@ def test_follows_both_instructions(model, heldout):
     assert sum(t.rsplit(":", 1)[-1].strip() == str(a) for t, a in zip(cot.texts, heldout["answer"])) / len(
         heldout) == pytest.approx(cot.accuracy, abs=0.03)
     assert all(contains_chain(t) == ("<<" in t and ">>" in t) for t in cot.texts + direct.texts)
+
+
+def test_heldout_paraphrases_and_no_instruction_behave_like_the_trained_ones(model, heldout):
+    """The mode is read from what an instruction says, not from two memorised strings: paraphrases
+    never trained on (recorded in instruct.json) switch it the same way, and the question alone is
+    answered directly (as trained)."""
+    import json
+
+    from nnsight_codi.training.instruct import paraphrase_families
+
+    tok = model.tokenizer
+    meta = json.loads((TINY_INSTRUCT_DIR / "instruct.json").read_text())
+    fams = paraphrase_families(meta)
+    assert set(fams) == {"cot_trained", "direct_trained", "cot_heldout", "direct_heldout", "none"}
+    trained = set(fams["cot_trained"][1]) | set(fams["direct_trained"][1])
+    assert not trained & (set(fams["cot_heldout"][1]) | set(fams["direct_heldout"][1]))
+    questions, answers = list(heldout["question"]), list(heldout["answer"])
+
+    def run(texts):
+        prompts = [instruct_prompt(tok, q, "cot", {"cot": texts[i % len(texts)]}) if texts[i % len(texts)]
+                   else instruct_prompt(tok, q, "none") for i, q in enumerate(questions)]
+        assert all(tok.unk_token_id not in tok(p, add_special_tokens=False)["input_ids"] for p in prompts)
+        return score_outputs(generate_chat(model, tok, prompts, max_new_tokens=48), answers)
+
+    cot, direct, none = run(fams["cot_heldout"][1]), run(fams["direct_heldout"][1]), run([""])
+
+    def behaving(result, texts, chain):  # held-out instructions whose outputs mostly follow their mode
+        per = [[result.chains[i] for i in range(result.n) if i % len(texts) == j] for j in range(len(texts))]
+        return sum((sum(c) / len(c) >= 0.8) if chain else (sum(c) / len(c) <= 0.2) for c in per)
+
+    # TRAINING.md (1,000 problems per family): 10 of the 12 held-out paraphrases follow their mode;
+    # two negated ones do not ("Do not answer directly , show your work ." → direct,
+    # "Just the final number , no reasoning ." → chain)
+    assert behaving(cot, fams["cot_heldout"][1], True) >= 5
+    assert behaving(direct, fams["direct_heldout"][1], False) >= 5
+    assert cot.chain_rate >= 0.75 and cot.accuracy >= 0.8
+    assert direct.chain_rate <= 0.3 and cot.accuracy - direct.accuracy >= 0.15
+    assert fams["none"][0] == "direct" and none.chain_rate <= 0.1

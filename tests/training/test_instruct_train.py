@@ -64,3 +64,49 @@ def test_a_few_steps_run_lower_the_loss_and_are_deterministic(data, tmp_path):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     meta = json.loads((tmp_path / "a" / "model" / "instruct.json").read_text())
     assert meta["instructions"]["cot"][0] == c1.cot_instructions[0]
+
+
+def test_warm_start_with_paraphrases_keeps_old_ids_and_trains_none_as_direct(data, tmp_path):
+    """A continued run: the source's weights and token ids are kept, the paraphrases' new words get
+    new ids at the end, a problem without instruction is trained to answer directly, and the
+    held-out paraphrases are recorded but never trained."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = InstructConfig(**{**SMALL, "out": str(tmp_path / "src")})
+    train_instruct(src, data=data)
+    src_dir = tmp_path / "src" / "model"
+    old_tok = AutoTokenizer.from_pretrained(str(src_dir))
+    old_emb = AutoModelForCausalLM.from_pretrained(str(src_dir)).get_input_embeddings().weight.detach()
+    cot = ["Answer the question thinking step by step.", "Show your work ."]
+    direct = ["Answer the question immediately, without any elaboration.", "Just give the number ."]
+    cfg = InstructConfig(**{**SMALL, "out": str(tmp_path / "warm"), "init_from": str(src_dir),
+                            "cot_instructions": cot, "direct_instructions": direct,
+                            "heldout_cot_instructions": ["Show the work step by step ."],
+                            "heldout_direct_instructions": ["Give the number only ."],
+                            "direct_fraction": 0.3, "none_fraction": 0.3, "none_reply": "direct", "steps": 3})
+    setup = build_instruct_setup(cfg)
+    tok = setup.tokenizer
+    old_vocab = old_tok.get_vocab()
+    assert all(tok.convert_tokens_to_ids(w) == i for w, i in old_vocab.items())  # every old id kept
+    new = sorted(set(tok.get_vocab()) - set(old_vocab))
+    assert {"Show", "your", "work", "Just", "give"} <= set(new) and "only" not in new  # "only": a problem word
+    assert min(tok.convert_tokens_to_ids(new)) == len(old_vocab)  # appended after every old id
+    emb = setup.model.get_input_embeddings().weight.detach()
+    assert emb.shape[0] == len(old_vocab) + len(new) and torch.equal(emb[: len(old_vocab)], old_emb)
+    for text in cot + direct + cfg.heldout_cot_instructions + cfg.heldout_direct_instructions:
+        assert tok.unk_token_id not in tok(text, add_special_tokens=False)["input_ids"]
+    examples, modes = encode_instruct_dataset(tok, data[0], cfg)
+    assert {"cot", "direct", "none"} <= set(modes)
+    held = set(cfg.heldout_cot_instructions + cfg.heldout_direct_instructions)
+    for e, m in zip(examples, modes):
+        reply = tok.decode(e.answer, skip_special_tokens=True)
+        assert contains_chain(reply) == (m == "cot")  # none → the direct reply
+        prompt = tok.decode(e.question, skip_special_tokens=True)
+        assert not any(h.replace(" .", "") in prompt for h in held)
+    train_instruct(cfg, data=data)
+    meta = json.loads((tmp_path / "warm" / "model" / "instruct.json").read_text())
+    assert meta["heldout_instructions"] == {"cot": cfg.heldout_cot_instructions,
+                                            "direct": cfg.heldout_direct_instructions}
+    assert meta["none_reply"] == "direct" and meta["instructions"]["cot"] == cot
+    with pytest.raises(ValueError, match="held-out instructions are also trained"):
+        InstructConfig(**{**SMALL, "heldout_cot_instructions": [cot[0]]})
