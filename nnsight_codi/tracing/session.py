@@ -20,7 +20,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import nnsight
@@ -62,6 +63,17 @@ def _register_for_remote() -> None:
     nnsight.register(nnsight_codi)
 
 
+@contextmanager
+def _detached(obj: Any, name: str, active: bool) -> Iterator[None]:
+    """Take attribute `name` off `obj` (its `__dict__`) for the duration, when `active`."""
+    value = obj.__dict__.pop(name, None) if active else None
+    try:
+        yield
+    finally:
+        if value is not None:
+            obj.__dict__[name] = value
+
+
 def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiConfig, prompts,
                        num_latents: int | None = None, max_new_tokens: int = 256,
                        masking: Masking = "exact", remote: bool | str | None = None,
@@ -97,31 +109,38 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
 
         prj = PortableProjection(by_value(prj))  # moved to the server model's device on first use
     project = prj if config.use_prj else None
+    if remote:  # dataclasses and paths on plain twins: what NDIF's import whitelist accepts (tracing/portable.py)
+        from .portable import portable
+
+        state, step_fn, adapter, project = portable((state, step_fn, adapter, project))
     session_kwargs = {} if not remote else {"remote": remote}
     extra = {"output_attentions": True} if output_attentions else {}
     extra["logits_to_keep"] = 1  # the loop reads the last position's logits only
-    with model.session(**session_kwargs):
-        sink = nnsight.save([])
-        cache = None
-        while not state.done:
-            inputs = state.call_kwargs(project=project)
-            if cache is not None:
-                inputs["past_key_values"] = cache
-            elif "position_ids" not in inputs:  # reference masking: nnsight would count real tokens only
-                inputs["position_ids"] = positions_from_mask(torch.ones_like(inputs["input_ids"]))
-            with model.trace(use_cache=True, output_hidden_states=True, **extra) as tracer:
-                if adapter is not None:  # its interventions in their own invoke, so hooks keep their forward order
-                    with tracer.invoke(**adapter.feed(inputs)):
-                        adapter.intervene(model, inputs)
-                with tracer.invoke(**({} if adapter is not None else inputs)):
-                    if step_fn is not None:
-                        step_fn(model, state.step, sink)
-                    out = model.output
-                    hidden = out.hidden_states[-1][:, -1:]
-                    logits = out.logits[:, -1]
-                    cache = out.past_key_values
-            # On a GPU server the model's outputs are on its device while the state's tensors stay where
-            # the request put them (CPU): greedy decoding runs beside the state.
-            state.observe(hidden, logits.to(state.finished.device))
-        tokens = nnsight.save(state.generated())
+    # The model object travels with the request (its module by reference): its own `codi_adapter`
+    # (a dataclass) must not ride along beside the portable copy the block uses.
+    with _detached(model, "codi_adapter", bool(remote)):
+        with model.session(**session_kwargs):
+            sink = nnsight.save([])
+            cache = None
+            while not state.done:
+                inputs = state.call_kwargs(project=project)
+                if cache is not None:
+                    inputs["past_key_values"] = cache
+                elif "position_ids" not in inputs:  # reference masking: nnsight would count real tokens only
+                    inputs["position_ids"] = positions_from_mask(torch.ones_like(inputs["input_ids"]))
+                with model.trace(use_cache=True, output_hidden_states=True, **extra) as tracer:
+                    if adapter is not None:  # its interventions in their own invoke, so hooks keep their forward order
+                        with tracer.invoke(**adapter.feed(inputs)):
+                            adapter.intervene(model, inputs)
+                    with tracer.invoke(**({} if adapter is not None else inputs)):
+                        if step_fn is not None:
+                            step_fn(model, state.step, sink)
+                        out = model.output
+                        hidden = out.hidden_states[-1][:, -1:]
+                        logits = out.logits[:, -1]
+                        cache = out.past_key_values
+                # On a GPU server the model's outputs are on its device while the state's tensors stay where
+                # the request put them (CPU): greedy decoding runs beside the state.
+                state.observe(hidden, logits.to(state.finished.device))
+            tokens = nnsight.save(state.generated())
     return tokens, list(sink)
