@@ -154,7 +154,7 @@ def audit_checks(args: argparse.Namespace) -> tuple[list[Check], str | None]:
     from ..tracing.codi_model import CodiModel
     from ..tracing.request_audit import audit_request
 
-    model = load_model(args.model, device="cpu", dtype=args.dtype, base=args.base, lora_mode=args.lora_mode)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, base=args.base, lora_mode=args.lora_mode)
     checks: list[Check] = []
     if isinstance(model, CodiModel):
         from ..tracing.capture import Capture
