@@ -118,3 +118,24 @@ def test_audit_of_the_tiny_model_and_text_output(fake, capsys):
 def test_remote_local_is_a_user_error(capsys):
     assert main(["remote-check", "--model", "tiny", "--remote", "local", "--skip-audit"]) == 2
     assert "use --remote ndif" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("message, advice", [
+    ("ImportError: Module dataclasses is not whitelisted", "NDIF's sandbox refused code in the request"),
+    ("Your job exceeded the execution timeout of 3600.0s.", "timed out"),
+    ("Client nnsight version 0.7.0 is below the minimum supported version 0.8.0.", "disagree on versions"),
+    ("The model architecture on this server doesn't match: it has no module at 'model.prj'", "module tree"),
+])
+def test_remote_failures_of_any_command_are_one_line(monkeypatch, capsys, message, advice):
+    from nnsight.intervention.backends.remote import RemoteError
+
+    from nnsight_codi.commands import eval as eval_command
+
+    def refused(args):
+        raise RemoteError(message)
+
+    monkeypatch.setattr(eval_command, "run", refused)
+    assert main(["eval", "--model", "tiny", "--remote", "ndif"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nnsight-codi eval: error: NDIF run failed (RemoteError: ")
+    assert advice in err
