@@ -159,3 +159,23 @@ def test_planted_helper_fails_the_audit(fn, name):
     with pytest.raises(RequestRefusedError, match=f"NDIF's sandbox would refuse.*{fn.__name__}"):
         check_request(blob)
     assert audit_request(_request_with(lambda out: out + 1)).ok
+
+
+def test_cli_commands_with_remote_local_pass_the_audit(tmp_path):
+    """What the commands send (eval, capture, steer hidden and patch), audited request by request."""
+    from nnsight_codi.cli import main
+    from nnsight_codi.interventions import save_vector_file
+
+    save_vector_file(tmp_path / "v.safetensors", vector=torch.randn(128, generator=torch.Generator().manual_seed(2)))
+    common = ["--model", "tiny", "--limit", "3", "--max-new-tokens", "3", "--remote", "local"]
+    runs = [["eval", *common],
+            ["capture", *common, "--out", str(tmp_path / "c.zarr")],
+            ["steer", *common, "--mode", "hidden", "--vector", str(tmp_path / "v.safetensors"), "--at", "1",
+             "--layer", "1", "--coef", "1", "--out", str(tmp_path / "s1")],
+            ["steer", *common, "--mode", "patch", "--patch", "zero", "--at", "1", "--out", str(tmp_path / "s2")]]
+    for argv in runs:
+        with count_requests(keep=True) as log:
+            assert main(argv) == 0, argv
+        assert log.requests >= 1
+        for blob in log.blobs:
+            check_request(blob)
