@@ -124,6 +124,7 @@ def test_remote_local_is_a_user_error(capsys):
     ("ImportError: Module dataclasses is not whitelisted", "NDIF's sandbox refused code in the request"),
     ("Your job exceeded the execution timeout of 3600.0s.", "timed out"),
     ("Client nnsight version 0.7.0 is below the minimum supported version 0.8.0.", "disagree on versions"),
+    ("Could not deploy this model. No GPU nodes available.", "could not start the model"),
     ("The model architecture on this server doesn't match: it has no module at 'model.prj'", "module tree"),
 ])
 def test_remote_failures_of_any_command_are_one_line(monkeypatch, capsys, message, advice):

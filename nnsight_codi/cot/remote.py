@@ -86,6 +86,10 @@ def ndif_error(err: BaseException, model_id: str = "") -> NdifError:
     elif "too large" in low or re.search(r"\b413\b", low):
         advice = ("the request is too large for the server: use a smaller --batch-size (a LoRA adapter travels "
                   "once per batch) or a bfloat16 host")
+    elif "could not deploy" in low or "error starting model" in low or "no gpu nodes" in low:
+        advice = ("the server could not start the model (a self-hosted NDIF needs a GPU node, a checkpoint "
+                  "its transformers loads, and an nnsight its controller was written for): see the server's "
+                  "log, docs/ndif-self-host.md")
     elif "not dedicated" in low or "hotswap" in low or "not found" in low or "not hosted" in low \
             or "no model" in low or "not served" in low:
         advice = (f"NDIF does not host {model_id or 'this model'} for your key: pick a hosted model "

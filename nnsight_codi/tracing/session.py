@@ -52,7 +52,8 @@ def plain_lm_model(codi, remote: bool | str | None = "local") -> TransformersMod
             raise ValueError("a remote NDIF run needs the hub id of the merged CODI LM deployed there: "
                              "set codi.ndif_repo_id (CLI --ndif-model), or run a reference checkpoint as its "
                              "hosted base + LoRA interventions (lora_mode='interventions', CLI --lora-mode)")
-        return TransformersModel(repo, task="text-generation")
+        # the client has the tokenizer: no hub look-up for it (a local --ndif-model dir has no pipeline hints)
+        return TransformersModel(repo, tokenizer=codi.tokenizer, task="text-generation")
     return TransformersModel(codi._module, tokenizer=codi.tokenizer, task="text-generation")
 
 
