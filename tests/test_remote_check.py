@@ -140,3 +140,18 @@ def test_remote_failures_of_any_command_are_one_line(monkeypatch, capsys, messag
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("nnsight-codi eval: error: NDIF run failed (RemoteError: ")
     assert advice in err
+
+
+def test_hosted_merged_model_wrapper_builds_offline():
+    """`--ndif-model` naming a model directory (a self-hosted NDIF serving it): the client's stock wrapper
+    takes the CODI tokenizer (transformers 5.23's pipeline infers none for a pre-built meta model)."""
+    from pathlib import Path
+
+    import nnsight_codi
+    from nnsight_codi.models import load_model
+    from nnsight_codi.tracing.session import plain_lm_model
+
+    codi = load_model("tiny")
+    object.__setattr__(codi, "ndif_repo_id", str(Path(nnsight_codi.__file__).parent / "assets" / "tiny-codi"))
+    lm = plain_lm_model(codi, True)
+    assert lm.tokenizer is codi.tokenizer and lm.repo_id == codi.ndif_repo_id
