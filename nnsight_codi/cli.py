@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "dashboard", "lens", "steer", "sweep", "cot-vectors", "lm-eval")
+COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "dashboard", "lens", "steer", "sweep", "cot-vectors", "lm-eval", "remote-check")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -78,6 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a remote request the server refused or never answered: one line too
+        if not _remote_failure(err):
+            raise
+        from .cot.remote import ndif_error
+
+        print(error_line(args.command, ndif_error(err, getattr(args, "ndif_model", None) or "")), file=sys.stderr)
+        return 2
+
+
+def _remote_failure(err: BaseException) -> bool:
+    """nnsight's `RemoteError` or an HTTP / websocket transport error of a remote run."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    module = type(err).__module__ or ""
+    return "RemoteError" in names or module.startswith(("httpx", "httpcore", "websocket", "socketio"))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -69,25 +70,43 @@ def ndif_errors(remote: Any, model_id: str = "") -> Iterator[None]:
     try:
         yield
     except Exception as err:  # the client raises RemoteError, httpx / websocket errors, ValueError
-        text = f"{type(err).__name__}: {err}"
-        low = text.lower()
-        if "not dedicated" in low or "hotswap" in low or "not found" in low or "not hosted" in low \
-                or "no model" in low:
-            advice = (f"NDIF does not host {model_id or 'this model'} for your key: pick a hosted model "
-                      "(nnsight.status() lists them) or run locally")
-        elif "api key" in low or "401" in low or "403" in low or "unauthori" in low:
-            advice = "NDIF rejected the API key: set NDIF_API_KEY (or `nnsight login`) to a valid key"
-        elif "version" in low:
-            advice = ("the nnsight client and the NDIF server disagree on versions: install the nnsight "
-                      "version the server names (pip install -U 'nnsight==X')")
-        elif "timeout" in low or "timed out" in low:
-            advice = ("the NDIF request timed out: use smaller batches (--batch-size) or fewer new tokens; "
-                      "grids resume where they stopped when rerun")
-        elif "connect" in low or "resolve" in low or "network" in low:
-            advice = f"cannot reach NDIF at the configured host: {REMOTE_HINT}"
-        else:
-            advice = REMOTE_HINT
-        raise NdifError(f"NDIF run failed ({text}); {advice}") from err
+        raise ndif_error(err, model_id) from err
+
+
+def ndif_error(err: BaseException, model_id: str = "") -> NdifError:
+    """An `NdifError` for a failed NDIF request: what happened and what to do, one line."""
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    low = text.lower()
+    if "not whitelisted" in low or "is not allowed" in low:
+        advice = ("NDIF's sandbox refused code in the request (a module or builtin outside its whitelist): "
+                  "`nnsight-codi remote-check --model …` audits the request; report it with that output")
+    elif "no module at" in low or "architecture on this server" in low:
+        advice = ("the server's model has another module tree than yours: install the server's transformers "
+                  "version (`nnsight.ndif` compares environments)")
+    elif "too large" in low or re.search(r"\b413\b", low):
+        advice = ("the request is too large for the server: use a smaller --batch-size (a LoRA adapter travels "
+                  "once per batch) or a bfloat16 host")
+    elif "could not deploy" in low or "error starting model" in low or "no gpu nodes" in low:
+        advice = ("the server could not start the model (a self-hosted NDIF needs a GPU node, a checkpoint "
+                  "its transformers loads, and an nnsight its controller was written for): see the server's "
+                  "log, docs/ndif-self-host.md")
+    elif "not dedicated" in low or "hotswap" in low or "not found" in low or "not hosted" in low \
+            or "no model" in low or "not served" in low:
+        advice = (f"NDIF does not host {model_id or 'this model'} for your key: pick a hosted model "
+                  "(nnsight.status() lists them) or run locally")
+    elif "api key" in low or re.search(r"\b40[13]\b", low) or "unauthori" in low:
+        advice = "NDIF rejected the API key: set NDIF_API_KEY (or `nnsight login`) to a valid key"
+    elif "version" in low or "payload could not be read" in low:
+        advice = ("the nnsight client and the NDIF server disagree on versions: install the nnsight "
+                  "version the server names (pip install -U 'nnsight==X'; `nnsight-codi remote-check` shows both)")
+    elif "timeout" in low or "timed out" in low:
+        advice = ("the NDIF request timed out: use smaller batches (--batch-size) or fewer new tokens; "
+                  "grids resume where they stopped when rerun")
+    elif "connect" in low or "resolve" in low or "network" in low:
+        advice = f"cannot reach NDIF at the configured host: {REMOTE_HINT}"
+    else:
+        advice = REMOTE_HINT
+    return NdifError(f"NDIF run failed ({text[:400]}); {advice}")
 
 
 def load_instruct_model(spec: str, device: str = "cpu", dtype: str = "float32", remote: Any = None):

@@ -479,7 +479,7 @@ class LoraCodiModel(CodiModel):
             if not self.ndif_repo_id:
                 raise ValueError("a remote run of base + interventions needs the base model's hub id "
                                  "(--base, or a registry checkpoint)")
-            model = TransformersModel(self.ndif_repo_id, task="text-generation")
+            model = TransformersModel(self.ndif_repo_id, tokenizer=self.tokenizer, task="text-generation")
             name = f"the hosted base {self.ndif_repo_id}"
         else:
             model = TransformersModel(self._module, tokenizer=self.tokenizer, task="text-generation")

@@ -39,14 +39,13 @@ whose layers *share* the prefix's key/value tensors. That is cheap and safe beca
 never writes into those tensors: each call concatenates (`torch.cat` makes new tensors), so the
 first call of a branch already holds tensors of its own, and an in-place edit of the cache by a hook
 (KV steering) touches only the branch's copy. Caches that write in place (static, offloaded, or of
-an unknown kind) are cloned whole. Both executors continue a snapshot (`CodiModel.latent_generate`
+an unknown kind) are refused by `fork_cache`. Both executors continue a snapshot (`CodiModel.latent_generate`
 takes one in place of the prompts, `session.run_session_branches` forks inside one session);
 `hooks.run_branches` groups runs by the step where they first differ.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -190,7 +189,7 @@ class LatentLoopState:
     def fork(self, num_latents: int | None = None, max_new_tokens: int | None = None) -> LatentLoopState:
         """An independent copy of this state, to be continued under other hooks (or another K).
 
-        Every field is copied (new fields included: `copy.copy`); the answer token list is a new
+        Every field is copied (new fields included: a shallow copy of the instance's dict); the answer token list is a new
         list, and the small per-row tensors a continuation could edit in place (`last_hidden`,
         which is the next latent's input when there is no projection, `next_tokens`) are cloned.
         The masks are never edited in place (each call makes a new one), so they are shared.
@@ -199,7 +198,7 @@ class LatentLoopState:
         latents) under both K: at most `min(K, K') + 1` steps may have run. Then the copy's
         next step is whatever K' makes it (e.g. eot right after latent k: early answering).
         """
-        other = copy.copy(self)
+        other = _shallow_copy(self)
         other.tokens = list(self.tokens)
         if self.last_hidden is not None:
             other.last_hidden = self.last_hidden.clone()
@@ -250,19 +249,28 @@ def fork_cache(cache: Any) -> Any:
     """A copy of a KV cache for one branch: a new container whose layers share the prefix's tensors.
 
     Safe for the dynamic caches the loop uses (their `update` concatenates, so the branch's first
-    call makes tensors of its own and an in-place edit of them never reaches the prefix or a sibling);
-    any other cache kind (static, quantised, offloaded, unknown) is deep-copied, tensors included.
-    `None` (no call made yet) stays `None`.
+    call makes tensors of its own and an in-place edit of them never reaches the prefix or a sibling).
+    Another cache kind (static, quantised, offloaded) updates in place: forking it is refused.
+    `None` (no call made yet) stays `None`. Only builtins: this runs on the NDIF server too, whose
+    sandbox refuses the `copy` module (`request_audit`).
     """
     if cache is None:
         return None
     layers = getattr(cache, "layers", None)
     if layers is not None and not getattr(cache, "offloading", False) and all(
             type(layer).__name__ in APPENDING_LAYERS for layer in layers):
-        other = copy.copy(cache)
-        other.layers = [copy.copy(layer) for layer in layers]
+        other = _shallow_copy(cache)
+        other.layers = [_shallow_copy(layer) for layer in layers]
         return other
-    return copy.deepcopy(cache)
+    raise TypeError(f"cannot fork a {type(cache).__name__}: forking needs a dynamic KV cache (one that "
+                    f"appends by concatenation); run the conditions whole (fork=False)")
+
+
+def _shallow_copy(obj: Any) -> Any:
+    """`copy.copy` for a plain instance, with builtins only (NDIF's sandbox refuses `copy`)."""
+    other = object.__new__(type(obj))
+    other.__dict__.update(obj.__dict__)
+    return other
 
 
 @dataclass

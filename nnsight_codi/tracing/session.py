@@ -20,7 +20,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 import warnings
@@ -88,7 +89,8 @@ def plain_lm_model(codi, remote: bool | str | None = "local") -> TransformersMod
             raise ValueError("a remote NDIF run needs the hub id of the merged CODI LM deployed there: "
                              "set codi.ndif_repo_id (CLI --ndif-model), or run a reference checkpoint as its "
                              "hosted base + LoRA interventions (lora_mode='interventions', CLI --lora-mode)")
-        return TransformersModel(repo, task="text-generation")
+        # the client has the tokenizer: no hub look-up for it (a local --ndif-model dir has no pipeline hints)
+        return TransformersModel(repo, tokenizer=codi.tokenizer, task="text-generation")
     return TransformersModel(codi._module, tokenizer=codi.tokenizer, task="text-generation")
 
 
@@ -108,6 +110,26 @@ def _register_for_remote() -> None:
     import nnsight_codi
 
     nnsight.register(nnsight_codi)
+
+
+@contextmanager
+def _detached(obj: Any, name: str, active: bool) -> Iterator[None]:
+    """Take attribute `name` off `obj` (its `__dict__`) for the duration, when `active`."""
+    value = obj.__dict__.pop(name, None) if active else None
+    try:
+        yield
+    finally:
+        if value is not None:
+            obj.__dict__[name] = value
+
+
+@contextmanager
+def _quiet_cache_deprecation() -> Iterator[None]:
+    """Silence transformers' `past_key_values` rename warning for the session's calls (outside the
+    session block itself: what is inside it travels to NDIF, whose sandbox refuses `warnings`)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*past_key_values.* is deprecated", category=FutureWarning)
+        yield
 
 
 def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiConfig, prompts,
@@ -178,8 +200,13 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
         program = program[:-1]
     step_fns = [step_fn] + [b.step_fn for b in branches]
     forks = [None] + [(b.num_latents, b.max_new_tokens) for b in branches]
-    with warnings.catch_warnings(), model.session(**session_kwargs):
-        warnings.filterwarnings("ignore", message=".*past_key_values.* is deprecated", category=FutureWarning)
+    if remote:  # dataclasses and paths on plain twins: what NDIF's import whitelist accepts (tracing/portable.py)
+        from .portable import portable
+
+        state, step_fns, adapter, project = portable((state, step_fns, adapter, project))
+    # The model object travels with the request (its module by reference): its own `codi_adapter`
+    # (a dataclass) must not ride along beside the portable copy the block uses.
+    with _detached(model, "codi_adapter", bool(remote)), _quiet_cache_deprecation(), model.session(**session_kwargs):
         sinks = nnsight.save([[] for _ in step_fns])
         results = nnsight.save([None for _ in step_fns])
         trunk, trunk_cache = state, None
