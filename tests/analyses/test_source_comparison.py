@@ -45,7 +45,7 @@ def test_lens_table_is_regenerated_from_the_committed_results_and_follows_them()
 def test_cot_table_reads_the_study_results():
     from analyses.cot_vectors import compare_with_source
 
-    results = json.loads((ROOT / "runs" / "cot_vectors_study_500" / "results.json").read_text())
+    results = json.loads((ROOT / "runs" / "cot_vectors_study_v1_500" / "results.json").read_text())
     rows = compare_with_source(results)
     cot = next(r for r in results["conditions"] if r["name"] == "cot")
     assert rows and all(f"{100 * cot['accuracy']:.1f}%" in r["baseline"] for r in rows[:1])
