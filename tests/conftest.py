@@ -4,3 +4,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))          # test factories
 sys.path.insert(0, str(HERE.parent))   # runs/ and analyses/
+
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Restore torch's thread count after each test: a test (or a training run it starts) that sets it
+    would change every later test's CPU kernels, and so the last bits of results that later tests
+    compare with a subprocess running at the default count."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

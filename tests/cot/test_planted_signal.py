@@ -14,8 +14,12 @@ from nnsight_codi.cot.planted import planted_questions, train_planted_model
 
 @pytest.fixture(scope="module")
 def planted():
-    torch.set_num_threads(1)
-    return train_planted_model(steps=400, seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the training's result is pinned at one thread
+    try:
+        return train_planted_model(steps=400, seed=0)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _extract(planted, tmp_path, positions):
