@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,9 @@ class Config:
     device: str = "cpu"
     remote: str | None = field(default=None, metadata={"help": "local | ndif | an NDIF host"})
     control_seed: int = field(default=0, metadata={"help": "seed of the random-direction control vectors"})
+    report_only: bool = field(default=False, metadata={
+        "help": "re-render OUT/report.md (and its comparison with the source) from OUT/results.json, "
+                "without loading the model"})
 
 
 def demo_config() -> Config:
@@ -100,6 +103,8 @@ def run(config: Config, out, progress: bool = True) -> dict:
     from nnsight_codi.stats import paired_bootstrap_diff, significant
 
     out = Path(out)
+    if config.report_only:
+        return report_only(out)
     for s in config.schedules:
         check_schedule(s)
     for name in ("extract_limit", "dev_limit", "test_limit", "batch_size", "max_new_tokens"):
@@ -119,7 +124,8 @@ def run(config: Config, out, progress: bool = True) -> dict:
     vectors = load_vectors(store)
     dev = load_questions(config.dataset, split="dev", limit=config.dev_limit, seed=config.seed, **options)
     test = load_questions(config.dataset, split="test", limit=config.test_limit, seed=config.seed, **options)
-    fingerprint = {k: v for k, v in asdict(config).items() if k not in ("test_limit", "device", "remote", "batch_size")}
+    fingerprint = {k: v for k, v in asdict(config).items()
+                   if k not in ("test_limit", "device", "remote", "batch_size", "report_only")}
     fingerprint["layers"] = list(layers)
     grid = run_grid(model, dev, vectors, out / "grid.jsonl", config.schedules, layers, config.coefs,
                     fingerprint=fingerprint, progress=progress, max_new_tokens=config.max_new_tokens,
@@ -233,15 +239,36 @@ def run(config: Config, out, progress: bool = True) -> dict:
               "extraction": extraction, "vector_table": analysis["vectors"], "headline": headline,
               "examples": examples, "figures": analysis["figures"], "config": asdict(config)}
     from analyses.cot_vectors import compare_with_source
-    from nnsight_codi.reporting import comparison_section
 
     result["compared_with_source"] = compare_with_source(result)
     write_results(out, result)
+    write_study_report(out, result, analysis["figures"])
+    return result
+
+
+def saved_config(result: dict) -> Config:
+    """The `Config` a study ran with, from its results (fields it predates keep their defaults)."""
+    names = {f.name for f in fields(Config)}
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in result.get("config", {}).items()
+                     if k in names})
+
+
+def write_study_report(out, result: dict, figures) -> Path:
+    """`OUT/report.md` from a study's results (the dict `run` returns and writes to `results.json`);
+    the configuration block is `result["config"]` as it was run."""
+    from nnsight_codi.reporting import comparison_section, markdown_table, write_report
+
+    config = saved_config(result)
+    rows, best, comparisons = result["conditions"], result["best"], result["comparisons"]
+    chain_points = result.get("chain_points", [])
+    controls, no_instruction = result.get("controls", []), result.get("no_instruction", [])
+    layers = result.get("layers", list(config.layers))
     table = markdown_table([{k: r[k] for k in ("name", "layer", "coef", "accuracy", "ci_low", "ci_high",
                                                "reasoning_rate", "mean_length", "n")} for r in rows])
-    ex = "\n".join(f"- **{n}**: " + " / ".join(f"`{t[:120]}`" for t in texts) for n, texts in examples.items())
-    write_report(out, "CoT steering vectors", [
-        ("Headline", "\n".join(f"- {h}" for h in headline)),
+    ex = "\n".join(f"- **{n}**: " + " / ".join(f"`{t[:120]}`" for t in texts)
+                   for n, texts in result["examples"].items())
+    return write_report(out, "CoT steering vectors", [
+        ("Headline", "\n".join(f"- {h}" for h in result["headline"])),
         ("Method", f"Vectors from {config.extract_limit} {config.dataset} questions asked with the CoT and the "
                    f"direct instruction through the chat template ({'greedy' if config.greedy_extract else 'sampled'}"
                    f" continuations of up to {config.max_new_tokens} tokens, residual stream averaged over the "
@@ -277,7 +304,29 @@ def run(config: Config, out, progress: bool = True) -> dict:
                         + [{"condition": c["name"], **{k: c["gap_recovered_ci"][k]
                                                        for k in ("value", "ci_low", "ci_high")}} for c in controls])),
         ("Example outputs (first 3 test questions)", ex),
-    ], figures=analysis["figures"], config=asdict(config), closing=[comparison_section(result["compared_with_source"])])
+    ], figures=figures, config=result.get("config", asdict(config)),
+        closing=[comparison_section(result.get("compared_with_source", []))])
+
+
+def report_only(out) -> dict:
+    """Re-render `OUT/report.md` from `OUT/results.json` without loading the model: the "Compared with
+    the source" rows are recomputed from the results (`compare_with_source`) and written back to
+    `results.json`; the figures are the ones already in `OUT/figures/` (they need the vector store and
+    the grid, which a committed study does not carry). The configuration is the one the study ran with."""
+    from analyses.cot_vectors import compare_with_source
+    from nnsight_codi.reporting import write_results
+
+    out = Path(out)
+    path = out / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--report-only needs {path}: run the study first")
+    result = json.loads(path.read_text())
+    result["compared_with_source"] = compare_with_source(result)
+    write_results(out, result)
+    order = ("vectors", "grid_heatmaps", "conditions")
+    figures = sorted((out / "figures").glob("*.png"),
+                     key=lambda f: (order.index(f.stem) if f.stem in order else len(order), f.stem))
+    write_study_report(out, result, figures)
     return result
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import subprocess
@@ -142,3 +144,38 @@ def test_gap_recovery_random_control_and_model_table_against_hand_counts():
     assert list(table.condition) == ["direct", "cot", "single", "random-single"]
     assert table.set_index("condition").loc["single", "gap_recovered"] == pytest.approx(2 / 7)
     assert "| m | single | 2, 1 | 40.0 [30.0, 50.0] | 50.0 | 28.6 [" in comparison_report({"m": res})
+
+
+def test_report_only_rerenders_a_committed_study_from_its_results_without_the_model(tmp_path, monkeypatch):
+    import nnsight_codi.cot.remote as remote
+    from nnsight_codi.reporting import COMPARISON_HEADING
+
+    committed = Path(__file__).resolve().parents[2] / "runs" / "cot_vectors_study_v2"
+    out = tmp_path / "study"
+    shutil.copytree(committed, out)
+    # as the study was committed before the comparison section existed
+    results = json.loads((out / "results.json").read_text())
+    rows = results.pop("compared_with_source")
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    report = (out / "report.md").read_text()
+    (out / "report.md").write_text(report[:report.index(f"\n## {COMPARISON_HEADING}")] + "\n")
+    figures = {p.name: p.read_bytes() for p in (out / "figures").iterdir()}
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("--report-only loaded the model")
+
+    monkeypatch.setattr(remote, "load_instruct_model", no_model)
+    res = run(Config(report_only=True), out, progress=False)
+    assert res["compared_with_source"] == rows
+    assert (out / "report.md").read_text() == report  # byte for byte the committed report
+    assert json.loads((out / "results.json").read_text()) == json.loads((committed / "results.json").read_text())
+    assert {p.name: p.read_bytes() for p in (out / "figures").iterdir()} == figures  # figures untouched
+    assert set(out.iterdir()) == {out / "figures", out / "report.md", out / "results.json"}
+
+
+def test_report_only_command_line_and_missing_results(tmp_path):
+    done = subprocess.run([sys.executable, "runs/cot_vectors_study.py", "--report-only", "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 2 and "results.json" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(FileNotFoundError, match="run the study first"):
+        run(Config(report_only=True), tmp_path / "y", progress=False)
