@@ -74,7 +74,8 @@ def main(argv=None) -> dict:
 def render(r: dict) -> str:
     t = r["times"]
     f = t["forked"]
-    return (f"| CoT grid, tiny-instruct, {r['cells']} cells × {r['examples']} problems, ≤ {r['max_new_tokens']} tokens, "
+    return (f"| CoT grid, tiny-instruct, {r['cells']} cells × {r['examples']} problems, "
+            f"≤ {r['max_new_tokens']} tokens, "
             f"batch {r['batch_size']}, {r['rounds']} rounds | whole | forked |\n|---|---|---|\n"
             f"| seconds (median) | {t['whole']['median_s']:.2f} | {f['median_s']:.2f} |\n"
             f"| forked ÷ whole (per-round median [min–max]) | 1 | {f['ratio']:.2f}× [{f['ratio_min']:.2f}–"

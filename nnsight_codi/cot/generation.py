@@ -2,9 +2,11 @@
 
 `generate_ids` runs `model.generate` in one nnsight trace and visits the step hooks at every
 forward (step 0 = the prompt forward, step j = decode step j, each over the KV cache), using
-the same `visit_step` walk as the CODI loop. `position_means` re-reads prompt + generated ids
-in one forward and averages every layer's residual stream over chosen positions, inside the
-trace (on NDIF only the means come back).
+the same `visit_step` walk as the CODI loop. `generate_forked` runs several hook sets that edit the
+prompt forward alike (e.g. `single` and `continuous` steering at one layer and coef) from one prompt
+forward, each continuing over its own copy of the KV cache (bit-identical to whole runs).
+`position_means` re-reads prompt + generated ids in one forward and averages every layer's residual
+stream over chosen positions, inside the trace (on NDIF only the means come back).
 
 Example:
     >>> ids = [[5, 6, 7], [8, 9]]

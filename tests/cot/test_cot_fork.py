@@ -120,7 +120,7 @@ def test_a_branch_never_leaks_into_a_sibling(monkeypatch):
     model = lib.chat_lm()
     v = _vectors(model, seed=3)
     prompts = _prompts(model)
-    sets = [[Steering(v[1], 1, 2.0, "single")], [Steering(v[1], 1, 2.0, "continuous")], [Steering(v[1], 1, 2.0, "single")]]
+    sets = [[Steering(v[1], 1, 2.0, s)] for s in ("single", "continuous", "single")]
     single = generate_ids(model, prompts, sets[0], max_new_tokens=8)[0]
     assert generate_ids(model, prompts, sets[1], max_new_tokens=8)[0] != single
     assert _branch_then_sibling(model, prompts, sets) == (True, single)
@@ -145,3 +145,17 @@ def test_prompt_cache_is_cut_and_independent():
     assert torch.equal(cache.layers[0].keys, k) and cache.layers[0].keys.shape[-2] == 5
     with pytest.raises(ValueError, match="fewer than the prompt"):
         prompt_cache(cache, 6)
+
+
+def test_sampled_grid_runs_cell_by_cell(tmp_path, monkeypatch):
+    """Sampling draws from the RNG per generation: nothing is shared (no fork), and rows equal fork=False."""
+    import nnsight_codi.cot.generation as generation
+
+    model = lib.chat_lm()
+    v = _vectors(model, seed=4)
+    dev = load_questions("synthetic", "dev", 3)
+    kwargs = dict(schedules=["single", "continuous"], layers=[1], coefs=[2.0], max_new_tokens=4, progress=False,
+                  greedy=False, seed=5)
+    whole = run_grid(model, dev, v, tmp_path / "whole.jsonl", fork=False, **kwargs)
+    monkeypatch.setattr(generation, "generate_forked", None)  # would fail if called
+    assert run_grid(model, dev, v, tmp_path / "forked.jsonl", fork=True, **kwargs) == whole
