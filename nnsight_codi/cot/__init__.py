@@ -6,14 +6,15 @@ Example:
     >>> from nnsight_codi.cot import ExtractConfig, extract_vectors, load_vectors   # doctest: +SKIP
 """
 
-from .evaluate import ConditionResult, chain_agreement, evaluate_condition
+from .evaluate import ConditionResult, chain_agreement, evaluate_condition, evaluate_conditions
 from .grid import best_points, most_chains_points, run_grid
 from .prompts import COT_INSTRUCTION, DIRECT_INSTRUCTION, MODES, Instructions, build_prompt, writes_chain
 from .questions import load_questions
 from .steering import SCHEDULES, Condition, Steering, parse_condition
 from .vectors import ExtractConfig, extract_vectors, load_vectors, recompute_vectors
 
-__all__ = ["ConditionResult", "chain_agreement", "evaluate_condition", "best_points", "most_chains_points",
+__all__ = ["ConditionResult", "chain_agreement", "evaluate_condition", "evaluate_conditions", "best_points",
+           "most_chains_points",
            "run_grid", "COT_INSTRUCTION", "DIRECT_INSTRUCTION", "MODES", "Instructions", "build_prompt",
            "writes_chain", "load_questions", "SCHEDULES", "Condition", "Steering", "parse_condition",
            "ExtractConfig", "extract_vectors", "load_vectors", "recompute_vectors"]

@@ -82,26 +82,61 @@ def evaluate_condition(model, dataset, condition: Condition, vectors=None,
 
     `prompt_mode` ("cot" | "direct" | "none") overrides the condition's prompt, e.g. to steer the
     prompt without any instruction."""
-    from .generation import generate_ids
+    return evaluate_conditions(model, dataset, [condition], vectors, instructions, max_new_tokens, batch_size,
+                               greedy, seed, remote, progress, prompt_mode, fork=False)[0]
 
-    check_condition(model, condition, vectors)
+
+def evaluate_conditions(model, dataset, conditions: Sequence[Condition], vectors=None,
+                        instructions: Instructions = Instructions(), max_new_tokens: int = 64,
+                        batch_size: int = 16, greedy: bool = True, seed: int = 0, remote: Any = None,
+                        progress: bool = True, prompt_mode: str | None = None, fork: bool = True
+                        ) -> list[ConditionResult]:
+    """`evaluate_condition` for several conditions; results identical to evaluating each alone.
+
+    With `fork` (greedy, local runs only), conditions whose hooks edit the prompt forward alike
+    (`Steering.prompt_edit`: `single` and `continuous` at one layer and coef, same prompt) compute the
+    prompt forward and first token once per batch and branch from there (`generate_forked`); the
+    answers are bit-identical to whole runs. Sampled or remote runs evaluate every condition whole.
+    """
+    from .generation import generate_forked, generate_ids
+
+    conditions = list(conditions)
+    for condition in conditions:
+        check_condition(model, condition, vectors)
     tok = model.tokenizer
     questions = list(dataset["question"])
     golds = [extract_gold(a) for a in dataset["answer"]]
-    prompts = [prompt_ids(tok, q, prompt_mode or condition.prompt_mode, instructions) for q in questions]
-    hook = steering_for(condition, vectors)
-    hooks = [hook] if hook is not None else []
-    gens: list[list[int]] = [[] for _ in questions]
-    bar = tqdm(total=len(questions), desc=condition.label(), unit="q", disable=not progress)
-    for b, idx in enumerate(batches_by_length([len(p) for p in prompts], batch_size)):
-        out, _ = generate_ids(model, [prompts[i] for i in idx], hooks, max_new_tokens=max_new_tokens,
-                              greedy=greedy, seed=seed * 1_000_003 + b, remote=remote)
-        for i, g in zip(idx, out):
-            gens[i] = g
-        bar.update(len(idx))
-    bar.close()
+    hooks = [[h] if (h := steering_for(c, vectors)) is not None else [] for c in conditions]
+    groups: dict[Any, list[int]] = {}  # conditions that may share their prompt forward
+    for i, (c, hs) in enumerate(zip(conditions, hooks)):
+        mode = prompt_mode or c.prompt_mode
+        edit = hs[0].prompt_edit() if hs else None
+        key = (mode, edit) if fork and greedy and not remote and edit is not None else ("alone", i)
+        groups.setdefault(key, []).append(i)
+    gens: list[list[list[int]]] = [[[] for _ in questions] for _ in conditions]
+    for members in groups.values():
+        mode = prompt_mode or conditions[members[0]].prompt_mode
+        prompts = [prompt_ids(tok, q, mode, instructions) for q in questions]
+        label = "+".join(conditions[i].label() for i in members)
+        bar = tqdm(total=len(questions), desc=label, unit="q", disable=not progress)
+        for b, idx in enumerate(batches_by_length([len(p) for p in prompts], batch_size)):
+            batch = [prompts[i] for i in idx]
+            if len(members) > 1:
+                outs = [g for g, _ in generate_forked(model, batch, [hooks[m] for m in members], max_new_tokens)]
+            else:
+                outs = [generate_ids(model, batch, hooks[members[0]], max_new_tokens=max_new_tokens, greedy=greedy,
+                                     seed=seed * 1_000_003 + b, remote=remote)[0]]
+            for m, out in zip(members, outs):
+                for i, g in zip(idx, out):
+                    gens[m][i] = g
+            bar.update(len(idx))
+        bar.close()
+    return [_score(tok, c, dataset["id"], g, golds) for c, g in zip(conditions, gens)]
+
+
+def _score(tok, condition: Condition, ids, gens: Sequence[Sequence[int]], golds) -> ConditionResult:
     result = ConditionResult(condition)
-    for ex_id, gen, gold in zip(dataset["id"], gens, golds):
+    for ex_id, gen, gold in zip(ids, gens, golds):
         text = tok.decode(gen, skip_special_tokens=True)
         result.ids.append(str(ex_id))
         result.texts.append(text)

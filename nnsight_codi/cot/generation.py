@@ -2,9 +2,11 @@
 
 `generate_ids` runs `model.generate` in one nnsight trace and visits the step hooks at every
 forward (step 0 = the prompt forward, step j = decode step j, each over the KV cache), using
-the same `visit_step` walk as the CODI loop. `position_means` re-reads prompt + generated ids
-in one forward and averages every layer's residual stream over chosen positions, inside the
-trace (on NDIF only the means come back).
+the same `visit_step` walk as the CODI loop. `generate_forked` runs several hook sets that edit the
+prompt forward alike (e.g. `single` and `continuous` steering at one layer and coef) from one prompt
+forward, each continuing over its own copy of the KV cache (bit-identical to whole runs).
+`position_means` re-reads prompt + generated ids in one forward and averages every layer's residual
+stream over chosen positions, inside the trace (on NDIF only the means come back).
 
 Example:
     >>> ids = [[5, 6, 7], [8, 9]]
@@ -22,6 +24,7 @@ import nnsight
 import torch
 from torch import Tensor
 
+from ..models.kv_cache import cache_kwargs, output_cache
 from ..tracing.batching import left_pad, positions_from_mask
 from ..tracing.hooks import visit_step
 from .remote import ndif_errors, remote_kwargs
@@ -91,31 +94,105 @@ def generate_ids(model, prompts: Sequence[Sequence[int]], hooks: Sequence[Any] =
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    ids, mask = left_pad(prompts, pad_id(model.tokenizer))
+    if not greedy:
+        torch.manual_seed(seed)  # local runs; NDIF samples with the server's generator
+    new, sink, _ = _generate(model, ids, mask, hooks, max_new_tokens, greedy, remote)
+    return truncate_at_stop(new.tolist(), stop_ids(model)), sink
+
+
+def generate_forked(model, prompts: Sequence[Sequence[int]], hook_sets: Sequence[Sequence[Any]],
+                    max_new_tokens: int = 64) -> list[tuple[list[list[int]], list]]:
+    """`generate_ids` (greedy, local) under several hook sets that make the *same* edits at step 0.
+
+    The prompt forward and the first generated token are computed once: the first hook set runs
+    whole (keeping its KV cache), and every other set continues from step 1 over a copy of that
+    cache cut back to the prompt (`prompt_cache`), fed the same first token. E.g. `single` and
+    `continuous` injection at one (layer, coef) steer the prompt forward alike and differ from the
+    first decode step on. The caller vouches that the sets agree at step 0 (for `Steering`:
+    `Steering.prompt_edit`); each set's hooks are visited at the steps they would see in a whole run
+    (the continuation's forwards are steps 1, 2, ...). Answers and records equal `generate_ids` per
+    set bit for bit: the continuation makes the same calls (one token over the cache) as a whole run.
+
+    Returns one `(generated ids, records)` per hook set, as `generate_ids` returns them.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if not hook_sets:
+        return []
+    ids, mask = left_pad(prompts, pad_id(model.tokenizer))
+    stops = stop_ids(model)
+    first, sink, cache = _generate(model, ids, mask, hook_sets[0], max_new_tokens, True, None, return_cache=True)
+    out = [(truncate_at_stop(first.tolist(), stops), sink)]
+    if len(hook_sets) == 1:
+        return out
+    token = first[:, :1].to(ids.device)
+    if max_new_tokens == 1:
+        rest = [(first, []) for _ in hook_sets[1:]]
+    else:
+        ids1, mask1 = torch.cat([ids, token], 1), torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+        rest = []
+        for hooks in hook_sets[1:]:
+            new, records, _ = _generate(model, ids1, mask1, hooks, max_new_tokens - 1, True, None,
+                                        cache=prompt_cache(cache, ids.shape[1]), step_offset=1)
+            rest.append((torch.cat([token.to(new.device), new], 1), records))
+    return out + [(truncate_at_stop(new.tolist(), stops), records) for new, records in rest]
+
+
+def prompt_cache(cache: Any, length: int) -> Any:
+    """A branch's copy of a generation's KV cache cut back to its first `length` positions (the prompt).
+
+    `fork_cache` makes a new container whose layers share the tensors; each layer is then cut by
+    slicing (a view: nothing copied). A dynamic cache only ever concatenates, so the branch's first
+    call makes new tensors and neither the source nor a sibling branch sees its writes. Only plain
+    `DynamicLayer`s are cut (a sliding-window layer may already have dropped the prompt's start).
+    """
+    from ..tracing.loop import fork_cache
+
+    other = fork_cache(cache)
+    for layer in other.layers:
+        if type(layer).__name__ != "DynamicLayer":
+            raise TypeError(f"cannot cut a {type(layer).__name__} back to the prompt: fork only dynamic caches")
+        if layer.keys.shape[-2] < length:
+            raise ValueError(f"the cache holds {layer.keys.shape[-2]} positions, fewer than the prompt's {length}")
+        layer.keys, layer.values = layer.keys[..., :length, :], layer.values[..., :length, :]
+    return other
+
+
+def _generate(model, ids: Tensor, mask: Tensor, hooks: Sequence[Any], max_new_tokens: int, greedy: bool,
+              remote: Any, cache: Any = None, step_offset: int = 0, return_cache: bool = False
+              ) -> tuple[Tensor, list, Any]:
+    """One `model.generate` trace: `(new ids Long[Tensor, "batch new"] (untruncated), records, KV cache)`.
+
+    With `cache` (holding every position of `ids` but the last), generation continues from it and the
+    hooks see step `step_offset + i` at its i-th forward; hooks acting only at steps before
+    `step_offset` are not visited. The cache is returned only with `return_cache` (else None)."""
     tok = model.tokenizer
-    ids, mask = left_pad(prompts, pad_id(tok))
     device = _device(model)
     ids, mask = ids.to(device), mask.to(device)
     sample = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None} if greedy else {"do_sample": True}
-    if not greedy:
-        torch.manual_seed(seed)  # local runs; NDIF samples with the server's generator
+    extra = dict(cache_kwargs(cache)) if cache is not None else {}
+    if return_cache:
+        extra["return_dict_in_generate"] = True
     hooks = list(hooks)
     layers = num_layers(model)
-    every_step = any(list(h.sites(1)) for h in hooks)  # hooks that act after the prompt forward
+    every_step = any(list(h.sites(step_offset + 1)) for h in hooks)  # hooks that act after the first forward
     with warnings.catch_warnings(), ndif_errors(remote, model_id(model)):
         warnings.filterwarnings("ignore", message=".*was never reached.*")  # the open iter loop ends by design
-        with model.generate(max_new_tokens=max_new_tokens, pad_token_id=pad_id(tok), **sample,
+        with model.generate(max_new_tokens=max_new_tokens, pad_token_id=pad_id(tok), **sample, **extra,
                             **remote_kwargs(remote)) as tracer:
             with tracer.invoke(input_ids=ids, attention_mask=mask):
                 sink = nnsight.save([])
                 if every_step:
                     for step in tracer.iter[:]:
-                        visit_step(model, step, hooks, sink, layers)
-                elif hooks:  # prompt forward only (an iter loop touching no module would spin)
+                        visit_step(model, step + step_offset, hooks, sink, layers)
+                elif hooks and step_offset == 0:  # prompt forward only (an iter loop touching no module would spin)
                     visit_step(model, 0, hooks, sink, layers)
             with tracer.invoke():
                 result = tracer.result.save()
-    new = result[:, ids.shape[1]:].tolist()
-    return truncate_at_stop(new, stop_ids(model)), list(sink)
+    if return_cache:
+        return result.sequences[:, ids.shape[1]:], list(sink), output_cache(result)
+    return result[:, ids.shape[1]:], list(sink), None
 
 
 POSITION_SETS = ("generated", "all", "last_prompt")

@@ -63,12 +63,19 @@ def read_grid(path: str | Path) -> tuple[dict | None, list[dict]]:
 
 def run_grid(model, dataset, vectors, path: str | Path, schedules: Sequence[str] = SCHEDULES,
              layers: Sequence[int] = (), coefs: Sequence[float] = (), fingerprint: dict | None = None,
-             progress: bool = True, **eval_kwargs: Any) -> list[dict]:
+             progress: bool = True, fork: bool = True, **eval_kwargs: Any) -> list[dict]:
     """Evaluate every cell on `dataset`, skipping cells already in `path`; return all rows.
 
     Rows: `{schedule, layer, coef, accuracy, reasoning_rate, n, correct}` (`correct`: 0/1 per example).
+
+    With `fork` (greedy, local runs; sampled or remote grids run cell by cell), the `single` and
+    `continuous` cells of one (layer, coef) share their prompt forward and first token — both steer
+    the prompt forward alike — so they are evaluated together (`evaluate_conditions`), with answers
+    bit-identical to evaluating them apart. Rows are written in cell order all the same: a sibling's
+    row waits in memory until its turn (a kill loses at most those waiting rows, which a rerun
+    recomputes).
     """
-    from .evaluate import check_condition, evaluate_condition
+    from .evaluate import check_condition, evaluate_conditions
 
     cells = grid_cells(schedules, layers, coefs)
     if not cells:
@@ -95,10 +102,20 @@ def run_grid(model, dataset, vectors, path: str | Path, schedules: Sequence[str]
     done = {(r["schedule"], r["layer"], r["coef"]) for r in rows}
     todo = [c for c in cells if (c.name, c.layer, c.coef) not in done]
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid", unit="cell", disable=not progress)
-    for cell in todo:
-        res = evaluate_condition(model, dataset, cell, vectors, progress=False, **eval_kwargs)
-        row = {"schedule": cell.name, "layer": cell.layer, "coef": cell.coef, "accuracy": res.accuracy,
-               "reasoning_rate": res.reasoning_rate, "n": res.n, "correct": [int(c) for c in res.correct]}
+    fork = fork and eval_kwargs.get("greedy", True) and not eval_kwargs.get("remote")  # else nothing is shared
+    waiting: dict[Condition, dict] = {}  # rows computed with an earlier cell, written at their turn
+    for k, cell in enumerate(todo):
+        if cell not in waiting:
+            siblings = list(dict.fromkeys(c for c in todo[k + 1:] if c != cell and c not in waiting
+                                          and (c.layer, c.coef) == (cell.layer, cell.coef))) if fork else []
+            results = evaluate_conditions(model, dataset, [cell, *siblings], vectors, progress=False, fork=fork,
+                                          **eval_kwargs)
+            for res in results:
+                waiting[res.condition] = {
+                    "schedule": res.condition.name, "layer": res.condition.layer, "coef": res.condition.coef,
+                    "accuracy": res.accuracy, "reasoning_rate": res.reasoning_rate, "n": res.n,
+                    "correct": [int(c) for c in res.correct]}
+        row = waiting.pop(cell)
         with open(path, "a") as handle:
             handle.write(json.dumps(row) + "\n")
         rows.append(row)

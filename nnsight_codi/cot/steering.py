@@ -117,6 +117,15 @@ class Steering:
             value[:] += delta
         sink.append(("steered", step, value.shape[1]))
 
+    def prompt_edit(self) -> tuple | None:
+        """What this hook does at step 0 (the prompt forward), as a comparable key: hooks with equal
+        keys edit the prompt forward identically (`single` and `continuous` at one layer and coef), so
+        their generations share the prompt forward and first token (`generation.generate_forked`).
+        None when positions are given (a per-batch mask: never shared)."""
+        if self.positions is not None:
+            return None
+        return (self.layer, self.coef, tuple(self.vector.shape), self.vector.numpy().tobytes())
+
     def describe(self) -> dict:
         return {"kind": "cot_vector", "schedule": self.schedule, "layer": self.layer, "coef": self.coef}
 
