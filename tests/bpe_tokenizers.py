@@ -7,9 +7,9 @@
   at most three digits (`"1234"` → `"123"`, `"4"`; a space before a number is its own token), then
   byte-level BPE.
 
-Both are `transformers.PreTrainedTokenizerFast`. The text is `../shared/data/gsm8k/<split>.jsonl`
-where it exists (questions and worked answers), else the 20-line fixture in `tests/data/fixtures`.
-Built once per process and argument set.
+Both are `transformers.PreTrainedTokenizerFast`, trained on the questions and worked answers of
+GSM8K train's first 600 lines (a fixture in `tests/data/fixtures`, so they are the same on every
+machine). Built once per process and argument set.
 """
 
 from __future__ import annotations
@@ -27,17 +27,23 @@ LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,
 """Llama-3's pre-tokenizer pattern (its tokenizer.json): digit runs split into chunks of ≤ 3."""
 
 
-def gsm8k_texts(split: str = "train", limit: int | None = 3000) -> list[str]:
-    """Question and answer texts of the first `limit` GSM8K lines of `split` (shared data), else of
-    the test fixture."""
-    path = None
-    for parent in Path(__file__).resolve().parents:
+FIXTURES = Path(__file__).resolve().parent / "data" / "fixtures"
+TRAIN_TEXT = FIXTURES / "gsm8k_train_head600.jsonl"
+"""The tokenizers' training text: GSM8K train's first 600 lines (MIT), in the repository, so the
+tokenizers (and the token splits the tests rely on) are the same on every machine."""
+
+
+def gsm8k_texts(split: str = "train", limit: int | None = 600) -> list[str]:
+    """Question and answer texts of the first `limit` GSM8K lines of `split`: train from the fixture
+    above; test from the shared data where it exists, else from the 20-line test fixture."""
+    path = TRAIN_TEXT if split == "train" else None
+    for parent in ([] if path else Path(__file__).resolve().parents):
         candidate = parent / "shared" / "data" / "gsm8k" / f"{split}.jsonl"
         if candidate.is_file():
             path = candidate
             break
     if path is None:
-        path = Path(__file__).resolve().parent / "data" / "fixtures" / "gsm8k_test_head20.jsonl"
+        path = FIXTURES / "gsm8k_test_head20.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()[:limit] if line.strip()]
     return [text for row in rows for text in (row["question"], row["answer"])]
 
@@ -55,7 +61,7 @@ def _train(core: Tokenizer, vocab_size: int, limit: int | None) -> Tokenizer:
 
 
 @functools.lru_cache(maxsize=4)
-def byte_level_bpe(vocab_size: int = 2000, limit: int | None = 3000) -> PreTrainedTokenizerFast:
+def byte_level_bpe(vocab_size: int = 2000, limit: int | None = 600) -> PreTrainedTokenizerFast:
     """A GPT-2-style byte-level BPE tokenizer trained on GSM8K text (`vocab_size` tokens)."""
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)  # GPT-2's regex
@@ -65,7 +71,7 @@ def byte_level_bpe(vocab_size: int = 2000, limit: int | None = 3000) -> PreTrain
 
 
 @functools.lru_cache(maxsize=4)
-def digit_chunked_bpe(vocab_size: int = 2000, limit: int | None = 3000) -> PreTrainedTokenizerFast:
+def digit_chunked_bpe(vocab_size: int = 2000, limit: int | None = 600) -> PreTrainedTokenizerFast:
     """A Llama-3-style BPE tokenizer (digits in chunks of ≤ 3) trained on GSM8K text."""
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.Sequence([

@@ -40,7 +40,11 @@ def test_our_lens_loads_in_tuned_lens_without_warning(tiny, tiny_lens, caplog):
     assert config["unembed_hash"] == unembed.unembedding_hash()
     with caplog.at_level(logging.WARNING):
         theirs = TLTunedLens.from_unembed_and_pretrained(unembed, str(tiny_lens))
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    # tuned-lens warns through the root logger (hash mismatch, unknown config keys); other libraries'
+    # own warnings (e.g. `kernels` under HF_HUB_OFFLINE) are not about the lens
+    theirs_warned = [r for r in caplog.records
+                     if r.levelno >= logging.WARNING and (r.name == "root" or r.name.startswith("tuned_lens"))]
+    assert not theirs_warned, caplog.text
     ours = TunedLens.load(tiny_lens, model=tiny)
     h = _hidden(ours.config["d_model"])
     worst = 0.0
