@@ -204,7 +204,7 @@ def _segment(codi, snapshot: LoopSnapshot, hooks: Sequence[StepHook], stop_at: i
 def run_branches(codi, prompts, branches: Sequence[Branch], shared: Sequence[StepHook] = (),
                  num_latents: int | None = None, max_new_tokens: int = 256, masking: Masking = "exact",
                  remote: bool | str | None = None, output_attentions: bool = False, answer_steps: int = 0,
-                 fork: bool = True) -> list[tuple[Tensor, list[Record]]]:
+                 fork: bool = True, grad: bool = False) -> list[tuple[Tensor, list[Record]]]:
     """Every branch's `run_loop(codi, prompts, [*branch.hooks, *shared], branch K, ...)`, paying for a shared
     prefix once.
 
@@ -223,17 +223,26 @@ def run_branches(codi, prompts, branches: Sequence[Branch], shared: Sequence[Ste
     `remote` (or a base + LoRA-interventions model) everything runs in **one** session, so one
     request carries the prefix once and every branch (`session.run_session_branches`).
 
+    Like `run_loop`, it runs under `torch.inference_mode()` unless `grad=True`.
+
     Returns `[(answer ids Long[Tensor, "batch new"], records)]` in the order of `branches`.
     """
+    with contextlib.nullcontext() if grad else torch.inference_mode():
+        return _run_branches(codi, prompts, branches, shared, num_latents, max_new_tokens, masking, remote,
+                             output_attentions, answer_steps, fork)
+
+
+def _run_branches(codi, prompts, branches: Sequence[Branch], shared: Sequence[StepHook], num_latents: int | None,
+                  max_new_tokens: int, masking: Masking, remote: bool | str | None, output_attentions: bool,
+                  answer_steps: int, fork: bool) -> list[tuple[Tensor, list[Record]]]:
     k = codi.num_latents if num_latents is None else int(num_latents)
     if answer_steps < 0:
         raise ValueError(f"answer_steps must be >= 0, got {answer_steps}")
     shared = list(shared)
     branch_k = [k if b.num_latents is None else int(b.num_latents) for b in branches]
     if not fork:
-        return [run_loop(codi, prompts, [*b.hooks, *shared], num_latents=bk, max_new_tokens=max_new_tokens,
-                         masking=masking, remote=remote, output_attentions=output_attentions,
-                         answer_steps=answer_steps) for b, bk in zip(branches, branch_k)]
+        return [_run_loop(codi, prompts, [*b.hooks, *shared], bk, max_new_tokens, masking, remote, output_attentions,
+                          answer_steps) for b, bk in zip(branches, branch_k)]
     # the answer bound of each run as run_loop gives it (the model's context length may cut it per K)
     bounds = {kk: codi.new_loop_state(prompts, kk, max_new_tokens, masking).max_new_tokens
               for kk in {k, *branch_k}}

@@ -63,3 +63,15 @@ def test_gradients_through_the_loop_match_finite_differences(codi):
         fd = (objective(torch.tensor(0.3 + eps), False) - objective(torch.tensor(0.3 - eps), False)) / (2 * eps)
     assert abs(float(g)) > 1e-4
     assert float(g) == pytest.approx(float(fd), rel=2e-2, abs=1e-4)
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_run_branches_inference_mode_by_default_grad_opt_in(codi, fork):
+    from nnsight_codi.tracing.hooks import Branch, run_branches
+
+    prompts = codi.encode(["Tom has 3 pens and buys 4 more . How many pens ?"])
+    for grad in (False, True):
+        hook = Modes(codi.num_layers)
+        runs = run_branches(codi, prompts, [Branch([hook]), Branch([])], max_new_tokens=2, fork=fork, grad=grad)
+        assert hook.seen and all(inf == (not grad) and g == grad for inf, g in hook.seen)
+        assert all(t.is_inference() == (not grad) for _, _, t in runs[0][1])
