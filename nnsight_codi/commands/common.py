@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..models.loader import DTYPES
+from ..models.devices import DTYPES
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..models.checkpoint import convert_reference_checkpoint, find_checkpoint_file
     from ..models.converted import save_converted
-    from ..models.loader import with_hub_errors, check_model_source
+    from ..models.sources import check_model_source, with_hub_errors
     from ..models.registry import lookup
 
     dst = Path(args.dst)

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..interventions.sweep import SweepConfig, condition_table, open_sweep, run_sweep
-    from ..models.loader import resolve_device
+    from ..models.devices import resolve_device
 
     if args.device:
         resolve_device(args.device)  # a flag's error before the config file's

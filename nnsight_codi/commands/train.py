@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(args)
-        from ..models.loader import resolve_device
+        from ..models.devices import resolve_device
 
         resolve_device(cfg.device)  # an unknown device fails before any work
     except (ValueError, FileNotFoundError, TypeError) as err:

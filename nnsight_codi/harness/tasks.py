@@ -46,7 +46,7 @@ PAPER_TASKS = {
 
 def _model_dir(spec: Any) -> Path | None:
     """The directory a model spec (or a loaded model) was loaded from, without loading it."""
-    from ..models.loader import TINY_INSTRUCT_DIR, TINY_MODEL_DIR
+    from ..models.sources import TINY_INSTRUCT_DIR, TINY_MODEL_DIR
 
     if spec is None or spec == "":
         return None

@@ -161,7 +161,7 @@ def base_model_name(model) -> str:
     CODI checkpoint was converted from, else the directory the model was loaded from."""
     import re
 
-    from ..models.loader import TINY_INSTRUCT_DIR, TINY_MODEL_DIR
+    from ..models.sources import TINY_INSTRUCT_DIR, TINY_MODEL_DIR
     from .logit import _module
 
     lm = _module(model)

@@ -277,7 +277,7 @@ def load_reference_checkpoint(file: str | Path, base: str | Path | None = None, 
                               num_latents: int | None = None):
     """A reference checkpoint as a ready `CodiModel` (converted in memory)."""
     from ..tracing.codi_model import CodiModel
-    from .loader import resolve_device, resolve_dtype
+    from .devices import resolve_device, resolve_dtype
 
     lm, tokenizer, prj, config = convert_reference_checkpoint(
         file, base, entry, lora_alpha=lora_alpha, num_latents=num_latents, dtype=resolve_dtype(dtype)

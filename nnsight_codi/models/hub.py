@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .loader import ModelSourceError, one_line
+from .sources import ModelSourceError, one_line
 from .registry import CheckpointEntry
 
 ADVICE = ("download it where there is network and pass its local path (or convert it once with "

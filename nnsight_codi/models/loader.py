@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -27,63 +26,9 @@ from nnsight import TransformersModel
 
 from .config import CodiConfig, CodiFormatError
 from .converted import is_converted_dir, load_projection
-
-TINY_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-codi"
-TINY_INSTRUCT_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-instruct"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
-
-
-DEVICE_HELP = "use cpu, cuda, cuda:N, mps or auto"
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class ModelSourceError(OSError):
-    """A model could not be found or fetched (bad path, unknown id, no network): a one-line user error."""
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`"auto"`/None → cuda if available else cpu; anything else is validated (ValueError, one line)."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"unknown device {str(device)!r}: {DEVICE_HELP}") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} requested but CUDA is not available on this machine")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif resolved.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(f"device {str(device)!r} requested but MPS is not available on this machine")
-    elif resolved.type != "cpu":
-        raise ValueError(f"device {str(device)!r} is not supported: {DEVICE_HELP}")
-    return resolved
-
-
-def one_line(err: BaseException) -> str:
-    """The first non-empty line of an exception's message (library errors are often paragraphs)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
-
-
-def looks_like_path(spec: str) -> bool:
-    """True for things a user means as a file system path (absolute, ./, ~, or not a valid hub id)."""
-    return spec.startswith(("/", ".", "~")) or "\\" in spec or ("/" in spec and not HUB_ID.match(spec))
-
-
-def check_model_source(spec: str | Path, what: str = "model") -> None:
-    """Fail early (one line) for a source that is neither an existing path nor a plausible hub id."""
-    spec = str(spec)
-    if Path(spec).expanduser().exists():
-        return
-    from .registry import lookup
-
-    if lookup(spec) is not None:
-        return
-    if looks_like_path(spec):
-        raise FileNotFoundError(f"{spec}: no such file or directory, and not a known hub id")
+from .devices import DTYPES, DEVICE_HELP, resolve_device, resolve_dtype  # noqa: F401  (re-exported)
+from .sources import (HUB_ID, TINY_INSTRUCT_DIR, TINY_MODEL_DIR, ModelSourceError, check_model_source,  # noqa: F401
+                      looks_like_path, one_line, with_hub_errors)
 
 
 def check_lora_mode(lora_mode: str) -> str:
@@ -92,16 +37,6 @@ def check_lora_mode(lora_mode: str) -> str:
     if lora_mode not in LORA_MODES:
         raise ValueError(f"unknown lora_mode {lora_mode!r}; choose one of {', '.join(LORA_MODES)}")
     return lora_mode
-
-
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
-    return DTYPES[dtype]
 
 
 def load_converted(directory: str | Path, device: str | torch.device | None = "cpu",
@@ -253,22 +188,6 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
         raise ValueError(f"{spec_str} is not a known CODI checkpoint: lora_mode='interventions' needs a reference "
                          "CODI checkpoint (a registry hub id or a local pytorch_model.bin / model.safetensors)")
     return with_hub_errors(lambda: load_plain_lm(spec_str, device, dtype), f"model {spec_str}")
-
-
-def with_hub_errors(load, what: str):
-    """Run `load`; hub and file errors of transformers/huggingface_hub become one-line `ModelSourceError`s."""
-    try:
-        return load()
-    except CodiFormatError:
-        raise
-    except OSError as err:  # offline, not found, gated, HTTP errors (huggingface_hub raises OSError subclasses)
-        raise ModelSourceError(f"cannot load {what}: {one_line(err)}") from err
-    except ValueError as err:
-        from huggingface_hub.errors import HFValidationError
-
-        if isinstance(err, HFValidationError):
-            raise ModelSourceError(f"cannot load {what}: {one_line(err)}") from err
-        raise
 
 
 def load_plain_lm(spec: str | Path, device: str | torch.device | None = "cpu",

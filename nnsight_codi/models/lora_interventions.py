@@ -402,7 +402,7 @@ def load_lora_interventions(file: str | Path, base: str | Path | None, entry: Ch
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from .loader import resolve_device, resolve_dtype
+    from .devices import resolve_device, resolve_dtype
 
     if base is None:
         raise CodiFormatError(

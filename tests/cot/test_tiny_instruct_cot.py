@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import cot_testlib as lib
-from nnsight_codi.models.loader import TINY_INSTRUCT_DIR
+from nnsight_codi.models.sources import TINY_INSTRUCT_DIR
 
 pytestmark = pytest.mark.skipif(not (TINY_INSTRUCT_DIR / "config.json").is_file(),
                                 reason="the tiny instruct model is not installed")

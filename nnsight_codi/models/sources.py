@@ -1,0 +1,60 @@
+"""Where a model spec points: the shipped tiny models, hub ids vs paths, one-line source errors.
+
+Example:
+    >>> looks_like_path("./runs/model"), looks_like_path("zen-E/CODI-gpt2")
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .config import CodiFormatError
+from .registry import lookup
+
+TINY_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-codi"
+TINY_INSTRUCT_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-instruct"
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ModelSourceError(OSError):
+    """A model could not be found or fetched (bad path, unknown id, no network): a one-line user error."""
+
+
+def one_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message (library errors are often paragraphs)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def looks_like_path(spec: str) -> bool:
+    """True for things a user means as a file system path (absolute, ./, ~, or not a valid hub id)."""
+    return spec.startswith(("/", ".", "~")) or "\\" in spec or ("/" in spec and not HUB_ID.match(spec))
+
+
+def check_model_source(spec: str | Path, what: str = "model") -> None:
+    """Fail early (one line) for a source that is neither an existing path nor a plausible hub id."""
+    spec = str(spec)
+    if Path(spec).expanduser().exists():
+        return
+    if lookup(spec) is not None:
+        return
+    if looks_like_path(spec):
+        raise FileNotFoundError(f"{spec}: no such file or directory, and not a known hub id")
+
+
+def with_hub_errors(load, what: str):
+    """Run `load`; hub and file errors of transformers/huggingface_hub become one-line `ModelSourceError`s."""
+    try:
+        return load()
+    except CodiFormatError:
+        raise
+    except OSError as err:  # offline, not found, gated, HTTP errors (huggingface_hub raises OSError subclasses)
+        raise ModelSourceError(f"cannot load {what}: {one_line(err)}") from err
+    except ValueError as err:
+        from huggingface_hub.errors import HFValidationError
+
+        if isinstance(err, HFValidationError):
+            raise ModelSourceError(f"cannot load {what}: {one_line(err)}") from err
+        raise
