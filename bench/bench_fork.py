@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.examples, args.rounds, args.study_limit = 64, 1, 10
 
-    from nnsight_codi.commands.common import load_codi_model
+    from nnsight_codi.loading import load_codi_model
     from nnsight_codi.interventions.sweep import SweepConfig, reference_vectors
 
     torch.set_num_threads(1)

@@ -83,7 +83,7 @@ def main() -> None:
     from nnsight_codi.capture import CaptureConfig, run_capture
     from nnsight_codi.data.sources import load_eval_dataset
     from nnsight_codi.evaluation import generate_answers
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
     from nnsight_codi.models.checkpoint import convert_reference_checkpoint
     from nnsight_codi.models.converted import save_converted
 

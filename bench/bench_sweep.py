@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     import shutil
     import statistics
 
-    from nnsight_codi.commands.common import load_codi_model
+    from nnsight_codi.loading import load_codi_model
     from nnsight_codi.interventions.sweep import SweepConfig, reference_vectors, run_sweep
 
     codi = load_codi_model("tiny", args.device)

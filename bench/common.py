@@ -88,7 +88,7 @@ def tiny_questions(codi, n: int, seed: int = 3) -> list[str]:
 
 def build(size: str, device: str = "cpu"):
     """The shipped tiny CODI, or a CODI-GPT-2-sized model (12 × 768) from config with random weights."""
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
 
     if size == "tiny":
         return load_model("tiny", device=device)

@@ -8,7 +8,7 @@ Example:
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": ("nnsight_codi.models", "load_model"),
+    "load_model": ("nnsight_codi.loading", "load_model"),
     "CodiConfig": ("nnsight_codi.models", "CodiConfig"),
     "CodiModel": ("nnsight_codi.tracing.codi_model", "CodiModel"),
     "run_loop": ("nnsight_codi.tracing.hooks", "run_loop"),

@@ -100,7 +100,7 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     if config.dataset != "synthetic":  # a bad path fails before the model loads
         dataset = load_eval_dataset(config.dataset, split=config.split, limit=config.limit, seed=config.seed)
     if codi is None:
-        from .models import load_model
+        from .loading import load_model
 
         codi = load_model(config.model, device=config.device, dtype=config.model_dtype, base=config.base,
                           lora_mode=config.lora_mode)

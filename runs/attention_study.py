@@ -79,7 +79,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
     from analyses.attention import analyse
     from nnsight_codi.capture import CaptureConfig, run_capture
     from nnsight_codi.dashboard import write_dashboard
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
     from nnsight_codi.reporting import comparison_section, markdown_table, write_report, write_results
     from nnsight_codi.store import open_store
 

@@ -113,7 +113,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     from analyses.lens_study import analyse
     from nnsight_codi.evaluation import direct_answer_budget
     from nnsight_codi.lens.values import dataset_truth
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

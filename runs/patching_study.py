@@ -96,7 +96,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
 
     from analyses.patching import analyze, compare_with_source
     from nnsight_codi.capture import CaptureConfig, run_capture
-    from nnsight_codi.commands.common import load_codi_model
+    from nnsight_codi.loading import load_codi_model
     from nnsight_codi.data.scoring import extract_gold
     from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
     from nnsight_codi.interventions.anchors import activation_patching, thought_anchors

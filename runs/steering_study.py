@@ -145,7 +145,7 @@ def _ensure_lens(sweep_dir: Path, model: str, device: str) -> None:
         return
     vectors = open_vectors(path)
     if "lens_top_tokens" not in vectors:
-        from nnsight_codi.commands.common import load_codi_model
+        from nnsight_codi.loading import load_codi_model
 
         save_vectors(difference_lens(load_codi_model(model, device), vectors), path)
 
@@ -252,7 +252,7 @@ def _sweep(config: Config, cfg, sweep_dir: Path, codi, progress: bool) -> dict[s
 
 def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     from analyses.steering import analyze, compare_with_source, headroom_tests, significant_conditions
-    from nnsight_codi.commands.common import load_codi_model
+    from nnsight_codi.loading import load_codi_model
     from nnsight_codi.reporting import comparison_section, markdown_table, write_report, write_results
 
     import pandas as pd

@@ -10,7 +10,7 @@ from factories import make_converted
 from nnsight_codi.cli import main
 from nnsight_codi.data.scoring import extract_gold, extract_prediction
 from nnsight_codi.data.sources import load_eval_dataset
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 
 
 @pytest.fixture(scope="module")

@@ -148,7 +148,7 @@ def test_hosted_merged_model_wrapper_builds_offline():
     from pathlib import Path
 
     import nnsight_codi
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
     from nnsight_codi.tracing.session import plain_lm_model
 
     codi = load_model("tiny")

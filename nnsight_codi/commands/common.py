@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from ..loading import load_codi_model
 from ..models.devices import DTYPES
 
 
@@ -95,18 +96,6 @@ def remote_value(arg: str | None) -> bool | str | None:
     if arg.startswith("http"):
         return arg
     raise ValueError(f"--remote must be 'local', 'ndif' or an http(s) host, got {arg!r}")
-
-
-def load_codi_model(spec: str, device: str = "cpu", dtype: str = "float32", base: str | None = None,
-                    lora_mode: str = "merged", numerics: str = "default"):
-    """Load `spec` and insist that it is a CODI model."""
-    from ..models import load_model
-    from ..tracing.codi_model import CodiModel
-
-    model = load_model(spec, device=device, dtype=dtype, base=base, lora_mode=lora_mode, numerics=numerics)
-    if not isinstance(model, CodiModel):
-        raise ValueError(f"{spec} is a plain LM, not a CODI model (no codi.json / prj)")
-    return model
 
 
 def load_codi(args: argparse.Namespace):

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..demo_index import write_index
     from ..evaluation import direct_answer_budget, evaluate
     from ..studies import run_study, select_studies
-    from .common import load_codi_model
+    from ..loading import load_codi_model
 
     studies = select_studies(args.studies)  # a bad name fails before any work
     out = Path(args.out)

@@ -116,7 +116,7 @@ def load_instruct_model(spec: str, device: str = "cpu", dtype: str = "float32", 
 
         with ndif_errors(remote, spec):
             return TransformersModel(str(spec), task="text-generation")
-    from ..models import load_model
+    from ..loading import load_model
     from ..tracing.codi_model import CodiModel
 
     model = load_model(spec, device=device, dtype=dtype)

@@ -125,7 +125,7 @@ class NnsightCodiLM(TemplateLM):
         elif self.remote and self.remote != "local" and ndif_model is None and lora_mode == "merged":
             self.model = load_instruct_model(model, device, dtype, self.remote)
         else:
-            from ..models import load_model
+            from ..loading import load_model
 
             self.model = load_model(model, device=device, dtype=dtype, base=base or None, lora_mode=lora_mode)
         self.is_codi = isinstance(self.model, CodiModel)

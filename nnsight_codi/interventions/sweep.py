@@ -199,7 +199,7 @@ def reference_vectors(codi, cfg, out: Path, progress: bool = True):
 
 def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the sweep into `out/sweep.zarr`; return a summary."""
-    from ..commands.common import load_codi_model
+    from ..loading import load_codi_model
     from ..data.scoring import extract_gold
     from ..store import StoreWriter
 

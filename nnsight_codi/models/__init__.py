@@ -1,8 +1,13 @@
-"""Model loading: CODI checkpoints (reference layout or converted directories), the tiny CODI, plain LMs."""
+"""Model formats and weights: CODI configs, reference checkpoints, converted directories, the registry.
 
+Assembling a model from them is `nnsight_codi.loading` (`load_model`).
+"""
+
+from .._moved import moved
 from .config import CodiConfig, CodiFormatError
-from .loader import load_converted, load_model, load_plain_lm
 from .registry import CheckpointEntry, known_checkpoints, lookup, register_checkpoint
 
-__all__ = ["CodiConfig", "CodiFormatError", "CheckpointEntry", "load_converted", "load_model", "load_plain_lm",
-           "known_checkpoints", "lookup", "register_checkpoint"]
+__all__ = ["CodiConfig", "CodiFormatError", "CheckpointEntry", "known_checkpoints", "lookup", "register_checkpoint"]
+
+__getattr__ = moved(__name__, {"load_model": "nnsight_codi.loading", "load_converted": "nnsight_codi.loading",
+                               "load_plain_lm": "nnsight_codi.loading"})

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._moved import moved
 from .config import CodiConfig, CodiFormatError
 from .projection import projection_from_state_dict
 from .registry import CheckpointEntry
@@ -272,15 +273,4 @@ def reference_codi_config(tokenizer, vocab: int, family: str, file: str | Path, 
     )
 
 
-def load_reference_checkpoint(file: str | Path, base: str | Path | None = None, entry: CheckpointEntry | None = None,
-                              device: Any = "cpu", dtype: Any = "float32", lora_alpha: float | None = None,
-                              num_latents: int | None = None):
-    """A reference checkpoint as a ready `CodiModel` (converted in memory)."""
-    from ..tracing.codi_model import CodiModel
-    from .devices import resolve_device, resolve_dtype
-
-    lm, tokenizer, prj, config = convert_reference_checkpoint(
-        file, base, entry, lora_alpha=lora_alpha, num_latents=num_latents, dtype=resolve_dtype(dtype)
-    )
-    lm = lm.to(resolve_device(device))
-    return CodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj)
+__getattr__ = moved(__name__, {"load_reference_checkpoint": "nnsight_codi.loading"})

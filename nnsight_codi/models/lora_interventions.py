@@ -43,6 +43,7 @@ import torch
 from nnsight import TransformersModel
 from torch import Tensor, nn
 
+from .._moved import moved
 from .architecture import FINAL_NORM_PATHS
 from .checkpoint import (LORA_TARGETS, PREFIX, _problem_report, _tied_keys, family_of, read_state_dict,
                          reference_codi_config)
@@ -51,7 +52,6 @@ from .projection import projection_from_state_dict
 from .registry import CheckpointEntry
 from ..tracing.codi_model import CodiModel
 
-LORA_MODES = ("merged", "interventions")
 LORA_KEY = re.compile(r"^" + re.escape(PREFIX) + r"(.+)\.lora_([AB])\.default\.weight$")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -387,69 +387,6 @@ def base_checks(split: SplitCheckpoint, skeleton: nn.Module) -> list[BaseCheck]:
     return [BaseCheck.of(p, split.base_state[p]) for p in dict.fromkeys(paths)]
 
 
-def load_lora_interventions(file: str | Path, base: str | Path | None, entry: CheckpointEntry | None = None,
-                            device: Any = "cpu", dtype: Any = "float32", lora_alpha: float | None = None,
-                            num_latents: int | None = None, reference_numerics: bool = False):
-    """A reference CODI checkpoint as a `LoraCodiModel`: the base LM + `LoraAdapter`, weight-checked.
-
-    `reference_numerics=True` also casts every floating buffer to `dtype` as the reference's
-    `model.to(dtype)` does (Llama's rotary `inv_freq`, which loading in `dtype` keeps in float32).
-
-    The local base LM is `base` when it is a directory holding weights (e.g. a saved copy of the
-    hosted model), else it is rebuilt from the checkpoint's own `base_layer`/embedding tensors. A
-    run with `remote=True` uses the hosted model `base` (hub id; registry default) instead and
-    checks it before the first session.
-    """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from .devices import resolve_device, resolve_dtype
-
-    if base is None:
-        raise CodiFormatError(
-            f"{file}: running a CODI checkpoint as base + interventions needs its base model (--base: hub id or "
-            "local HF directory); the registry supplies it for known checkpoints")
-    torch_dtype = resolve_dtype(dtype)
-    state = read_state_dict(file)
-    base_config = AutoConfig.from_pretrained(str(base))
-    family = family_of(base_config.model_type)
-    vocab = int(base_config.vocab_size)
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(base_config)
-    split = split_reference_state_dict(state, skeleton, family)
-    if split.rank is None:
-        raise CodiFormatError(f"{file}: no LoRA tensors (…lora_A/lora_B.default.weight); use --lora-mode merged")
-    alpha = lora_alpha if lora_alpha is not None else (entry.lora_alpha if entry else 32.0)
-    checks = base_checks(split, skeleton)
-    if base_has_weights(base):
-        lm = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype)
-    else:
-        lm = AutoModelForCausalLM.from_config(base_config, dtype=torch_dtype)
-        missing, unexpected = lm.load_state_dict(split.base_state, strict=False)
-        missing = [k for k in missing if k not in _tied_keys(lm)]
-        if missing or unexpected:
-            raise CodiFormatError(_problem_report(missing, list(unexpected), []))
-        lm.tie_weights()
-    del skeleton
-    tokenizer = AutoTokenizer.from_pretrained(str(base), padding_side="left")
-    prj = projection_from_state_dict(split.prj_state)
-    rows = split.rows.float()
-    head_rows = rows if split.head_rows is None else split.head_rows.float()  # tied unless the base unties them
-    adapter = LoraAdapter(dict(split.lora), alpha / split.rank, rows, head_rows, vocab, split.embed_path,
-                          split.head_path, PortableProjection(prj))
-    config = reference_codi_config(tokenizer, vocab, family, file, base, entry, num_latents,
-                                   {"lora_rank": split.rank, "lora_alpha": alpha, "lora_mode": "interventions",
-                                    "lora_modules": len(split.lora)})
-    base_id = str(base) if not Path(str(base)).expanduser().exists() else (entry.base if entry else None)
-    if reference_numerics:
-        lm = lm.to(torch_dtype)  # buffers too, as the reference's `model.to(torch.bfloat16)`
-        config.extra["numerics"] = "reference"
-    lm = lm.to(resolve_device(device)).eval()
-    model = LoraCodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj,
-                          adapter=adapter, checks=checks, base_id=base_id)
-    model.session_model(None)  # the local base is checked before any work
-    return model
-
-
 class LoraCodiModel(CodiModel):
     """A CODI model executed as its base LM + `LoraAdapter` interventions (session executor only).
 
@@ -556,3 +493,6 @@ def count_requests(with_zstd: bool = False, keep: bool = False):
             RequestModel.serialize = original
 
     return recording()
+
+
+__getattr__ = moved(__name__, {"LORA_MODES": "nnsight_codi.loading", "load_lora_interventions": "nnsight_codi.loading"})

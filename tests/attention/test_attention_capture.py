@@ -13,7 +13,7 @@ import torch
 
 from factories import make_converted
 from nnsight_codi.capture import CaptureConfig, run_capture
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.store import open_store
 
 VARS = ("attention", "attention_layers", "attention_heads", "latent_input", "prompt_ids", "correct",

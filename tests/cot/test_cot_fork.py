@@ -23,7 +23,7 @@ TINY = pytest.param("tiny-instruct", marks=pytest.mark.skipif(not (TINY_INSTRUCT
 def model(request):
     if request.param == "random-gpt2":
         return lib.chat_lm()
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
 
     return load_model("tiny-instruct")
 

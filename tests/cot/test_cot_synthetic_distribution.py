@@ -12,7 +12,7 @@ from nnsight_codi.cli import main
 from nnsight_codi.commands.cot_vectors import _questions
 from nnsight_codi.cot.questions import load_questions
 from nnsight_codi.data.sources import synthetic_options
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.models.sources import TINY_INSTRUCT_DIR
 
 

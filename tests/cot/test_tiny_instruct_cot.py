@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not (TINY_INSTRUCT_DIR / "config.json").is_file(
 
 @pytest.fixture(scope="module")
 def model():
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
 
     return load_model("tiny-instruct")
 

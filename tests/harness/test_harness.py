@@ -60,7 +60,7 @@ def test_registered():
 def test_codi_accuracy_equals_nnsight_codi_eval(task, tmp_path, synthetic_lines):
     from nnsight_codi.data.sources import load_eval_dataset
     from nnsight_codi.evaluation import evaluate
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
 
     src = synthetic_lines if task == "nnsight_codi_synthetic" else _gsm8k_lines()
     if src is None:
@@ -97,7 +97,7 @@ def test_lora_interventions_through_the_adapter_equal_the_merged_model(tmp_path,
 
 
 def test_codi_loglikelihood_is_a_clear_error():
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
 
     lm = NnsightCodiLM(loaded=load_model("tiny"), progress=False)
     req = Instance("loglikelihood", {}, ("Tom has 3 pens .", " 3"), 0)

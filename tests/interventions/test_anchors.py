@@ -15,7 +15,7 @@ from nnsight_codi.data.synthetic import generate_problems
 from nnsight_codi.interventions import ForceAnswer, PatchLatent
 from nnsight_codi.interventions.anchors import activation_patching, thought_anchors
 from nnsight_codi.interventions.corrupt import NUMBER, corrupt_problem, replay
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.hooks import run_loop
 from reference_impl import reference_capture
 

@@ -27,7 +27,7 @@ import torch
 
 from factories import make_converted, make_reference_checkpoint
 from nnsight_codi.interventions import AddVector, KVSteer, PatchLatent
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.capture import Capture
 from nnsight_codi.tracing.hooks import run_loop
 from reference_impl import cache_kwargs, output_cache

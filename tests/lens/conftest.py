@@ -11,7 +11,7 @@ N = 12
 
 @pytest.fixture(scope="session")
 def tiny():
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
 
     return load_model("tiny")
 

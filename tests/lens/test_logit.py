@@ -8,7 +8,7 @@ import torch
 
 from factories import make_converted
 from nnsight_codi.lens import logit_lens, top_tokens
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.hooks import block_list
 
 

@@ -49,7 +49,7 @@ def test_killed_training_resumes_to_the_same_lens_and_refuses_other_weights(tmp_
     the same checkpoint is refused for a model whose weights changed under the same path; the
     checkpoint is gone once training finishes."""
     from nnsight_codi.lens.train import TrainConfig, train_tuned_lens
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
 
     codi = load_model("tiny")
     ds = load_eval_dataset("synthetic", limit=8, seed=2, **synthetic_options(codi))
@@ -120,7 +120,7 @@ def test_lens_of_another_model_is_refused(tiny, tmp_path):
 
 
 def load_model_converted(tmp_path):
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
 
     return load_model(make_converted(tmp_path / "m", "gpt2", num_latents=2))
 

@@ -78,7 +78,7 @@ def test_tuned_lens_saved_lens_loads_here(tiny, tmp_path):
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_lens_accepted_for_another_dtype_refused_for_another_model(tiny, tiny_lens, dtype, tmp_path):
-    from nnsight_codi.models import load_model
+    from nnsight_codi.loading import load_model
 
     half = load_model("tiny", dtype=dtype)
     TunedLens.load(tiny_lens, model=half)  # no error

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from factories import make_reference_checkpoint
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.models.checkpoint import convert_reference_checkpoint
 from nnsight_codi.models.config import CodiFormatError
 from nnsight_codi.models.converted import save_converted

@@ -13,7 +13,7 @@ import transformers
 from transformers import GPT2LMHeadModel, LlamaForCausalLM
 
 from factories import make_converted
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.models.kv_cache import CACHE_ARG, cache_kwargs, output_cache
 from nnsight_codi.tracing.capture import Capture
 from nnsight_codi.tracing.hooks import run_loop

@@ -15,7 +15,7 @@ import torch
 from factories import BASE_VOCAB, PREFIX, make_converted, make_reference_checkpoint, reference_state_dict, tiny_lm, \
     word_tokenizer
 from nnsight_codi.capture import CaptureConfig, run_capture
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.models.config import CodiFormatError
 from nnsight_codi.models.lora_interventions import BaseMismatchError, LoraCodiModel, count_requests
 from nnsight_codi.models.projection import build_projection

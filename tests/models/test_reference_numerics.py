@@ -15,7 +15,7 @@ import torch
 
 from factories import make_converted, make_reference_checkpoint
 from nnsight_codi.cli import main
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.hooks import run_loop
 from reference_impl import attach_lora, reference_run
 

@@ -8,7 +8,7 @@ import pytest
 from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct
 from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
 from nnsight_codi.evaluation import direct_answer_budget
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.models.sources import TINY_MODEL_DIR
 from nnsight_codi.training.evaluate import student_generate
 from nnsight_codi.training.report import load_trained

@@ -6,7 +6,7 @@ import torch
 
 from nnsight_codi.instruct import (COT_INSTRUCTION, DIRECT_INSTRUCTION, contains_chain, evaluate_instruct,
                                    generate_chat, instruct_prompt, score_outputs)
-from nnsight_codi.models.loader import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.models.sources import TINY_INSTRUCT_DIR
 
 pytestmark = pytest.mark.skipif(not (TINY_INSTRUCT_DIR / "model.safetensors").is_file(),

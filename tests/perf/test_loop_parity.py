@@ -9,7 +9,7 @@ import torch
 
 from factories import make_converted
 from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.capture import Capture
 from nnsight_codi.tracing.hooks import run_loop
 from oracle import as_oracle

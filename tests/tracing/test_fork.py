@@ -14,7 +14,7 @@ import torch
 
 from factories import make_converted
 from nnsight_codi.interventions import AddVector, ForceAnswer, KVSteer, PatchLatent, PatchResidual
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.tracing import loop as loop_module
 from nnsight_codi.tracing.capture import Capture
 from nnsight_codi.tracing.hooks import Branch, _segment, divergence_step, run_branches, run_loop

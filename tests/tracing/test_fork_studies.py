@@ -10,7 +10,7 @@ from factories import make_converted
 from nnsight_codi.evaluation import answers_by_latent_count, evaluate, evaluate_latent_counts
 from nnsight_codi.interventions import Condition, Resources, save_vector_file
 from nnsight_codi.interventions.conditions import evaluate_conditions
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more . how many pens ?", "how many pens ?",
              "he loses 2 pens .", "tom has 12 pens . he loses 5 pens . he gets 9 more . how many ?"]

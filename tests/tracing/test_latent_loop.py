@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from factories import make_converted
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.models.kv_cache import cache_kwargs, output_cache
 from nnsight_codi.tracing.loop import step_name, step_names
 from nnsight_codi.tracing.session import plain_lm_model, run_latent_session

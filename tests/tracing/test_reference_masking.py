@@ -15,7 +15,7 @@ import torch
 
 from factories import make_converted
 from nnsight_codi.evaluation import batches_by_length, batches_in_order, eval_batches, generate_answers
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.hooks import run_loop
 
 # Left padding of 0, 3 and 6 positions: the pads' rows are fully masked in the prompt call.

@@ -12,7 +12,7 @@ import torch
 from nnsight_codi.interventions.ablation import ForceAnswer
 from nnsight_codi.interventions.patching import PatchLatent, PatchResidual
 from nnsight_codi.interventions.steering import AddVector, KVSteer
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.models.lora_interventions import count_requests
 from nnsight_codi.tracing.capture import CAPTURABLE, Capture
 from nnsight_codi.tracing.hooks import run_loop

@@ -9,7 +9,7 @@ import torch
 
 from factories import make_converted
 from nnsight_codi.interventions import AddVector
-from nnsight_codi.models import load_model
+from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.hooks import run_loop
 
 
