@@ -34,7 +34,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     from nnsight_codi.cot import ExtractConfig, extract_vectors, load_questions, load_vectors, run_grid
-    from nnsight_codi.cot.remote import load_instruct_model
+    from nnsight_codi.loading import load_instruct_model
     from runs.cot_vectors_study import model_synthetic_options
 
     model = load_instruct_model("tiny-instruct")

@@ -54,7 +54,7 @@ def main() -> None:
         args.batch_sizes = "2,4"
 
     from nnsight_codi.loading import load_model
-    from nnsight_codi.models.lora_interventions import count_requests
+    from nnsight_codi.tracing.remote import count_requests
     from nnsight_codi.tracing.hooks import run_loop
 
     root = Path(tempfile.mkdtemp())

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # a remote request the server refused or never answered: one line too
         if not _remote_failure(err):
             raise
-        from .cot.remote import ndif_error
+        from .tracing.remote import ndif_error
 
         print(error_line(args.command, ndif_error(err, getattr(args, "ndif_model", None) or "")), file=sys.stderr)
         return 2

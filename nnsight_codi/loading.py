@@ -35,13 +35,14 @@ from .models.config import CodiConfig, CodiFormatError
 from .models.converted import is_converted_dir, load_projection
 from .models.devices import resolve_device, resolve_dtype
 from .models.hub import download_checkpoint
-from .models.lora_interventions import (LoraAdapter, LoraCodiModel, PortableProjection, base_checks,
-                                        base_has_weights, split_reference_state_dict)
+from .models.lora_interventions import (LoraAdapter, LoraCodiModel, base_checks, base_has_weights,
+                                        split_reference_state_dict)
 from .models.projection import projection_from_state_dict
 from .models.registry import CheckpointEntry, lookup
 from .models.sources import (TINY_INSTRUCT_DIR, TINY_MODEL_DIR, check_model_source, looks_like_path, one_line,
                              with_hub_errors)
 from .tracing.codi_model import CodiModel
+from .tracing.remote import PortableProjection, is_ndif, ndif_errors
 
 LORA_MODES = ("merged", "interventions")
 
@@ -282,4 +283,15 @@ def load_codi_model(spec: str, device: str = "cpu", dtype: str = "float32", base
     model = load_model(spec, device=device, dtype=dtype, base=base, lora_mode=lora_mode, numerics=numerics)
     if not isinstance(model, CodiModel):
         raise ValueError(f"{spec} is a plain LM, not a CODI model (no codi.json / prj)")
+    return model
+
+
+def load_instruct_model(spec: str, device: str = "cpu", dtype: str = "float32", remote: Any = None):
+    """A plain HF causal LM as `TransformersModel`: local weights, or (NDIF) a stock wrapper by hub id."""
+    if is_ndif(remote):
+        with ndif_errors(remote, spec):
+            return TransformersModel(str(spec), task="text-generation")
+    model = load_model(spec, device=device, dtype=dtype)
+    if isinstance(model, CodiModel):
+        raise ValueError(f"{spec} is a CODI model; CoT vectors are for plain instruct LMs")
     return model

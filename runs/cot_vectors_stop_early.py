@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from nnsight_codi.cot import chain_agreement, evaluate_condition, load_questions, load_vectors, parse_condition
-    from nnsight_codi.cot.remote import load_instruct_model
+    from nnsight_codi.loading import load_instruct_model
     from runs.cot_vectors_study import model_synthetic_options
 
     torch.set_num_threads(1)

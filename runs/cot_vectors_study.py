@@ -93,11 +93,12 @@ def _condition_result(model, data, condition, vectors, config: Config, path: Pat
 
 def run(config: Config, out, progress: bool = True) -> dict:
     from analyses.cot_vectors import analyse, gap_recovery, random_like
-    from nnsight_codi.commands.common import remote_value
+    from nnsight_codi.tracing.remote import remote_value
     from nnsight_codi.models.fingerprint import model_weights
     from nnsight_codi.cot import (Condition, ExtractConfig, best_points, chain_agreement, extract_vectors,
                                   load_questions, load_vectors, most_chains_points, run_grid)
-    from nnsight_codi.cot.remote import check_remote, load_instruct_model
+    from nnsight_codi.loading import load_instruct_model
+    from nnsight_codi.tracing.remote import check_remote
     from nnsight_codi.cot.steering import check_schedule
     from nnsight_codi.reporting import markdown_table, write_report, write_results
     from nnsight_codi.stats import paired_bootstrap_diff, significant

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..loading import load_codi_model
 from ..models.devices import DTYPES
+from ..tracing.remote import remote_value
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -84,18 +85,6 @@ def step_arg(text: str):
         return parse_step(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from err
-
-
-def remote_value(arg: str | None) -> bool | str | None:
-    if arg is None:
-        return None
-    if arg == "local":
-        return "local"
-    if arg in ("ndif", "true", "True"):
-        return True
-    if arg.startswith("http"):
-        return arg
-    raise ValueError(f"--remote must be 'local', 'ndif' or an http(s) host, got {arg!r}")
 
 
 def load_codi(args: argparse.Namespace):

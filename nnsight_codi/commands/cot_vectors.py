@@ -144,7 +144,8 @@ def _vectors(path: str | None):
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from ..cot.remote import check_remote, load_instruct_model
+    from ..loading import load_instruct_model
+    from ..tracing.remote import check_remote
     from ..cot.vectors import ExtractConfig, extract_vectors
 
     ins = _instructions(args)
@@ -172,7 +173,8 @@ def run_extract(args: argparse.Namespace) -> int:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from ..cot.grid import best_points, run_grid
-    from ..cot.remote import check_remote, load_instruct_model
+    from ..loading import load_instruct_model
+    from ..tracing.remote import check_remote
 
     schedules = [s.strip() for s in args.schedules.split(",") if s.strip()]
     layers, coefs = _ints(args.layers, "layers"), _floats(args.coefs, "coefs")
@@ -213,7 +215,8 @@ def run_eval(args: argparse.Namespace) -> int:
     import json
 
     from ..cot.evaluate import evaluate_condition
-    from ..cot.remote import check_remote, load_instruct_model
+    from ..loading import load_instruct_model
+    from ..tracing.remote import check_remote
     from ..cot.steering import parse_condition
 
     condition = parse_condition(args.condition)

@@ -150,7 +150,7 @@ def audit_checks(args: argparse.Namespace) -> tuple[list[Check], str | None]:
     Returns the checks and the hosted repo id the model implies (None if it names none).
     """
     from ..loading import load_model
-    from ..models.lora_interventions import count_requests
+    from ..tracing.remote import count_requests
     from ..tracing.codi_model import CodiModel
     from ..tracing.request_audit import audit_request
 

@@ -27,7 +27,7 @@ from torch import Tensor
 from ..models.kv_cache import cache_kwargs, output_cache
 from ..tracing.batching import left_pad, positions_from_mask
 from ..tracing.hooks import visit_step
-from .remote import ndif_errors, remote_kwargs
+from ..tracing.remote import ndif_errors, remote_kwargs
 
 
 def num_layers(model) -> int:

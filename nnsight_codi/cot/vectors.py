@@ -94,7 +94,8 @@ def extract_vectors(out: str | Path, config: ExtractConfig, model=None, question
     from ..store import StoreWriter
     from .generation import generate_ids, hidden_size, num_layers, position_means
     from .questions import load_questions
-    from .remote import check_remote, load_instruct_model
+    from ..loading import load_instruct_model
+    from ..tracing.remote import check_remote
 
     start = time.perf_counter()
     check_extract_config(config)

@@ -101,8 +101,8 @@ class NnsightCodiLM(TemplateLM):
                            if p not in ("self", "unknown", "loaded", "max_batch_size"))
             raise ValueError(f"unknown nnsight-codi model arg(s) {sorted(unknown)}; valid: {valid}")
         super().__init__()
-        from ..commands.common import remote_value
-        from ..cot.remote import check_remote, load_instruct_model
+        from ..loading import load_instruct_model
+        from ..tracing.remote import check_remote, remote_value
         from ..cot.steering import parse_condition
         from ..tracing.codi_model import CodiModel
 
@@ -330,7 +330,7 @@ def continuation_logprobs(model, pairs, hooks_for, remote=None) -> list[tuple[fl
     import nnsight
 
     from ..cot.generation import _device, num_layers, pad_id
-    from ..cot.remote import ndif_errors, remote_kwargs
+    from ..tracing.remote import ndif_errors, remote_kwargs
     from ..tracing.batching import left_pad, positions_from_mask
     from ..tracing.hooks import visit_step
 

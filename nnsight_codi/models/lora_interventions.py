@@ -51,6 +51,7 @@ from .config import CodiFormatError
 from .projection import projection_from_state_dict
 from .registry import CheckpointEntry
 from ..tracing.codi_model import CodiModel
+from ..tracing.remote import PortableProjection, by_value, register_package
 
 LORA_KEY = re.compile(r"^" + re.escape(PREFIX) + r"(.+)\.lora_([AB])\.default\.weight$")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -68,40 +69,6 @@ def envoy_at(model: Any, path: str) -> Any:
     for part in path.split("."):
         obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
     return obj
-
-
-def by_value(module: nn.Module, share: bool = True) -> nn.Module:
-    """A copy of `module` that a remote request carries by value.
-
-    nnsight tags a module wrapped as an envoy child (`CodiModel.prj` → "Module:model.prj") to be sent
-    as a *reference* to the server's model, which has no such module, and replaces its `forward` by a
-    controller; the copy drops both.
-    """
-    import copy
-
-    # share=True keeps the very tensors (same numerics here; never `.to()` such a copy in place)
-    shared = {id(t): t for t in [*module.parameters(), *module.buffers()]} if share else {}
-    copied = copy.deepcopy(module, memo=shared)
-    for sub in copied.modules():
-        sub.__dict__.pop("_persistent_id", None)
-        if "forward" in sub.__dict__:  # nnsight's per-instance controller: back to the class's forward
-            del sub.__dict__["forward"]
-    return copied
-
-
-class PortableProjection(nn.Module):
-    """The latent projection, moved to the hidden state's device/dtype on first use (on the server)."""
-
-    def __init__(self, prj: nn.Module) -> None:
-        super(PortableProjection, self).__init__()  # shipped by value: no bare super()
-        self.inner = prj
-
-    def forward(self, hidden: Tensor) -> Tensor:
-        """`Float[Tensor, "batch 1 dim"]` → the next latent input, same shape."""
-        ref = next(self.inner.parameters())
-        if ref.device != hidden.device or ref.dtype != hidden.dtype:
-            self.inner.to(device=hidden.device, dtype=hidden.dtype)
-        return self.inner(hidden)
 
 
 @dataclass
@@ -232,9 +199,7 @@ def read_base_checksums(model: Any, checks: list[BaseCheck], remote: bool | str 
 
     kwargs = {"remote": remote} if remote else {}
     if remote:
-        import nnsight_codi
-
-        nnsight.register(nnsight_codi)
+        register_package()
     paths = [(c.path.rpartition(".")[0], c.path.rpartition(".")[2], c.ckpt_dtype) for c in checks]
     with model.trace(input_ids=torch.zeros(1, 1, dtype=torch.long), **kwargs):
         found = nnsight.save([])
@@ -440,59 +405,8 @@ class LoraCodiModel(CodiModel):
         return self.decode(tokens)
 
 
-# -- what a remote run sends ---------------------------------------------------------------------
-
-@dataclass
-class RequestLog:
-    """Requests a remote run made (`remote="local"` serialises exactly what NDIF would receive)."""
-
-    raw_bytes: list[int] = field(default_factory=list)
-    compressed_bytes: list[int] = field(default_factory=list)
-    blobs: list[bytes] = field(default_factory=list)
-
-    @property
-    def requests(self) -> int:
-        return len(self.raw_bytes)
 
 
-def count_requests(with_zstd: bool = False, keep: bool = False):
-    """Context manager recording the size of every serialised request (`RequestModel.serialize`).
-
-    With `with_zstd=True` it also records the zstd size NDIF's client sends (`CONFIG.API.COMPRESS`);
-    with `keep=True` it keeps the serialised requests themselves (`log.blobs`).
-
-    Example:
-        >>> with count_requests() as log:                                   # doctest: +SKIP
-        ...     run_loop(codi, prompts, remote="local")
-        >>> log.requests, log.raw_bytes                                     # doctest: +SKIP
-    """
-    from contextlib import contextmanager
-
-    from nnsight.schema.request import RequestModel
-
-    @contextmanager
-    def recording():
-        log = RequestLog()
-        original = RequestModel.__dict__["serialize"]
-
-        def serialize(cls, tracer, compress: bool = False):
-            blob = original.__func__(cls, tracer, compress)
-            log.raw_bytes.append(len(blob))
-            if keep:
-                log.blobs.append(blob)
-            if with_zstd:
-                import zstandard as zstd
-
-                log.compressed_bytes.append(len(blob) if compress else len(zstd.ZstdCompressor(level=6).compress(blob)))
-            return blob
-
-        RequestModel.serialize = classmethod(serialize)
-        try:
-            yield log
-        finally:
-            RequestModel.serialize = original
-
-    return recording()
-
-
-__getattr__ = moved(__name__, {"LORA_MODES": "nnsight_codi.loading", "load_lora_interventions": "nnsight_codi.loading"})
+__getattr__ = moved(__name__, {"LORA_MODES": "nnsight_codi.loading", "load_lora_interventions": "nnsight_codi.loading",
+                                "by_value": "nnsight_codi.tracing.remote", "PortableProjection": "nnsight_codi.tracing.remote",
+                                "RequestLog": "nnsight_codi.tracing.remote", "count_requests": "nnsight_codi.tracing.remote"})

@@ -35,6 +35,7 @@ from ..models.config import CodiConfig
 from ..models.kv_cache import CACHE_ARG, REMOTE_CACHE_ARG, output_cache
 from .batching import positions_from_mask
 from .loop import LatentLoopState, Masking, fork_cache
+from .remote import PortableProjection, by_value, register_package
 
 StepFn = Callable[[Any, int, list], None]
 
@@ -105,13 +106,6 @@ def _compute_dtype(model: TransformersModel) -> torch.dtype:
         return torch.float32
 
 
-def _register_for_remote() -> None:
-    # This package is not installed on an NDIF server: ship its code by value.
-    import nnsight_codi
-
-    nnsight.register(nnsight_codi)
-
-
 @contextmanager
 def _detached(obj: Any, name: str, active: bool) -> Iterator[None]:
     """Take attribute `name` off `obj` (its `__dict__`) for the duration, when `active`."""
@@ -170,7 +164,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
     With `trunk_to_end=False` the trunk stops at the last fork (its tokens are None).
     """
     if remote:
-        _register_for_remote()
+        register_package()
     state = LatentLoopState(
         input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, config=config,
         num_latents=config.num_latents if num_latents is None else int(num_latents),
@@ -182,8 +176,6 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
     if adapter is not None:
         prj = adapter.project
     elif remote:  # by value (not as a reference to "model.prj", which the server's model lacks),
-        from ..models.lora_interventions import PortableProjection, by_value
-
         prj = PortableProjection(by_value(prj))  # moved to the server model's device on first use
     project = prj if config.use_prj else None
     session_kwargs = {} if not remote else {"remote": remote}

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["nnsight_codi.cot.prompts", "nnsight_codi.cot.steering", "nnsight_codi.cot.generation",
-           "nnsight_codi.cot.grid", "nnsight_codi.cot.questions", "nnsight_codi.cot.remote",
+           "nnsight_codi.cot.grid", "nnsight_codi.cot.questions", "nnsight_codi.tracing.remote",
            "nnsight_codi.harness.scoring", "nnsight_codi.harness.tasks", "nnsight_codi.training.paraphrases",
            "analyses.cot_vectors"]
 

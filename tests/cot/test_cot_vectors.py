@@ -14,7 +14,7 @@ from nnsight_codi.cot import (ExtractConfig, Steering, evaluate_condition, extra
                               load_vectors, parse_condition, recompute_vectors, run_grid)
 from nnsight_codi.cot.generation import generate_ids, position_means
 from nnsight_codi.cot.prompts import prompt_ids
-from nnsight_codi.cot.remote import NdifError, check_remote, ndif_errors
+from nnsight_codi.tracing.remote import NdifError, check_remote, ndif_errors
 from nnsight_codi.cot.vectors import stored_ids
 
 

@@ -147,7 +147,7 @@ def test_gap_recovery_random_control_and_model_table_against_hand_counts():
 
 
 def test_report_only_rerenders_a_committed_study_from_its_results_without_the_model(tmp_path, monkeypatch):
-    import nnsight_codi.cot.remote as remote
+    import nnsight_codi.loading as remote
     from nnsight_codi.reporting import COMPARISON_HEADING
 
     committed = Path(__file__).resolve().parents[2] / "runs" / "cot_vectors_study_v2"

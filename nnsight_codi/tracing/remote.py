@@ -1,0 +1,224 @@
+"""Local, serialised and hosted (NDIF) execution: what `remote` means and what a remote request carries.
+
+`remote` is `None` (local), `"local"` (the request is serialised and run as NDIF would, no
+server needed: what the tests use), `True` (NDIF at `NDIF_HOST` / the nnsight config host) or a
+host URL. Real NDIF runs only models it hosts, named by hub id (`nnsight_codi.loading.load_instruct_model`
+builds a stock `TransformersModel` for one without downloading the weights; a `CodiModel` names its
+hosted repo with `ndif_repo_id`).
+
+Here: validating `remote` (`check_remote`, `remote_value` for the CLI's `--remote`), shipping this
+package's code by value (`register_package`, `remote_kwargs`), modules a request carries by value
+(`by_value`, `PortableProjection`), NDIF failures that say what to do (`ndif_errors`, `NdifError`) and
+the size of every serialised request (`count_requests`).
+
+Example:
+    >>> check_remote(None), check_remote("local"), remote_value("ndif")
+    (None, 'local', True)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+
+class NdifError(ConnectionError):
+    """An NDIF run failed; the message says what to do (a `ConnectionError`, so the CLI prints one line)."""
+
+
+REMOTE_HINT = ("check the model is hosted (nnsight.status() or https://nnsight.net/status), your key "
+               "(NDIF_API_KEY or `nnsight login`) and host (NDIF_HOST)")
+
+
+def is_ndif(remote: Any) -> bool:
+    """True for a real remote run (`True` or a host URL), False for local and `"local"`."""
+    return bool(remote) and remote != "local"
+
+
+def check_remote(remote: Any) -> Any:
+    """Validate `remote` before any work; a real NDIF run needs an API key."""
+    if remote in (None, False, "local"):
+        return None if remote is False else remote
+    if remote is not True and not (isinstance(remote, str) and remote.startswith(("http://", "https://"))):
+        raise ValueError(f"remote must be None, 'local', True or an http(s) host URL, got {remote!r}")
+    from nnsight import CONFIG
+
+    if not (os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY):
+        raise ValueError("NDIF needs an API key: set NDIF_API_KEY (or run `nnsight login`); get one at "
+                         "https://login.ndif.us")
+    return remote
+
+
+def register_package() -> None:
+    """Ship this package's hook code by value (it is not installed on the server)."""
+    import nnsight
+
+    import nnsight_codi
+
+    nnsight.register(nnsight_codi)
+
+
+def remote_kwargs(remote: Any) -> dict:
+    if remote:
+        register_package()
+        return {"remote": remote}
+    return {}
+
+
+@contextmanager
+def ndif_errors(remote: Any, model_id: str = "") -> Iterator[None]:
+    """Turn NDIF failures into `NdifError`s that say what to do (local runs pass through)."""
+    if not is_ndif(remote):
+        yield
+        return
+    try:
+        yield
+    except Exception as err:  # the client raises RemoteError, httpx / websocket errors, ValueError
+        raise ndif_error(err, model_id) from err
+
+
+def ndif_error(err: BaseException, model_id: str = "") -> NdifError:
+    """An `NdifError` for a failed NDIF request: what happened and what to do, one line."""
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    low = text.lower()
+    if "not whitelisted" in low or "is not allowed" in low:
+        advice = ("NDIF's sandbox refused code in the request (a module or builtin outside its whitelist): "
+                  "`nnsight-codi remote-check --model …` audits the request; report it with that output")
+    elif "no module at" in low or "architecture on this server" in low:
+        advice = ("the server's model has another module tree than yours: install the server's transformers "
+                  "version (`nnsight.ndif` compares environments)")
+    elif "too large" in low or re.search(r"\b413\b", low):
+        advice = ("the request is too large for the server: use a smaller --batch-size (a LoRA adapter travels "
+                  "once per batch) or a bfloat16 host")
+    elif "could not deploy" in low or "error starting model" in low or "no gpu nodes" in low:
+        advice = ("the server could not start the model (a self-hosted NDIF needs a GPU node, a checkpoint "
+                  "its transformers loads, and an nnsight its controller was written for): see the server's "
+                  "log, docs/ndif-self-host.md")
+    elif "not dedicated" in low or "hotswap" in low or "not found" in low or "not hosted" in low \
+            or "no model" in low or "not served" in low:
+        advice = (f"NDIF does not host {model_id or 'this model'} for your key: pick a hosted model "
+                  "(nnsight.status() lists them) or run locally")
+    elif "api key" in low or re.search(r"\b40[13]\b", low) or "unauthori" in low:
+        advice = "NDIF rejected the API key: set NDIF_API_KEY (or `nnsight login`) to a valid key"
+    elif "version" in low or "payload could not be read" in low:
+        advice = ("the nnsight client and the NDIF server disagree on versions: install the nnsight "
+                  "version the server names (pip install -U 'nnsight==X'; `nnsight-codi remote-check` shows both)")
+    elif "timeout" in low or "timed out" in low:
+        advice = ("the NDIF request timed out: use smaller batches (--batch-size) or fewer new tokens; "
+                  "grids resume where they stopped when rerun")
+    elif "connect" in low or "resolve" in low or "network" in low:
+        advice = f"cannot reach NDIF at the configured host: {REMOTE_HINT}"
+    else:
+        advice = REMOTE_HINT
+    return NdifError(f"NDIF run failed ({text[:400]}); {advice}")
+
+
+def remote_value(arg: str | None) -> bool | str | None:
+    """The CLI's `--remote` (`local`, `ndif`, a URL) as a `remote` value (None when not given)."""
+    if arg is None:
+        return None
+    if arg == "local":
+        return "local"
+    if arg in ("ndif", "true", "True"):
+        return True
+    if arg.startswith("http"):
+        return arg
+    raise ValueError(f"--remote must be 'local', 'ndif' or an http(s) host, got {arg!r}")
+
+
+# -- modules a request carries by value ------------------------------------------------------
+
+def by_value(module: nn.Module, share: bool = True) -> nn.Module:
+    """A copy of `module` that a remote request carries by value.
+
+    nnsight tags a module wrapped as an envoy child (`CodiModel.prj` → "Module:model.prj") to be sent
+    as a *reference* to the server's model, which has no such module, and replaces its `forward` by a
+    controller; the copy drops both.
+    """
+    import copy
+
+    # share=True keeps the very tensors (same numerics here; never `.to()` such a copy in place)
+    shared = {id(t): t for t in [*module.parameters(), *module.buffers()]} if share else {}
+    copied = copy.deepcopy(module, memo=shared)
+    for sub in copied.modules():
+        sub.__dict__.pop("_persistent_id", None)
+        if "forward" in sub.__dict__:  # nnsight's per-instance controller: back to the class's forward
+            del sub.__dict__["forward"]
+    return copied
+
+
+class PortableProjection(nn.Module):
+    """The latent projection, moved to the hidden state's device/dtype on first use (on the server)."""
+
+    def __init__(self, prj: nn.Module) -> None:
+        super(PortableProjection, self).__init__()  # shipped by value: no bare super()
+        self.inner = prj
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        """`Float[Tensor, "batch 1 dim"]` → the next latent input, same shape."""
+        ref = next(self.inner.parameters())
+        if ref.device != hidden.device or ref.dtype != hidden.dtype:
+            self.inner.to(device=hidden.device, dtype=hidden.dtype)
+        return self.inner(hidden)
+
+
+# -- what a remote run sends ---------------------------------------------------------------------
+
+@dataclass
+class RequestLog:
+    """Requests a remote run made (`remote="local"` serialises exactly what NDIF would receive)."""
+
+    raw_bytes: list[int] = field(default_factory=list)
+    compressed_bytes: list[int] = field(default_factory=list)
+    blobs: list[bytes] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return len(self.raw_bytes)
+
+
+def count_requests(with_zstd: bool = False, keep: bool = False):
+    """Context manager recording the size of every serialised request (`RequestModel.serialize`).
+
+    With `with_zstd=True` it also records the zstd size NDIF's client sends (`CONFIG.API.COMPRESS`);
+    with `keep=True` it keeps the serialised requests themselves (`log.blobs`).
+
+    Example:
+        >>> with count_requests() as log:                                   # doctest: +SKIP
+        ...     run_loop(codi, prompts, remote="local")
+        >>> log.requests, log.raw_bytes                                     # doctest: +SKIP
+    """
+    from contextlib import contextmanager
+
+    from nnsight.schema.request import RequestModel
+
+    @contextmanager
+    def recording():
+        log = RequestLog()
+        original = RequestModel.__dict__["serialize"]
+
+        def serialize(cls, tracer, compress: bool = False):
+            blob = original.__func__(cls, tracer, compress)
+            log.raw_bytes.append(len(blob))
+            if keep:
+                log.blobs.append(blob)
+            if with_zstd:
+                import zstandard as zstd
+
+                log.compressed_bytes.append(len(blob) if compress else len(zstd.ZstdCompressor(level=6).compress(blob)))
+            return blob
+
+        RequestModel.serialize = classmethod(serialize)
+        try:
+            yield log
+        finally:
+            RequestModel.serialize = original
+
+    return recording()
+
