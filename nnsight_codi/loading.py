@@ -35,13 +35,13 @@ from .models.config import CodiConfig, CodiFormatError
 from .models.converted import is_converted_dir, load_projection
 from .models.devices import resolve_device, resolve_dtype
 from .models.hub import download_checkpoint
-from .models.lora_interventions import (LoraAdapter, LoraCodiModel, base_checks, base_has_weights,
-                                        split_reference_state_dict)
+from .models.lora_checkpoint import base_checks, base_has_weights, split_reference_state_dict
 from .models.projection import projection_from_state_dict
 from .models.registry import CheckpointEntry, lookup
 from .models.sources import (TINY_INSTRUCT_DIR, TINY_MODEL_DIR, check_model_source, looks_like_path, one_line,
                              with_hub_errors)
 from .tracing.codi_model import CodiModel
+from .tracing.lora import LoraAdapter, LoraCodiModel
 from .tracing.remote import PortableProjection, is_ndif, ndif_errors
 
 LORA_MODES = ("merged", "interventions")

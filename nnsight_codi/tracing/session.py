@@ -82,7 +82,7 @@ def plain_lm_model(codi, remote: bool | str | None = "local") -> TransformersMod
     the local module, which is what `remote="local"` and local sessions use.
     """
     session_model = getattr(codi, "session_model", None)
-    if session_model is not None:  # base LM + LoRA interventions (models/lora_interventions.py)
+    if session_model is not None:  # base LM + LoRA interventions (tracing/lora.py)
         return session_model(remote)
     repo = getattr(codi, "ndif_repo_id", None)
     if remote and remote != "local":
@@ -170,7 +170,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
         num_latents=config.num_latents if num_latents is None else int(num_latents),
         max_new_tokens=max_new_tokens, masking=masking, mask_dtype=_compute_dtype(model),
     )
-    # A CODI checkpoint run as base LM + interventions (models/lora_interventions.py): its adapter is a
+    # A CODI checkpoint run as base LM + interventions (tracing/lora.py): its adapter is a
     # local of this session, so its tensors travel once per session; each call gets a second invoke.
     adapter = getattr(model, "codi_adapter", None)
     if adapter is not None:

@@ -17,7 +17,9 @@ from factories import BASE_VOCAB, PREFIX, make_converted, make_reference_checkpo
 from nnsight_codi.capture import CaptureConfig, run_capture
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.config import CodiFormatError
-from nnsight_codi.models.lora_interventions import BaseMismatchError, LoraCodiModel, count_requests
+from nnsight_codi.models.lora_checkpoint import BaseMismatchError
+from nnsight_codi.tracing.lora import LoraCodiModel
+from nnsight_codi.tracing.remote import count_requests
 from nnsight_codi.models.projection import build_projection
 from nnsight_codi.store import open_store
 from nnsight_codi.tracing.capture import Capture

@@ -16,7 +16,7 @@ from factories import BASE_VOCAB, PREFIX, reference_state_dict, tiny_lm, word_to
 from nnsight_codi.cli import main
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.config import CodiFormatError
-from nnsight_codi.models.lora_interventions import BaseMismatchError
+from nnsight_codi.models.lora_checkpoint import BaseMismatchError
 from nnsight_codi.models.projection import build_projection
 from nnsight_codi.tracing.hooks import run_loop
 
