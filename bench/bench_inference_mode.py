@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from nnsight_codi.tracing.capture import Capture
-    from nnsight_codi.tracing.hooks import run_loop
+    from nnsight_codi.tracing.loop import run_loop
 
     codi = build("tiny")
     prompts = codi.encode(tiny_questions(codi, args.batch))

@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
     from nnsight_codi.tracing.capture import Capture, assemble
-    from nnsight_codi.tracing.hooks import run_loop
+    from nnsight_codi.tracing.loop import run_loop
     from nnsight_codi.tracing.session import plain_lm_model, run_latent_session
 
     codi = build("tiny", args.device)

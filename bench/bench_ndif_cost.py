@@ -55,7 +55,7 @@ def main() -> None:
 
     from nnsight_codi.loading import load_model
     from nnsight_codi.tracing.remote import count_requests
-    from nnsight_codi.tracing.hooks import run_loop
+    from nnsight_codi.tracing.loop import run_loop
 
     root = Path(tempfile.mkdtemp())
     built = build_checkpoint(root)

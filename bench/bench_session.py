@@ -73,7 +73,7 @@ def saved_bytes(tokens, records) -> int:
 def bench_model(size: str, repeats: int, max_new_tokens: int) -> dict:
     from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
     from nnsight_codi.tracing.capture import Capture
-    from nnsight_codi.tracing.hooks import run_loop
+    from nnsight_codi.tracing.loop import run_loop
     from nnsight_codi.tracing.session import plain_lm_model, run_latent_session
 
     codi = build(size)

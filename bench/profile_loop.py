@@ -36,7 +36,7 @@ sys.path.insert(0, {bench!r})
 import torch
 from common import build, tiny_questions, bare_loop_pre13
 from nnsight_codi.tracing.capture import Capture, assemble
-from nnsight_codi.tracing.hooks import run_loop
+from nnsight_codi.tracing.loop import run_loop
 variant, batch, iters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 codi = build("tiny")
 questions = tiny_questions(codi, batch)

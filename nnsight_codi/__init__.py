@@ -11,9 +11,9 @@ _LAZY = {
     "load_model": ("nnsight_codi.loading", "load_model"),
     "CodiConfig": ("nnsight_codi.models", "CodiConfig"),
     "CodiModel": ("nnsight_codi.tracing.codi_model", "CodiModel"),
-    "run_loop": ("nnsight_codi.tracing.hooks", "run_loop"),
-    "run_branches": ("nnsight_codi.tracing.hooks", "run_branches"),
-    "Branch": ("nnsight_codi.tracing.hooks", "Branch"),
+    "run_loop": ("nnsight_codi.tracing.loop", "run_loop"),
+    "run_branches": ("nnsight_codi.tracing.loop", "run_branches"),
+    "Branch": ("nnsight_codi.tracing.loop", "Branch"),
     "open_store": ("nnsight_codi.store", "open_store"),
 }
 

@@ -31,7 +31,7 @@ from .models.fingerprint import WEIGHTS_KEY, model_weights
 from .store.positions import left_align, pad_counts_from_mask, source_labels
 from .store.schema import parse_variables, validate_layers
 from .tracing.capture import CAPTURABLE, Capture, assemble
-from .tracing.hooks import run_loop
+from .tracing.loop import run_loop
 
 
 @dataclass

@@ -115,7 +115,7 @@ def generate_answers(codi, questions: Sequence[str], batch_size: int = 32, num_l
                      max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
                      progress: bool = True) -> list[str]:
     """Answer texts for every question, in input order (batches: `eval_batches`)."""
-    from .tracing.hooks import run_loop
+    from .tracing.loop import run_loop
 
     if num_latents is not None and (isinstance(num_latents, bool) or int(num_latents) < 0):
         raise ValueError(f"num_latents must be >= 0, got {num_latents}")
@@ -144,7 +144,7 @@ def answers_by_latent_count(codi, questions: Sequence[str], latent_counts: Seque
     order. One loop with the largest count is the trunk; the run with k latents forks from it after
     latent k (eot next), so the K+1 read-outs cost one loop plus their answer steps (`fork=False`:
     each run made whole; the same texts)."""
-    from .tracing.hooks import Branch, run_branches
+    from .tracing.loop import Branch, run_branches
 
     counts = list(range(codi.num_latents + 1)) if latent_counts is None else [int(k) for k in latent_counts]
     if not counts or any(k < 0 for k in counts) or len(set(counts)) != len(counts):

@@ -134,7 +134,7 @@ def _worked_examples(codi, shown, best_layers: dict[str, int], k: int = 3) -> li
     when it ran, else the layer whose top-1 is most confident (the last layer is often uninformative)."""
     from ..lens import logit_lens, top_tokens
     from ..tracing.capture import Capture
-    from ..tracing.hooks import run_loop
+    from ..tracing.loop import run_loop
 
     layers = list(range(codi.num_layers + 1))
     tokens, records = run_loop(codi, codi.encode(list(shown["question"])),

@@ -158,7 +158,7 @@ def audit_checks(args: argparse.Namespace) -> tuple[list[Check], str | None]:
     checks: list[Check] = []
     if isinstance(model, CodiModel):
         from ..tracing.capture import Capture
-        from ..tracing.hooks import run_loop
+        from ..tracing.loop import run_loop
 
         if args.ndif_model:
             object.__setattr__(model, "ndif_repo_id", args.ndif_model)

@@ -21,7 +21,7 @@ It follows lm-eval's own `hf` model (`HFLM`) request contract, by subclassing lm
   (`prompt_mode=cot|direct`; default `raw`: the context as lm-eval built it, e.g. with
   `--apply_chat_template`).
 - a **CODI model**: `generate_until` through its latent loop (`evaluation.generate_answers`, i.e.
-  `hooks.run_loop`), so accuracies equal `nnsight-codi eval`'s; `loglikelihood` is refused with
+  `loop.run_loop`), so accuracies equal `nnsight-codi eval`'s; `loglikelihood` is refused with
   an explanation (a CODI answer is conditioned on latents the context alone does not give).
 
 Both run locally or through NDIF (`remote=local|ndif|URL`; for CODI either `ndif_model=REPO`, a

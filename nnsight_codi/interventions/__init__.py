@@ -1,4 +1,4 @@
-"""Interventions on the latent loop, as `StepHook`s of `tracing.hooks.run_loop`.
+"""Interventions on the latent loop, as `StepHook`s of `tracing.loop.run_loop`.
 
 - `steering`: `AddVector` (residual stream), `KVSteer` (KV cache after the last latent);
 - `patching`: `PatchLatent` (given / random / mean / zero latent), `PatchResidual` (activation patching);

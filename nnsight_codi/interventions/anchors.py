@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..steps import resolve_step
 from ..tracing.capture import Capture
-from ..tracing.hooks import Branch, run_branches, run_loop
+from ..tracing.loop import Branch, run_branches, run_loop
 from .ablation import ForceAnswer
 from .patching import LatentStats, PatchLatent, PatchResidual
 

@@ -263,7 +263,7 @@ def validate_conditions(conditions: Sequence[Condition], shape: ModelShape, res:
 def run_condition(codi, prompts, cond: Condition, shape: ModelShape, res: Resources, example_seeds: Sequence[int],
                   max_new_tokens: int = 256, masking: str = "exact", remote: Any = None) -> torch.Tensor:
     """Answer ids `Long[Tensor, "batch new"]` of one batch under `cond`."""
-    from ..tracing.hooks import run_loop
+    from ..tracing.loop import run_loop
 
     hooks, k = build_hooks(cond, shape, res, example_seeds)
     with torch.inference_mode():
@@ -279,7 +279,7 @@ def run_conditions(codi, prompts, conditions: Sequence[Condition], shape: ModelS
     conditions share once (`hooks.run_branches`): the unsteered run is the trunk; a KV condition forks
     at the last latent, a patch of latent k at step k, hidden steering at its step (with its extra latent).
     Equal to `run_condition` per condition, token for token; `fork=False` runs that instead."""
-    from ..tracing.hooks import Branch, run_branches
+    from ..tracing.loop import Branch, run_branches
 
     if not fork:
         return [run_condition(codi, prompts, c, shape, res, example_seeds, max_new_tokens, masking, remote)

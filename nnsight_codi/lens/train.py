@@ -144,7 +144,7 @@ def collect_text(codi, dataset, batch_size: int = 32, progress: bool = True) -> 
 def collect_latents(codi, dataset, steps: tuple[int, ...], batch_size: int = 32, progress: bool = True) -> LensData:
     """The residual stream at latent `steps` of CODI runs (the one latent loop with a `Capture` hook)."""
     from ..tracing.capture import Capture, assemble
-    from ..tracing.hooks import run_loop
+    from ..tracing.loop import run_loop
 
     L = codi.num_layers
     K = max(steps)

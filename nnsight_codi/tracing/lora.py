@@ -228,12 +228,12 @@ class LoraCodiModel(CodiModel):
 
     def latent_generate(self, *args: Any, **kwargs: Any):
         raise TypeError("a CODI model in lora_mode='interventions' runs through the session executor: use "
-                        "nnsight_codi.tracing.hooks.run_loop(codi, prompts, hooks, remote=...) or codi.answer(...)")
+                        "nnsight_codi.tracing.loop.run_loop(codi, prompts, hooks, remote=...) or codi.answer(...)")
 
     @torch.inference_mode()
     def answer(self, questions, num_latents: int | None = None, max_new_tokens: int = 256,
                masking: str = "exact", remote: bool | str | None = None) -> list[str]:
-        from .hooks import run_loop
+        from .loop import run_loop
 
         tokens, _ = run_loop(self, self.encode(questions), num_latents=num_latents,
                              max_new_tokens=max_new_tokens, masking=masking, remote=remote)

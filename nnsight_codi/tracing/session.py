@@ -10,7 +10,7 @@ local driver uses, so both give the same answers (tested with `remote="local"`).
 `step_fn(model, step, sink)` runs inside every trace before the loop reads the outputs: read or
 edit any module there with nnsight idioms (`model.transformer.h[2].output[:, -1] += v`) and
 append what should come back to `sink`, a list saved in the session (on a remote run nothing
-else leaves the server). `hooks.run_loop` builds `step_fn` from step hooks.
+else leaves the server). `loop.run_loop` builds `step_fn` from step hooks.
 
 Example:
     >>> lm = plain_lm_model(codi)                                  # doctest: +SKIP

@@ -16,7 +16,7 @@ from nnsight_codi.interventions import ForceAnswer, PatchLatent
 from nnsight_codi.interventions.anchors import activation_patching, thought_anchors
 from nnsight_codi.interventions.corrupt import NUMBER, corrupt_problem, replay
 from nnsight_codi.loading import load_model
-from nnsight_codi.tracing.hooks import run_loop
+from nnsight_codi.tracing.loop import run_loop
 from reference_impl import reference_capture
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more . how many pens ?", "how many pens ?",

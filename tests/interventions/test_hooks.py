@@ -12,7 +12,7 @@ from nnsight_codi.interventions import AddVector, ForceAnswer, KVSteer, PatchLat
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.kv_cache import cache_kwargs, output_cache
 from nnsight_codi.tracing.capture import Capture
-from nnsight_codi.tracing.hooks import run_loop
+from nnsight_codi.tracing.loop import run_loop
 from reference_impl import blocks_of
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more . how many pens ?", "how many pens ?",

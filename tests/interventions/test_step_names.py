@@ -79,7 +79,7 @@ def test_hooks_take_names_that_need_no_k(model_dir):
     from nnsight_codi.interventions import AddVector
     from nnsight_codi.interventions.patching import PatchLatent, PatchResidual
     from nnsight_codi.loading import load_model
-    from nnsight_codi.tracing.hooks import run_loop
+    from nnsight_codi.tracing.loop import run_loop
 
     v = torch.ones(32)
     assert AddVector(v, 1, ["bot", "latent2", 3]).steps == (0, 2, 3)

@@ -16,7 +16,7 @@ from factories import make_converted
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.kv_cache import CACHE_ARG, cache_kwargs, output_cache
 from nnsight_codi.tracing.capture import Capture
-from nnsight_codi.tracing.hooks import run_loop
+from nnsight_codi.tracing.loop import run_loop
 
 
 def test_the_name_is_the_forward_argument_of_this_version():

@@ -23,7 +23,7 @@ from nnsight_codi.tracing.remote import count_requests
 from nnsight_codi.models.projection import build_projection
 from nnsight_codi.store import open_store
 from nnsight_codi.tracing.capture import Capture
-from nnsight_codi.tracing.hooks import run_loop
+from nnsight_codi.tracing.loop import run_loop
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more .", "how many pens ?", "he loses 2 pens . the answer is"]
 REL_TOL = 1e-9

@@ -18,7 +18,7 @@ from nnsight_codi.loading import load_model
 from nnsight_codi.models.config import CodiFormatError
 from nnsight_codi.models.lora_checkpoint import BaseMismatchError
 from nnsight_codi.models.projection import build_projection
-from nnsight_codi.tracing.hooks import run_loop
+from nnsight_codi.tracing.loop import run_loop
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more .", "how many pens ?"]
 HEAD = PREFIX + "lm_head.weight"

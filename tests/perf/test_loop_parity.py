@@ -11,7 +11,7 @@ from factories import make_converted
 from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.capture import Capture
-from nnsight_codi.tracing.hooks import run_loop
+from nnsight_codi.tracing.loop import run_loop
 from oracle import as_oracle
 
 

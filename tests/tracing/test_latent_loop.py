@@ -141,7 +141,7 @@ def test_bad_loop_arguments(codi):
 
 
 def test_real_ndif_run_needs_a_deployed_repo_id(codi):
-    from nnsight_codi.tracing.hooks import run_loop
+    from nnsight_codi.tracing.loop import run_loop
 
     with pytest.raises(ValueError, match="ndif_repo_id"):
         run_loop(codi, codi.encode(QUESTIONS[:1]), remote=True)

@@ -16,7 +16,7 @@ import torch
 from factories import make_converted
 from nnsight_codi.evaluation import batches_by_length, batches_in_order, eval_batches, generate_answers
 from nnsight_codi.loading import load_model
-from nnsight_codi.tracing.hooks import run_loop
+from nnsight_codi.tracing.loop import run_loop
 
 # Left padding of 0, 3 and 6 positions: the pads' rows are fully masked in the prompt call.
 QUESTIONS = ["tom has 3 pens . he gets 4 more . how many pens ?", "he loses 2 pens . how many ?",
@@ -164,7 +164,7 @@ def test_reference_mode_eval_batches_are_consecutive_rows(codi, monkeypatch):
     with pytest.raises(ValueError, match="batch_size"):
         batches_in_order(3, 0)
 
-    import nnsight_codi.tracing.hooks as hooks
+    import nnsight_codi.tracing.loop as hooks
 
     seen = []
     real = hooks.run_loop

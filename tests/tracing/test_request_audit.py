@@ -15,7 +15,7 @@ from nnsight_codi.interventions.steering import AddVector, KVSteer
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.remote import count_requests
 from nnsight_codi.tracing.capture import CAPTURABLE, Capture
-from nnsight_codi.tracing.hooks import run_loop
+from nnsight_codi.tracing.loop import run_loop
 from nnsight_codi.tracing.request_audit import (RUNTIME_MODULES, RequestRefusedError, allowed, audit_request,
                                                 check_request)
 

@@ -10,7 +10,7 @@ import torch
 from factories import make_converted
 from nnsight_codi.interventions import AddVector
 from nnsight_codi.loading import load_model
-from nnsight_codi.tracing.hooks import run_loop
+from nnsight_codi.tracing.loop import run_loop
 
 
 class Modes:
@@ -67,7 +67,7 @@ def test_gradients_through_the_loop_match_finite_differences(codi):
 
 @pytest.mark.parametrize("fork", [True, False])
 def test_run_branches_inference_mode_by_default_grad_opt_in(codi, fork):
-    from nnsight_codi.tracing.hooks import Branch, run_branches
+    from nnsight_codi.tracing.loop import Branch, run_branches
 
     prompts = codi.encode(["Tom has 3 pens and buys 4 more . How many pens ?"])
     for grad in (False, True):
