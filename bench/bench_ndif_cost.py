@@ -64,9 +64,9 @@ def main() -> None:
     res: dict = {"load_seconds": round(time.perf_counter() - start, 2), "device": args.device,
                  "checkpoint_bytes": built["bytes"]}
     with count_requests(with_zstd=True) as log:
-        model = codi.session_model("local")  # the weight check, as a serialised request
+        executor = codi.executor("local")  # the weight check, as a serialised request
     res["weight_check"] = {"requests": log.requests, "raw_bytes": log.raw_bytes[0], "zstd_bytes": log.compressed_bytes[0]}
-    adapter = model.codi_adapter
+    adapter = executor.adapter
     res["adapter_bytes"] = {"float32": adapter.nbytes, "bfloat16": adapter.cast(torch.bfloat16).nbytes}
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     questions = gsm8k_questions(max(sizes))

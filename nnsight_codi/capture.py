@@ -108,9 +108,9 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
         dataset = load_eval_dataset("synthetic", limit=config.limit, seed=config.seed,
                                     **synthetic_options(codi, config.synthetic))
     if config.ndif_model:
-        object.__setattr__(codi, "ndif_repo_id", config.ndif_model)
-    if config.remote and hasattr(type(codi), "session_model"):
-        codi.session_model(config.remote)  # base + LoRA interventions: check the (hosted) base before any work
+        codi.use_ndif_repo(config.ndif_model)
+    if config.remote and hasattr(type(codi), "executor"):
+        codi.executor(config.remote)  # base + LoRA interventions: check the (hosted) base before any work
     target = _target(codi, config)
     lens.load(codi)
     layers = validate_layers(config.layers, target.num_layers)

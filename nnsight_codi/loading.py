@@ -54,8 +54,8 @@ def check_lora_mode(lora_mode: str) -> str:
 
 
 def load_converted(directory: str | Path, device: str | torch.device | None = "cpu",
-                   dtype: str | torch.dtype | None = "float32"):
-    """Load a converted CODI directory as a `CodiModel` (no network)."""
+                   dtype: str | torch.dtype | None = "float32", ndif_repo_id: str | None = None):
+    """Load a converted CODI directory as a `CodiModel` (no network); `ndif_repo_id`: its LM's hub id on NDIF."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     directory = Path(directory)
@@ -81,7 +81,8 @@ def load_converted(directory: str | Path, device: str | torch.device | None = "c
         )
     tokenizer.padding_side = "left"
     lm = lm.to(device).eval()
-    return CodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj)
+    return CodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj,
+                     ndif_repo_id=ndif_repo_id)
 
 
 def _check_loading_info(info: dict, where: Any) -> None:
@@ -116,8 +117,13 @@ def check_numerics(numerics: str, lora_mode: str) -> str:
 
 def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
                dtype: str | torch.dtype | None = "float32", base: str | None = None,
-               lora_mode: str = "merged", numerics: str = "default", **kwargs: Any):
+               lora_mode: str = "merged", numerics: str = "default", ndif_repo_id: str | None = None,
+               **kwargs: Any):
     """Load a CODI model (`CodiModel`) or a plain HF causal LM (`TransformersModel`). See module doc.
+
+    `ndif_repo_id` (CLI `--ndif-model`) names the hub id NDIF hosts the model's LM under, for runs
+    with `remote=True`: the merged LM, or for `lora_mode="interventions"` the base (default: the
+    registry's / `base` hub id). Plain LMs ignore it.
 
     `lora_mode="interventions"` runs a reference CODI checkpoint as its base model + LoRA applied
     as nnsight interventions (`tracing/lora.py`; the shape NDIF can run); the default
@@ -137,6 +143,8 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
                              f"{spec_str} is a merged model")
         kwargs["reference_numerics"] = True
     resolve_device(device)  # a bad device fails before any loading
+    if ndif_repo_id:
+        kwargs["ndif_repo_id"] = ndif_repo_id
     resolve_dtype(dtype)
     interventions = lora_mode == "interventions"
     load_checkpoint = load_lora_interventions if interventions else load_reference_checkpoint
@@ -146,7 +154,7 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
                              "needs a reference CODI checkpoint with its LoRA tensors")
         if not is_converted_dir(TINY_MODEL_DIR):
             raise FileNotFoundError(f"the shipped tiny CODI model is missing at {TINY_MODEL_DIR}")
-        return load_converted(TINY_MODEL_DIR, device, dtype)
+        return load_converted(TINY_MODEL_DIR, device, dtype, ndif_repo_id)
     if spec_str == "tiny-instruct":  # the shipped tiny instruct LM: a plain HF causal LM
         if not (TINY_INSTRUCT_DIR / "config.json").is_file():
             raise FileNotFoundError(f"the shipped tiny instruct model is missing at {TINY_INSTRUCT_DIR}")
@@ -157,7 +165,7 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
             if interventions:
                 raise ValueError(f"{path} is a converted (merged) CODI directory: lora_mode='interventions' needs "
                                  "the reference checkpoint with its LoRA tensors")
-            return load_converted(path, device, dtype)
+            return load_converted(path, device, dtype, ndif_repo_id)
         ckpt = find_checkpoint_file(path)
         if ckpt is not None:
             if base is not None:
@@ -207,18 +215,20 @@ def load_plain_lm(spec: str | Path, device: str | torch.device | None = "cpu",
 
 def load_reference_checkpoint(file: str | Path, base: str | Path | None = None, entry: CheckpointEntry | None = None,
                               device: Any = "cpu", dtype: Any = "float32", lora_alpha: float | None = None,
-                              num_latents: int | None = None):
+                              num_latents: int | None = None, ndif_repo_id: str | None = None):
     """A reference checkpoint as a ready `CodiModel` (converted in memory)."""
     lm, tokenizer, prj, config = convert_reference_checkpoint(
         file, base, entry, lora_alpha=lora_alpha, num_latents=num_latents, dtype=resolve_dtype(dtype)
     )
     lm = lm.to(resolve_device(device))
-    return CodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj)
+    return CodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj,
+                     ndif_repo_id=ndif_repo_id)
 
 
 def load_lora_interventions(file: str | Path, base: str | Path | None, entry: CheckpointEntry | None = None,
                             device: Any = "cpu", dtype: Any = "float32", lora_alpha: float | None = None,
-                            num_latents: int | None = None, reference_numerics: bool = False):
+                            num_latents: int | None = None, reference_numerics: bool = False,
+                            ndif_repo_id: str | None = None):
     """A reference CODI checkpoint as a `LoraCodiModel`: the base LM + `LoraAdapter`, weight-checked.
 
     `reference_numerics=True` also casts every floating buffer to `dtype` as the reference's
@@ -272,15 +282,16 @@ def load_lora_interventions(file: str | Path, base: str | Path | None, entry: Ch
         config.extra["numerics"] = "reference"
     lm = lm.to(resolve_device(device)).eval()
     model = LoraCodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj,
-                          adapter=adapter, checks=checks, base_id=base_id)
+                          adapter=adapter, checks=checks, ndif_repo_id=ndif_repo_id or base_id)
     model.session_model(None)  # the local base is checked before any work
     return model
 
 
 def load_codi_model(spec: str, device: str = "cpu", dtype: str = "float32", base: str | None = None,
-                    lora_mode: str = "merged", numerics: str = "default"):
+                    lora_mode: str = "merged", numerics: str = "default", ndif_repo_id: str | None = None):
     """Load `spec` and insist that it is a CODI model."""
-    model = load_model(spec, device=device, dtype=dtype, base=base, lora_mode=lora_mode, numerics=numerics)
+    model = load_model(spec, device=device, dtype=dtype, base=base, lora_mode=lora_mode, numerics=numerics,
+                       ndif_repo_id=ndif_repo_id)
     if not isinstance(model, CodiModel):
         raise ValueError(f"{spec} is a plain LM, not a CODI model (no codi.json / prj)")
     return model

@@ -94,12 +94,10 @@ def load_codi(args: argparse.Namespace):
     against the checkpoint here, before any work.
     """
     codi = load_codi_model(args.model, args.device, args.dtype, args.base, getattr(args, "lora_mode", "merged"),
-                           getattr(args, "numerics", "default"))
-    if getattr(args, "ndif_model", None):
-        object.__setattr__(codi, "ndif_repo_id", args.ndif_model)
+                           getattr(args, "numerics", "default"), ndif_repo_id=getattr(args, "ndif_model", None))
     remote = remote_value(getattr(args, "remote", None))
-    if remote and hasattr(type(codi), "session_model"):
-        codi.session_model(remote)  # one small trace: the weight check of the (hosted) base
+    if remote:
+        codi.executor(remote)  # base + LoRA interventions: one small trace, the weight check of the (hosted) base
     return codi
 
 

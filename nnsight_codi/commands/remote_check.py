@@ -154,17 +154,15 @@ def audit_checks(args: argparse.Namespace) -> tuple[list[Check], str | None]:
     from ..tracing.codi_model import CodiModel
     from ..tracing.request_audit import audit_request
 
-    model = load_model(args.model, device=args.device, dtype=args.dtype, base=args.base, lora_mode=args.lora_mode)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, base=args.base, lora_mode=args.lora_mode,
+                       ndif_repo_id=args.ndif_model)
     checks: list[Check] = []
     if isinstance(model, CodiModel):
         from ..tracing.capture import Capture
         from ..tracing.loop import run_loop
 
-        if args.ndif_model:
-            object.__setattr__(model, "ndif_repo_id", args.ndif_model)
-        repo = getattr(model, "ndif_repo_id", None)
-        if hasattr(model, "session_model"):
-            model.session_model("local")
+        repo = model.ndif_repo_id
+        model.executor("local")  # base + LoRA interventions: the weight check, as a serialised request
         prompts = model.encode(["1 + 1 = ?"])
         kinds = {"eval": [], "capture": [Capture(["hidden", "latent_input", "kv"], range(model.num_layers + 1),
                                                  model.num_latents)]}

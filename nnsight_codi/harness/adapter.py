@@ -127,12 +127,13 @@ class NnsightCodiLM(TemplateLM):
         else:
             from ..loading import load_model
 
-            self.model = load_model(model, device=device, dtype=dtype, base=base or None, lora_mode=lora_mode)
+            self.model = load_model(model, device=device, dtype=dtype, base=base or None, lora_mode=lora_mode,
+                                    ndif_repo_id=ndif_model or None)
         self.is_codi = isinstance(self.model, CodiModel)
-        if ndif_model:
-            object.__setattr__(self.model, "ndif_repo_id", ndif_model)
-        if self.remote and hasattr(type(self.model), "session_model"):  # base + LoRA interventions:
-            self.model.session_model(self.remote)  # check the (hosted) base's weights before any work
+        if ndif_model and loaded is not None and self.is_codi:
+            self.model.use_ndif_repo(ndif_model)
+        if self.remote and self.is_codi:  # base + LoRA interventions:
+            self.model.executor(self.remote)  # check the (hosted) base's weights before any work
         self.vectors = None
         if self.is_codi:
             if self.condition.name != "direct" or prompt_mode != "raw":

@@ -36,7 +36,8 @@ from torch import Tensor, nn
 from ..models.config import CodiConfig
 from ..models.kv_cache import cache_kwargs, output_cache
 from .batching import left_pad
-from .loop import LatentLoopState, LoopSnapshot, Masking, decode_answers, step_names
+from .loop import DirectExecutor, LatentLoopState, LoopSnapshot, Masking, decode_answers, step_names
+from .session import SessionExecutor
 
 
 @contextmanager
@@ -113,16 +114,47 @@ class PromptBatch:
 class CodiModel(TransformersModel):
     """A CODI model: merged causal LM + latent projection + `CodiConfig`, traceable with nnsight.
 
-    Build it with `nnsight_codi.load_model(...)` rather than directly.
+    Build it with `nnsight_codi.load_model(...)` rather than directly. `ndif_repo_id` is the hub id of
+    this merged LM as NDIF hosts it (CLI `--ndif-model`), needed by runs with `remote=True`.
     """
 
-    def __init__(self, *args: Any, codi_config: CodiConfig, prj: nn.Module, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, codi_config: CodiConfig, prj: nn.Module, ndif_repo_id: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         object.__setattr__(self, "codi_config", codi_config)
-        object.__setattr__(self, "ndif_repo_id", None)  # hub id of this merged LM on NDIF, for remote=True
+        object.__setattr__(self, "ndif_repo_id", ndif_repo_id)
         ref = next(self._module.parameters())
         self.prj = prj.to(device=ref.device, dtype=ref.dtype).eval()
         self.step_input = nn.Identity()
+
+    def use_ndif_repo(self, repo_id: str | None) -> None:
+        """Name the hub id NDIF hosts this model's LM under (for a model loaded without `ndif_repo_id`)."""
+        object.__setattr__(self, "ndif_repo_id", repo_id)
+
+    # -- executors: how `loop.run_loop` runs this model ------------------------------
+    def executor(self, remote: bool | str | None = None):
+        """The executor of a run with `remote`: the traced driver (`loop.DirectExecutor`) for local runs, an
+        nnsight session (`session.SessionExecutor`) for `remote="local"`, `True` or a host URL."""
+        if remote:
+            return SessionExecutor(self, remote)
+        return DirectExecutor(self)
+
+    def session_model(self, remote: bool | str | None = "local") -> TransformersModel:
+        """A stock `TransformersModel` of the merged LM for a session (what NDIF would host).
+
+        For a real NDIF run (`remote=True` or a host URL) it names the deployed repo `ndif_repo_id`
+        (CLI `--ndif-model`): NDIF only runs models it hosts. Otherwise it wraps the local module, which
+        is what `remote="local"` and local sessions use.
+        """
+        repo = self.ndif_repo_id
+        if remote and remote != "local":
+            if not repo:
+                raise ValueError("a remote NDIF run needs the hub id of the merged CODI LM deployed there: "
+                                 "set codi.ndif_repo_id (CLI --ndif-model), or run a reference checkpoint as its "
+                                 "hosted base + LoRA interventions (lora_mode='interventions', CLI --lora-mode)")
+            # the client has the tokenizer: no hub look-up for it (a local --ndif-model dir has no pipeline hints)
+            return TransformersModel(repo, tokenizer=self.tokenizer, task="text-generation")
+        return TransformersModel(self._module, tokenizer=self.tokenizer, task="text-generation")
 
     # -- shape facts ------------------------------------------------------------
     @property

@@ -357,33 +357,40 @@ def _run_loop(codi, prompts, hooks: Sequence[StepHook], num_latents: int | None,
     if answer_steps < 0:
         raise ValueError(f"answer_steps must be >= 0, got {answer_steps}")
     last = k + 1 + int(answer_steps)
-    num_layers = codi.num_layers
-    hooks = list(hooks)
-    interventions = getattr(codi, "session_model", None) is not None  # base LM + LoRA interventions: sessions only
-    if not hooks and not remote and not interventions:  # nothing to visit: no trace needed
-        tokens = codi.latent_generate(prompts, num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
-                                      output_attentions=output_attentions)
-        return tokens, []
-    if remote or interventions:
-        from .session import plain_lm_model, run_latent_session
+    return codi.executor(remote).run(prompts, list(hooks), k, max_new_tokens, masking, output_attentions, last)
 
-        # the same bound on decoding as the driver (the model's context length)
-        max_new_tokens = codi.new_loop_state(prompts, k, max_new_tokens, masking).max_new_tokens
 
-        def step_fn(model, step, sink):
-            if step <= last:
-                visit_step(model, step, hooks, sink, num_layers)
+class DirectExecutor:
+    """The traced driver (`CodiModel.latent_generate`: one nnsight trace over the whole loop) as the
+    executor of `run_loop` / `run_branches`: local runs of a merged CODI model. `CodiModel.executor(None)`
+    picks it; a run with `remote`, or of a base + LoRA-interventions model, gets a `session.SessionExecutor`.
+    """
 
-        return run_latent_session(plain_lm_model(codi, remote), codi.prj._module, codi.codi_config, prompts, k,
-                                  max_new_tokens, masking, remote=remote, step_fn=step_fn,
-                                  output_attentions=output_attentions)
-    with codi.latent_generate(prompts, num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
-                              output_attentions=output_attentions) as tracer:
-        sink = nnsight.save([])
-        for step in tracer.iter[: last + 1]:
-            visit_step(codi, step, hooks, sink, num_layers)
-        tokens = tracer.result.save()
-    return tokens, list(sink)
+    def __init__(self, codi) -> None:
+        self.codi = codi
+
+    def run(self, prompts, hooks: Sequence[StepHook], k: int, max_new_tokens: int, masking: Masking,
+            output_attentions: bool, last: int) -> tuple[Tensor, list[Record]]:
+        """One run with `hooks` on steps <= `last`; no trace at all when there are no hooks."""
+        codi = self.codi
+        if not hooks:  # nothing to visit: no trace needed
+            tokens = codi.latent_generate(prompts, num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
+                                          output_attentions=output_attentions)
+            return tokens, []
+        num_layers = codi.num_layers
+        with codi.latent_generate(prompts, num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
+                                  output_attentions=output_attentions) as tracer:
+            sink = nnsight.save([])
+            for step in tracer.iter[: last + 1]:
+                visit_step(codi, step, hooks, sink, num_layers)
+            tokens = tracer.result.save()
+        return tokens, list(sink)
+
+    def branches(self, prompts, branches, shared, starts, branch_k, bounds, k, max_new_tokens, masking,
+                 output_attentions, answer_steps, trunk_needed):
+        """The trunk in segments and each fork's branches from copies of it (`_driver_branches`)."""
+        return _driver_branches(self.codi, prompts, branches, shared, starts, branch_k, bounds, k, max_new_tokens,
+                                masking, output_attentions, answer_steps, trunk_needed)
 
 
 # -- forking: runs that share a prefix ----------------------------------------------------------------
@@ -486,14 +493,9 @@ def _run_branches(codi, prompts, branches: Sequence[Branch], shared: Sequence[St
     starts = [divergence_step(b.hooks, bk, k, answer_steps) for b, bk in zip(branches, branch_k)]
     forked = [i for i, d in enumerate(starts) if d is not None]
     trunk_needed = len(forked) < len(branches)
-    session = remote or getattr(codi, "session_model", None) is not None
-    if session:
-        trunk, runs = _session_branches(codi, prompts, branches, shared, starts, branch_k, bounds, k,
-                                        max_new_tokens, masking, remote, output_attentions, answer_steps,
-                                        trunk_needed)
-    else:
-        trunk, runs = _driver_branches(codi, prompts, branches, shared, starts, branch_k, bounds, k,
-                                       max_new_tokens, masking, output_attentions, answer_steps, trunk_needed)
+    trunk, runs = codi.executor(remote).branches(prompts, branches, shared, starts, branch_k, bounds, k,
+                                                 max_new_tokens, masking, output_attentions, answer_steps,
+                                                 trunk_needed)
     out = []
     for i, d in enumerate(starts):
         if d is None:
@@ -525,27 +527,3 @@ def _driver_branches(codi, prompts, branches, shared, starts, branch_k, bounds, 
         tokens, records = _segment(codi, snapshot, shared, None, last, output_attentions)
         trunk_records += records
     return (tokens, trunk_records), runs
-
-
-def _session_branches(codi, prompts, branches, shared, starts, branch_k, bounds, k, max_new_tokens, masking,
-                      remote, output_attentions, answer_steps, trunk_needed):
-    """Session executor: trunk and branches in one session (`session.run_session_branches`)."""
-    from .session import SessionBranch, plain_lm_model, run_session_branches
-
-    num_layers = codi.num_layers
-
-    def step_fn_for(hooks, last):
-        def step_fn(model, step, sink):
-            if step <= last:
-                visit_step(model, step, hooks, sink, num_layers)
-        return step_fn
-
-    forked = [i for i, d in enumerate(starts) if d is not None]
-    session_branches = [SessionBranch(starts[i], branch_k[i], bounds[branch_k[i]],
-                                      step_fn_for([*branches[i].hooks, *shared], branch_k[i] + 1 + answer_steps))
-                        for i in forked]
-    results = run_session_branches(plain_lm_model(codi, remote), codi.prj._module, codi.codi_config, prompts, k,
-                                   bounds[k], masking, remote=remote, step_fn=step_fn_for(shared, k + 1 + answer_steps),
-                                   output_attentions=output_attentions, branches=session_branches,
-                                   trunk_to_end=trunk_needed)
-    return results[0], {i: results[j + 1] for j, i in enumerate(forked)}

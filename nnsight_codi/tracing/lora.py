@@ -42,7 +42,9 @@ from torch import Tensor
 
 from ..models.lora_checkpoint import BaseCheck, BaseMismatchError, checksum
 from .codi_model import CodiModel
+from .loop import run_loop
 from .remote import PortableProjection, by_value, register_package
+from .session import SessionExecutor
 
 
 def envoy_at(model: Any, path: str) -> Any:
@@ -191,25 +193,34 @@ class LoraCodiModel(CodiModel):
     """A CODI model executed as its base LM + `LoraAdapter` interventions (session executor only).
 
     Everything a `CodiModel` offers (encode, decode, num_layers, `run_loop` with step hooks,
-    capture, steering) works unchanged; `run_loop` routes it to the session executor, locally
+    capture, steering) works unchanged; its `executor` is always the session executor, locally
     (`remote=None`), serialised (`remote="local"`) or on NDIF (`remote=True`, hosted base
     `ndif_repo_id`, default the registry's / `--base` hub id).
     """
 
-    def __init__(self, *args: Any, adapter: LoraAdapter, checks: list[BaseCheck], base_id: str | None,
+    def __init__(self, *args: Any, adapter: LoraAdapter, checks: list[BaseCheck], ndif_repo_id: str | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, ndif_repo_id=ndif_repo_id, **kwargs)
         object.__setattr__(self, "lora_adapter", adapter)
         object.__setattr__(self, "base_checks", checks)
-        object.__setattr__(self, "ndif_repo_id", base_id)
-        object.__setattr__(self, "_session_models", {})
+        object.__setattr__(self, "_sessions", {})
+
+    def executor(self, remote: bool | str | None = None) -> SessionExecutor:
+        """Always the session executor, with the base LM for `remote` (weight-checked once) and the adapter
+        in that model's dtype."""
+        model, adapter = self._session(remote)
+        return SessionExecutor(self, remote, model, adapter)
 
     def session_model(self, remote: bool | str | None = None) -> TransformersModel:
-        """The stock base LM for a session (local module or the hosted repo), weight-checked once,
-        carrying `codi_adapter` (the adapter in that model's dtype) for `run_latent_session`."""
+        """The stock base LM for a session (local module or the hosted repo), weight-checked once, carrying
+        `codi_adapter` (the adapter in that model's dtype)."""
+        return self._session(remote)[0]
+
+    def _session(self, remote: bool | str | None) -> tuple[TransformersModel, LoraAdapter]:
+        """`(base LM, adapter cast to its dtype)` for `remote`, built and weight-checked once per key."""
         hosted = bool(remote) and remote != "local"
         key = ("hosted", self.ndif_repo_id, remote) if hosted else ("local", remote)
-        cached = self._session_models.get(key)
+        cached = self._sessions.get(key)
         if cached is not None:
             return cached
         if hosted:
@@ -221,10 +232,12 @@ class LoraCodiModel(CodiModel):
         else:
             model = TransformersModel(self._module, tokenizer=self.tokenizer, task="text-generation")
             name = f"the base model {self.codi_config.base}"
-        dtype = verify_base(model, self.base_checks, remote, name)
-        object.__setattr__(model, "codi_adapter", self.lora_adapter.cast(dtype))
-        self._session_models[key] = model
-        return model
+        adapter = self.lora_adapter.cast(dtype=verify_base(model, self.base_checks, remote, name))
+        # the session model also carries its adapter (`session_model(remote).codi_adapter`, for callers of
+        # `run_latent_session`); the executor is handed it as an argument
+        object.__setattr__(model, "codi_adapter", adapter)
+        self._sessions[key] = (model, adapter)
+        return self._sessions[key]
 
     def latent_generate(self, *args: Any, **kwargs: Any):
         raise TypeError("a CODI model in lora_mode='interventions' runs through the session executor: use "
@@ -233,8 +246,6 @@ class LoraCodiModel(CodiModel):
     @torch.inference_mode()
     def answer(self, questions, num_latents: int | None = None, max_new_tokens: int = 256,
                masking: str = "exact", remote: bool | str | None = None) -> list[str]:
-        from .loop import run_loop
-
         tokens, _ = run_loop(self, self.encode(questions), num_latents=num_latents,
                              max_new_tokens=max_new_tokens, masking=masking, remote=remote)
         return self.decode(tokens)

@@ -10,7 +10,8 @@ local driver uses, so both give the same answers (tested with `remote="local"`).
 `step_fn(model, step, sink)` runs inside every trace before the loop reads the outputs: read or
 edit any module there with nnsight idioms (`model.transformer.h[2].output[:, -1] += v`) and
 append what should come back to `sink`, a list saved in the session (on a remote run nothing
-else leaves the server). `loop.run_loop` builds `step_fn` from step hooks.
+else leaves the server). `SessionExecutor` (what `CodiModel.executor(remote)` returns for a session)
+builds `step_fn` from the step hooks of `loop.run_loop`.
 
 Example:
     >>> lm = plain_lm_model(codi)                                  # doctest: +SKIP
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 from ..models.config import CodiConfig
 from ..models.kv_cache import CACHE_ARG, REMOTE_CACHE_ARG, output_cache
 from .batching import positions_from_mask
+from .hooks import Record, StepHook, visit_step
 from .loop import LatentLoopState, Masking, fork_cache
 from .remote import PortableProjection, by_value, register_package
 
@@ -75,29 +77,64 @@ def session_program(branches: Sequence[SessionBranch]) -> list[tuple[int, int | 
 
 
 def plain_lm_model(codi, remote: bool | str | None = "local") -> TransformersModel:
-    """A stock `TransformersModel` of a CodiModel's merged LM (what NDIF would host).
+    """A stock `TransformersModel` of a CodiModel's LM for a session (what NDIF would host):
+    `codi.session_model(remote)` (see `CodiModel.session_model`)."""
+    return codi.session_model(remote)
 
-    For a real NDIF run (`remote=True` or a host URL) it names the deployed repo in
-    `codi.ndif_repo_id` (CLI `--ndif-model`): NDIF only runs models it hosts. Otherwise it wraps
-    the local module, which is what `remote="local"` and local sessions use.
+
+class SessionExecutor:
+    """The NDIF-shaped executor of `loop.run_loop` / `loop.run_branches`: one trace per LM call in a session,
+    local (`remote=None`), serialised like NDIF (`"local"`) or on NDIF (`True` / a host URL).
+
+    `model` is the stock LM the session traces (default: `codi.session_model(remote)`, built at the first
+    run); `adapter` the `LoraAdapter` of a base + LoRA-interventions model (`tracing/lora.py`), cast to
+    that model's dtype. `CodiModel.executor(remote)` picks it.
     """
-    session_model = getattr(codi, "session_model", None)
-    if session_model is not None:  # base LM + LoRA interventions (tracing/lora.py)
-        return session_model(remote)
-    repo = getattr(codi, "ndif_repo_id", None)
-    if remote and remote != "local":
-        if not repo:
-            raise ValueError("a remote NDIF run needs the hub id of the merged CODI LM deployed there: "
-                             "set codi.ndif_repo_id (CLI --ndif-model), or run a reference checkpoint as its "
-                             "hosted base + LoRA interventions (lora_mode='interventions', CLI --lora-mode)")
-        # the client has the tokenizer: no hub look-up for it (a local --ndif-model dir has no pipeline hints)
-        return TransformersModel(repo, tokenizer=codi.tokenizer, task="text-generation")
-    return TransformersModel(codi._module, tokenizer=codi.tokenizer, task="text-generation")
+
+    def __init__(self, codi, remote: bool | str | None, model: TransformersModel | None = None,
+                 adapter: Any = None) -> None:
+        self.codi, self.remote, self._model, self.adapter = codi, remote, model, adapter
+
+    @property
+    def model(self) -> TransformersModel:
+        return self._model if self._model is not None else self.codi.session_model(self.remote)
+
+    def _step_fn(self, hooks: Sequence[StepHook], last: int) -> StepFn:
+        num_layers = self.codi.num_layers
+
+        def step_fn(model, step, sink):
+            if step <= last:
+                visit_step(model, step, hooks, sink, num_layers)
+        return step_fn
+
+    def run(self, prompts, hooks: Sequence[StepHook], k: int, max_new_tokens: int, masking: Masking,
+            output_attentions: bool, last: int) -> tuple[Tensor, list[Record]]:
+        """One run with `hooks` on steps <= `last`."""
+        codi = self.codi
+        # the same bound on decoding as the driver (the model's context length)
+        max_new_tokens = codi.new_loop_state(prompts, k, max_new_tokens, masking).max_new_tokens
+        return run_latent_session(self.model, codi.prj._module, codi.codi_config, prompts, k, max_new_tokens,
+                                  masking, remote=self.remote, step_fn=self._step_fn(hooks, last),
+                                  output_attentions=output_attentions, adapter=self.adapter)
+
+    def branches(self, prompts, branches, shared, starts, branch_k, bounds, k, max_new_tokens, masking,
+                 output_attentions, answer_steps, trunk_needed):
+        """Trunk and branches in one session (`run_session_branches`). Returns (trunk, {branch: run})."""
+        codi = self.codi
+        forked = [i for i, d in enumerate(starts) if d is not None]
+        session_branches = [SessionBranch(starts[i], branch_k[i], bounds[branch_k[i]],
+                                          self._step_fn([*branches[i].hooks, *shared], branch_k[i] + 1 + answer_steps))
+                            for i in forked]
+        results = run_session_branches(self.model, codi.prj._module, codi.codi_config, prompts, k, bounds[k], masking,
+                                       remote=self.remote, step_fn=self._step_fn(shared, k + 1 + answer_steps),
+                                       output_attentions=output_attentions, branches=session_branches,
+                                       trunk_to_end=trunk_needed, adapter=self.adapter)
+        return results[0], {i: results[j + 1] for j, i in enumerate(forked)}
 
 
-def _compute_dtype(model: TransformersModel) -> torch.dtype:
-    """The wrapped LM's parameter dtype (a hosted model's meta copy has it too); float32 if unknown."""
-    adapter = getattr(model, "codi_adapter", None)
+def _compute_dtype(model: TransformersModel, adapter: Any = None) -> torch.dtype:
+    """The wrapped LM's parameter dtype (a hosted model's meta copy has it too; an adapter is cast to it);
+    float32 if unknown."""
     if adapter is not None:
         return adapter.rows.dtype
     try:
@@ -129,7 +166,8 @@ def _quiet_cache_deprecation() -> Iterator[None]:
 def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiConfig, prompts,
                        num_latents: int | None = None, max_new_tokens: int = 256,
                        masking: Masking = "exact", remote: bool | str | None = None,
-                       step_fn: StepFn | None = None, output_attentions: bool = False) -> tuple[Tensor, list]:
+                       step_fn: StepFn | None = None, output_attentions: bool = False,
+                       adapter: Any = None) -> tuple[Tensor, list]:
     """Run the CODI loop as a session (one trace per LM call).
 
     Returns `(answer ids Long[Tensor, "batch new"], records appended to the sink by step_fn)`.
@@ -143,9 +181,11 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
             `True` (or a host URL) for NDIF itself (host and key from the environment).
         step_fn: called as `step_fn(model, step, sink)` inside each step's trace.
         output_attentions: ask every call for attention weights (needs eager attention).
+        adapter: the `LoraAdapter` of a CODI checkpoint run as its base LM `model` + interventions
+            (`tracing/lora.py`), in `model`'s dtype; None for a merged LM.
     """
     return run_session_branches(model, prj, config, prompts, num_latents, max_new_tokens, masking, remote,
-                                step_fn, output_attentions)[0]
+                                step_fn, output_attentions, adapter=adapter)[0]
 
 
 def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiConfig, prompts,
@@ -153,7 +193,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
                          masking: Masking = "exact", remote: bool | str | None = None,
                          step_fn: StepFn | None = None, output_attentions: bool = False,
                          branches: Sequence[SessionBranch] = (),
-                         trunk_to_end: bool = True) -> list[tuple[Tensor | None, list]]:
+                         trunk_to_end: bool = True, adapter: Any = None) -> list[tuple[Tensor | None, list]]:
     """The trunk run (`step_fn`) and every branch forked from it, in **one** session (one request).
 
     The trunk runs as `run_latent_session` would; at each branch's `start` step the loop state and
@@ -165,14 +205,15 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
     """
     if remote:
         register_package()
+    if adapter is None:  # a base + LoRA-interventions model's session model carries its adapter (tracing/lora.py)
+        adapter = model.__dict__.get("codi_adapter")
     state = LatentLoopState(
         input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, config=config,
         num_latents=config.num_latents if num_latents is None else int(num_latents),
-        max_new_tokens=max_new_tokens, masking=masking, mask_dtype=_compute_dtype(model),
+        max_new_tokens=max_new_tokens, masking=masking, mask_dtype=_compute_dtype(model, adapter),
     )
     # A CODI checkpoint run as base LM + interventions (tracing/lora.py): its adapter is a
     # local of this session, so its tensors travel once per session; each call gets a second invoke.
-    adapter = getattr(model, "codi_adapter", None)
     if adapter is not None:
         prj = adapter.project
     elif remote:  # by value (not as a reference to "model.prj", which the server's model lacks),
