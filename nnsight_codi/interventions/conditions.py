@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..models.architecture import kv_geometry
 from ..steps import Step, parse_step, resolve_step
 from .patching import PATCH_KINDS, LatentStats, PatchLatent, latent_patch_values
 from .steering import AddVector, KVSteer, check_kv_positions, check_layer, check_step
@@ -129,8 +130,7 @@ class ModelShape:
     @classmethod
     def of(cls, codi, num_latents: int | None = None) -> ModelShape:
         cfg = codi._module.config
-        heads = int(getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads)
-        head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+        heads, head_dim = kv_geometry(cfg)
         k = codi.num_latents if num_latents is None else int(num_latents)
         return cls(codi.num_layers, k, codi.hidden_size, heads, head_dim)
 

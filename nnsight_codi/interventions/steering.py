@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..models.kv_cache import output_cache
+from ..models.kv_cache import cache_part, output_cache
 from ..steps import resolve_step
 
 KV_POSITIONS = ("latents", "last", "all")  # and "latent<k>": the cache entry of latent k alone
@@ -139,14 +139,6 @@ def kv_positions(positions: str, num_latents: int) -> slice:
             raise ValueError("KV steering at the latent positions needs num_latents >= 1")
         return slice(-num_latents, None)
     return slice(-1, None) if positions == "last" else slice(None)
-
-
-def cache_part(cache: Any, block: int, part: str) -> Tensor:
-    """The live `[batch, head, seq, head_dim]` keys or values tensor of one block's cache."""
-    layers = getattr(cache, "layers", None)
-    if layers is not None:
-        return getattr(layers[block], part)
-    return (cache.key_cache if part == "keys" else cache.value_cache)[block]  # older transformers
 
 
 @dataclass
