@@ -89,6 +89,9 @@ class Steering(AddVector):
         super().__init__(vector.detach().float().cpu(), int(layer), None if schedule == "continuous" else (0,),
                          float(coef), positions="all", prompt_mask=positions, record=True)
 
+    __eq__ = object.__eq__  # compared and hashed by identity, as before it was an `AddVector`
+    __hash__ = object.__hash__
+
     def prompt_edit(self) -> tuple | None:
         """What this hook does at step 0 (the prompt forward), as a comparable key: hooks with equal
         keys edit the prompt forward identically (`single` and `continuous` at one layer and coef), so
