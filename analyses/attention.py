@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,15 +33,13 @@ import pandas as pd
 import xarray as xr
 
 from nnsight_codi.cli import one_line_errors
+from nnsight_codi.data.chains import annotations
 from nnsight_codi.stats import Interval, bootstrap_ci, paired_bootstrap_diff
 from nnsight_codi.store import open_store
 from nnsight_codi.store.positions import number_spans, top_k_sources
 
 ROLES = ("number", "prompt", "bot", "previous latent", "earlier latents", "self", "eot")
 """Source roles relative to the querying step (`self` = the step's own position)."""
-
-_ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
-_OPERAND = re.compile(r"\d[\d,]*(?:\.\d+)?")
 
 
 def chain_operands(cot: str) -> list[list[float]]:
@@ -54,7 +51,7 @@ def chain_operands(cot: str) -> list[list[float]]:
         >>> chain_operands("Half: <<48/2=24>>24 then <<1,200*3+2=3602>>")
         [[48.0, 2.0], [1200.0, 3.0, 2.0]]
     """
-    return [[float(x.replace(",", "")) for x in _OPERAND.findall(lhs)] for lhs, _ in _ANNOTATION.findall(cot)]
+    return [[float(x.replace(",", "")) for x in a.operands()] for a in annotations(cot)]
 
 
 def text(arr: xr.DataArray) -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data.scoring import extract_gold, extract_prediction
+from .models.architecture import kv_geometry
 from .models.fingerprint import WEIGHTS_KEY, model_weights
 from .store.positions import left_align, pad_counts_from_mask, source_labels
 from .store.schema import parse_variables, validate_layers
@@ -133,10 +134,9 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     golds = [extract_gold(a) for a in dataset["answer"]]
     width = max(target.prompt_length(q) for q in questions) + k + 3
     lm_config = codi._module.config
-    heads = int(getattr(lm_config, "num_key_value_heads", None) or lm_config.num_attention_heads)
+    heads, head_dim = kv_geometry(lm_config)
     sources = [target.source_labels(q) for q in questions]  # what each attended position is
     cots = list(dataset["cot"] if "cot" in dataset.column_names else dataset["answer"])
-    head_dim = int(getattr(lm_config, "head_dim", None) or lm_config.hidden_size // lm_config.num_attention_heads)
     # Writes overlap with the next batch (store/background.py), except under remote="local":
     # nnsight's local backend takes every non-server module out of sys.modules while it
     # deserialises a request, and a writer thread importing zarr in that window breaks the

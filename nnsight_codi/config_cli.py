@@ -24,6 +24,7 @@ import collections.abc
 import dataclasses
 import types
 import typing
+from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -59,22 +60,38 @@ def _converter(tp: Any):
     raise TypeError(f"config_cli: unsupported field type {tp!r}")
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one option per field of the dataclass `cls` to `parser`."""
+def add_config_args(parser: argparse.ArgumentParser, cls: type, help_texts: Mapping[str, str] | None = None,
+                    exclude: Collection[str] = (), unset: bool = False) -> None:
+    """Add one option per field of the dataclass `cls` to `parser`.
+
+    `help_texts` gives help by field name (else the field's `metadata["help"]`); fields named in
+    `exclude` get no option. With `unset=True` every option defaults to None (its help still shows
+    the field's default), so a caller can tell the flags given from the rest, e.g. to lay them over
+    a config file (`config_kwargs(..., given_only=True)`).
+    """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
         tp, optional = _base_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
-        help_text = f.metadata.get("help", "")
+        help_text = (help_texts or {}).get(f.name, f.metadata.get("help", ""))
         help_text = f"{help_text} (default: {default})".strip()
         if tp is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
-                                help=help_text)
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None if unset else default, help=help_text)
         else:
-            parser.add_argument(flag, dest=f.name, type=_converter(tp), default=default,
+            parser.add_argument(flag, dest=f.name, type=_converter(tp), default=None if unset else default,
                                 help=help_text + (" [optional]" if optional else ""))
+
+
+def config_kwargs(cls: type, args: argparse.Namespace, given_only: bool = False) -> dict[str, Any]:
+    """The values of `cls`'s fields in parsed `args` (fields without an option are left out); with
+    `given_only`, only those not None (the flags given, after `add_config_args(..., unset=True)`)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return {k: v for k, v in values.items() if v is not None} if given_only else values
 
 
 def _type_name(tp: Any) -> str:
@@ -139,4 +156,4 @@ def parse_config(cls: type[T], argv: list[str] | None = None, description: str |
     parser = argparse.ArgumentParser(description=description or cls.__doc__)
     add_config_args(parser, cls)
     args = parser.parse_args(argv)
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+    return cls(**config_kwargs(cls, args))

@@ -26,13 +26,13 @@ Example:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .data.chains import count_annotations, has_annotation
 from .data.scoring import extract_gold, extract_prediction, is_correct
 
 COT_INSTRUCTION = "Answer the question thinking step by step."
@@ -41,19 +41,15 @@ INSTRUCTIONS: dict[str, str] = {"cot": COT_INSTRUCTION, "direct": DIRECT_INSTRUC
 MODES = ("cot", "direct", "none")
 INSTRUCT_FILE = "instruct.json"
 
-# One equation of a chain of thought: "<<" … "=" … ">>" (the GSM8k-Aug format, spaced or not).
-_CHAIN_STEP = re.compile(r"<<[^<>]*=[^<>]*>>")
-
-
 def contains_chain(text: str) -> bool:
     """Whether a generated answer contains a chain of thought: at least one complete
     `<< … = … >>` equation (e.g. `<< 36 + 3 = 39 >>`). A bare "The answer is : N" has none."""
-    return _CHAIN_STEP.search(text) is not None
+    return has_annotation(text)
 
 
 def chain_steps(text: str) -> int:
     """The number of complete `<< … = … >>` equations in `text`."""
-    return len(_CHAIN_STEP.findall(text))
+    return count_annotations(text)
 
 
 def user_message(question: str, mode: str = "cot", instructions: Mapping[str, str] | None = None) -> str:

@@ -123,11 +123,10 @@ def study_main(config_cls: type, run, default_out: str, description: str | None 
             raise SystemExit(study_main(Config, run, "out/my_study", __doc__))
     """
     import argparse
-    import dataclasses
     import json
 
     from .cli import OneLineParser, one_line_errors
-    from .config_cli import add_config_args
+    from .config_cli import add_config_args, config_kwargs
 
     @one_line_errors(Path(sys.argv[0]).stem)
     def main(argv: list[str] | None) -> int:
@@ -136,7 +135,7 @@ def study_main(config_cls: type, run, default_out: str, description: str | None 
         parser.add_argument("--out", default=default_out, help="output directory (default: %(default)s)")
         parser.add_argument("--json", action="store_true", help="print the headline and output paths as JSON")
         args = parser.parse_args(argv)
-        config = config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
+        config = config_cls(**config_kwargs(config_cls, args))
         result = run(config, args.out)
         out = Path(args.out)
         if args.json:

@@ -14,12 +14,12 @@ The module also runs standalone: `python -m nnsight_codi.commands.train --help`.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
+from ..config_cli import add_config_args, config_kwargs
 from ..training.config import TrainConfig
 
 _HELP = {
@@ -36,27 +36,10 @@ _HELP = {
 }
 
 
-def _kind(f: dataclasses.Field) -> type:
-    t = f.type if not isinstance(f.type, str) else eval(f.type, {"int": int, "float": float, "str": str,  # noqa: S307
-                                                                 "bool": bool, "dict": dict, "Any": Any})
-    args = [a for a in get_args(t) if a is not type(None)]
-    return args[0] if args else t
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, plus --resume, --no-final-eval and --config."""
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = _kind(f)
-        default = getattr(defaults, f.name)
-        help_text = _HELP.get(f.name, "") + f" (default: {default})"
-        if kind is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
+    """One flag per TrainConfig field (`config_cli`; None when not given, so flags override a
+    --config file), plus --resume, --stop-at, --final-eval and --config."""
+    add_config_args(parser, TrainConfig, help_texts=_HELP, exclude=("extra",), unset=True)
     parser.add_argument("--config", default=None, help="a train_config.json to start from (flags override it)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint/state.pt")
     parser.add_argument("--stop-at", type=int, default=None,
@@ -81,10 +64,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         base = TrainConfig.load(args.config).to_dict()
     elif args.resume and args.out and (Path(args.out) / "train_config.json").is_file():
         base = TrainConfig.load(Path(args.out) / "train_config.json").to_dict()
-    for f in dataclasses.fields(TrainConfig):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            base[f.name] = value
+    base.update(config_kwargs(TrainConfig, args, given_only=True))
     if base.get("minutes") is not None and getattr(args, "steps", None) is None and not args.config:
         base["steps"] = None  # --minutes alone: a pure wall-clock budget
     return TrainConfig(**base)

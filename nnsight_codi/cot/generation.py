@@ -175,6 +175,10 @@ def _generate(model, ids: Tensor, mask: Tensor, hooks: Sequence[Any], max_new_to
     if return_cache:
         extra["return_dict_in_generate"] = True
     hooks = list(hooks)
+    if remote:  # dataclass hooks (`Steering` is an `AddVector`) on plain twins, as the latent loop sends them
+        from ..tracing.portable import portable
+
+        hooks = portable(hooks)
     layers = num_layers(model)
     every_step = any(list(h.sites(step_offset + 1)) for h in hooks)  # hooks that act after the first forward
     with warnings.catch_warnings(), ndif_errors(remote, model_id(model)):

@@ -22,12 +22,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..data.chains import has_annotation, has_prose_equation, prose_equations
 from ..instruct import COT_INSTRUCTION, DIRECT_INSTRUCTION  # the paper's two instructions
 
 MODES = ("cot", "direct")  # the two prompts a CoT vector contrasts
 PROMPT_MODES = (*MODES, "none")  # "none": the question alone, no instruction
-# an intermediate equation `a op b = c` written in prose (no `<< >>` markup)
-_EQUATION = re.compile(r"-?\d+(?:\.\d+)?\s*[-+*/x×÷]\s*-?\d+(?:\.\d+)?\s*=\s*-?\d+")
 
 
 @dataclass(frozen=True)
@@ -70,9 +69,7 @@ def prompt_ids(tokenizer, question: str, mode: str, instructions: Instructions =
 def writes_chain(text: str) -> bool:
     """True when an output reasons: a `<< … = … >>` chain step (`instruct.contains_chain`) or, in
     outputs without that markup, an intermediate equation in prose."""
-    from ..instruct import contains_chain
-
-    return contains_chain(text) or ("<<" not in text and _EQUATION.search(text) is not None)
+    return has_annotation(text) or ("<<" not in text and has_prose_equation(text))
 
 
 def chain_equations(text: str) -> list[str]:
@@ -86,7 +83,7 @@ def chain_equations(text: str) -> list[str]:
         >>> chain_equations("30 * 6 = 60 >> The answer is : 60")
         ['30*6=60']
     """
-    return [re.sub(r"\s+", "", m.group(0)) for m in _EQUATION.finditer(text)]
+    return prose_equations(text)
 
 
 TEST_CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] | capitalize }} : {{ m['content'] }} {% endfor %}"

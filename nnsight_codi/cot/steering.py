@@ -5,48 +5,31 @@ Two injection schedules:
   decode step (each new token is steered once, when it is computed);
 - **single**: the prompt forward only; decoding then runs unsteered on the steered KV cache.
 
-`Steering` is a `StepHook` (sites `layer{l}`), so the same object steers a plain LM's
+A condition is the one `Condition` type (`interventions.conditions`) in one of its CoT modes
+(`direct`, `cot`, `single`, `continuous`). `Steering` is an `AddVector` (`interventions.steering`, the one hidden-state steering hook;
+sites `layer{l}`), so the same object steers a plain LM's
 `generate` (`cot.generation.generate_ids`, one step per forward) and the CODI latent loop
 (`hooks.run_loop`). Layer l follows the store convention: 0 = embedding output, l = block l-1's
 output. Each edit appends a `("steered", step, n_positions)` record, so runs can count edits.
 
 Example:
     >>> parse_condition("single:3:2.5")
-    Condition(name='single', layer=3, coef=2.5)
+    Condition(mode='single', layer=3, coef=2.5)
+    >>> parse_condition("single:3:2.5").label(), parse_condition("cot").prompt_mode
+    ('single:3:2.5', 'cot')
     >>> parse_condition("direct").schedule is None
     True
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 from torch import Tensor
 
-SCHEDULES = ("single", "continuous")
-PLAIN = ("direct", "cot")
+from ..interventions.conditions import PROMPT_MODES, SCHEDULES, Condition
+from ..interventions.steering import AddVector
 
-
-@dataclass(frozen=True)
-class Condition:
-    """A test condition: a prompt mode (`direct`, `cot`) or a steered direct prompt (`single`/`continuous`)."""
-
-    name: str
-    layer: int | None = None
-    coef: float | None = None
-
-    @property
-    def schedule(self) -> str | None:
-        return self.name if self.name in SCHEDULES else None
-
-    @property
-    def prompt_mode(self) -> str:
-        return "cot" if self.name == "cot" else "direct"
-
-    def label(self) -> str:
-        return self.name if self.schedule is None else f"{self.name}:{self.layer}:{self.coef:g}"
+PLAIN = PROMPT_MODES  # the unsteered conditions
 
 
 def parse_condition(text: str) -> Condition:
@@ -86,8 +69,10 @@ def check_vector(vectors: Tensor, layer: int, hidden_size: int, num_layers: int)
         raise ValueError(f"layer {layer} out of range 0..{num_layers}")
 
 
-class Steering:
-    """Add `coef * vector` to the residual stream at `layer` on the forwards `schedule` selects.
+class Steering(AddVector):
+    """Add `coef * vector` to the residual stream at `layer` on the forwards `schedule` selects:
+    an `AddVector` on every step (`continuous`) or step 0 only (`single`), at every position of
+    each forward, recording each edit.
 
     Args:
         vector: `Float[Tensor, "dim"]` (v_l).
@@ -100,29 +85,19 @@ class Steering:
 
     def __init__(self, vector: Tensor, layer: int, coef: float, schedule: str = "continuous",
                  positions: Tensor | None = None) -> None:
-        self.vector = vector.detach().float().cpu()
-        self.layer, self.coef, self.schedule = int(layer), float(coef), check_schedule(schedule)
-        self.positions = positions
+        self.schedule = check_schedule(schedule)
+        super().__init__(vector.detach().float().cpu(), int(layer), None if schedule == "continuous" else (0,),
+                         float(coef), positions="all", prompt_mask=positions, record=True)
 
-    def sites(self, step: int) -> list[str]:
-        if self.schedule == "single" and step > 0:
-            return []
-        return [f"layer{self.layer}"]
-
-    def visit(self, site: str, value: Any, step: int, sink: list) -> None:
-        delta = (self.coef * self.vector).to(value.device, value.dtype)
-        if step == 0 and self.positions is not None:
-            value[:] += self.positions.to(value.device)[..., None].to(value.dtype) * delta
-        else:
-            value[:] += delta
-        sink.append(("steered", step, value.shape[1]))
+    __eq__ = object.__eq__  # compared and hashed by identity, as before it was an `AddVector`
+    __hash__ = object.__hash__
 
     def prompt_edit(self) -> tuple | None:
         """What this hook does at step 0 (the prompt forward), as a comparable key: hooks with equal
         keys edit the prompt forward identically (`single` and `continuous` at one layer and coef), so
         their generations share the prompt forward and first token (`generation.generate_forked`).
         None when positions are given (a per-batch mask: never shared)."""
-        if self.positions is not None:
+        if self.prompt_mask is not None:
             return None
         return (self.layer, self.coef, tuple(self.vector.shape), self.vector.numpy().tobytes())
 

@@ -31,6 +31,8 @@ from typing import Any
 
 from datasets import Dataset, DatasetDict
 
+from .chains import equations
+
 OPS = ("+", "-", "*", "/")
 
 NAMES: tuple[tuple[str, str, str], ...] = (
@@ -157,12 +159,9 @@ def format_equation(a: int, op: str, b: int, c: int, style: str = "spaced") -> s
     return f"<< {a} {op} {b} = {c} >>"
 
 
-_EQUATION = re.compile(r"<<\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*>>")
-
-
 def parse_cot(cot: str) -> list[tuple[int, str, int, int]]:
     """Parse a chain of two-operand equations into `(a, op, b, c)` tuples (either style)."""
-    return [(int(a), op, int(b), int(c)) for a, op, b, c in _EQUATION.findall(cot)]
+    return [tuple(e) for e in equations(cot)]
 
 
 def _feasible_ops(v: int, opts: SyntheticOptions) -> list[tuple[str, int]]:

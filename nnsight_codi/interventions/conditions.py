@@ -1,7 +1,7 @@
 """One steering/patching condition, validated, turned into step hooks, and run over a dataset.
 
 A `Condition` names one intervention as the CLI and sweeps spell it (`mode` none | hidden | kv |
-patch); `Resources` holds what conditions draw on (a vector set, a vector file, latent stats).
+patch; the CoT-vector grid's direct | cot | single | continuous are modes of it too); `Resources` holds what conditions draw on (a vector set, a vector file, latent stats).
 `build_hooks` turns a condition into `StepHook`s for one batch, `evaluate_conditions` runs
 conditions over the same examples through the one loop and scores the answers; `run_conditions`
 runs a batch's conditions as branches of one unsteered trunk (`hooks.run_branches`), so the prompt
@@ -18,12 +18,14 @@ Example:
     'kv:1-2:k+1,v+1:latent3'
     >>> Condition("none", extra_latent_step=True).name
     'none+x'
+    >>> Condition("single", 3, 2.5).label(), Condition("direct").schedule    # the CoT vectors' conditions
+    ('single:3:2.5', None)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..models.architecture import kv_geometry
 from ..steps import Step, parse_step, resolve_step
 from .patching import PATCH_KINDS, LatentStats, PatchLatent, latent_patch_values
 from .steering import AddVector, KVSteer, check_kv_positions, check_layer, check_step
 from .vectors import check_pair, load_vector_file
 
-MODES = ("none", "hidden", "kv", "patch")
+MODES = ("none", "hidden", "kv", "patch")  # conditions of the CODI latent loop
+SCHEDULES = ("single", "continuous")  # CoT-vector steering of a plain LM's generation
+PROMPT_MODES = ("direct", "cot")  # a plain LM's prompt, unsteered
+COT_MODES = (*PROMPT_MODES, *SCHEDULES)
+# the order of `as_dict`'s keys (as sweeps and `steer` have always written them)
+_DICT_ORDER = ("mode", "pair", "coef", "coef_k", "coef_v", "at", "layer", "extra_latent_step", "blocks", "positions",
+               "patch", "vector_file")
 
 
 def _num(x: float) -> str:
@@ -45,16 +54,21 @@ def _num(x: float) -> str:
 
 @dataclass(frozen=True)
 class Condition:
-    """One intervention (or none).
+    """One intervention (or none): the one condition type of the latent loop's steering and
+    patching (`mode` none | hidden | kv | patch) and of the CoT-vector grid (`mode` direct | cot,
+    a plain prompt, or single | continuous, a steered direct prompt: `Condition("single", 3, 2.5)`).
 
     Args:
         mode: `none`, `hidden` (add `coef × v` at (`at`, `layer`)), `kv` (add Δkeys/Δvalues to the cache
-            after the last latent) or `patch` (replace the latent input at step `at`).
+            after the last latent) or `patch` (replace the latent input at step `at`); or, for the CoT
+            vectors (`cot.steering`), `direct`, `cot`, `single` or `continuous` (`schedule`).
+        layer: residual layer (hidden, default L; the CoT schedules' layer).
+        coef: hidden steering coefficient (the CoT schedules' c; None for `direct` / `cot`).
         pair: `(A, B)` latents whose mean difference is the vector (hidden, kv); None with `vector_file`.
             Steps (`at`, `pair`) are indices or names (`bot`, `latent1`..`latentK`, `eot`); `resolve`
             turns names into indices once K is known (names in `name` are always indices).
-        coef: hidden steering coefficient. coef_k, coef_v: KV coefficients.
-        at: the step to steer/patch (default K, the last latent). layer: residual layer (default L).
+        coef_k, coef_v: KV coefficients.
+        at: the step to steer/patch (default K, the last latent).
         extra_latent_step: hidden mode: run one more latent after the last so the cache carries the edit
             (`none` with it: the unsteered run with K+1 latents, the control of the hidden rows).
         blocks: KV blocks 0..L-1 to edit (default all). positions: latents | last | all | latent<k>
@@ -64,20 +78,46 @@ class Condition:
     """
 
     mode: str = "none"
+    layer: int | None = None
+    coef: float | None = None
     pair: tuple[Step, Step] | None = None
-    coef: float = 0.0
     coef_k: float = 0.0
     coef_v: float = 0.0
     at: Step | None = None
-    layer: int | None = None
     extra_latent_step: bool = False
     blocks: tuple[int, ...] | None = None
     positions: str = "latents"
     patch: str | None = None
     vector_file: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.coef is None and self.mode not in COT_MODES:  # the latent loop's conditions: 0 by default
+            object.__setattr__(self, "coef", 0.0)
+
+    def __repr__(self) -> str:
+        shown = [f"mode={self.mode!r}"] + [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)[1:]
+                                           if getattr(self, f.name) != _DEFAULTS.get(f.name)
+                                           and not (f.name == "coef" and self.coef == 0.0 and self.mode not in COT_MODES)]
+        return f"Condition({', '.join(shown)})"
+
+    @property
+    def schedule(self) -> str | None:
+        """`single` | `continuous` for a CoT-vector steering condition, else None."""
+        return self.mode if self.mode in SCHEDULES else None
+
+    @property
+    def prompt_mode(self) -> str:
+        """The prompt of a CoT-vector condition: `cot` for `cot`, else `direct`."""
+        return "cot" if self.mode == "cot" else "direct"
+
+    def label(self) -> str:
+        """The name, with a CoT schedule's layer and coefficient (`single:3:2.5`)."""
+        return self.name if self.schedule is None else f"{self.mode}:{self.layer}:{self.coef:g}"
+
     @property
     def name(self) -> str:
+        if self.mode in COT_MODES:
+            return self.mode
         src = f"{self.pair[0]}-{self.pair[1]}" if self.pair else (Path(self.vector_file).stem if self.vector_file else "")
         where = "" if self.at is None else f"@{self.at}"
         where += "" if self.layer is None else f"L{self.layer}"
@@ -92,7 +132,8 @@ class Condition:
         return f"patch:{Path(str(self.patch)).stem}{where}"
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if v is not None}
+        values = asdict(self)
+        d = {k: values[k] for k in _DICT_ORDER if values[k] is not None}
         d["name"] = self.name
         return d
 
@@ -116,6 +157,9 @@ class Condition:
         return replace(self, pair=pair, at=at)
 
 
+_DEFAULTS = {f.name: f.default for f in fields(Condition)}
+
+
 @dataclass
 class ModelShape:
     """The sizes conditions are checked against."""
@@ -129,8 +173,7 @@ class ModelShape:
     @classmethod
     def of(cls, codi, num_latents: int | None = None) -> ModelShape:
         cfg = codi._module.config
-        heads = int(getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads)
-        head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+        heads, head_dim = kv_geometry(cfg)
         k = codi.num_latents if num_latents is None else int(num_latents)
         return cls(codi.num_layers, k, codi.hidden_size, heads, head_dim)
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..models.kv_cache import output_cache
+from ..models.kv_cache import cache_part, output_cache
 from ..steps import resolve_step
 
 KV_POSITIONS = ("latents", "last", "all")  # and "latent<k>": the cache entry of latent k alone
@@ -63,45 +63,64 @@ def _rows(delta: Tensor, value: Tensor) -> Tensor:
 class AddVector:
     """Add `coef × vector` to the residual stream at `layer` on each of `steps` (a `StepHook`).
 
-    The edit is at the step's last position (the latent being computed), or at every position
-    of the prompt step (step 0) with `all_positions=True`.
+    The one hidden-state steering hook: the latent loop's steering (`steer`, sweeps, conditions) and
+    the CoT vectors' steering of a plain LM's generation (`cot.steering.Steering`, a configuration
+    of it) are both this class.
+
+    Which positions of a steered forward are edited: `positions="last"` (the position being
+    computed, the default) or `"all"` (every position of the forward). The prompt forward (step 0)
+    may differ: `all_positions=True` edits all its positions, `prompt_mask` (a `Bool[Tensor,
+    "batch seq"]`) only the masked ones.
 
     Args:
         vector: `Float[Tensor, "dim"]`, or `Float[Tensor, "batch dim"]` (one per example).
         layer: residual-stream layer 0..L (0 = embedding output, l = output of block l-1).
-        steps: steps 0..K+1 (0 = bot, k = latent k, K+1 = eot), or the names `bot`, `latentk`.
+        steps: steps 0..K+1 (0 = bot, k = latent k, K+1 = eot), or the names `bot`, `latentk`;
+            None: every step (every forward of a generation).
         coef: the coefficient (0 leaves the run bit-identical).
+        record: append `("steered", step, n_positions)` to the sink at each edit (to count edits).
     """
 
     vector: Tensor
     layer: int
-    steps: Sequence[int]
+    steps: Sequence[int] | None
     coef: float = 1.0
     all_positions: bool = False
+    positions: str = "last"
+    prompt_mask: Tensor | None = None
+    record: bool = False
 
     def __post_init__(self) -> None:
-        self.steps = tuple(resolve_step(s, None) for s in self.steps)
+        if self.steps is not None:
+            self.steps = tuple(resolve_step(s, None) for s in self.steps)
         self.coef = float(self.coef)
+        if self.positions not in ("last", "all"):
+            raise ValueError(f"steering positions must be 'last' or 'all', got {self.positions!r}")
 
     def validate(self, num_layers: int, num_latents: int, hidden_size: int) -> None:
         self.vector = check_vector(self.vector, hidden_size, "steering vector")
         check_layer(self.layer, num_layers, "steering")
-        for s in self.steps:
+        for s in self.steps or ():
             check_step(s, num_latents, "steering")
 
     def sites(self, step: int) -> list[str]:
-        return [f"layer{self.layer}"] if step in self.steps else []
+        return [f"layer{self.layer}"] if self.steps is None or step in self.steps else []
 
     def visit(self, site: str, value: Any, step: int, sink: list) -> None:
         delta = _rows(self.coef * self.vector, value)
-        if step == 0 and self.all_positions:
+        if step == 0 and self.prompt_mask is not None:
+            value[:] += self.prompt_mask.to(value.device)[..., None].to(value.dtype) * delta
+        elif (step == 0 and self.all_positions) or self.positions == "all":
             value[:] += delta[:, None] if delta.dim() == 2 else delta
         else:
             value[:, -1] += delta
+        if self.record:
+            sink.append(("steered", step, value.shape[1]))
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "add_vector", "layer": self.layer, "steps": list(self.steps), "coef": self.coef,
-                "all_positions": self.all_positions, "vector_norm": float(self.vector.float().norm(dim=-1).mean())}
+        return {"kind": "add_vector", "layer": self.layer, "steps": None if self.steps is None else list(self.steps),
+                "coef": self.coef, "all_positions": self.all_positions,
+                "vector_norm": float(self.vector.float().norm(dim=-1).mean())}
 
 
 def latent_position(positions: str) -> int | None:
@@ -139,14 +158,6 @@ def kv_positions(positions: str, num_latents: int) -> slice:
             raise ValueError("KV steering at the latent positions needs num_latents >= 1")
         return slice(-num_latents, None)
     return slice(-1, None) if positions == "last" else slice(None)
-
-
-def cache_part(cache: Any, block: int, part: str) -> Tensor:
-    """The live `[batch, head, seq, head_dim]` keys or values tensor of one block's cache."""
-    layers = getattr(cache, "layers", None)
-    if layers is not None:
-        return getattr(layers[block], part)
-    return (cache.key_cache if part == "keys" else cache.value_cache)[block]  # older transformers
 
 
 @dataclass

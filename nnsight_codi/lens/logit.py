@@ -5,8 +5,14 @@ norm), so the lens applies the final norm to every layer, the last included; the
 L reproduces the model's own logits (tested).
 
 Example:
-    >>> logits = logit_lens(codi, hidden)                 # doctest: +SKIP   [..., dim] -> [..., vocab]
-    >>> ids, probs = top_tokens(logits, k=5)              # doctest: +SKIP
+    >>> from nnsight_codi import load_model
+    >>> codi = load_model("tiny")                         # the bundled tiny CODI model
+    >>> hidden = torch.zeros(2, 3, codi.hidden_size)
+    >>> logit_lens(codi, hidden).shape                    # [..., dim] -> [..., vocab]
+    torch.Size([2, 3, 1120])
+    >>> ids, probs = top_tokens(logit_lens(codi, hidden), k=5)
+    >>> ids.shape, probs.shape
+    (torch.Size([2, 3, 5]), torch.Size([2, 3, 5]))
 """
 
 from __future__ import annotations

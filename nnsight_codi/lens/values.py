@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from ..data.chains import results
+
 TARGETS = ("intermediate", "answer", "near_miss", "operand")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-_CALC = re.compile(r"<<([^<>]*?)=\s*(-?[\d,]*\.?\d+)\s*>>")
 
 
 def parse_number(text: str) -> float:
@@ -57,7 +58,7 @@ def question_numbers(question: str) -> list[float]:
 
 def calculator_results(answer_text: str) -> list[float]:
     """Results `c` of GSM8K calculator annotations `<<expr=c>>`, in order."""
-    return [parse_number(c) for _, c in _CALC.findall(answer_text)]
+    return [parse_number(c) for c in results(answer_text)]
 
 
 def final_answer(answer_text: str) -> float:

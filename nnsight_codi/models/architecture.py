@@ -37,3 +37,18 @@ def transformer_blocks(model: Any) -> Any:
 def final_norm(model: Any) -> Any:
     """The final norm applied before the unembedding (`transformer.ln_f`, `model.norm`, …)."""
     return first_attribute(model, FINAL_NORM_PATHS, "final norm")
+
+
+def kv_geometry(config: Any) -> tuple[int, int]:
+    """`(heads, head_dim)` of one block's KV cache under a HF model config: the key/value heads
+    (`num_key_value_heads` under grouped-query attention, else all attention heads) and their size.
+
+        >>> from transformers import GPT2Config, LlamaConfig
+        >>> kv_geometry(GPT2Config(n_embd=8, n_head=2))
+        (2, 4)
+        >>> kv_geometry(LlamaConfig(hidden_size=64, num_attention_heads=8, num_key_value_heads=2))
+        (2, 8)
+    """
+    heads = int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
+    return heads, head_dim

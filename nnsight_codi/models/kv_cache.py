@@ -12,6 +12,12 @@ Example:
     True
     >>> list(cache_kwargs(None))  == [CACHE_ARG]
     True
+    >>> import torch
+    >>> from transformers import DynamicCache
+    >>> cache = DynamicCache()
+    >>> _ = cache.update(torch.zeros(1, 2, 3, 4), torch.ones(1, 2, 3, 4), 0)
+    >>> cache_part(cache, 0, "keys").shape, float(cache_part(cache, 0, "values").sum())
+    (torch.Size([1, 2, 3, 4]), 24.0)
 """
 
 from __future__ import annotations
@@ -36,3 +42,13 @@ def cache_kwargs(cache: Any, name: str = CACHE_ARG) -> dict[str, Any]:
 def output_cache(out: Any, name: str = CACHE_ARG) -> Any:
     """The KV cache of an LM call's output (a `ModelOutput` or an nnsight proxy of one)."""
     return getattr(out, name)
+
+
+def cache_part(cache: Any, block: int, part: str) -> Any:
+    """The live `Float[Tensor, "batch head seq head_dim"]` keys (`part="keys"`) or values
+    (`"values"`) of block `block`'s cache (a transformers `Cache`, or an nnsight proxy of one);
+    the one place that knows how a cache holds its tensors."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return getattr(layers[block], part)
+    return (cache.key_cache if part == "keys" else cache.value_cache)[block]  # older transformers

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..models.kv_cache import output_cache
+from ..models.kv_cache import cache_part, output_cache
 from .hooks import Record
 
 CAPTURABLE = ("hidden", "latent_input", "attention", "attention_layers", "attention_heads", "kv")
@@ -112,17 +112,9 @@ class Capture:
             if "kv" in self.variables and step == self.kv_step:
                 cache = output_cache(value)
                 blocks = [l for l in self.layers if l >= 1]
-                kv = torch.stack([torch.stack([_cache_tensor(cache, l - 1, "keys"),
-                                               _cache_tensor(cache, l - 1, "values")], 1) for l in blocks], 1)
+                kv = torch.stack([torch.stack([cache_part(cache, l - 1, "keys"),
+                                               cache_part(cache, l - 1, "values")], 1) for l in blocks], 1)
                 sink.append(("kv", step, kv.detach().clone()))  # [batch, layer, 2, head, seq, head_dim]
-
-
-def _cache_tensor(cache: Any, block: int, part: str) -> Tensor:
-    layers = getattr(cache, "layers", None)
-    if layers is not None:
-        return getattr(layers[block], part)
-    legacy = cache.key_cache if part == "keys" else cache.value_cache  # older transformers
-    return legacy[block]
 
 
 def assemble(records: Sequence[Record], capture: Capture, attention_mask: Tensor,

@@ -15,16 +15,13 @@ word tokenizer and GPT-2, " " for Llama), located with character offsets.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ..data.chains import step_spans
 from ..tracing.batching import left_pad, right_pad
-
-_STEP = re.compile(r"<<.*?>>")
-
 
 def clean_question(question: str, prompt_suffix: str = "") -> str:
     """The prompt text: `question.strip().replace('  ', ' ') + prompt_suffix` (the inference convention)."""
@@ -33,7 +30,7 @@ def clean_question(question: str, prompt_suffix: str = "") -> str:
 
 def cot_steps(cot: str) -> list[str]:
     """Split a CoT into steps: `<<...>>` equations if present, else the space-separated words."""
-    steps = _STEP.findall(cot)
+    steps = step_spans(cot)
     return steps if steps else cot.split(" ")
 
 

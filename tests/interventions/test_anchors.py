@@ -3,9 +3,6 @@ into clean changes nothing, the attention score equals a hand-computed one; corr
 
 from __future__ import annotations
 
-import doctest
-import importlib
-
 import numpy as np
 import pytest
 import torch
@@ -84,12 +81,6 @@ def test_corrupted_problems_replay_to_the_answer():
             assert new_answer != answer and len(new_q.split()) == len(q.split())
             assert replay([int(m.group()) for m in NUMBER.finditer(new_q)], ops) == new_answer
     assert made >= 90
-
-
-@pytest.mark.parametrize("name", ["steering", "patching", "ablation", "conditions", "sweep", "corrupt"])
-def test_docstring_examples(name):
-    result = doctest.testmod(importlib.import_module(f"nnsight_codi.interventions.{name}"), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_forked_patching_and_anchors_equal_the_whole_runs(codi):
