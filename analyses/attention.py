@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from nnsight_codi.cli import one_line_errors
+from nnsight_codi.errors import one_line_errors
 from nnsight_codi.stats import Interval, bootstrap_ci, paired_bootstrap_diff
 from nnsight_codi.store import open_store
 from nnsight_codi.store.positions import number_spans, top_k_sources

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from nnsight_codi.cli import one_line_errors
+from nnsight_codi.errors import one_line_errors
 from nnsight_codi.lens.numbers import NumberTokens, hits_ids, one_op_candidates, store_tokenizer, tokenizer_encoder
 from nnsight_codi.lens.values import (TARGETS, one_op_away, other_problem, problem_truth, settle_step, target_sets,
                                       token_values)

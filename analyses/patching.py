@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from nnsight_codi.cli import one_line_errors
+from nnsight_codi.errors import one_line_errors
 from nnsight_codi.reporting import save_figure  # noqa: E402
 from nnsight_codi.stats import bootstrap_ci, paired_bootstrap_diff, significant  # noqa: E402
 

@@ -126,7 +126,7 @@ def study_main(config_cls: type, run, default_out: str, description: str | None 
     import dataclasses
     import json
 
-    from .cli import OneLineParser, one_line_errors
+    from .errors import OneLineParser, one_line_errors
     from .config_cli import add_config_args
 
     @one_line_errors(Path(sys.argv[0]).stem)
