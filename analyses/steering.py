@@ -24,8 +24,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from nnsight_codi.errors import one_line_errors
-from nnsight_codi.interventions.sweep import condition_table, open_sweep  # noqa: E402
-from nnsight_codi.interventions.vectors import open_vectors  # noqa: E402
+from nnsight_codi.store.sweep import condition_table, open_sweep  # noqa: E402
+from nnsight_codi.store.vectors import open_vectors  # noqa: E402
 from nnsight_codi.reporting import save_figure  # noqa: E402
 from nnsight_codi.store import open_store  # noqa: E402
 

@@ -138,7 +138,8 @@ def demo_config() -> Config:
 
 def _ensure_lens(sweep_dir: Path, model: str, device: str) -> None:
     """Add the activation-difference lens to a vector store written without it."""
-    from nnsight_codi.interventions.vectors import difference_lens, open_vectors, save_vectors
+    from nnsight_codi.interventions.vectors import difference_lens
+    from nnsight_codi.store.vectors import open_vectors, save_vectors
 
     path = sweep_dir / "vectors.zarr"
     if not path.exists():
@@ -240,7 +241,8 @@ def _write_headroom_problems(config: Config, codi, path: Path) -> str:
 
 
 def _sweep(config: Config, cfg, sweep_dir: Path, codi, progress: bool) -> dict[str, Any]:
-    from nnsight_codi.interventions.sweep import open_sweep, run_sweep
+    from nnsight_codi.interventions.sweep import run_sweep
+    from nnsight_codi.store.sweep import open_sweep
 
     if config.analyze_only:
         ds = open_sweep(sweep_dir)

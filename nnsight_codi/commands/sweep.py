@@ -33,7 +33,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..interventions.sweep import SweepConfig, condition_table, open_sweep, run_sweep
+    from ..interventions.sweep import SweepConfig, run_sweep
+    from ..store.sweep import condition_table, open_sweep
     from ..models.loader import resolve_device
 
     if args.device:
