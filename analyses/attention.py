@@ -32,12 +32,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from nnsight_codi.cli import one_line_errors
 from nnsight_codi.data.chains import annotations
+from nnsight_codi.errors import one_line_errors
 from nnsight_codi.stats import Interval, bootstrap_ci, paired_bootstrap_diff
 from nnsight_codi.store import open_store
 from nnsight_codi.store.positions import number_spans, top_k_sources
 
+TITLE = "Attention across latents (tiny CODI)"
 ROLES = ("number", "prompt", "bot", "previous latent", "earlier latents", "self", "eot")
 """Source roles relative to the querying step (`self` = the step's own position)."""
 
@@ -298,7 +299,52 @@ def summarize(ds: xr.Dataset, seed: int = 0) -> dict[str, Any]:
 
 
 def headline(summary: dict[str, Any]) -> list[str]:
-    """<= 5 one-line findings with numbers and CIs: each read-out per latent, then odd − even."""
+    """<= 5 one-line findings with numbers and CIs: each read-out per latent, then odd − even; with a
+    dashboard in the results (the study's run), the fifth line is the dashboard's."""
+    lines = _findings(summary)
+    dash = summary.get("dashboard")
+    if dash:
+        render = (f", first render {dash['first_render_ms']:.0f} ms in headless Chromium"
+                  if dash.get("first_render_ms") is not None else "")
+        lines = lines[:4] + [f"dashboard: {dash['examples']} examples, {dash['bytes'] / 1e6:.2f} MB{render} "
+                             f"(dashboard/index.html)"]
+    return lines
+
+
+def report_sections(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """The report's sections (before the figures and the comparison with the source), from the results."""
+    from nnsight_codi.reporting import markdown_table
+
+    dash = result.get("dashboard", {})
+    table = [r for r in result["alternation"]]
+    odd_even = [{"read-out": k, **v} for k, v in result["odd_minus_even"].items()]
+    sections = [
+        ("Headline", "\n".join(f"- {line}" for line in result["headline"])),
+        ("Per latent (mean over examples, 95% bootstrap CI)",
+         markdown_table(table, ["readout", "step", "parity", "value", "ci_low", "ci_high", "n", "uniform"])
+         + "\n\n`uniform` = the read-out if attention were uniform over the attended positions (the base rate: "
+         f"number tokens are {100 * result['number_base_rate']['value']:.1f}% of prompt tokens in this store)."),
+        ("Odd minus even latents (paired bootstrap over examples)",
+         markdown_table(odd_even, ["read-out", "value", "ci_low", "ci_high", "n"])),
+        ("Per block: odd minus even latents (heads averaged; paired bootstrap)",
+         markdown_table([r for r in result.get("by_block", []) if r["latent"] == "odd-even"],
+                        ["readout", "block", "value", "ci_low", "ci_high", "n"])),
+    ]
+    if dash:  # the study's run writes one beside the results
+        sections.append((
+            "Dashboard", f"[dashboard/index.html](dashboard/index.html): {dash['examples']} examples, "
+                         f"{dash['bytes'] / 1e6:.2f} MB; logit-lens layer {dash['layer']} by default"
+                         + (f"; first render {dash['first_render_ms']:.0f} ms" if dash.get("first_render_ms") else "")
+                         + ("\n\n![dashboard](dashboard/screenshot.png)" if dash.get("screenshot") else "")))
+    sections.append((
+        "Definitions", "Attention is each step's query row averaged over all layers and heads. Number focus = "
+                       "mass on number tokens / mass on all prompt tokens. Operand mass = mass on the prompt "
+                       "numbers that are operands of chain step ⌈k/2⌉ for latent k. Previous latent = mass on "
+                       "z_(k-1) (latent1's previous position is bot, so it has none)."))
+    return sections
+
+
+def _findings(summary: dict[str, Any]) -> list[str]:
     lines = []
     table = pd.DataFrame(summary["alternation"])
     for name in dict.fromkeys(table.readout) if len(table) else []:

@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnsight_codi.cli import one_line_errors
+from nnsight_codi.errors import one_line_errors
 from nnsight_codi.store import open_store
+
+
+TITLE = "CoT steering vectors"
 
 
 def vector_table(store: str | Path) -> pd.DataFrame:
@@ -212,6 +215,105 @@ def analyse(store: str | Path, out: str | Path, grid: str | Path | None = None,
         figures.append(str(plot_conditions(conditions, out)))
     result["figures"] = figures
     return result
+
+
+def headline(result: dict) -> list[str]:
+    """One line per finding, with CIs: the test conditions, the grid point with the most chains, the controls,
+    the prompt without instruction, and whether the CoT prompt beats the direct one at all."""
+    rows, comparisons = result["conditions"], result["comparisons"]
+    chain_points = result.get("chain_points", [])
+    controls, no_instruction = result.get("controls", []), result.get("no_instruction", [])
+    gap_ci = result["cot_minus_direct"]
+    gap = gap_ci["value"] if (gap_ci["ci_low"] > 0 or gap_ci["ci_high"] < 0) and gap_ci["value"] > 0 else None
+    lines = [
+        f"test n={rows[0]['n']}: direct {rows[0]['accuracy']:.1%} [{rows[0]['ci_low']:.1%}, {rows[0]['ci_high']:.1%}] "
+        f"({rows[0]['reasoning_rate']:.0%} write a chain), CoT prompt {rows[1]['accuracy']:.1%} "
+        f"[{rows[1]['ci_low']:.1%}, {rows[1]['ci_high']:.1%}] ({rows[1]['reasoning_rate']:.0%} write a chain)",
+    ]
+    for r in rows[2:]:
+        c = comparisons[r["name"]]
+        g = c["gap_recovered_ci"]
+        rec = (f", {c['gap_recovered']:.0%} of the direct→CoT gap (95% CI [{g['ci_low']:.0%}, {g['ci_high']:.0%}])"
+               if c["gap_recovered"] is not None else "")
+        lines.append(f"{r['name']} steering (layer {r['layer']}, c={r['coef']:g}): {r['accuracy']:.1%} "
+                        f"[{r['ci_low']:.1%}, {r['ci_high']:.1%}]; vs direct {c['minus_direct']:+.1%} "
+                        f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}]{rec}; {r['reasoning_rate']:.0%} write a chain")
+    if chain_points:
+        lines.append("at the grid point with the most chains: " + "; ".join(
+            f"{p['name']} (layer {p['layer']}, c={p['coef']:g}) {p['reasoning_rate']:.0%} write a chain, first step "
+            f"= the CoT prompt's in {p['first_step_match']:.0%}, {p['stops_early']:.0%} stop early, accuracy "
+            f"{p['accuracy']:.1%}" for p in chain_points))
+    if controls:
+        lines.append("control, a random direction of the same norm at the same grid point: " + "; ".join(
+            f"{c['name'][7:]} (layer {c['layer']}, c={c['coef']:g}) accuracy {c['accuracy']:.1%} "
+            f"[{c['ci_low']:.1%}, {c['ci_high']:.1%}], vs direct {c['minus_direct']:+.1%} "
+            f"[{c['minus_direct_ci_low']:+.1%}, {c['minus_direct_ci_high']:+.1%}], {c['reasoning_rate']:.0%} write a "
+            "chain" for c in controls))
+    if no_instruction:
+        base = no_instruction[0]
+        lines.append(f"no instruction: accuracy {base['accuracy']:.1%} [{base['ci_low']:.1%}, {base['ci_high']:.1%}]"
+                        f", {base['reasoning_rate']:.0%} of outputs write a chain; " + "; ".join(
+                            f"+ {r['name'][5:]} steering (layer {r['layer']}, c={r['coef']:g}) {r['accuracy']:.1%} "
+                            f"(vs no instruction {r['minus_none']:+.1%} [{r['minus_none_ci_low']:+.1%}, "
+                            f"{r['minus_none_ci_high']:+.1%}]), {r['reasoning_rate']:.0%} write a chain"
+                            for r in no_instruction[1:]))
+    if gap is None:
+        lines.append(f"the CoT prompt does not beat the direct prompt significantly ({gap_ci['value']:+.1%} "
+                        f"[{gap_ci['ci_low']:+.1%}, {gap_ci['ci_high']:+.1%}]): no gap for steering to recover")
+    return lines
+
+
+def report_sections(result: dict) -> list[tuple[str, str]]:
+    """The report's sections (before the figures and the comparison with the source), from the results."""
+    from nnsight_codi.reporting import markdown_table
+
+    config = result["config"]
+    rows, best, comparisons = result["conditions"], result["best"], result["comparisons"]
+    chain_points = result.get("chain_points", [])
+    controls, no_instruction = result.get("controls", []), result.get("no_instruction", [])
+    layers = result.get("layers", list(config["layers"]))
+    table = markdown_table([{k: r[k] for k in ("name", "layer", "coef", "accuracy", "ci_low", "ci_high",
+                                               "reasoning_rate", "mean_length", "n")} for r in rows])
+    ex = "\n".join(f"- **{n}**: " + " / ".join(f"`{t[:120]}`" for t in texts)
+                   for n, texts in result["examples"].items())
+    return [
+        ("Headline", "\n".join(f"- {h}" for h in result["headline"])),
+        ("Method", f"Vectors from {config['extract_limit']} {config['dataset']} questions asked with the CoT and the "
+                   f"direct instruction through the chat template ({'greedy' if config['greedy_extract'] else 'sampled'}"
+                   f" continuations of up to {config['max_new_tokens']} tokens, residual stream averaged over the "
+                   f"{config['positions']} positions, CoT − direct, mean over questions). Grid over layers {list(layers)}"
+                   f" × coefficients {list(config['coefs'])} on {config['dev_limit']} dev questions per schedule (single: "
+                   "the prompt forward only; continuous: every forward incl. cached decode steps); the best dev point "
+                   f"of each schedule on {config['test_limit']} held-out test questions, greedy decoding. CIs: "
+                   "percentile bootstrap over questions (paired for differences)."),
+        ("Test conditions", "`accuracy`: share of test questions answered correctly (95% CI: `ci_low`, `ci_high`); "
+                            "`reasoning_rate`: share of outputs that write a chain (at least one `a op b = c` "
+                            "step); `mean_length`: generated tokens.\n\n" + table),
+        ("Grid best points (dev)", markdown_table([{"schedule": k, **{kk: v[kk] for kk in
+                                                                      ("layer", "coef", "accuracy", "reasoning_rate")}}
+                                                   for k, v in best.items()])),
+        ("Where the vector makes the model reason (test)",
+         "Per schedule, the dev grid point where the most outputs write a chain, on the test split, "
+         "its chains compared with the CoT prompt's own on the same questions (over chain-writing outputs: "
+         "first step equal, every written step equal, fewer steps than the CoT prompt):\n\n" +
+         markdown_table([{k: p[k] for k in ("name", "layer", "coef", "accuracy", "reasoning_rate", "first_step_match",
+                                            "prefix_match", "stops_early", "steps", "reference_steps")}
+                         for p in chain_points])),
+        ("Controls and the prompt without instruction (test)",
+         "A random direction of the same norm per layer at each schedule's selected grid point (does any "
+         "push of that size do it?), and the selected steering applied to the question alone, with no "
+         "instruction (`accuracy`: share of correct answers; `reasoning_rate`: share of outputs that write a "
+         "chain; `minus_*`: accuracy difference, paired bootstrap CI):\n\n" +
+         markdown_table([{k: r.get(k) for k in ("name", "prompt", "layer", "coef", "accuracy", "ci_low", "ci_high",
+                                                "reasoning_rate", "minus_direct", "minus_none")}
+                         for r in controls + no_instruction])),
+        ("Share of the gap recovered (test)",
+         markdown_table([{"condition": n, **{k: c["gap_recovered_ci"][k] for k in ("value", "ci_low", "ci_high")}}
+                         for n, c in comparisons.items() if "gap_recovered_ci" in c]
+                        + [{"condition": c["name"], **{k: c["gap_recovered_ci"][k]
+                                                       for k in ("value", "ci_low", "ci_high")}} for c in controls])),
+        ("Example outputs (first 3 test questions)", ex),
+    ]
 
 
 @one_line_errors("analyses.cot_vectors")

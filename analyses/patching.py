@@ -24,9 +24,12 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from nnsight_codi.cli import one_line_errors
-from nnsight_codi.reporting import save_figure  # noqa: E402
+from nnsight_codi.errors import one_line_errors
+from nnsight_codi.reporting import markdown_table, save_figure  # noqa: E402
 from nnsight_codi.stats import bootstrap_ci, paired_bootstrap_diff, significant  # noqa: E402
+
+
+TITLE = "Patching study: activation patching and thought anchors"
 
 
 def _open(path: Path) -> xr.Dataset:
@@ -192,8 +195,9 @@ def compare_with_source(results: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def analyze(directory: str | Path, out: str | Path) -> dict[str, Any]:
-    directory, out = Path(directory), Path(out)
+def analyse(store_or_dir: str | Path, out: str | Path) -> dict[str, Any]:
+    """The patching study's results (no headline) from its directory (`patching.zarr`, `anchors.zarr`)."""
+    directory, out = Path(store_or_dir), Path(out)
     if not any((directory / name).exists() for name in ("patching.zarr", "anchors.zarr")):
         raise FileNotFoundError(f"{directory} is not a patching-study directory (no patching.zarr or anchors.zarr)")
     results: dict[str, Any] = {"figures": []}
@@ -228,6 +232,55 @@ def analyze(directory: str | Path, out: str | Path) -> dict[str, Any]:
     return results
 
 
+def analyze(directory: str | Path, out: str | Path) -> dict[str, Any]:
+    """Deprecated spelling of `analyse` (removed in nnsight-codi 0.2)."""
+    warnings.warn("analyses.patching.analyze is now analyses.patching.analyse; the old name is removed in "
+                  "nnsight-codi 0.2", DeprecationWarning, stacklevel=2)
+    return analyse(directory, out)
+
+
+def headline(results: dict[str, Any]) -> list[str]:
+    lines = []
+    a = results.get("anchors_summary")
+    if a:
+        table = results["anchors"]
+        worst = min(table, key=lambda r: r["delta_accuracy"])
+        lines.append(f"Thought anchors (n={a['n']}, accuracy {100 * a['base_accuracy']:.1f}%): ablating latent "
+                     f"{worst['latent']} ({worst['kind']}) changes accuracy by {100 * worst['delta_accuracy']:+.1f} pts "
+                     f"[{100 * worst['dacc_low']:+.1f}, {100 * worst['dacc_high']:+.1f}].")
+        lines.append(f"Most important latent by Δ log-prob: {a['most_important_latent']}; most attended: "
+                     f"{a['most_attended_latent']} (Spearman importance vs attention across {a['spearman_n_latents']} "
+                     f"latents {a['spearman_importance_attention']:+.2f} [{a['spearman_ci_low']:+.2f}, "
+                     f"{a['spearman_ci_high']:+.2f}], bootstrap over n={a['n']} problems).")
+        later = [r for r in table if r["latent"] >= 2]
+        if later:
+            lines.append("Ablating one of latents 2..K moves accuracy by at most " + ", ".join(
+                f"{100 * max(abs(r['delta_accuracy']) for r in later if r['kind'] == kind):.1f} pts ({kind})"
+                for kind in dict.fromkeys(r["kind"] for r in later)) + ".")
+    p = results.get("patching_summary")
+    if p:
+        b = p["best_cell"]
+        lines.append(f"Activation patching (n={p['n']}): corrupted runs give the clean answer {100 * p['corrupt_recovered']:.0f}% "
+                     f"of the time; the best single (step, layer) patch is {b['step_name']} layer {int(b['layer'])}: "
+                     f"Δ log p {b['delta_logprob']:+.2f} [{b['dlp_low']:+.2f}, {b['dlp_high']:+.2f}], recovered "
+                     f"{100 * b['recovered']:.0f}%.")
+    return lines[:5]
+
+
+def report_sections(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """The report's sections (before the figures and the comparison with the source), from the results."""
+    cols = ["kind", "latent", "delta_accuracy", "dacc_low", "dacc_high", "delta_logprob", "dlp_low", "dlp_high",
+            "attention", "n"]
+    return [
+        ("Headline", "\n".join(f"- {h}" for h in results["headline"])),
+        ("Thought anchors", markdown_table([{c: r[c] for c in cols} for r in results.get("anchors", [])])),
+        ("Activation patching", "Patch = the residual stream at the step's last position (bot at step 0), "
+                                "clean → corrupted. Δ log p = log p(clean answer | patched corrupted) − log p(clean "
+                                "answer | corrupted), paired bootstrap CI over problems.\n\n" + markdown_table(
+                                    sorted(results.get("patching", []), key=lambda r: -r["delta_logprob"])[:12])),
+    ]
+
+
 @one_line_errors("analyses.patching")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -237,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from nnsight_codi.reporting import write_results
 
-    results = analyze(args.store, args.out)
+    results = analyse(args.store, args.out)
     write_results(args.out, results)
     summary = {k: v for k, v in results.items() if k.endswith("summary") or k == "figures"}
     print(json.dumps(summary, indent=2, default=str) if args.json else summary)

@@ -23,11 +23,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from nnsight_codi.cli import one_line_errors
-from nnsight_codi.interventions.sweep import condition_table, open_sweep  # noqa: E402
-from nnsight_codi.interventions.vectors import open_vectors  # noqa: E402
+from nnsight_codi.errors import one_line_errors
+from nnsight_codi.reporting import markdown_table  # noqa: E402
+from nnsight_codi.store.sweep import SWEEP_STORE, condition_table, open_sweep  # noqa: E402
+from nnsight_codi.store.vectors import open_vectors  # noqa: E402
 from nnsight_codi.reporting import save_figure  # noqa: E402
 from nnsight_codi.store import open_store  # noqa: E402
+
+
+TITLE = "Steering study: activation-difference steering of the latent loop"
 
 
 def accuracy_table(sweep_dir: str | Path, seed: int = 0) -> pd.DataFrame:
@@ -358,9 +362,8 @@ def _baseline(table: pd.DataFrame, name: str) -> dict[str, Any] | None:
             "delta_high": float(r["delta_high"])}
 
 
-def analyze(sweep_dir: str | Path, out: str | Path) -> dict[str, Any]:
-    """Every table and figure of the steering study; returns the results dict (no headline)."""
-    sweep_dir, out = Path(sweep_dir), Path(out)
+def _analyse_sweep(sweep_dir: Path, out: Path) -> dict[str, Any]:
+    """Every table and figure of one sweep directory (`sweep.zarr`, optionally `vectors.zarr`, `reference.zarr`)."""
     ds = open_sweep(sweep_dir)
     table = add_sites(condition_table(ds), ds)
     sig = significant_conditions(table)
@@ -395,6 +398,161 @@ def analyze(sweep_dir: str | Path, out: str | Path) -> dict[str, Any]:
                          "max_delta": float(g["delta"].max())}
     results["by_mode"] = by_mode
     return results
+
+
+def analyse(store_or_dir: str | Path, out: str | Path, sweep: dict[str, Any] | None = None,
+            config: dict[str, Any] | None = None, headroom_sweep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The steering study's results (no headline) from its directory (`sweep/`, and `headroom/` when
+    `config["headroom"]`) or from one sweep directory; `sweep`, `config` and `headroom_sweep` (the run's
+    summaries and its configuration) are kept in the results as they were run."""
+    directory, out = Path(store_or_dir), Path(out)
+    study = (directory / "sweep").is_dir() and not (directory / SWEEP_STORE).exists()
+    results = _analyse_sweep(directory / "sweep" if study else directory, out)
+    if sweep is not None:
+        results["sweep"] = sweep
+    if config is not None:
+        results["config"] = config
+    if study and config and config.get("headroom"):
+        results["headroom"] = headroom_tests(directory / "headroom", out, what=(
+            f"{config['headroom_steps']}-operation problems of the generator, one more than the model was trained on"))
+        results["headroom"]["sweep"] = headroom_sweep
+        results["figures"] += results["headroom"].pop("figures", [])
+    return results
+
+
+def analyze(sweep_dir: str | Path, out: str | Path) -> dict[str, Any]:
+    """Deprecated spelling of `analyse` (removed in nnsight-codi 0.2)."""
+    import warnings
+
+    warnings.warn("analyses.steering.analyze is now analyses.steering.analyse; the old name is removed in "
+                  "nnsight-codi 0.2", DeprecationWarning, stacklevel=2)
+    return analyse(sweep_dir, out)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _site_label(row: dict[str, Any]) -> str:
+    return f"hidden L{row['layer']}" if row["route"] == "hidden" else "KV"
+
+
+def headline(results: dict[str, Any]) -> list[str]:
+    base = results["baseline"]
+    lines = [f"Unsteered accuracy {100 * base['accuracy']:.1f}% [{100 * base['ci_low']:.1f}, "
+             f"{100 * base['ci_high']:.1f}] on n={base['n']} held-out problems"
+             + (f"; with one extra latent step (the hidden rows' control) {100 * base['extra_step_accuracy']:.1f}%."
+                if base.get("extra_step_accuracy") is not None else ".")]
+    sites = results.get("by_site", [])
+    if sites:
+        parts = []
+        for latent in [r["latent"] for r in sites if r["route"] == "kv"]:
+            rows = [r for r in sites if r["latent"] == latent]
+            kv = next(r for r in rows if r["route"] == "kv")
+            hid = [r for r in rows if r["route"] == "hidden"]
+            if not hid:
+                parts.append(f"{latent}: KV {100 * kv['changed']:.0f}%")
+                continue
+            top = max(hid, key=lambda r: r["changed"])
+            parts.append(f"{latent}: hidden {100 * top['changed']:.0f}% (L{top['layer']}) vs KV {100 * kv['changed']:.0f}%"
+                         + ("" if top.get("route_diff_low") is None else
+                            f" (diff {_pct(top['route_diff'])} [{_pct(top['route_diff_low'])}, "
+                            f"{_pct(top['route_diff_high'])}])"))
+        lines.append("Answers changed by steering, site by site (mean over pairs × coefficients; hidden at its most "
+                     "effective layer vs its KV twin at the same latent, paired 95% CI in points): " + "; ".join(parts) + ".")
+    seed = results.get("seed_design")
+    if seed:
+        lines.append("The seed's design: " + "; ".join(
+            f"{r['what']} mean Δ accuracy {_pct(r['mean_delta'])} pts [{_pct(r['mean_delta_low'])}, "
+            f"{_pct(r['mean_delta_high'])}], answers changed {100 * r['changed']:.0f}%" for r in seed) + ".")
+    head = results.get("headroom")
+    if head:
+        b = head["baseline"]
+        better = head["better_after_holm"]
+        lines.append(f"Headroom ({head['problems']}): unsteered {100 * b['accuracy']:.1f}% [{100 * b['ci_low']:.1f}, "
+                     f"{100 * b['ci_high']:.1f}] (n={b['n']}); {len(better)} of {head['tested']} steering conditions "
+                     "beat it after Holm's correction (exact McNemar)"
+                     + (": " + ", ".join(f"{r['condition']} {_pct(r['delta'])}" for r in better[:3]) if better else "")
+                     + f"; {head['worse_after_holm']} are worse.")
+    patches = [r for r in results["table"] if r["mode"] == "patch"]
+    if patches:
+        lines.append("Latent patching at the last latent: " + "; ".join(
+            f"{r['patch']} Δ {_pct(r['delta'])} [{_pct(r['delta_low'])}, {_pct(r['delta_high'])}]" for r in patches) + ".")
+    return lines[:5]
+
+
+def summary_line(results: dict[str, Any]) -> str:
+    """One line for a terminal: the seed's design by route, the matched-site comparison, the headroom."""
+    base = results["baseline"]
+    parts = [f"unsteered {100 * base['accuracy']:.0f}% (n={base['n']})"]
+    seed = {r["what"].split(" ")[0]: r for r in results.get("seed_design", [])}
+    for key, label in (("hidden", "hidden at latents 1–4"), ("KV", "KV at all latents")):
+        if key in seed:
+            r = seed[key]
+            parts.append(f"{label} Δ {_pct(r['mean_delta'])} pts [{_pct(r['mean_delta_low'])}, {_pct(r['mean_delta_high'])}]")
+    hid = [r for r in results.get("by_site", []) if r["route"] == "hidden" and r.get("route_diff_low") is not None]
+    if hid:
+        latents = sorted({r["latent"] for r in hid})
+        best = {l: max((r for r in hid if r["latent"] == l), key=lambda r: r["changed"]) for l in latents}
+        diffs = [best[l]["route_diff"] for l in latents]
+        parts.append(f"matched sites: hidden (best layer) − KV twin {_pct(min(diffs))} to {_pct(max(diffs))} pts of "
+                     "answers changed")
+    head = results.get("headroom")
+    if head:
+        parts.append(f"headroom ({100 * head['baseline']['accuracy']:.0f}% baseline): {len(head['better_after_holm'])}/"
+                     f"{head['tested']} conditions better after Holm")
+    return "; ".join(parts)
+
+
+def report_sections(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """The report's sections (before the figures and the comparison with the source), from the results."""
+    config, summary = results["config"], results["sweep"]
+    table = pd.DataFrame(results["table"])
+    sig = significant_conditions(table)
+    cols = ["condition", "accuracy", "acc_low", "acc_high", "delta", "delta_low", "delta_high", "n"]
+    site_cols = ["latent", "route", "layer", "conditions", "changed", "changed_low", "changed_high", "mean_delta",
+                 "mean_delta_low", "mean_delta_high", "significant", "route_diff", "route_diff_low", "route_diff_high"]
+    sections = [
+        ("Headline", "\n".join(f"- {h}" for h in results["headline"])),
+        ("What was run", f"{summary['conditions']} conditions × {summary['examples']} problems "
+                         f"({summary['runs']} runs; the analysis uses the problems every condition finished). Vectors: "
+                         f"mean(latent A) − mean(latent B) over {config['reference_limit']} held-out reference problems "
+                         f"(seed {config['reference_seed']}), pairs {config['pairs']}, coefficients "
+                         f"{', '.join(f'{c:+g}' for c in config['coefs'])}; site set `{config['sites']}`. Hidden: "
+                         "`coef × v` added to the residual stream at (latent k, layer l), then the loop runs one extra "
+                         "latent step (as the seed did, so the last latent's edit reaches the cache); KV: Δkeys and "
+                         "Δvalues (coef_k = coef_v) added after the last latent, before eot, to latent k's cache entry "
+                         "alone (`latent<k>`) or to every latent entry (`all`). Δ = accuracy − unsteered accuracy on "
+                         "the same problems, 95% paired bootstrap CI. *Answers changed* = the share of problems whose "
+                         "answer differs from the unsteered answer (the control for hidden rows: `none+x`, the extra "
+                         "step alone). (A, B, +c) and (B, A, −c) are the same edit."),
+        ("Routes site by site", "Mean over pairs × coefficients at each site; `route_diff` = hidden − KV twin at the "
+         "same latent in answers changed, paired bootstrap CI over problems.\n\n"
+         + markdown_table(results.get("by_site", []), site_cols)),
+        ("The seed's design (a subset of the matched sites)", markdown_table(results.get("seed_design", []))),
+        ("Baselines and summary by mode", markdown_table(table[table["mode"].isin(["none", "patch"])][cols].to_dict(
+            "records")) + "\n\n" + markdown_table([{"mode": k, **v} for k, v in results["by_mode"].items()])),
+    ]
+    if "headroom" in results:
+        h = results["headroom"]
+        sections.append(("Headroom: where the unsteered model can rise",
+                         f"{h['problems']}: unsteered {100 * h['baseline']['accuracy']:.1f}% "
+                         f"[{100 * h['baseline']['ci_low']:.1f}, {100 * h['baseline']['ci_high']:.1f}] on "
+                         f"n={h['baseline']['n']}. Each steering condition is tested against the unsteered run with "
+                         "an exact McNemar test (two-sided, on the problems where the two disagree); p-values are "
+                         f"Holm-corrected over the {h['tested']} steering conditions. Hidden rows are also tested "
+                         "against `none+x` (the same number of latents)"
+                         + (f"; on these problems the extra step alone changes {100 * h['extra_step_changed']:.1f}% of "
+                            f"answers (Δ accuracy {_pct(h['extra_step']['delta'])} pts), which the hidden rows' "
+                            "*answers changed* includes" if h.get("extra_step_changed") is not None else "")
+                         + ".\n\n"
+                         + markdown_table(h["top"], ["condition", "accuracy", "delta", "delta_low", "delta_high", "p",
+                                                     "p_holm", "better", "worse", "delta_vs_extra_step",
+                                                     "p_holm_vs_extra_step"])
+                         + "\n\n" + markdown_table(h.get("by_site", []), site_cols)))
+    sections.append(("Conditions that differ significantly from the unsteered run (largest |Δ| first, top 30)",
+                     markdown_table(sig[cols].head(30).to_dict("records"))))
+    return sections
 
 
 def headroom_tests(sweep_dir: str | Path, out: str | Path, what: str = "") -> dict[str, Any]:
@@ -524,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    results = analyze(args.store, args.out)
+    results = analyse(args.store, args.out)
     from nnsight_codi.reporting import write_results
 
     write_results(args.out, results)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from nnsight_codi.cli import one_line_errors
+from nnsight_codi.errors import one_line_errors
 from nnsight_codi.store import open_store
 
 

@@ -84,7 +84,7 @@ def marginal(codi, grid: dict, examples: int, rounds: int, tmp: Path) -> dict:
 def ndif_shaped(codi, vectors_path: str, batch: int, rounds: int) -> dict:
     from nnsight_codi.interventions.conditions import ModelShape, Resources, run_conditions
     from nnsight_codi.interventions.sweep import SweepConfig, expand_conditions
-    from nnsight_codi.interventions.vectors import open_vectors
+    from nnsight_codi.store.vectors import open_vectors
 
     from common import tiny_questions
 
@@ -119,7 +119,7 @@ def ndif_shaped(codi, vectors_path: str, batch: int, rounds: int) -> dict:
 
 
 def study(codi, vectors_path: str, limit: int, tmp: Path) -> dict:
-    from nnsight_codi.interventions.sweep import condition_table, open_sweep
+    from nnsight_codi.store.sweep import condition_table, open_sweep
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from runs.steering_study import Config

@@ -85,8 +85,15 @@ class CaptureConfig:
         return data
 
 
-def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: bool = True) -> dict[str, Any]:
-    """Capture `config` into the store at `out`; return a summary (`examples`, `bytes`, `seconds`, `path`)."""
+def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: bool = True,
+                interventions=None) -> dict[str, Any]:
+    """Capture `config` into the store at `out`; return a summary (`examples`, `bytes`, `seconds`, `path`).
+
+    A steered capture (`config.interventions`, condition dicts) needs `interventions`, the function that
+    builds their hooks: `(codi, condition_dicts, num_latents, seed) -> hooks_for(example_indices) -> [StepHook]`
+    (`nnsight_codi.interventions.conditions.capture_interventions`; `nnsight_codi.interventions.capture.run_capture`
+    passes it). The hooks run before `Capture`, so the store records the steered run.
+    """
     from .data.sources import load_eval_dataset, synthetic_options
     from .store import BackgroundStoreWriter, StoreWriter
 
@@ -97,6 +104,10 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     lens = LensRequest.from_variables(variables, config.lens_k, config.lens_path)
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
+    if config.interventions and interventions is None:
+        raise ValueError("config.interventions needs the builder of their hooks: call "
+                         "nnsight_codi.interventions.capture.run_capture, or pass "
+                         "interventions=nnsight_codi.interventions.conditions.capture_interventions")
     _check_writable(Path(out))
     if config.dataset != "synthetic":  # a bad path fails before the model loads
         dataset = load_eval_dataset(config.dataset, split=config.split, limit=config.limit, seed=config.seed)
@@ -123,9 +134,7 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     if config.interventions:  # a steered capture: the intervention hooks run before Capture
         if target.positions is not None:
             raise ValueError("interventions need a CODI model (a plain LM capture has no latent loop)")
-        from .interventions.conditions import capture_interventions
-
-        target.interventions = capture_interventions(codi, config.interventions, target.num_latents, config.seed)
+        target.interventions = interventions(codi, config.interventions, target.num_latents, config.seed)
     if target.positions is not None and set(variables) & set(ANSWER_VARIABLES):
         raise ValueError(f"{sorted(set(variables) & set(ANSWER_VARIABLES))} need a CODI model; "
                          "a plain LM capture records activations only")

@@ -6,41 +6,12 @@ import argparse
 import importlib
 import sys
 
+from ._moved import moved
+from .errors import OneLineParser, error_line
+
+__getattr__ = moved(__name__, {"one_line_errors": "nnsight_codi.errors"})
+
 COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "dashboard", "lens", "steer", "sweep", "cot-vectors", "lm-eval", "remote-check")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (`nnsight-codi eval: error: …`), exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def error_line(command: str, err: BaseException) -> str:
-    """One line for a user error: the message's lines joined (library messages are often paragraphs)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
-    return f"nnsight-codi {command}: error: " + "; ".join(lines)
-
-
-def one_line_errors(prog: str):
-    """Decorator for a module's `main(argv) -> int` (the `analyses/` modules): a user error (bad
-    path, value, shape) is one line on stderr and exit status 2, never a traceback."""
-    import functools
-
-    def wrap(main):
-        @functools.wraps(main)
-        def run(argv=None) -> int:
-            from .store.errors import StoreError
-
-            try:
-                return main(argv)
-            except (ValueError, OSError, KeyError, StoreError) as err:
-                print(error_line(prog, err).replace("nnsight-codi ", "", 1), file=sys.stderr)
-                return 2
-
-        return run
-
-    return wrap
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -117,6 +117,28 @@ def write_report(out: str | Path, title: str, sections: Iterable[tuple[str, str]
     return path
 
 
+def write_study(out: str | Path, study: Any, results: dict[str, Any],
+                figures: Iterable[str | Path] | None = None, headline: bool = True) -> Path:
+    """A study's `results.json` and `report.md`, written the one way every study writes them.
+
+    `study` is the study's `analyses/` module (the study template): `TITLE`, `headline(results)`,
+    `report_sections(results)`, `compare_with_source(results)` and optionally `summary_line(results)`.
+    The headline, the summary line and the "Compared with the source" rows are (re)computed from
+    `results` and stored in it; the report's configuration block is `results["config"]`, its figures
+    `results["figures"]` unless `figures` is given; `headline=False` keeps the headline `results` holds
+    (re-rendering a study written by an older version). Returns the report's path.
+    """
+    if headline:
+        results["headline"] = study.headline(results)
+    if headline and hasattr(study, "summary_line"):
+        results["summary_line"] = study.summary_line(results)
+    results["compared_with_source"] = study.compare_with_source(results)
+    write_results(out, results)
+    return write_report(out, study.TITLE, study.report_sections(results),
+                        figures=results.get("figures", []) if figures is None else figures,
+                        config=results.get("config"), closing=[comparison_section(results["compared_with_source"])])
+
+
 VERDICTS = ("agree", "differ", "not comparable")
 COMPARISON_HEADING = "Compared with the source"
 

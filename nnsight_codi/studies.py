@@ -125,8 +125,8 @@ def study_main(config_cls: type, run, default_out: str, description: str | None 
     import argparse
     import json
 
-    from .cli import OneLineParser, one_line_errors
     from .config_cli import add_config_args, config_kwargs
+    from .errors import OneLineParser, one_line_errors
 
     @one_line_errors(Path(sys.argv[0]).stem)
     def main(argv: list[str] | None) -> int:

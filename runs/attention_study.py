@@ -76,11 +76,11 @@ def measure_page(page: Path, example: str, step: int, shot: Path, layer: int | N
 
 
 def run(config: Config, out, progress: bool = True) -> dict:
-    from analyses.attention import analyse
+    from analyses import attention
     from nnsight_codi.capture import CaptureConfig, run_capture
     from nnsight_codi.dashboard import write_dashboard
     from nnsight_codi.loading import load_model
-    from nnsight_codi.reporting import comparison_section, markdown_table, write_report, write_results
+    from nnsight_codi.reporting import write_study
     from nnsight_codi.store import open_store
 
     if config.attention_detail not in (None, "layer", "head"):
@@ -98,7 +98,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
     timings["capture_s"] = round(time.perf_counter() - t, 2)
 
     t = time.perf_counter()
-    result = analyse(store, out, seed=config.bootstrap_seed)
+    result = attention.analyse(store, out, seed=config.bootstrap_seed)
     timings["analysis_s"] = round(time.perf_counter() - t, 2)
 
     t = time.perf_counter()
@@ -114,36 +114,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
                                  layer=layers[config.screenshot_layer]))
     result.update(config=dataclasses.asdict(config), store=str(store), capture=summary, dashboard=dash,
                   timings=timings, wrong_examples=wrong[:20])
-    render = (f", first render {dash['first_render_ms']:.0f} ms in headless Chromium"
-              if dash.get("first_render_ms") is not None else "")
-    result["headline"] = (result["headline"][:4] +
-                          [f"dashboard: {dash['examples']} examples, {dash['bytes'] / 1e6:.2f} MB{render} "
-                           f"(dashboard/index.html)"])
-    write_results(out, result)
-
-    table = [r for r in result["alternation"]]
-    odd_even = [{"read-out": k, **v} for k, v in result["odd_minus_even"].items()]
-    write_report(out, "Attention across latents (tiny CODI)", [
-        ("Headline", "\n".join(f"- {line}" for line in result["headline"])),
-        ("Per latent (mean over examples, 95% bootstrap CI)",
-         markdown_table(table, ["readout", "step", "parity", "value", "ci_low", "ci_high", "n", "uniform"])
-         + "\n\n`uniform` = the read-out if attention were uniform over the attended positions (the base rate: "
-         f"number tokens are {100 * result['number_base_rate']['value']:.1f}% of prompt tokens in this store)."),
-        ("Odd minus even latents (paired bootstrap over examples)",
-         markdown_table(odd_even, ["read-out", "value", "ci_low", "ci_high", "n"])),
-        ("Per block: odd minus even latents (heads averaged; paired bootstrap)",
-         markdown_table([r for r in result.get("by_block", []) if r["latent"] == "odd-even"],
-                        ["readout", "block", "value", "ci_low", "ci_high", "n"])),
-        ("Dashboard", f"[dashboard/index.html](dashboard/index.html): {dash['examples']} examples, "
-                      f"{dash['bytes'] / 1e6:.2f} MB; logit-lens layer {dash['layer']} by default"
-                      + (f"; first render {dash['first_render_ms']:.0f} ms" if dash.get("first_render_ms") else "")
-                      + ("\n\n![dashboard](dashboard/screenshot.png)" if dash.get("screenshot") else "")),
-        ("Definitions", "Attention is each step's query row averaged over all layers and heads. Number focus = "
-                        "mass on number tokens / mass on all prompt tokens. Operand mass = mass on the prompt "
-                        "numbers that are operands of chain step ⌈k/2⌉ for latent k. Previous latent = mass on "
-                        "z_(k-1) (latent1's previous position is bot, so it has none)."),
-    ], figures=result["figures"], config=dataclasses.asdict(config),
-        closing=[comparison_section(result["compared_with_source"])])
+    write_study(out, attention, result)
     return result
 
 

@@ -92,6 +92,7 @@ def _condition_result(model, data, condition, vectors, config: Config, path: Pat
 
 
 def run(config: Config, out, progress: bool = True) -> dict:
+    from analyses import cot_vectors
     from analyses.cot_vectors import analyse, gap_recovery, random_like
     from nnsight_codi.tracing.remote import remote_value
     from nnsight_codi.models.fingerprint import model_weights
@@ -100,7 +101,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
     from nnsight_codi.loading import load_instruct_model
     from nnsight_codi.tracing.remote import check_remote
     from nnsight_codi.cot.steering import check_schedule
-    from nnsight_codi.reporting import markdown_table, write_report, write_results
+    from nnsight_codi.reporting import write_study
     from nnsight_codi.stats import paired_bootstrap_diff, significant
 
     out = Path(out)
@@ -197,53 +198,14 @@ def run(config: Config, out, progress: bool = True) -> dict:
                                **{f"chain_{k}": v for k, v in chain_agreement(r["texts"], cot["texts"]).items()}})
     analysis = analyse(store, out, out / "grid.jsonl", rows + chain_points + controls + no_instruction, best,
                        dev_ref)
-    headline = [
-        f"test n={rows[0]['n']}: direct {rows[0]['accuracy']:.1%} [{rows[0]['ci_low']:.1%}, {rows[0]['ci_high']:.1%}] "
-        f"({rows[0]['reasoning_rate']:.0%} write a chain), CoT prompt {rows[1]['accuracy']:.1%} "
-        f"[{rows[1]['ci_low']:.1%}, {rows[1]['ci_high']:.1%}] ({rows[1]['reasoning_rate']:.0%} write a chain)",
-    ]
-    for r in rows[2:]:
-        c = comparisons[r["name"]]
-        g = c["gap_recovered_ci"]
-        rec = (f", {c['gap_recovered']:.0%} of the direct→CoT gap (95% CI [{g['ci_low']:.0%}, {g['ci_high']:.0%}])"
-               if c["gap_recovered"] is not None else "")
-        headline.append(f"{r['name']} steering (layer {r['layer']}, c={r['coef']:g}): {r['accuracy']:.1%} "
-                        f"[{r['ci_low']:.1%}, {r['ci_high']:.1%}]; vs direct {c['minus_direct']:+.1%} "
-                        f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}]{rec}; {r['reasoning_rate']:.0%} write a chain")
-    if chain_points:
-        headline.append("at the grid point with the most chains: " + "; ".join(
-            f"{p['name']} (layer {p['layer']}, c={p['coef']:g}) {p['reasoning_rate']:.0%} write a chain, first step "
-            f"= the CoT prompt's in {p['first_step_match']:.0%}, {p['stops_early']:.0%} stop early, accuracy "
-            f"{p['accuracy']:.1%}" for p in chain_points))
-    if controls:
-        headline.append("control, a random direction of the same norm at the same grid point: " + "; ".join(
-            f"{c['name'][7:]} (layer {c['layer']}, c={c['coef']:g}) accuracy {c['accuracy']:.1%} "
-            f"[{c['ci_low']:.1%}, {c['ci_high']:.1%}], vs direct {c['minus_direct']:+.1%} "
-            f"[{c['minus_direct_ci_low']:+.1%}, {c['minus_direct_ci_high']:+.1%}], {c['reasoning_rate']:.0%} write a "
-            "chain" for c in controls))
-    if no_instruction:
-        base = no_instruction[0]
-        headline.append(f"no instruction: accuracy {base['accuracy']:.1%} [{base['ci_low']:.1%}, {base['ci_high']:.1%}]"
-                        f", {base['reasoning_rate']:.0%} of outputs write a chain; " + "; ".join(
-                            f"+ {r['name'][5:]} steering (layer {r['layer']}, c={r['coef']:g}) {r['accuracy']:.1%} "
-                            f"(vs no instruction {r['minus_none']:+.1%} [{r['minus_none_ci_low']:+.1%}, "
-                            f"{r['minus_none_ci_high']:+.1%}]), {r['reasoning_rate']:.0%} write a chain"
-                            for r in no_instruction[1:]))
-    if gap is None:
-        headline.append(f"the CoT prompt does not beat the direct prompt significantly ({gap_ci.value:+.1%} "
-                        f"[{gap_ci.low:+.1%}, {gap_ci.high:+.1%}]): no gap for steering to recover")
     examples = {name: r["texts"][:3] for name, r in results.items()}
     result = {"vectors": str(store), "conditions": rows, "comparisons": comparisons, "best": best,
               "chain_points": chain_points, "controls": controls, "no_instruction": no_instruction,
               "cot_minus_direct": {"value": gap_ci.value, "ci_low": gap_ci.low, "ci_high": gap_ci.high},
               "dev_reference": dev_ref, "layers": list(layers), "coefs": list(config.coefs),
-              "extraction": extraction, "vector_table": analysis["vectors"], "headline": headline,
+              "extraction": extraction, "vector_table": analysis["vectors"], "headline": [],
               "examples": examples, "figures": analysis["figures"], "config": asdict(config)}
-    from analyses.cot_vectors import compare_with_source
-
-    result["compared_with_source"] = compare_with_source(result)
-    write_results(out, result)
-    write_study_report(out, result, analysis["figures"])
+    write_study(out, cot_vectors, result)  # the headline and the comparison with the source, from the results
     return result
 
 
@@ -255,58 +217,11 @@ def saved_config(result: dict) -> Config:
 
 
 def write_study_report(out, result: dict, figures) -> Path:
-    """`OUT/report.md` from a study's results (the dict `run` returns and writes to `results.json`);
-    the configuration block is `result["config"]` as it was run."""
-    from nnsight_codi.reporting import comparison_section, markdown_table, write_report
+    """`OUT/report.md` (and `results.json`) from a finished study's results, its headline as it was run."""
+    from analyses import cot_vectors
+    from nnsight_codi.reporting import write_study
 
-    config = saved_config(result)
-    rows, best, comparisons = result["conditions"], result["best"], result["comparisons"]
-    chain_points = result.get("chain_points", [])
-    controls, no_instruction = result.get("controls", []), result.get("no_instruction", [])
-    layers = result.get("layers", list(config.layers))
-    table = markdown_table([{k: r[k] for k in ("name", "layer", "coef", "accuracy", "ci_low", "ci_high",
-                                               "reasoning_rate", "mean_length", "n")} for r in rows])
-    ex = "\n".join(f"- **{n}**: " + " / ".join(f"`{t[:120]}`" for t in texts)
-                   for n, texts in result["examples"].items())
-    return write_report(out, "CoT steering vectors", [
-        ("Headline", "\n".join(f"- {h}" for h in result["headline"])),
-        ("Method", f"Vectors from {config.extract_limit} {config.dataset} questions asked with the CoT and the "
-                   f"direct instruction through the chat template ({'greedy' if config.greedy_extract else 'sampled'}"
-                   f" continuations of up to {config.max_new_tokens} tokens, residual stream averaged over the "
-                   f"{config.positions} positions, CoT − direct, mean over questions). Grid over layers {list(layers)}"
-                   f" × coefficients {list(config.coefs)} on {config.dev_limit} dev questions per schedule (single: "
-                   "the prompt forward only; continuous: every forward incl. cached decode steps); the best dev point "
-                   f"of each schedule on {config.test_limit} held-out test questions, greedy decoding. CIs: "
-                   "percentile bootstrap over questions (paired for differences)."),
-        ("Test conditions", "`accuracy`: share of test questions answered correctly (95% CI: `ci_low`, `ci_high`); "
-                            "`reasoning_rate`: share of outputs that write a chain (at least one `a op b = c` "
-                            "step); `mean_length`: generated tokens.\n\n" + table),
-        ("Grid best points (dev)", markdown_table([{"schedule": k, **{kk: v[kk] for kk in
-                                                                      ("layer", "coef", "accuracy", "reasoning_rate")}}
-                                                   for k, v in best.items()])),
-        ("Where the vector makes the model reason (test)",
-         "Per schedule, the dev grid point where the most outputs write a chain, on the test split, "
-         "its chains compared with the CoT prompt's own on the same questions (over chain-writing outputs: "
-         "first step equal, every written step equal, fewer steps than the CoT prompt):\n\n" +
-         markdown_table([{k: p[k] for k in ("name", "layer", "coef", "accuracy", "reasoning_rate", "first_step_match",
-                                            "prefix_match", "stops_early", "steps", "reference_steps")}
-                         for p in chain_points])),
-        ("Controls and the prompt without instruction (test)",
-         "A random direction of the same norm per layer at each schedule's selected grid point (does any "
-         "push of that size do it?), and the selected steering applied to the question alone, with no "
-         "instruction (`accuracy`: share of correct answers; `reasoning_rate`: share of outputs that write a "
-         "chain; `minus_*`: accuracy difference, paired bootstrap CI):\n\n" +
-         markdown_table([{k: r.get(k) for k in ("name", "prompt", "layer", "coef", "accuracy", "ci_low", "ci_high",
-                                                "reasoning_rate", "minus_direct", "minus_none")}
-                         for r in controls + no_instruction])),
-        ("Share of the gap recovered (test)",
-         markdown_table([{"condition": n, **{k: c["gap_recovered_ci"][k] for k in ("value", "ci_low", "ci_high")}}
-                         for n, c in comparisons.items() if "gap_recovered_ci" in c]
-                        + [{"condition": c["name"], **{k: c["gap_recovered_ci"][k]
-                                                       for k in ("value", "ci_low", "ci_high")}} for c in controls])),
-        ("Example outputs (first 3 test questions)", ex),
-    ], figures=figures, config=result.get("config", asdict(config)),
-        closing=[comparison_section(result.get("compared_with_source", []))])
+    return write_study(out, cot_vectors, result, figures=figures, headline=False)
 
 
 def report_only(out) -> dict:
@@ -314,16 +229,11 @@ def report_only(out) -> dict:
     the source" rows are recomputed from the results (`compare_with_source`) and written back to
     `results.json`; the figures are the ones already in `OUT/figures/` (they need the vector store and
     the grid, which a committed study does not carry). The configuration is the one the study ran with."""
-    from analyses.cot_vectors import compare_with_source
-    from nnsight_codi.reporting import write_results
-
     out = Path(out)
     path = out / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"--report-only needs {path}: run the study first")
     result = json.loads(path.read_text())
-    result["compared_with_source"] = compare_with_source(result)
-    write_results(out, result)
     order = ("vectors", "grid_heatmaps", "conditions")
     figures = sorted((out / "figures").glob("*.png"),
                      key=lambda f: (order.index(f.stem) if f.stem in order else len(order), f.stem))

@@ -62,46 +62,18 @@ def _save(ds, path: Path, config: dict) -> None:
         ds.to_zarr(path, mode="w", consolidated=False)
 
 
-def headline(results: dict[str, Any]) -> list[str]:
-    lines = []
-    a = results.get("anchors_summary")
-    if a:
-        table = results["anchors"]
-        worst = min(table, key=lambda r: r["delta_accuracy"])
-        lines.append(f"Thought anchors (n={a['n']}, accuracy {100 * a['base_accuracy']:.1f}%): ablating latent "
-                     f"{worst['latent']} ({worst['kind']}) changes accuracy by {100 * worst['delta_accuracy']:+.1f} pts "
-                     f"[{100 * worst['dacc_low']:+.1f}, {100 * worst['dacc_high']:+.1f}].")
-        lines.append(f"Most important latent by Δ log-prob: {a['most_important_latent']}; most attended: "
-                     f"{a['most_attended_latent']} (Spearman importance vs attention across {a['spearman_n_latents']} "
-                     f"latents {a['spearman_importance_attention']:+.2f} [{a['spearman_ci_low']:+.2f}, "
-                     f"{a['spearman_ci_high']:+.2f}], bootstrap over n={a['n']} problems).")
-        later = [r for r in table if r["latent"] >= 2]
-        if later:
-            lines.append("Ablating one of latents 2..K moves accuracy by at most " + ", ".join(
-                f"{100 * max(abs(r['delta_accuracy']) for r in later if r['kind'] == kind):.1f} pts ({kind})"
-                for kind in dict.fromkeys(r["kind"] for r in later)) + ".")
-    p = results.get("patching_summary")
-    if p:
-        b = p["best_cell"]
-        lines.append(f"Activation patching (n={p['n']}): corrupted runs give the clean answer {100 * p['corrupt_recovered']:.0f}% "
-                     f"of the time; the best single (step, layer) patch is {b['step_name']} layer {int(b['layer'])}: "
-                     f"Δ log p {b['delta_logprob']:+.2f} [{b['dlp_low']:+.2f}, {b['dlp_high']:+.2f}], recovered "
-                     f"{100 * b['recovered']:.0f}%.")
-    return lines[:5]
-
-
 def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     import numpy as np
     import xarray as xr
 
-    from analyses.patching import analyze, compare_with_source
+    from analyses import patching
     from nnsight_codi.capture import CaptureConfig, run_capture
     from nnsight_codi.loading import load_codi_model
     from nnsight_codi.data.scoring import extract_gold
     from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
     from nnsight_codi.interventions.anchors import activation_patching, thought_anchors
     from nnsight_codi.interventions.corrupt import corrupt_problem
-    from nnsight_codi.reporting import comparison_section, markdown_table, write_report, write_results
+    from nnsight_codi.reporting import write_study
     from nnsight_codi.store import open_store
 
     out = Path(out)
@@ -144,22 +116,10 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
                              coords={"example": [str(i) for i in ds["id"]], "kind": ta["kinds"],
                                      "latent": ta["latents"]})
         _save(anchors, out / "anchors.zarr", cfg)
-    results = analyze(out, out)
+    results = patching.analyse(out, out)
     results["config"] = cfg
     results["num_latents"] = k
-    results["headline"] = headline(results)
-    results["compared_with_source"] = compare_with_source(results)
-    write_results(out, results)
-    cols = ["kind", "latent", "delta_accuracy", "dacc_low", "dacc_high", "delta_logprob", "dlp_low", "dlp_high",
-            "attention", "n"]
-    write_report(out, "Patching study: activation patching and thought anchors", [
-        ("Headline", "\n".join(f"- {h}" for h in results["headline"])),
-        ("Thought anchors", markdown_table([{c: r[c] for c in cols} for r in results.get("anchors", [])])),
-        ("Activation patching", "Patch = the residual stream at the step's last position (bot at step 0), "
-                                "clean → corrupted. Δ log p = log p(clean answer | patched corrupted) − log p(clean "
-                                "answer | corrupted), paired bootstrap CI over problems.\n\n" + markdown_table(
-                                    sorted(results.get("patching", []), key=lambda r: -r["delta_logprob"])[:12])),
-    ], figures=results["figures"], config=cfg, closing=[comparison_section(results["compared_with_source"])])
+    write_study(out, patching, results)
     return results
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nnsight_codi.cli import one_line_errors  # noqa: E402
+from nnsight_codi.errors import one_line_errors  # noqa: E402
 
 
 @one_line_errors("pilot_tiny")

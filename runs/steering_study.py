@@ -138,7 +138,8 @@ def demo_config() -> Config:
 
 def _ensure_lens(sweep_dir: Path, model: str, device: str) -> None:
     """Add the activation-difference lens to a vector store written without it."""
-    from nnsight_codi.interventions.vectors import difference_lens, open_vectors, save_vectors
+    from nnsight_codi.interventions.vectors import difference_lens
+    from nnsight_codi.store.vectors import open_vectors, save_vectors
 
     path = sweep_dir / "vectors.zarr"
     if not path.exists():
@@ -148,81 +149,6 @@ def _ensure_lens(sweep_dir: Path, model: str, device: str) -> None:
         from nnsight_codi.loading import load_codi_model
 
         save_vectors(difference_lens(load_codi_model(model, device), vectors), path)
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:+.1f}"
-
-
-def _site_label(row: dict[str, Any]) -> str:
-    return f"hidden L{row['layer']}" if row["route"] == "hidden" else "KV"
-
-
-def headline(results: dict[str, Any]) -> list[str]:
-    base = results["baseline"]
-    lines = [f"Unsteered accuracy {100 * base['accuracy']:.1f}% [{100 * base['ci_low']:.1f}, "
-             f"{100 * base['ci_high']:.1f}] on n={base['n']} held-out problems"
-             + (f"; with one extra latent step (the hidden rows' control) {100 * base['extra_step_accuracy']:.1f}%."
-                if base.get("extra_step_accuracy") is not None else ".")]
-    sites = results.get("by_site", [])
-    if sites:
-        parts = []
-        for latent in [r["latent"] for r in sites if r["route"] == "kv"]:
-            rows = [r for r in sites if r["latent"] == latent]
-            kv = next(r for r in rows if r["route"] == "kv")
-            hid = [r for r in rows if r["route"] == "hidden"]
-            if not hid:
-                parts.append(f"{latent}: KV {100 * kv['changed']:.0f}%")
-                continue
-            top = max(hid, key=lambda r: r["changed"])
-            parts.append(f"{latent}: hidden {100 * top['changed']:.0f}% (L{top['layer']}) vs KV {100 * kv['changed']:.0f}%"
-                         + ("" if top.get("route_diff_low") is None else
-                            f" (diff {_pct(top['route_diff'])} [{_pct(top['route_diff_low'])}, "
-                            f"{_pct(top['route_diff_high'])}])"))
-        lines.append("Answers changed by steering, site by site (mean over pairs × coefficients; hidden at its most "
-                     "effective layer vs its KV twin at the same latent, paired 95% CI in points): " + "; ".join(parts) + ".")
-    seed = results.get("seed_design")
-    if seed:
-        lines.append("The seed's design: " + "; ".join(
-            f"{r['what']} mean Δ accuracy {_pct(r['mean_delta'])} pts [{_pct(r['mean_delta_low'])}, "
-            f"{_pct(r['mean_delta_high'])}], answers changed {100 * r['changed']:.0f}%" for r in seed) + ".")
-    head = results.get("headroom")
-    if head:
-        b = head["baseline"]
-        better = head["better_after_holm"]
-        lines.append(f"Headroom ({head['problems']}): unsteered {100 * b['accuracy']:.1f}% [{100 * b['ci_low']:.1f}, "
-                     f"{100 * b['ci_high']:.1f}] (n={b['n']}); {len(better)} of {head['tested']} steering conditions "
-                     "beat it after Holm's correction (exact McNemar)"
-                     + (": " + ", ".join(f"{r['condition']} {_pct(r['delta'])}" for r in better[:3]) if better else "")
-                     + f"; {head['worse_after_holm']} are worse.")
-    patches = [r for r in results["table"] if r["mode"] == "patch"]
-    if patches:
-        lines.append("Latent patching at the last latent: " + "; ".join(
-            f"{r['patch']} Δ {_pct(r['delta'])} [{_pct(r['delta_low'])}, {_pct(r['delta_high'])}]" for r in patches) + ".")
-    return lines[:5]
-
-
-def summary_line(results: dict[str, Any]) -> str:
-    """One line for a terminal: the seed's design by route, the matched-site comparison, the headroom."""
-    base = results["baseline"]
-    parts = [f"unsteered {100 * base['accuracy']:.0f}% (n={base['n']})"]
-    seed = {r["what"].split(" ")[0]: r for r in results.get("seed_design", [])}
-    for key, label in (("hidden", "hidden at latents 1–4"), ("KV", "KV at all latents")):
-        if key in seed:
-            r = seed[key]
-            parts.append(f"{label} Δ {_pct(r['mean_delta'])} pts [{_pct(r['mean_delta_low'])}, {_pct(r['mean_delta_high'])}]")
-    hid = [r for r in results.get("by_site", []) if r["route"] == "hidden" and r.get("route_diff_low") is not None]
-    if hid:
-        latents = sorted({r["latent"] for r in hid})
-        best = {l: max((r for r in hid if r["latent"] == l), key=lambda r: r["changed"]) for l in latents}
-        diffs = [best[l]["route_diff"] for l in latents]
-        parts.append(f"matched sites: hidden (best layer) − KV twin {_pct(min(diffs))} to {_pct(max(diffs))} pts of "
-                     "answers changed")
-    head = results.get("headroom")
-    if head:
-        parts.append(f"headroom ({100 * head['baseline']['accuracy']:.0f}% baseline): {len(head['better_after_holm'])}/"
-                     f"{head['tested']} conditions better after Holm")
-    return "; ".join(parts)
 
 
 def _write_headroom_problems(config: Config, codi, path: Path) -> str:
@@ -240,7 +166,8 @@ def _write_headroom_problems(config: Config, codi, path: Path) -> str:
 
 
 def _sweep(config: Config, cfg, sweep_dir: Path, codi, progress: bool) -> dict[str, Any]:
-    from nnsight_codi.interventions.sweep import open_sweep, run_sweep
+    from nnsight_codi.interventions.sweep import run_sweep
+    from nnsight_codi.store.sweep import open_sweep
 
     if config.analyze_only:
         ds = open_sweep(sweep_dir)
@@ -251,11 +178,9 @@ def _sweep(config: Config, cfg, sweep_dir: Path, codi, progress: bool) -> dict[s
 
 
 def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
-    from analyses.steering import analyze, compare_with_source, headroom_tests, significant_conditions
+    from analyses import steering
     from nnsight_codi.loading import load_codi_model
-    from nnsight_codi.reporting import comparison_section, markdown_table, write_report, write_results
-
-    import pandas as pd
+    from nnsight_codi.reporting import write_study
 
     out = Path(out)
     sweep_dir = out / "sweep"
@@ -265,9 +190,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
         config.conditions(num_latents, num_layers)  # a bad site set, pair or layer fails before any work
     summary = _sweep(config, config.sweep_config(num_latents, num_layers) if codi else None, sweep_dir, codi, progress)
     _ensure_lens(sweep_dir, config.model, config.device)
-    results = analyze(sweep_dir, out)
-    results["sweep"] = summary
-    results["config"] = asdict(config)
+    head_summary = None
     if config.headroom:
         head_dir = out / "headroom"
         cfg = None
@@ -276,64 +199,9 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
             cfg = config.sweep_config(num_latents, num_layers, dataset=problems, limit=config.headroom_limit or config.limit,
                                       vectors=str(sweep_dir / "vectors.zarr"))
         head_summary = _sweep(config, cfg, head_dir, codi, progress)
-        results["headroom"] = headroom_tests(head_dir, out, what=f"{config.headroom_steps}-operation problems of the "
-                                             "generator, one more than the model was trained on")
-        results["headroom"]["sweep"] = head_summary
-        results["figures"] += results["headroom"].pop("figures", [])
-    results["headline"] = headline(results)
-    results["summary_line"] = summary_line(results)
-    results["compared_with_source"] = compare_with_source(results)
-    write_results(out, results)
-    table = pd.DataFrame(results["table"])
-    sig = significant_conditions(table)
-    cols = ["condition", "accuracy", "acc_low", "acc_high", "delta", "delta_low", "delta_high", "n"]
-    site_cols = ["latent", "route", "layer", "conditions", "changed", "changed_low", "changed_high", "mean_delta",
-                 "mean_delta_low", "mean_delta_high", "significant", "route_diff", "route_diff_low", "route_diff_high"]
-    sections = [
-        ("Headline", "\n".join(f"- {h}" for h in results["headline"])),
-        ("What was run", f"{summary['conditions']} conditions × {summary['examples']} problems "
-                         f"({summary['runs']} runs; the analysis uses the problems every condition finished). Vectors: "
-                         f"mean(latent A) − mean(latent B) over {config.reference_limit} held-out reference problems "
-                         f"(seed {config.reference_seed}), pairs {config.pairs}, coefficients "
-                         f"{', '.join(f'{c:+g}' for c in config.coefs)}; site set `{config.sites}`. Hidden: "
-                         "`coef × v` added to the residual stream at (latent k, layer l), then the loop runs one extra "
-                         "latent step (as the seed did, so the last latent's edit reaches the cache); KV: Δkeys and "
-                         "Δvalues (coef_k = coef_v) added after the last latent, before eot, to latent k's cache entry "
-                         "alone (`latent<k>`) or to every latent entry (`all`). Δ = accuracy − unsteered accuracy on "
-                         "the same problems, 95% paired bootstrap CI. *Answers changed* = the share of problems whose "
-                         "answer differs from the unsteered answer (the control for hidden rows: `none+x`, the extra "
-                         "step alone). (A, B, +c) and (B, A, −c) are the same edit."),
-        ("Routes site by site", "Mean over pairs × coefficients at each site; `route_diff` = hidden − KV twin at the "
-         "same latent in answers changed, paired bootstrap CI over problems.\n\n"
-         + markdown_table(results.get("by_site", []), site_cols)),
-        ("The seed's design (a subset of the matched sites)", markdown_table(results.get("seed_design", []))),
-        ("Baselines and summary by mode", markdown_table(table[table["mode"].isin(["none", "patch"])][cols].to_dict(
-            "records")) + "\n\n" + markdown_table([{"mode": k, **v} for k, v in results["by_mode"].items()])),
-    ]
-    if "headroom" in results:
-        h = results["headroom"]
-        sections.append(("Headroom: where the unsteered model can rise",
-                         f"{h['problems']}: unsteered {100 * h['baseline']['accuracy']:.1f}% "
-                         f"[{100 * h['baseline']['ci_low']:.1f}, {100 * h['baseline']['ci_high']:.1f}] on "
-                         f"n={h['baseline']['n']}. Each steering condition is tested against the unsteered run with "
-                         "an exact McNemar test (two-sided, on the problems where the two disagree); p-values are "
-                         f"Holm-corrected over the {h['tested']} steering conditions. Hidden rows are also tested "
-                         "against `none+x` (the same number of latents)"
-                         + (f"; on these problems the extra step alone changes {100 * h['extra_step_changed']:.1f}% of "
-                            f"answers (Δ accuracy {_pct(h['extra_step']['delta'])} pts), which the hidden rows' "
-                            "*answers changed* includes" if h.get("extra_step_changed") is not None else "")
-                         + ".\n\n"
-                         + markdown_table(h["top"], ["condition", "accuracy", "delta", "delta_low", "delta_high", "p",
-                                                     "p_holm", "better", "worse", "delta_vs_extra_step",
-                                                     "p_holm_vs_extra_step"])
-                         + "\n\n" + markdown_table(h.get("by_site", []), site_cols)))
-    sections.append(("Conditions that differ significantly from the unsteered run (largest |Δ| first, top 30)",
-                     markdown_table(sig[cols].head(30).to_dict("records"))))
-    write_report(out, "Steering study: activation-difference steering of the latent loop", sections,
-                 figures=results["figures"], config=asdict(config),
-                 closing=[comparison_section(results["compared_with_source"])])
+    results = steering.analyse(out, out, sweep=summary, config=asdict(config), headroom_sweep=head_summary)
+    write_study(out, steering, results)
     return results
-
 
 if __name__ == "__main__":
     from nnsight_codi.studies import study_main

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "runs"))
 
-from nnsight_codi.cli import one_line_errors  # noqa: E402
+from nnsight_codi.errors import one_line_errors  # noqa: E402
 
 
 def recipe(out: str, overrides: dict, device: str):

@@ -33,8 +33,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..interventions.sweep import SweepConfig, condition_table, open_sweep, run_sweep
+    from ..interventions.sweep import SweepConfig, run_sweep
     from ..models.devices import resolve_device
+    from ..store.sweep import condition_table, open_sweep
 
     if args.device:
         resolve_device(args.device)  # a flag's error before the config file's

@@ -14,7 +14,8 @@ from .conditions import (Condition, ModelShape, Resources, build_hooks, evaluate
                          validate_conditions)
 from .patching import PATCH_KINDS, LatentStats, PatchLatent, PatchResidual, latent_patch_values
 from .steering import KV_POSITIONS, AddVector, KVSteer
-from .vectors import load_vector_file, open_vectors, save_vector_file, save_vectors, vectors_from_store
+from ..store.vectors import open_vectors, save_vectors, vectors_from_store
+from .vectors import load_vector_file, save_vector_file
 
 __all__ = ["ForceAnswer", "answer_mask", "Condition", "ModelShape", "Resources", "build_hooks",
            "evaluate_conditions", "run_conditions", "validate_conditions", "PATCH_KINDS", "LatentStats", "PatchLatent",

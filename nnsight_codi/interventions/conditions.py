@@ -385,7 +385,7 @@ def capture_interventions(codi, interventions: Sequence[dict], num_latents: int 
     Conditions that change the number of latents (`extra_latent_step`) are refused: the store's steps
     would no longer be bot..eot of the model's K.
     """
-    from .vectors import open_vectors
+    from ..store.vectors import open_vectors
 
     shape = ModelShape.of(codi, num_latents)
     conds: list[tuple[Condition, Resources]] = []

@@ -13,8 +13,9 @@ condition is lost or duplicated. Example batches run outside, conditions inside,
 holds every condition on the same examples. Within a batch the conditions run as branches of one
 unsteered trunk (`conditions.run_conditions`): the prompt and the latents they share are computed
 once, and each condition continues from where it first differs (`fork: false` re-runs each whole;
-the store is the same either way). `open_sweep(DIR)` reshapes it to `(condition, example)`;
-`condition_table` gives accuracy and the paired-bootstrap difference from `none` per condition.
+the store is the same either way). `nnsight_codi.store.sweep.open_sweep(DIR)` reshapes it to
+`(condition, example)`; `condition_table` there gives accuracy and the paired-bootstrap difference from
+`none` per condition (both torch-free, for the analyses).
 
 Example:
     >>> cfg = SweepConfig(pairs=[[1, 2]], coefs=[1.0], baselines=["zero"])
@@ -34,15 +35,16 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from .._moved import moved
 from ..config_cli import config_from_dict
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from ..steps import parse_step, resolve_step
+from ..store.sweep import SWEEP_STORE, SWEEP_VARIABLES
 from .conditions import (MODES, Condition, ModelShape, Resources, check_condition, run_conditions, score,
                          validate_conditions)
 from .patching import PATCH_KINDS
 
-SWEEP_STORE = "sweep.zarr"
-SWEEP_VARIABLES = ["answer_pred", "answer_gold", "correct"]
+__getattr__ = moved(__name__, {"open_sweep": "nnsight_codi.store.sweep", "condition_table": "nnsight_codi.store.sweep"})
 
 
 @dataclass
@@ -179,7 +181,8 @@ def reference_vectors(codi, cfg, out: Path, progress: bool = True):
     """The vector set of a sweep: `cfg.vectors`, or a reference capture (hidden, latent_input, kv) → vectors."""
     from ..capture import CaptureConfig, run_capture
     from ..store import open_store
-    from .vectors import difference_lens, open_vectors, save_vectors, vectors_from_store
+    from ..store.vectors import open_vectors, save_vectors, vectors_from_store
+    from .vectors import difference_lens
 
     if cfg.vectors:
         return open_vectors(cfg.vectors)
@@ -275,72 +278,3 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
     return {"path": str(out / SWEEP_STORE), "conditions": len(conditions), "examples": n, "runs": done,
             "runs_now": written, "seconds": round(seconds, 3),
             "runs_per_second": round(written / seconds, 2) if written else None}
-
-
-def open_sweep(path: str | Path):
-    """The sweep as an `xarray.Dataset` with dims `(condition, example)` (NaN / False where not yet run).
-
-    `path` is the sweep directory or its `sweep.zarr`. Variables: `correct`, `answer_pred`,
-    `answer_gold`, `complete`; coords `condition` (names), `mode`; attrs `conditions` (each one's parameters).
-    """
-    import xarray as xr
-
-    from ..store import open_store
-
-    path = Path(path)
-    if (path / SWEEP_STORE).exists():
-        path = path / SWEEP_STORE
-    ds = open_store(path, complete_only=False).load()
-    cfg = ds.attrs.get("config", {})
-    if isinstance(cfg, str):
-        cfg = json.loads(cfg)
-    conds = cfg.get("interventions") or ds.attrs.get("interventions")
-    examples = cfg.get("examples")
-    if not conds or not examples:
-        raise ValueError(f"{path} is not a sweep store (no conditions in its config)")
-    nc, ne = len(conds), len(examples)
-    data = {}
-    for name in SWEEP_VARIABLES + ["complete"]:
-        arr = ds[name].values.reshape(nc, ne)
-        data[name] = (("condition", "example"), arr)
-    names = [c["name"] for c in conds]
-    out = xr.Dataset(data, coords={"condition": names, "example": examples,
-                                   "mode": ("condition", [c["mode"] for c in conds])})
-    out["correct"] = out["correct"].where(out["complete"])
-    out.attrs.update({"conditions": conds, "num_latents": cfg.get("num_latents"), "model_id": cfg.get("model_id"),
-                      "store_path": str(path)})
-    return out
-
-
-def condition_table(ds, baseline: str = "none", seed: int = 0):
-    """Per condition: accuracy (bootstrap CI) and its paired difference from `baseline` (CI, significance).
-
-    `ds` is `open_sweep(...)` (only examples every condition finished are used). Returns a pandas
-    DataFrame with one row per condition and the condition's parameters as columns.
-    """
-    import pandas as pd
-
-    from ..stats import bootstrap_ci, paired_bootstrap_diff, significant
-
-    correct = ds["correct"].values.astype(np.float64)                  # condition, example (NaN = not run)
-    keep = ~np.isnan(correct).any(axis=0)
-    correct = correct[:, keep]
-    names = [str(c) for c in ds["condition"].values]
-    if baseline not in names:
-        raise ValueError(f"baseline condition {baseline!r} not in the sweep")
-    base = correct[names.index(baseline)]
-    params = {c["name"]: c for c in ds.attrs.get("conditions", [])}
-    rows = []
-    for i, name in enumerate(names):
-        acc = bootstrap_ci(correct[i], seed=seed)
-        diff = paired_bootstrap_diff(correct[i], base, seed=seed)
-        p = params.get(name, {})
-        pair = p.get("pair")
-        rows.append({"condition": name, "mode": p.get("mode", str(ds["mode"].values[i])),
-                     "pair_a": pair[0] if pair else None, "pair_b": pair[1] if pair else None,
-                     "coef": p.get("coef") if p.get("mode") == "hidden" else (p.get("coef_k") if p.get("mode") == "kv" else None),
-                     "coef_k": p.get("coef_k"), "coef_v": p.get("coef_v"), "patch": p.get("patch"),
-                     "accuracy": acc.value, "acc_low": acc.low, "acc_high": acc.high,
-                     "delta": diff.value, "delta_low": diff.low, "delta_high": diff.high,
-                     "significant": significant(diff) and name != baseline, "n": acc.n})
-    return pd.DataFrame(rows)

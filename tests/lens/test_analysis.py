@@ -34,6 +34,21 @@ def test_analysis_from_stores_without_torch(study_dir, tmp_path):
     assert {"lens", "step_name", "layer", "k", "target", "rate", "ci_low", "ci_high", "chance"} <= set(row)
 
 
+def test_analysis_and_report_with_torch_and_nnsight_blocked(study_dir, tmp_path):
+    from torch_blocker import run_blocked
+
+    out = tmp_path / "b"
+    done = run_blocked(
+        "import json\nfrom analyses import lens_study\nfrom nnsight_codi.reporting import write_study\n"
+        f"r = lens_study.analyse({str(study_dir)!r}, {str(out)!r}, probe_folds=2)\n"
+        "r['config'] = {'limit': 12}\n"
+        f"write_study({str(out)!r}, lens_study, r)\n"
+        "print(json.dumps(r['headline']))\n")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == json.loads((out / "results.json").read_text())["headline"]
+    assert (out / "report.md").read_text().startswith("# Lens study")
+
+
 def test_analysis_tables(study_dir):
     from analyses.lens_study import analyse
 

@@ -1,0 +1,50 @@
+"""User errors as one line: the `argparse` parser and the `main(argv)` decorator every command line uses.
+
+A user error (bad path, value, shape, a store that is not one) is one line on stderr and exit
+status 2, never a traceback: `OneLineParser` for usage errors, `one_line_errors` around a module's
+`main(argv) -> int` (the `analyses/` modules, the `runs/` scripts, `studies.study_main`), and
+`error_line` for the message. Torch-free, so the analyses can use it from a store alone.
+
+Example:
+    >>> error_line("eval", ValueError("bad value\\n  see the docs"))
+    'nnsight-codi eval: error: bad value; see the docs'
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`nnsight-codi eval: error: …`), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def error_line(command: str, err: BaseException) -> str:
+    """One line for a user error: the message's lines joined (library messages are often paragraphs)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    return f"nnsight-codi {command}: error: " + "; ".join(lines)
+
+
+def one_line_errors(prog: str):
+    """Decorator for a module's `main(argv) -> int` (the `analyses/` modules): a user error (bad
+    path, value, shape) is one line on stderr and exit status 2, never a traceback."""
+
+    def wrap(main):
+        @functools.wraps(main)
+        def run(argv=None) -> int:
+            from .store.errors import StoreError
+
+            try:
+                return main(argv)
+            except (ValueError, OSError, KeyError, StoreError) as err:
+                print(error_line(prog, err).replace("nnsight-codi ", "", 1), file=sys.stderr)
+                return 2
+
+        return run
+
+    return wrap
