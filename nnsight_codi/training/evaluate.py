@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,9 @@ from ..models.kv_cache import cache_kwargs, output_cache
 from ..tracing.batching import extend_mask, left_pad, next_positions, positions_from_mask
 from .codi import final_norm, run_latents
 from .encode import clean_question
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 _NUM = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -45,7 +49,7 @@ def same_number(pred: str | None, gold: str) -> bool:
         return pred.strip() == gold.strip()
 
 
-def _greedy(model: nn.Module, first_logits: Tensor, cache: object, mask: Tensor, max_new_tokens: int,
+def _greedy(model: PreTrainedModel, first_logits: Tensor, cache: object, mask: Tensor, max_new_tokens: int,
             eos_id: int | None, banned: Sequence[int]) -> list[list[int]]:
     """Greedy decoding continuing a cached run: `first_logits` `Float[Tensor, "batch vocab"]`."""
     batch = first_logits.shape[0]
@@ -72,7 +76,7 @@ def _greedy(model: nn.Module, first_logits: Tensor, cache: object, mask: Tensor,
 
 
 @torch.no_grad()
-def student_generate(model: nn.Module, prj: nn.Module, tokenizer, questions: Sequence[str], *, num_latents: int,
+def student_generate(model: PreTrainedModel, prj: nn.Module, tokenizer, questions: Sequence[str], *, num_latents: int,
                      bot_id: int, eot_id: int, pad_id: int, eos_id: int | None, remove_eos: bool = True,
                      prompt_suffix: str = "", max_new_tokens: int = 12, keep_hidden: bool = False,
                      ) -> tuple[list[str], list[tuple[Tensor, ...]]]:
@@ -95,7 +99,7 @@ def student_generate(model: nn.Module, prj: nn.Module, tokenizer, questions: Seq
 
 
 @torch.no_grad()
-def teacher_generate(model: nn.Module, tokenizer, questions: Sequence[str], *, pad_id: int, eos_id: int | None,
+def teacher_generate(model: PreTrainedModel, tokenizer, questions: Sequence[str], *, pad_id: int, eos_id: int | None,
                      eot_id: int, bot_id: int, prompt_suffix: str = "", max_new_tokens: int = 48) -> list[str]:
     """Free-running explicit-CoT generation from the question alone (bot/eot banned)."""
     device = next(model.parameters()).device
@@ -142,7 +146,8 @@ def evaluate_student(model, prj, tokenizer, questions, answers, *, num_latents: 
     texts: list[str] = []
     for sl in _batches(len(questions), batch_size):
         t, _ = student_generate(model, prj, tokenizer, questions[sl], num_latents=num_latents, remove_eos=remove_eos,
-                                prompt_suffix=prompt_suffix, **ids)
+                                prompt_suffix=prompt_suffix, bot_id=ids["bot_id"], eot_id=ids["eot_id"],
+                                pad_id=ids["pad_id"], eos_id=ids["eos_id"])
         texts += t
     model.train(was_training); prj.train(was_training)
     return _score(texts, answers, steps)
@@ -228,6 +233,7 @@ def lens_table(model, prj, tokenizer, questions, intermediates: Sequence[Sequenc
     result: dict = {"n": n, "top_k": top_k, "steps": n_steps, "layers": n_layers}
     if n == 0:
         return result
+    assert n_layers is not None  # set by the first batch, and n > 0
     for key in ("top1", "topk", "chance_top1", "chance_topk"):
         result[key] = [[acc[(key, s, l)] / n for l in range(1, n_layers + 1)] for s in range(n_steps)]
     result["per_value_top1"] = [[[acc[("value", s, l, j)] / n for j in range(width)]

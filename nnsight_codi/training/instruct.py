@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
+from transformers import PreTrainedModel
 
 from ..instruct import COT_INSTRUCTION, DIRECT_INSTRUCTION, INSTRUCT_FILE, evaluate_instruct, user_message
 from ..models.projection import build_projection
 from ..tokenization import build_word_tokenizer, special_ids
-from .base import build_tiny_gpt2, init_number_embeddings
+from .base import build_tiny_gpt2, embedding_matrix, init_number_embeddings
 from .config import TrainConfig
 from .encode import Encoded, prepare_cot
 from .trainer import Setup, load_data, train
@@ -156,25 +156,27 @@ def warm_start_setup(cfg: InstructConfig) -> Setup:
     extended by the instruction words it lacks (embedding rows: mean word embedding + seeded noise)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if cfg.init_from is None:
+        raise ValueError("warm_start_setup needs cfg.init_from")
     src = Path(cfg.init_from)
     tok = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
     words = {w for text in cfg.all_instruction_texts() for w in _words(text) if not w.isdigit()}
     tok = extend_word_tokenizer(tok, words, Path(cfg.out) / "tokenizer")
     tok.chat_template = cfg.chat_template
     model = AutoModelForCausalLM.from_pretrained(str(src), local_files_only=True, dtype=torch.float32)
-    old = model.get_input_embeddings().weight.shape[0]
+    old = embedding_matrix(model).shape[0]
     new = max(len(tok), 1 + max(tok.get_vocab().values()))
     if new > old:
-        emb = model.get_input_embeddings().weight.detach()
+        emb = embedding_matrix(model).detach()
         word_rows = emb[cfg.max_number + 2: old - 6]  # the words (after <unk>, <eos>, numbers; before specials)
         model.resize_token_embeddings(new, mean_resizing=False)
         gen = torch.Generator().manual_seed(cfg.seed + 17)
         noise = torch.randn(new - old, emb.shape[1], generator=gen) * word_rows.std(0)
         with torch.no_grad():
-            model.get_input_embeddings().weight[old:] = word_rows.mean(0) + 0.5 * noise
+            embedding_matrix(model)[old:] = word_rows.mean(0) + 0.5 * noise
     torch.manual_seed(cfg.seed + 1)
     prj = build_projection(cfg.n_embd, cfg.n_embd)
-    model.to(cfg.device)
+    model.to(cfg.device)  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
     return Setup(model, prj, tok, special_ids(tok))
 
 
@@ -188,7 +190,7 @@ def build_instruct_setup(cfg: InstructConfig) -> Setup:
     init_number_embeddings(model, tok, cfg.max_number, cfg.number_init)
     torch.manual_seed(cfg.seed + 1)
     prj = build_projection(cfg.n_embd, cfg.n_embd)  # the loop's Setup carries one; no loss reaches it
-    model.to(cfg.device)
+    model.to(cfg.device)  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
     return Setup(model, prj, tok, special_ids(tok))
 
 
@@ -237,7 +239,7 @@ def encode_instruct_dataset(tokenizer, data, cfg: InstructConfig) -> tuple[list[
     return examples, [m for m, _ in modes]
 
 
-def save_instruct(directory: Path, lm: nn.Module, setup: Setup, cfg: InstructConfig) -> Path:
+def save_instruct(directory: Path, lm: PreTrainedModel, setup: Setup, cfg: InstructConfig) -> Path:
     """Write a plain HF model directory (safetensors, tokenizer with chat template) + `instruct.json`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
