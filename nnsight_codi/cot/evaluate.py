@@ -69,6 +69,8 @@ def check_condition(model, condition: Condition, vectors) -> None:
     if condition.schedule is not None:
         if vectors is None:
             raise ValueError(f"condition {condition.label()} needs a vector store")
+        if condition.layer is None:
+            raise ValueError(f"condition {condition.label()} needs a layer")
         import torch
 
         check_vector(torch.as_tensor(vectors), condition.layer, hidden_size(model), num_layers(model))

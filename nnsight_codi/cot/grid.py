@@ -83,18 +83,18 @@ def run_grid(model, dataset, vectors, path: str | Path, schedules: Sequence[str]
     for cell in cells:  # every layer is checked before any work
         check_condition(model, cell, vectors)
     path = Path(path)
-    fingerprint = {**(fingerprint or {}), WEIGHTS_KEY: model_weights(model), "vector_table": array_digest(vectors)}
-    fingerprint = json.loads(json.dumps(fingerprint, default=str))
+    current = {**(fingerprint or {}), WEIGHTS_KEY: model_weights(model), "vector_table": array_digest(vectors)}
+    current = json.loads(json.dumps(current, default=str))
     header, rows = read_grid(path)
-    diff = diff_fingerprints(header, fingerprint) if header is not None else []
+    diff = diff_fingerprints(header, current) if header is not None else []
     if diff:
         raise ValueError(f"grid file {path} was written with other settings; differing keys:\n" + "\n".join(diff)
                          + "\nUse another path or delete it.")
     if header is not None:
-        fingerprint = header  # equal up to unknown keys: keep the file's own header
+        current = header  # equal up to unknown keys: keep the file's own header
     path.parent.mkdir(parents=True, exist_ok=True)
     # rewrite header + finished rows: drops a line torn by a kill, so appends start on a fresh line
-    canonical = "".join(json.dumps(x) + "\n" for x in [{"grid": fingerprint}, *rows])
+    canonical = "".join(json.dumps(x) + "\n" for x in [{"grid": current}, *rows])
     if not path.exists() or path.read_text() != canonical:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(canonical)

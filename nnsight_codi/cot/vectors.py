@@ -187,7 +187,7 @@ def load_vectors(path: str | Path) -> np.ndarray:
     return np.asarray(ds[VECTOR_VAR].values, dtype=np.float32)
 
 
-def stored_ids(path: str | Path) -> dict[str, list[list[list[int]]]]:
+def stored_ids(path: str | Path) -> dict[str, dict[str, list[list[int]]]]:
     """Per mode, per example: `{"prompt": [[ids]...], "generated": [[ids]...]}` keyed by mode."""
     from ..store import open_store
 
@@ -208,13 +208,13 @@ def recompute_vectors(path: str | Path, model, positions: str | None = None, bat
     from .generation import position_means
 
     ds = open_store(path)
-    positions = positions or ds.attrs["config"]["positions"]
+    where: str = positions or ds.attrs["config"]["positions"]
     ids = stored_ids(path)
     n = len(ids["cot"]["prompt"])
     diffs = []
     for a in range(0, n, batch_size):
         sl = slice(a, a + batch_size)
-        means = {m: position_means(model, ids[m]["prompt"][sl], ids[m]["generated"][sl], positions, remote)
+        means = {m: position_means(model, ids[m]["prompt"][sl], ids[m]["generated"][sl], where, remote)
                  for m in MODES}
         diffs.append((means["cot"] - means["direct"]).double().numpy())
     return np.concatenate(diffs).mean(0).astype(np.float32)

@@ -146,7 +146,7 @@ def page_data(ds: xr.Dataset, top_k: int = 8, layer: int | None = None, title: s
     examples = []
     for i in tqdm(range(n), desc="dashboard", unit="ex", disable=not progress):
         ex: dict[str, Any] = {"id": str(ids[i]), "q": str(questions[i])}
-        if has_tokens:
+        if tokens is not None and kinds is not None:  # = has_tokens
             row = [str(t) for t in tokens[i]]
             width = len(row)
             while width and str(kinds[i][width - 1]) == "":

@@ -11,14 +11,28 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
 from torch import Tensor, nn
 
 from ..models.architecture import final_norm as _final_norm
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
-def _module(model) -> nn.Module:
+
+def _module(model) -> PreTrainedModel:
+    """The HF causal LM under a CODI model (`model._module`), or `model` itself if it is one."""
     return getattr(model, "_module", model)
+
+
+def unembedding(lm: PreTrainedModel) -> nn.Linear:
+    """The output embedding (W_U) of a HF causal LM."""
+    head = lm.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"{type(lm).__name__} has no output embedding")
+    return cast(nn.Linear, head)
 
 
 def final_norm(model) -> nn.Module:
@@ -32,7 +46,7 @@ def logit_lens(model, hidden: Tensor) -> Tensor:
     lm = _module(model)
     weight = next(lm.parameters())
     h = torch.as_tensor(hidden).to(weight.device, weight.dtype)
-    return lm.get_output_embeddings()(final_norm(lm)(h)).float()
+    return unembedding(lm)(final_norm(lm)(h)).float()
 
 
 def top_tokens(logits: Tensor, k: int = 5) -> tuple[Tensor, Tensor]:

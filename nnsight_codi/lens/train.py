@@ -262,7 +262,7 @@ def train_tuned_lens(codi, data: LensData, config: TrainConfig | None = None, ou
         bar.update(1)
         bar.set_postfix(kl=f"{loss.item():.3f}")
         if ckpt is not None and ((step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps):
-            Path(out).mkdir(parents=True, exist_ok=True)
+            ckpt.parent.mkdir(parents=True, exist_ok=True)  # = out
             torch.save({"lens": lens.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "step": step + 1, "meta": json.loads(json.dumps(meta)), WEIGHTS_KEY: weights}, ckpt)
     bar.close()

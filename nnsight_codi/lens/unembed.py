@@ -19,9 +19,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 NORMS = ("layernorm", "rmsnorm")
 # numpy's default print options: `weight_hash` prints under these whatever the caller has set
@@ -85,6 +88,7 @@ class Unembedding:
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:
         """The logit lens: `Float[ndarray, "... dim"]` → `Float[ndarray, "... vocab"]`."""
+        assert self.bias is not None  # __post_init__ fills it
         return self.normed(hidden) @ self.weight.T.astype(np.float64) + self.bias
 
     def unembedding_hash(self) -> str:
@@ -95,13 +99,13 @@ class Unembedding:
     @classmethod
     def from_model(cls, model) -> Unembedding:
         """Copy the final norm and W_U of a CODI model / HF causal LM (needs torch)."""
-        from .logit import _module, final_norm
+        from .logit import _module, final_norm, unembedding
 
         lm = _module(model)
         norm = final_norm(lm)
-        head = lm.get_output_embeddings()
+        head = unembedding(lm)
         kind = norm_kind(norm)
-        weight = norm.weight.detach().float().cpu().numpy()
+        weight = cast("torch.Tensor", norm.weight).detach().float().cpu().numpy()
         bias = getattr(norm, "bias", None)
         eps = float(getattr(norm, "eps", None) or getattr(norm, "variance_epsilon", None) or 1e-5)
         head_bias = getattr(head, "bias", None)
