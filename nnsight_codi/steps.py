@@ -69,14 +69,14 @@ def resolve_step(step: Step, num_latents: int | None) -> int:
         return step
     if step == "bot":
         return 0
-    if num_latents is None and not step.startswith("latent"):
-        raise ValueError(f"step {step!r} depends on the number of latents K: give its index "
-                         f"(or resolve_step({step!r}, K))")
-    if step == "eot":
-        return num_latents + 1
     if step.startswith("latent"):
         k = int(step[6:])
         if num_latents is not None and k > num_latents:
             raise ValueError(f"step {step!r} does not exist: the run has {num_latents} latents (latent1..latent{num_latents})")
         return k
+    if num_latents is None:
+        raise ValueError(f"step {step!r} depends on the number of latents K: give its index "
+                         f"(or resolve_step({step!r}, K))")
+    if step == "eot":
+        return num_latents + 1
     return num_latents + 1 + int(step[6:])  # answerN

@@ -150,5 +150,7 @@ def task_manager(metadata: Mapping[str, Any] | None = None, include_path: str | 
     """
     from lm_eval.tasks import TaskManager
 
-    paths = [str(TASKS_DIR)] + ([str(include_path)] if include_path else [])
+    paths: list[str | Path] = [str(TASKS_DIR)]
+    if include_path:
+        paths.append(str(include_path))
     return TaskManager(include_path=paths, include_defaults=include_defaults, metadata=dict(metadata or {}))
