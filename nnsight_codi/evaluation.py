@@ -35,6 +35,8 @@ class Prediction:
 
 @dataclass
 class EvalResult:
+    """The predictions of one model on one dataset at `num_latents` latents, with accuracy and summary."""
+
     model: str
     dataset: str
     num_latents: int
@@ -104,7 +106,8 @@ def batches_in_order(n: int, batch_size: int) -> list[list[int]]:
 
 def eval_batches(lengths: Sequence[int], batch_size: int, masking: Masking = "exact") -> list[list[int]]:
     """The batches `generate_answers` runs: by prompt length under exact masking (answers do not depend
-    on the batch), consecutive dataset rows under reference masking (as the reference does)."""
+    on the batch), consecutive dataset rows under reference masking (as the reference does).
+    """
     if masking == "reference":
         return batches_in_order(len(lengths), batch_size)
     return batches_by_length(lengths, batch_size)
@@ -143,7 +146,8 @@ def answers_by_latent_count(codi, questions: Sequence[str], latent_counts: Seque
     """Early answering: answer texts with each number of latents in `latent_counts` (default 0..K), in input
     order. One loop with the largest count is the trunk; the run with k latents forks from it after
     latent k (eot next), so the K+1 read-outs cost one loop plus their answer steps (`fork=False`:
-    each run made whole; the same texts)."""
+    each run made whole; the same texts).
+    """
     from .tracing.hooks import Branch, run_branches
 
     counts = list(range(codi.num_latents + 1)) if latent_counts is None else [int(k) for k in latent_counts]

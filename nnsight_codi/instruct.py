@@ -47,7 +47,8 @@ _CHAIN_STEP = re.compile(r"<<[^<>]*=[^<>]*>>")
 
 def contains_chain(text: str) -> bool:
     """Whether a generated answer contains a chain of thought: at least one complete
-    `<< … = … >>` equation (e.g. `<< 36 + 3 = 39 >>`). A bare "The answer is : N" has none."""
+    `<< … = … >>` equation (e.g. `<< 36 + 3 = 39 >>`). A bare "The answer is : N" has none.
+    """
     return _CHAIN_STEP.search(text) is not None
 
 

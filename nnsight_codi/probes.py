@@ -89,6 +89,7 @@ def probe_grid(hidden: np.ndarray, labels: Mapping[str, np.ndarray], step_names:
         hidden: `Float[ndarray, "example step layer dim"]`.
         labels: target name → `[example]` labels.
         steps: step indices to probe (default: all).
+
     Returns:
         rows `{target, step, step_name, layer, accuracy, ci_low, ci_high, baseline, n}`
         (bootstrap CI over examples).

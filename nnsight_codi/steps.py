@@ -47,7 +47,8 @@ def _unknown(step: object) -> ValueError:
 
 def parse_step(text: Step) -> Step:
     """A step as written (CLI, config): an integer (`"3"` → 3) or a step name, checked for form
-    only (`"latent2"`); `resolve_step` checks it against the model's K. Unknown names: ValueError."""
+    only (`"latent2"`); `resolve_step` checks it against the model's K. Unknown names: ValueError.
+    """
     if isinstance(text, bool):
         raise _unknown(text)
     if isinstance(text, int):
@@ -63,7 +64,8 @@ def parse_step(text: Step) -> Step:
 def resolve_step(step: Step, num_latents: int | None) -> int:
     """The index of a step given as an integer or a name, for a run with `num_latents` latents
     (range checks of the index are the caller's; a `latentN` past K is an error here). With
-    `num_latents=None` (K not known yet) only `bot` and `latentN` resolve."""
+    `num_latents=None` (K not known yet) only `bot` and `latentN` resolve.
+    """
     step = parse_step(step)
     if isinstance(step, int):
         return step

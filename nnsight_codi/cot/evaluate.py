@@ -83,7 +83,8 @@ def evaluate_condition(model, dataset, condition: Condition, vectors=None,
     """Generate under `condition` for every example of `dataset` (`id`, `question`, `answer`) and score.
 
     `prompt_mode` ("cot" | "direct" | "none") overrides the condition's prompt, e.g. to steer the
-    prompt without any instruction."""
+    prompt without any instruction.
+    """
     return evaluate_conditions(model, dataset, [condition], vectors, instructions, max_new_tokens, batch_size,
                                greedy, seed, remote, progress, prompt_mode, fork=False)[0]
 

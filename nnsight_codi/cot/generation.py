@@ -31,18 +31,22 @@ from .remote import ndif_errors, remote_kwargs
 
 
 def num_layers(model) -> int:
+    """The number of transformer blocks of a CODI model's LM."""
     return int(model._module.config.num_hidden_layers)
 
 
 def hidden_size(model) -> int:
+    """The residual-stream width of a CODI model's LM."""
     return int(model._module.config.hidden_size)
 
 
 def model_id(model) -> str:
+    """The LM's `name_or_path` (else its class name), to name the model in stores and reports."""
     return str(getattr(model._module.config, "_name_or_path", "") or type(model._module).__name__)
 
 
 def pad_id(tokenizer) -> int:
+    """The tokenizer's pad id, else its eos id (`ValueError` if it has neither)."""
     pid = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pid is None:
         raise ValueError("the tokenizer has neither a pad nor an eos token")
@@ -89,6 +93,7 @@ def generate_ids(model, prompts: Sequence[Sequence[int]], hooks: Sequence[Any] =
         prompts: token id lists (each already holds the chat template).
         hooks: step hooks (e.g. `Steering`), visited at step 0 (prompt) and every decode step.
         greedy: argmax decoding; else sampling with the model's generation config, seeded by `seed`.
+
     Returns:
         `(generated ids per prompt, truncated after the first stop token; hook records)`.
     """
@@ -166,7 +171,8 @@ def _generate(model, ids: Tensor, mask: Tensor, hooks: Sequence[Any], max_new_to
 
     With `cache` (holding every position of `ids` but the last), generation continues from it and the
     hooks see step `step_offset + i` at its i-th forward; hooks acting only at steps before
-    `step_offset` are not visited. The cache is returned only with `return_cache` (else None)."""
+    `step_offset` are not visited. The cache is returned only with `return_cache` (else None).
+    """
     tok = model.tokenizer
     device = _device(model)
     ids, mask = ids.to(device), mask.to(device)

@@ -38,6 +38,7 @@ def array_digest(array) -> str | None:
 
 
 def grid_cells(schedules: Sequence[str], layers: Sequence[int], coefs: Sequence[float]) -> list[Condition]:
+    """Every (schedule, layer, coefficient) condition of the grid, schedule-major (schedules checked first)."""
     for s in schedules:
         check_schedule(s)
     return [Condition(s, int(l), float(c)) for s in schedules for l in layers for c in coefs]

@@ -69,7 +69,8 @@ def prompt_ids(tokenizer, question: str, mode: str, instructions: Instructions =
 
 def writes_chain(text: str) -> bool:
     """True when an output reasons: a `<< … = … >>` chain step (`instruct.contains_chain`) or, in
-    outputs without that markup, an intermediate equation in prose."""
+    outputs without that markup, an intermediate equation in prose.
+    """
     from ..instruct import contains_chain
 
     return contains_chain(text) or ("<<" not in text and _EQUATION.search(text) is not None)

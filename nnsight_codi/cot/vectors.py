@@ -74,6 +74,7 @@ class ExtractConfig:
 
 
 def check_extract_config(config: ExtractConfig) -> None:
+    """Raise `ValueError` unless `config.positions` names a known position set."""
     from .generation import POSITION_SETS
 
     if config.positions not in POSITION_SETS:

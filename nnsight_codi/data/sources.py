@@ -86,7 +86,8 @@ def synthetic_options(model, overrides: dict[str, Any] | None = None) -> dict[st
 
 def _instruct_meta(model) -> dict[str, Any]:
     """`instruct.json` of a plain LM loaded from a local directory (the tiny instruct LM, a
-    `train_tiny_instruct` output), else `{}`."""
+    `train_tiny_instruct` output), else `{}`.
+    """
     import json
 
     if model is None:

@@ -92,7 +92,8 @@ class LensRequest:
 
     def load(self, model) -> None:
         """Check k against the vocabulary and load the tuned lens (refused if it was trained for
-        another model), before any work."""
+        another model), before any work.
+        """
         if self.any_lens and self.k > _vocab(model):
             raise ValueError(f"--lens-k {self.k} exceeds the vocabulary size {_vocab(model)}")
         if self.lens_path:
@@ -103,7 +104,8 @@ class LensRequest:
 
     def apply(self, model, data: dict[str, np.ndarray], layers: Sequence[int]) -> dict[str, np.ndarray]:
         """Add the requested read-outs to a batch's `data` (from its `hidden`); drop `hidden`
-        unless it was requested itself."""
+        unless it was requested itself.
+        """
         if not self.any_lens:
             return data
         from .readout import lens_readouts

@@ -44,7 +44,8 @@ CHECKPOINT = "checkpoint.pt"
 
 def parse_data_mode(mode: str, num_latents: int) -> tuple[str, tuple[int, ...]]:
     """`text` → ('text', ()); `latents` → ('latents', (1..K)); `latent:N` or the step name
-    `latentN` → ('latents', (N,))."""
+    `latentN` → ('latents', (N,)).
+    """
     mode = str(mode).strip()
     if re.fullmatch(r"latent\d+", mode):
         mode = f"latent:{mode[6:]}"
@@ -187,7 +188,8 @@ def collect(codi, dataset, mode: str, batch_size: int = 32, progress: bool = Tru
 
 def layer_kl(codi, lens: TunedLens | None, hidden: Tensor, final: Tensor) -> Tensor:
     """`Float[Tensor, "layer"]`: mean KL(p_final || q_l) over positions for layers 0..L-1
-    (lens None = the logit lens)."""
+    (lens None = the logit lens).
+    """
     from .logit import final_norm
 
     lm = _lm(codi)

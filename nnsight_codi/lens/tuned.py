@@ -158,7 +158,8 @@ class TunedLens(nn.Module):
 def base_model_name(model) -> str:
     """What to record as `base_model_name_or_path`: a name `load_model` (and, for plain HF models,
     tuned-lens) can load again — `tiny` / `tiny-instruct` for the shipped models, the hub id a
-    CODI checkpoint was converted from, else the directory the model was loaded from."""
+    CODI checkpoint was converted from, else the directory the model was loaded from.
+    """
     import re
 
     from ..models.loader import TINY_INSTRUCT_DIR, TINY_MODEL_DIR

@@ -150,7 +150,8 @@ def weight_hash(weight: Any) -> str:
 
 def exact_weight_hash(weight: Any) -> str:
     """sha256 of a matrix's float32 bytes: the hash lenses written before tuned-lens's scheme carry
-    (still accepted when loading them)."""
+    (still accepted when loading them).
+    """
     if hasattr(weight, "detach"):
         weight = weight.detach().float().cpu().numpy()
     return hashlib.sha256(np.ascontiguousarray(weight, dtype=np.float32).tobytes()).hexdigest()

@@ -70,7 +70,8 @@ DASK_CHUNK_BYTES = 128 * 2 ** 20
 
 def read_chunks(var: xr.DataArray) -> dict[Hashable, int]:
     """Dask chunks to read a stored variable with: as stored; for a sharded one, stored chunks
-    merged along `example` up to `DASK_CHUNK_BYTES` (the reads inside stay per stored chunk)."""
+    merged along `example` up to `DASK_CHUNK_BYTES` (the reads inside stay per stored chunk).
+    """
     enc = var.encoding
     stored = dict(enc.get("preferred_chunks") or dict(zip(var.dims, enc.get("chunks") or var.shape)))
     if not enc.get("shards") or "example" not in stored:

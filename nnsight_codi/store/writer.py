@@ -444,7 +444,8 @@ class StoreWriter:
         one step × one layer × `chunk` examples, so the analyses' slices (one step/layer × all
         examples, one example × all steps) read only what they need, while a batch still writes
         one file per variable. None: not sharded (other variables, or batches under
-        `SHARD_MIN_BYTES`)."""
+        `SHARD_MIN_BYTES`).
+        """
         if name not in SHARDED:
             return None
         dims = VARIABLES[name].dims

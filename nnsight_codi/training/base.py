@@ -56,7 +56,8 @@ def tiny_base(max_number: int = 999, n_layer: int = 4, n_embd: int = 128, n_head
 
 def init_number_embeddings(model: PreTrainedModel, tokenizer, max_number: int, number_init: str = "fourier") -> None:
     """`"fourier"`: set the number tokens' input embeddings from `number_features` (in place);
-    `"random"`: leave the init as is."""
+    `"random"`: leave the init as is.
+    """
     if number_init == "fourier":
         ids = [tokenizer.convert_tokens_to_ids(str(n)) for n in range(max_number + 1)]
         with torch.no_grad():

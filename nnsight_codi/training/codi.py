@@ -136,7 +136,8 @@ def teacher_pass(model: PreTrainedModel, batch: Batch, use_cache: bool = False):
 
 def student_latents_from_teacher(model: PreTrainedModel, prj: nn.Module, batch: Batch, cache, num_latents: int) -> LatentRun:
     """Student prompt reusing the teacher's question encoding: crop the teacher's KV cache to the
-    question block, then one call on the prompt suffix ((eos,) bot), then the K latents."""
+    question block, then one call on the prompt suffix ((eos,) bot), then the K latents.
+    """
     cache.crop(-(batch.teacher_ids.shape[1] - batch.question_width))
     q_mask = batch.teacher_mask[:, : batch.question_width]
     n = batch.student_suffix.shape[1]

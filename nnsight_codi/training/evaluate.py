@@ -41,6 +41,7 @@ def parse_answer(text: str) -> str | None:
 
 
 def same_number(pred: str | None, gold: str) -> bool:
+    """Whether a parsed prediction matches the gold answer: as numbers within 1e-6, else as stripped strings."""
     if pred is None:
         return False
     try:

@@ -109,7 +109,8 @@ def _words(text: str) -> list[str]:
 
 def build_instruct_tokenizer(cfg: InstructConfig):
     """The word-level tokenizer (synthetic vocabulary + instruction words, numbers 0..max_number),
-    role tokens as special tokens, and `cfg.chat_template` as its chat template."""
+    role tokens as special tokens, and `cfg.chat_template` as its chat template.
+    """
     from ..data.synthetic import template_words
 
     words = set(template_words())
@@ -123,7 +124,8 @@ def build_instruct_tokenizer(cfg: InstructConfig):
 
 def extend_word_tokenizer(tokenizer, words, directory: str | Path):
     """A copy of a word-level tokenizer with `words` missing from its vocabulary appended (new ids
-    after every existing one, so all old ids keep their meaning); saved to and loaded from `directory`."""
+    after every existing one, so all old ids keep their meaning); saved to and loaded from `directory`.
+    """
     from transformers import AutoTokenizer
 
     directory = Path(directory)
@@ -153,7 +155,8 @@ def extend_word_tokenizer(tokenizer, words, directory: str | Path):
 
 def warm_start_setup(cfg: InstructConfig) -> Setup:
     """The `Setup` of a continued run: the model and tokenizer of `cfg.init_from`, the vocabulary
-    extended by the instruction words it lacks (embedding rows: mean word embedding + seeded noise)."""
+    extended by the instruction words it lacks (embedding rows: mean word embedding + seeded noise).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if cfg.init_from is None:
@@ -182,7 +185,8 @@ def warm_start_setup(cfg: InstructConfig) -> Setup:
 
 def build_instruct_setup(cfg: InstructConfig) -> Setup:
     """Tokenizer, the seeded tiny GPT-2 (Fourier number init) and an unused projection (the loop's `Setup`);
-    with `cfg.init_from`, the warm-started model instead (`warm_start_setup`)."""
+    with `cfg.init_from`, the warm-started model instead (`warm_start_setup`).
+    """
     if cfg.init_from:
         return warm_start_setup(cfg)
     tok = build_instruct_tokenizer(cfg)
@@ -294,7 +298,8 @@ def train_instruct(cfg: InstructConfig, resume: bool = False, data=None, stop_at
 def instruct_report(cfg: InstructConfig, directory: str | Path | None = None, size: int | None = None,
                     modes: tuple[str, ...] = ("cot", "direct", "none")) -> dict:
     """Measure the saved model on `size` (default `eval_size`) problems of seed `test_seed + 1`
-    (never used in training) with each instruction; writes `report.json` / `report.md` in `cfg.out`."""
+    (never used in training) with each instruction; writes `report.json` / `report.md` in `cfg.out`.
+    """
     import time
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -338,7 +343,8 @@ def instruct_report(cfg: InstructConfig, directory: str | Path | None = None, si
 
 def paraphrase_families(meta: dict) -> dict[str, tuple[str, list[str]]]:
     """`{family: (trained reply mode, instruction texts)}` from an `instruct.json`: trained and
-    held-out paraphrases per mode, and `none` (the question alone)."""
+    held-out paraphrases per mode, and `none` (the question alone).
+    """
     held = meta.get("heldout_instructions", {})
     none_reply = meta.get("none_reply", "cot")
     fams = {"cot_trained": ("cot", meta["instructions"]["cot"]),
@@ -354,7 +360,8 @@ def paraphrase_families(meta: dict) -> dict[str, tuple[str, list[str]]]:
 def paraphrase_report(cfg: InstructConfig, directory: str | Path | None = None, size: int | None = None) -> dict:
     """Accuracy and chain rate per instruction family (trained / held-out paraphrases of each mode,
     no instruction) on `size` problems of seed `test_seed + 1` per family, the family's
-    instructions assigned round-robin; per instruction too. Writes `paraphrase_report.json/.md`."""
+    instructions assigned round-robin; per instruction too. Writes `paraphrase_report.json/.md`.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .report import unseen_problems

@@ -35,7 +35,8 @@ def load_trained(directory: str | Path):
 
 def unseen_problems(cfg: TrainConfig, size: int | None = None):
     """Synthetic problems of a synthetic run's distribution from seed `test_seed + 1`, which no
-    part of training uses (`size` defaults to `eval_size`)."""
+    part of training uses (`size` defaults to `eval_size`).
+    """
     from ..data.synthetic import generate_problems
 
     return generate_problems(cfg.eval_size if size is None else size, cfg.test_seed + 1, min_steps=cfg.min_steps,

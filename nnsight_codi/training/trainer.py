@@ -146,6 +146,7 @@ def synthetic_options_of(cfg: TrainConfig) -> dict:
 
 
 def codi_config_for(cfg: TrainConfig, setup: Setup) -> CodiConfig:
+    """The `CodiConfig` a trained model is saved with (special ids, K, prompt options, provenance)."""
     ids = setup.ids
     return CodiConfig(
         pad_id=ids["pad_id"], bot_id=ids["bot_id"], eot_id=ids["eot_id"], num_latents=cfg.num_latents,
@@ -162,6 +163,7 @@ def _trainable(setup: Setup) -> list[nn.Parameter]:
 
 
 def make_optimizer(setup: Setup, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, weight decay on matrices only."""
     params = _trainable(setup)
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -180,6 +182,7 @@ def save_checkpoint(path: Path, setup: Setup, opt: torch.optim.Optimizer, step: 
 
 
 def load_checkpoint(path: Path, setup: Setup, opt: torch.optim.Optimizer) -> tuple[int, float]:
+    """Restore model, prj and optimizer state from `save_checkpoint`; returns `(step, elapsed seconds)`."""
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path} to resume from")
     state = torch.load(path, map_location="cpu", weights_only=False)
