@@ -12,13 +12,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
 from .data.scoring import extract_gold, extract_prediction, is_correct
 from .tracing.loop import Masking
+
+if TYPE_CHECKING:
+    from .tracing.codi_model import CodiModel
 
 
 @dataclass
@@ -67,7 +70,7 @@ class EvalResult:
         return directory
 
 
-def direct_answer_budget(codi, slack: int = 2) -> int:
+def direct_answer_budget(codi: CodiModel, slack: int = 2) -> int:
     """Answer tokens that fit a direct answer and nothing more: the model's answer template
     (codi.json `answer_template`, else the reference's "The answer is: {answer}") with a
     one-token number, plus eos, plus `slack` tokens for longer numbers.
@@ -114,7 +117,7 @@ def eval_batches(lengths: Sequence[int], batch_size: int, masking: Masking = "ex
 
 
 @torch.inference_mode()
-def generate_answers(codi, questions: Sequence[str], batch_size: int = 32, num_latents: int | None = None,
+def generate_answers(codi: CodiModel, questions: Sequence[str], batch_size: int = 32, num_latents: int | None = None,
                      max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
                      progress: bool = True) -> list[str]:
     """Answer texts for every question, in input order (batches: `eval_batches`)."""
@@ -139,7 +142,7 @@ def generate_answers(codi, questions: Sequence[str], batch_size: int = 32, num_l
 
 
 @torch.inference_mode()
-def answers_by_latent_count(codi, questions: Sequence[str], latent_counts: Sequence[int] | None = None,
+def answers_by_latent_count(codi: CodiModel, questions: Sequence[str], latent_counts: Sequence[int] | None = None,
                             batch_size: int = 32, max_new_tokens: int = 256, masking: Masking = "exact",
                             remote: bool | str | None = None, progress: bool = True,
                             fork: bool = True) -> dict[int, list[str]]:
@@ -168,7 +171,7 @@ def answers_by_latent_count(codi, questions: Sequence[str], latent_counts: Seque
     return texts
 
 
-def evaluate_latent_counts(codi, dataset, latent_counts: Sequence[int] | None = None, batch_size: int = 32,
+def evaluate_latent_counts(codi: CodiModel, dataset, latent_counts: Sequence[int] | None = None, batch_size: int = 32,
                            max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
                            progress: bool = True, fork: bool = True) -> dict[int, EvalResult]:
     """Accuracy vs the number of latents (`answers_by_latent_count`, scored): `{k: EvalResult}`."""
@@ -186,7 +189,7 @@ def evaluate_latent_counts(codi, dataset, latent_counts: Sequence[int] | None = 
     return out
 
 
-def evaluate(codi, dataset, batch_size: int = 32, num_latents: int | None = None, max_new_tokens: int = 256,
+def evaluate(codi: CodiModel, dataset, batch_size: int = 32, num_latents: int | None = None, max_new_tokens: int = 256,
              masking: Masking = "exact", remote: bool | str | None = None, progress: bool = True,
              model_name: str = "", dataset_name: str = "") -> EvalResult:
     """Run the latent loop on every example of `dataset` (fields `id`, `question`, `answer`) and score it."""

@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -27,6 +27,9 @@ from tqdm.auto import tqdm
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from ..store.writer import diff_fingerprints
 from .steering import SCHEDULES, Condition, check_schedule
+
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
 
 
 def array_digest(array) -> str | None:
@@ -62,7 +65,7 @@ def read_grid(path: str | Path) -> tuple[dict | None, list[dict]]:
     return header, rows
 
 
-def run_grid(model, dataset, vectors, path: str | Path, schedules: Sequence[str] = SCHEDULES,
+def run_grid(model: TransformersModel, dataset, vectors, path: str | Path, schedules: Sequence[str] = SCHEDULES,
              layers: Sequence[int] = (), coefs: Sequence[float] = (), fingerprint: dict | None = None,
              progress: bool = True, fork: bool = True, **eval_kwargs: Any) -> list[dict]:
     """Evaluate every cell on `dataset`, skipping cells already in `path`; return all rows.

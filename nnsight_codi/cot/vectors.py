@@ -23,13 +23,16 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from .prompts import MODES, Instructions, prompt_ids, require_chat_template
+
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
 
 STORE_PAD = -1
 VECTOR_VAR = "steering_vector"
@@ -61,7 +64,7 @@ class ExtractConfig:
     def instructions(self) -> Instructions:
         return Instructions(self.cot_instruction, self.direct_instruction)
 
-    def fingerprint(self, model) -> dict[str, Any]:
+    def fingerprint(self, model: TransformersModel) -> dict[str, Any]:
         from .generation import model_id
 
         data = dataclasses.asdict(self)

@@ -21,10 +21,12 @@ from ..models.architecture import final_norm as _final_norm
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
+    from ..tracing.codi_model import CodiModel
 
-def _module(model) -> PreTrainedModel:
+
+def _module(model: CodiModel | PreTrainedModel) -> PreTrainedModel:
     """The HF causal LM under a CODI model (`model._module`), or `model` itself if it is one."""
-    return getattr(model, "_module", model)
+    return cast("PreTrainedModel", getattr(model, "_module", model))
 
 
 def unembedding(lm: PreTrainedModel) -> nn.Linear:
@@ -35,13 +37,13 @@ def unembedding(lm: PreTrainedModel) -> nn.Linear:
     return cast(nn.Linear, head)
 
 
-def final_norm(model) -> nn.Module:
+def final_norm(model: CodiModel | PreTrainedModel) -> nn.Module:
     """The final norm of a HF causal LM (GPT-2 `transformer.ln_f`, Llama-likes `model.norm`)."""
     return _final_norm(_module(model))
 
 
 @torch.inference_mode()
-def logit_lens(model, hidden: Tensor) -> Tensor:
+def logit_lens(model: CodiModel | PreTrainedModel, hidden: Tensor) -> Tensor:
     """`Float[Tensor, "... dim"]` pre-norm hidden states → `Float[Tensor, "... vocab"]` logits."""
     lm = _module(model)
     weight = next(lm.parameters())

@@ -15,11 +15,16 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .unembed import Unembedding
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..tracing.codi_model import CodiModel
 
 PREFIX = {"logit": "lens", "tuned": "tuned_lens"}
 """Store-variable prefix of each lens kind (`lens_top_ids`, `tuned_lens_top_ids`, …)."""
@@ -42,7 +47,8 @@ def check_k(k: int, vocab: int) -> int:
     return int(k)
 
 
-def lens_readouts(model, hidden, layers, k: int, tuned=None, prefix: str = "lens") -> dict[str, np.ndarray]:
+def lens_readouts(model: CodiModel | PreTrainedModel, hidden, layers, k: int, tuned=None,
+                  prefix: str = "lens") -> dict[str, np.ndarray]:
     """Capture-time read-outs with the model's modules.
 
     Args:

@@ -28,7 +28,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,11 @@ from tqdm.auto import tqdm
 
 from ..models.fingerprint import WEIGHTS_KEY, model_weights, same_weights
 from .tuned import TunedLens
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..tracing.codi_model import CodiModel
 
 DATA_MODES = ("text", "latents", "latent:N")
 CHECKPOINT = "checkpoint.pt"
@@ -89,18 +94,20 @@ class LensData:
         return LensData(self.hidden[a], self.final[a]), LensData(self.hidden[b], self.final[b])
 
 
-def _lm(model):
-    return getattr(model, "_module", model)
+def _lm(model: CodiModel | PreTrainedModel) -> PreTrainedModel:
+    from .logit import _module
+
+    return _module(model)
 
 
-def _final_normed(model, h_last: Tensor) -> Tensor:
+def _final_normed(model: CodiModel | PreTrainedModel, h_last: Tensor) -> Tensor:
     from .logit import final_norm
 
     with torch.inference_mode():
         return final_norm(_lm(model))(h_last.to(next(_lm(model).parameters()).dtype)).float()
 
 
-def teacher_ids(codi, row: dict) -> list[int]:
+def teacher_ids(codi: CodiModel, row: dict) -> list[int]:
     """The teacher sequence `[question][bot][CoT][eot][answer]` of one dataset row."""
     from ..training.encode import encode_example
 
@@ -117,7 +124,7 @@ def teacher_ids(codi, row: dict) -> list[int]:
 
 
 @torch.inference_mode()
-def collect_text(codi, dataset, batch_size: int = 32, progress: bool = True) -> LensData:
+def collect_text(codi: CodiModel, dataset, batch_size: int = 32, progress: bool = True) -> LensData:
     """Every position of the teacher texts (plain forward passes of the CODI model's LM)."""
     lm = _lm(codi)
     device = next(lm.parameters()).device
@@ -142,7 +149,8 @@ def collect_text(codi, dataset, batch_size: int = 32, progress: bool = True) -> 
 
 
 @torch.inference_mode()
-def collect_latents(codi, dataset, steps: tuple[int, ...], batch_size: int = 32, progress: bool = True) -> LensData:
+def collect_latents(codi: CodiModel, dataset, steps: tuple[int, ...], batch_size: int = 32,
+                    progress: bool = True) -> LensData:
     """The residual stream at latent `steps` of CODI runs (the one latent loop with a `Capture` hook)."""
     from ..tracing.capture import Capture, assemble
     from ..tracing.hooks import run_loop
@@ -161,7 +169,7 @@ def collect_latents(codi, dataset, steps: tuple[int, ...], batch_size: int = 32,
     return LensData(h[:, :L].contiguous(), _final_normed(codi, h[:, L]))
 
 
-def collect_from_store(codi, ds, steps: tuple[int, ...]) -> LensData:
+def collect_from_store(codi: CodiModel, ds, steps: tuple[int, ...]) -> LensData:
     """Lens data from a store's `hidden` (it must hold every layer 0..L) at `steps`."""
     if "hidden" not in ds:
         raise ValueError("the store has no `hidden`; capture it with --what hidden")
@@ -176,7 +184,7 @@ def collect_from_store(codi, ds, steps: tuple[int, ...]) -> LensData:
     return LensData(h[:, :L].contiguous(), _final_normed(codi, h[:, L]))
 
 
-def collect(codi, dataset, mode: str, batch_size: int = 32, progress: bool = True, store=None) -> LensData:
+def collect(codi: CodiModel, dataset, mode: str, batch_size: int = 32, progress: bool = True, store=None) -> LensData:
     """Lens data for a data mode (`text`, `latents`, `latent:N`)."""
     kind, steps = parse_data_mode(mode, codi.num_latents)
     if kind == "text":
@@ -186,14 +194,14 @@ def collect(codi, dataset, mode: str, batch_size: int = 32, progress: bool = Tru
     return collect_latents(codi, dataset, steps, batch_size, progress)
 
 
-def layer_kl(codi, lens: TunedLens | None, hidden: Tensor, final: Tensor) -> Tensor:
+def layer_kl(codi: CodiModel, lens: TunedLens | None, hidden: Tensor, final: Tensor) -> Tensor:
     """`Float[Tensor, "layer"]`: mean KL(p_final || q_l) over positions for layers 0..L-1
     (lens None = the logit lens).
     """
-    from .logit import final_norm
+    from .logit import final_norm, unembedding
 
     lm = _lm(codi)
-    head, norm = lm.get_output_embeddings(), final_norm(lm)
+    head, norm = unembedding(lm), final_norm(lm)
     logp = torch.log_softmax(head(final).float(), -1)
     out = []
     for layer in range(hidden.shape[1]):
@@ -219,7 +227,7 @@ class TrainConfig:
     save_every: int = 100
 
 
-def train_tuned_lens(codi, data: LensData, config: TrainConfig | None = None, out: str | Path | None = None,
+def train_tuned_lens(codi: CodiModel, data: LensData, config: TrainConfig | None = None, out: str | Path | None = None,
                      progress: bool = True, meta: dict[str, Any] | None = None) -> TunedLens:
     """Train translators on `data`; with `out`, checkpoint there and save the lens (resumable)."""
     cfg = config or TrainConfig()
@@ -275,7 +283,7 @@ def train_tuned_lens(codi, data: LensData, config: TrainConfig | None = None, ou
     return lens
 
 
-def evaluate_lens(codi, lens: TunedLens, data: LensData, batch: int = 4096) -> list[dict[str, float]]:
+def evaluate_lens(codi: CodiModel, lens: TunedLens, data: LensData, batch: int = 4096) -> list[dict[str, float]]:
     """Per-layer held-out KL to the final distribution for the logit and the tuned lens (nats)."""
     logit = torch.zeros(data.hidden.shape[1])
     tuned = torch.zeros(data.hidden.shape[1])

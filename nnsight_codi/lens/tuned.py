@@ -26,12 +26,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from .unembed import exact_weight_hash, weight_hash
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..tracing.codi_model import CodiModel
 
 CONFIG_NAME = "config.json"
 PARAMS_NAME = "params.pt"
@@ -64,7 +69,7 @@ class TunedLens(nn.Module):
         return self.config["num_hidden_layers"]
 
     @classmethod
-    def for_model(cls, model, **extra: Any) -> TunedLens:
+    def for_model(cls, model: CodiModel | PreTrainedModel, **extra: Any) -> TunedLens:
         """An untrained (zero) lens for a CODI model / HF LM."""
         from .logit import _module, unembedding
 
@@ -138,7 +143,7 @@ class TunedLens(nn.Module):
             lens.check_model(model)
         return lens
 
-    def check_model(self, model) -> None:
+    def check_model(self, model: CodiModel | PreTrainedModel) -> None:
         """Raise `ValueError` unless this lens fits `model` (shape and unembedding hash)."""
         from .logit import _module, unembedding
 
@@ -155,7 +160,7 @@ class TunedLens(nn.Module):
                              f"!= this model's {actual[:12]}… (base {self.config['base_model_name_or_path']!r})")
 
 
-def base_model_name(model) -> str:
+def base_model_name(model: CodiModel | PreTrainedModel) -> str:
     """What to record as `base_model_name_or_path`: a name `load_model` (and, for plain HF models,
     tuned-lens) can load again — `tiny` / `tiny-instruct` for the shipped models, the hub id a
     CODI checkpoint was converted from, else the directory the model was loaded from.

@@ -25,6 +25,9 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedModel
+
+    from ..tracing.codi_model import CodiModel
 
 NORMS = ("layernorm", "rmsnorm")
 # numpy's default print options: `weight_hash` prints under these whatever the caller has set
@@ -97,7 +100,7 @@ class Unembedding:
 
     # -- I/O ------------------------------------------------------------------
     @classmethod
-    def from_model(cls, model) -> Unembedding:
+    def from_model(cls, model: CodiModel | PreTrainedModel) -> Unembedding:
         """Copy the final norm and W_U of a CODI model / HF causal LM (needs torch)."""
         from .logit import _module, final_norm, unembedding
 

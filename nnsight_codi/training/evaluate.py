@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +38,11 @@ def parse_answer(text: str) -> str | None:
             return m.group(0)
     nums = _NUM.findall(text)
     return nums[-1] if nums else None
+
+
+def _unembedding(model: PreTrainedModel) -> nn.Module:
+    # a causal LM always has one; transformers types get_output_embeddings() as Optional
+    return cast(nn.Module, model.get_output_embeddings())
 
 
 def same_number(pred: str | None, gold: str) -> bool:
@@ -138,8 +143,8 @@ def _score(texts: list[str], answers: Sequence[str], steps: Sequence[int] | None
     return EvalResult(sum(correct) / max(1, len(correct)), len(correct), texts, by_steps)
 
 
-def evaluate_student(model, prj, tokenizer, questions, answers, *, num_latents: int, ids: dict[str, int],
-                     remove_eos: bool = True, prompt_suffix: str = "", batch_size: int = 128,
+def evaluate_student(model: PreTrainedModel, prj: nn.Module, tokenizer, questions, answers, *, num_latents: int,
+                     ids: dict[str, int], remove_eos: bool = True, prompt_suffix: str = "", batch_size: int = 128,
                      steps: Sequence[int] | None = None) -> EvalResult:
     """Greedy latent-loop accuracy with `num_latents` latents. `ids`: pad_id, bot_id, eot_id, eos_id."""
     was_training = model.training
@@ -154,8 +159,8 @@ def evaluate_student(model, prj, tokenizer, questions, answers, *, num_latents: 
     return _score(texts, answers, steps)
 
 
-def evaluate_teacher(model, tokenizer, questions, answers, *, ids: dict[str, int], prompt_suffix: str = "",
-                     batch_size: int = 128, steps: Sequence[int] | None = None,
+def evaluate_teacher(model: PreTrainedModel, tokenizer, questions, answers, *, ids: dict[str, int],
+                     prompt_suffix: str = "", batch_size: int = 128, steps: Sequence[int] | None = None,
                      max_new_tokens: int = 48) -> EvalResult:
     """Explicit-CoT accuracy of the teacher (free-running greedy CoT, then the answer)."""
     was_training = model.training
@@ -170,8 +175,9 @@ def evaluate_teacher(model, tokenizer, questions, answers, *, ids: dict[str, int
 
 
 @torch.no_grad()
-def lens_table(model, prj, tokenizer, questions, intermediates: Sequence[Sequence[int]], *, num_latents: int,
-               ids: dict[str, int], remove_eos: bool = True, prompt_suffix: str = "", batch_size: int = 128,
+def lens_table(model: PreTrainedModel, prj: nn.Module, tokenizer, questions, intermediates: Sequence[Sequence[int]], *,
+               num_latents: int, ids: dict[str, int], remove_eos: bool = True, prompt_suffix: str = "",
+               batch_size: int = 128,
                top_k: int = 5) -> dict:
     """Logit lens (final norm + unembedding) on every layer at every latent step.
 
@@ -187,7 +193,7 @@ def lens_table(model, prj, tokenizer, questions, intermediates: Sequence[Sequenc
     is the rate at which the top-1 equals intermediate j (j = 0..max_steps-2).
     """
     model.eval(); prj.eval()
-    norm, head = final_norm(model), model.get_output_embeddings()
+    norm, head = final_norm(model), _unembedding(model)
     number_id = {}
     for v in {v for vals in intermediates for v in vals}:
         tid = tokenizer.convert_tokens_to_ids(str(v))
@@ -242,11 +248,11 @@ def lens_table(model, prj, tokenizer, questions, intermediates: Sequence[Sequenc
     return result
 
 
-def lens_top_tokens(model, prj, tokenizer, questions, *, num_latents: int, ids: dict[str, int],
-                    remove_eos: bool = True, prompt_suffix: str = "") -> list[list[str]]:
+def lens_top_tokens(model: PreTrainedModel, prj: nn.Module, tokenizer, questions, *, num_latents: int,
+                    ids: dict[str, int], remove_eos: bool = True, prompt_suffix: str = "") -> list[list[str]]:
     """The last layer's top-1 lens token at each step (0..K) for each question (for examples)."""
     model.eval(); prj.eval()
-    head = model.get_output_embeddings()
+    head = _unembedding(model)
     with torch.no_grad():
         _, hidden = student_generate(model, prj, tokenizer, questions, num_latents=num_latents, remove_eos=remove_eos,
                                      prompt_suffix=prompt_suffix, max_new_tokens=1, keep_hidden=True, **ids)
