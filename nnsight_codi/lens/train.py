@@ -36,6 +36,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.fingerprint import WEIGHTS_KEY, model_weights, same_weights
+from .logit import _module, final_norm, unembedding
 from .tuned import TunedLens
 
 if TYPE_CHECKING:
@@ -95,14 +96,10 @@ class LensData:
 
 
 def _lm(model: CodiModel | PreTrainedModel) -> PreTrainedModel:
-    from .logit import _module
-
     return _module(model)
 
 
 def _final_normed(model: CodiModel | PreTrainedModel, h_last: Tensor) -> Tensor:
-    from .logit import final_norm
-
     with torch.inference_mode():
         return final_norm(_lm(model))(h_last.to(next(_lm(model).parameters()).dtype)).float()
 
@@ -198,8 +195,6 @@ def layer_kl(codi: CodiModel, lens: TunedLens | None, hidden: Tensor, final: Ten
     """`Float[Tensor, "layer"]`: mean KL(p_final || q_l) over positions for layers 0..L-1
     (lens None = the logit lens).
     """
-    from .logit import final_norm, unembedding
-
     lm = _lm(codi)
     head, norm = unembedding(lm), final_norm(lm)
     logp = torch.log_softmax(head(final).float(), -1)
