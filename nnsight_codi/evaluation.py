@@ -12,13 +12,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
 from .data.scoring import extract_gold, extract_prediction, is_correct
 from .tracing.loop import Masking
+
+if TYPE_CHECKING:
+    from .tracing.codi_model import CodiModel
 
 
 @dataclass
@@ -35,6 +38,8 @@ class Prediction:
 
 @dataclass
 class EvalResult:
+    """The predictions of one model on one dataset at `num_latents` latents, with accuracy and summary."""
+
     model: str
     dataset: str
     num_latents: int
@@ -65,7 +70,7 @@ class EvalResult:
         return directory
 
 
-def direct_answer_budget(codi, slack: int = 2) -> int:
+def direct_answer_budget(codi: CodiModel, slack: int = 2) -> int:
     """Answer tokens that fit a direct answer and nothing more: the model's answer template
     (codi.json `answer_template`, else the reference's "The answer is: {answer}") with a
     one-token number, plus eos, plus `slack` tokens for longer numbers.
@@ -104,14 +109,15 @@ def batches_in_order(n: int, batch_size: int) -> list[list[int]]:
 
 def eval_batches(lengths: Sequence[int], batch_size: int, masking: Masking = "exact") -> list[list[int]]:
     """The batches `generate_answers` runs: by prompt length under exact masking (answers do not depend
-    on the batch), consecutive dataset rows under reference masking (as the reference does)."""
+    on the batch), consecutive dataset rows under reference masking (as the reference does).
+    """
     if masking == "reference":
         return batches_in_order(len(lengths), batch_size)
     return batches_by_length(lengths, batch_size)
 
 
 @torch.inference_mode()
-def generate_answers(codi, questions: Sequence[str], batch_size: int = 32, num_latents: int | None = None,
+def generate_answers(codi: CodiModel, questions: Sequence[str], batch_size: int = 32, num_latents: int | None = None,
                      max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
                      progress: bool = True) -> list[str]:
     """Answer texts for every question, in input order (batches: `eval_batches`)."""
@@ -136,14 +142,15 @@ def generate_answers(codi, questions: Sequence[str], batch_size: int = 32, num_l
 
 
 @torch.inference_mode()
-def answers_by_latent_count(codi, questions: Sequence[str], latent_counts: Sequence[int] | None = None,
+def answers_by_latent_count(codi: CodiModel, questions: Sequence[str], latent_counts: Sequence[int] | None = None,
                             batch_size: int = 32, max_new_tokens: int = 256, masking: Masking = "exact",
                             remote: bool | str | None = None, progress: bool = True,
                             fork: bool = True) -> dict[int, list[str]]:
     """Early answering: answer texts with each number of latents in `latent_counts` (default 0..K), in input
     order. One loop with the largest count is the trunk; the run with k latents forks from it after
     latent k (eot next), so the K+1 read-outs cost one loop plus their answer steps (`fork=False`:
-    each run made whole; the same texts)."""
+    each run made whole; the same texts).
+    """
     from .tracing.loop import Branch, run_branches
 
     counts = list(range(codi.num_latents + 1)) if latent_counts is None else [int(k) for k in latent_counts]
@@ -164,7 +171,7 @@ def answers_by_latent_count(codi, questions: Sequence[str], latent_counts: Seque
     return texts
 
 
-def evaluate_latent_counts(codi, dataset, latent_counts: Sequence[int] | None = None, batch_size: int = 32,
+def evaluate_latent_counts(codi: CodiModel, dataset, latent_counts: Sequence[int] | None = None, batch_size: int = 32,
                            max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
                            progress: bool = True, fork: bool = True) -> dict[int, EvalResult]:
     """Accuracy vs the number of latents (`answers_by_latent_count`, scored): `{k: EvalResult}`."""
@@ -182,7 +189,7 @@ def evaluate_latent_counts(codi, dataset, latent_counts: Sequence[int] | None = 
     return out
 
 
-def evaluate(codi, dataset, batch_size: int = 32, num_latents: int | None = None, max_new_tokens: int = 256,
+def evaluate(codi: CodiModel, dataset, batch_size: int = 32, num_latents: int | None = None, max_new_tokens: int = 256,
              masking: Masking = "exact", remote: bool | str | None = None, progress: bool = True,
              model_name: str = "", dataset_name: str = "") -> EvalResult:
     """Run the latent loop on every example of `dataset` (fields `id`, `question`, `answer`) and score it."""

@@ -29,11 +29,17 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from .data.chains import count_annotations, has_annotation
 from .data.scoring import extract_gold, extract_prediction, is_correct
+
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
+    from transformers import PreTrainedModel
+    from transformers.generation.utils import GenerationMixin
 
 COT_INSTRUCTION = "Answer the question thinking step by step."
 DIRECT_INSTRUCTION = "Answer the question immediately, without any elaboration."
@@ -43,7 +49,8 @@ INSTRUCT_FILE = "instruct.json"
 
 def contains_chain(text: str) -> bool:
     """Whether a generated answer contains a chain of thought: at least one complete
-    `<< … = … >>` equation (e.g. `<< 36 + 3 = 39 >>`). A bare "The answer is : N" has none."""
+    `<< … = … >>` equation (e.g. `<< 36 + 3 = 39 >>`). A bare "The answer is : N" has none.
+    """
     return has_annotation(text)
 
 
@@ -82,14 +89,14 @@ def load_instructions(directory: str | Path) -> dict[str, str]:
     return {"none": "", **{mode: texts[0] for mode, texts in meta["instructions"].items()}}
 
 
-def _hf_module(model):
+def _hf_module(model: PreTrainedModel | TransformersModel) -> PreTrainedModel:
     """The underlying `transformers` model of an nnsight `TransformersModel` (or the model itself)."""
-    return getattr(model, "_module", model)
+    return cast("PreTrainedModel", getattr(model, "_module", model))
 
 
 @torch.inference_mode()
-def generate_chat(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 48,
-                  batch_size: int = 128) -> list[str]:
+def generate_chat(model: PreTrainedModel | TransformersModel, tokenizer, prompts: Sequence[str],
+                  max_new_tokens: int = 48, batch_size: int = 128) -> list[str]:
     """Greedy completions of chat-templated `prompts`, left-padded batches of similar length.
 
     `model`: a `transformers` causal LM or an nnsight `TransformersModel`. Returns the decoded
@@ -109,8 +116,10 @@ def generate_chat(model, tokenizer, prompts: Sequence[str], max_new_tokens: int 
         for row, i in enumerate(idx):
             ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
             mask[row, width - len(encoded[i]):] = 1
-        out = lm.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                          max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+        # a causal LM is PreTrainedModel + GenerationMixin; transformers' @deprecate_kwarg hides generate from pyright
+        out = cast("GenerationMixin", lm).generate(  # pyright: ignore[reportAttributeAccessIssue]
+            input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+            max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
         for row, i in enumerate(idx):
             texts[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
     return texts
@@ -152,8 +161,9 @@ def score_outputs(texts: Sequence[str], answers: Sequence, mode: str = "",
                         list(texts), correct, chains)
 
 
-def evaluate_instruct(model, tokenizer, data, mode: str = "cot", instructions: Mapping[str, str] | None = None,
-                      max_new_tokens: int = 48, batch_size: int = 128) -> InstructEval:
+def evaluate_instruct(model: PreTrainedModel | TransformersModel, tokenizer, data, mode: str = "cot",
+                      instructions: Mapping[str, str] | None = None, max_new_tokens: int = 48,
+                      batch_size: int = 128) -> InstructEval:
     """Generate for every problem of `data` (columns `question`, `answer`, optional `steps`) in `mode` and score."""
     questions = list(data["question"])
     prompts = [instruct_prompt(tokenizer, q, mode, instructions) for q in questions]

@@ -74,8 +74,9 @@ def probe(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0, C: float 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)  # classes absent from a training fold
-        pred = cross_val_predict(model, X, y, cv=cv)
-        base = cross_val_predict(DummyClassifier(strategy="most_frequent"), X, y, cv=cv)
+        # np.asarray: sklearn's stubs allow a sparse result; predictions of a classifier are dense
+        pred = np.asarray(cross_val_predict(model, X, y, cv=cv))
+        base = np.asarray(cross_val_predict(DummyClassifier(strategy="most_frequent"), X, y, cv=cv))
     return ProbeResult((pred == y).astype(np.float64), (base == y).astype(np.float64))
 
 
@@ -88,6 +89,7 @@ def probe_grid(hidden: np.ndarray, labels: Mapping[str, np.ndarray], step_names:
         hidden: `Float[ndarray, "example step layer dim"]`.
         labels: target name → `[example]` labels.
         steps: step indices to probe (default: all).
+
     Returns:
         rows `{target, step, step_name, layer, accuracy, ci_low, ci_high, baseline, n}`
         (bootstrap CI over examples).

@@ -57,6 +57,7 @@ def write_results(out: str | Path, results: Mapping[str, Any]) -> Path:
 
 
 def figures_dir(out: str | Path) -> Path:
+    """`out/figures`, created if missing."""
     path = Path(out) / "figures"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -98,7 +99,8 @@ def write_report(out: str | Path, title: str, sections: Iterable[tuple[str, str]
                  figures: Iterable[str | Path] = (), config: Mapping[str, Any] | None = None,
                  closing: Iterable[tuple[str, str]] = ()) -> Path:
     """Write `out/report.md`: the title, the config that was run, the sections, the figures, and the
-    `closing` sections (the comparison with the source ends every study's report)."""
+    `closing` sections (the comparison with the source ends every study's report).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"# {title}\n"]

@@ -47,7 +47,8 @@ def _unknown(step: object) -> ValueError:
 
 def parse_step(text: Step) -> Step:
     """A step as written (CLI, config): an integer (`"3"` → 3) or a step name, checked for form
-    only (`"latent2"`); `resolve_step` checks it against the model's K. Unknown names: ValueError."""
+    only (`"latent2"`); `resolve_step` checks it against the model's K. Unknown names: ValueError.
+    """
     if isinstance(text, bool):
         raise _unknown(text)
     if isinstance(text, int):
@@ -63,20 +64,21 @@ def parse_step(text: Step) -> Step:
 def resolve_step(step: Step, num_latents: int | None) -> int:
     """The index of a step given as an integer or a name, for a run with `num_latents` latents
     (range checks of the index are the caller's; a `latentN` past K is an error here). With
-    `num_latents=None` (K not known yet) only `bot` and `latentN` resolve."""
+    `num_latents=None` (K not known yet) only `bot` and `latentN` resolve.
+    """
     step = parse_step(step)
     if isinstance(step, int):
         return step
     if step == "bot":
         return 0
-    if num_latents is None and not step.startswith("latent"):
-        raise ValueError(f"step {step!r} depends on the number of latents K: give its index "
-                         f"(or resolve_step({step!r}, K))")
-    if step == "eot":
-        return num_latents + 1
     if step.startswith("latent"):
         k = int(step[6:])
         if num_latents is not None and k > num_latents:
             raise ValueError(f"step {step!r} does not exist: the run has {num_latents} latents (latent1..latent{num_latents})")
         return k
+    if num_latents is None:
+        raise ValueError(f"step {step!r} depends on the number of latents K: give its index "
+                         f"(or resolve_step({step!r}, K))")
+    if step == "eot":
+        return num_latents + 1
     return num_latents + 1 + int(step[6:])  # answerN

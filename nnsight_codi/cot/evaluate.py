@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -25,6 +25,9 @@ from ..data.scoring import extract_gold, extract_prediction, is_correct
 from ..evaluation import batches_by_length
 from .prompts import Instructions, chain_equations, prompt_ids, require_chat_template, writes_chain
 from .steering import Condition, check_vector, steering_for
+
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
 
 
 @dataclass
@@ -61,7 +64,7 @@ class ConditionResult:
                 "mean_length": float(np.mean(self.lengths)) if self.n else float("nan")}
 
 
-def check_condition(model, condition: Condition, vectors) -> None:
+def check_condition(model: TransformersModel, condition: Condition, vectors) -> None:
     """Fail before any work when the condition cannot run on this model."""
     from .generation import hidden_size, num_layers
 
@@ -69,24 +72,27 @@ def check_condition(model, condition: Condition, vectors) -> None:
     if condition.schedule is not None:
         if vectors is None:
             raise ValueError(f"condition {condition.label()} needs a vector store")
+        if condition.layer is None:
+            raise ValueError(f"condition {condition.label()} needs a layer")
         import torch
 
         check_vector(torch.as_tensor(vectors), condition.layer, hidden_size(model), num_layers(model))
 
 
-def evaluate_condition(model, dataset, condition: Condition, vectors=None,
+def evaluate_condition(model: TransformersModel, dataset, condition: Condition, vectors=None,
                        instructions: Instructions = Instructions(), max_new_tokens: int = 64,
                        batch_size: int = 16, greedy: bool = True, seed: int = 0, remote: Any = None,
                        progress: bool = True, prompt_mode: str | None = None) -> ConditionResult:
     """Generate under `condition` for every example of `dataset` (`id`, `question`, `answer`) and score.
 
     `prompt_mode` ("cot" | "direct" | "none") overrides the condition's prompt, e.g. to steer the
-    prompt without any instruction."""
+    prompt without any instruction.
+    """
     return evaluate_conditions(model, dataset, [condition], vectors, instructions, max_new_tokens, batch_size,
                                greedy, seed, remote, progress, prompt_mode, fork=False)[0]
 
 
-def evaluate_conditions(model, dataset, conditions: Sequence[Condition], vectors=None,
+def evaluate_conditions(model: TransformersModel, dataset, conditions: Sequence[Condition], vectors=None,
                         instructions: Instructions = Instructions(), max_new_tokens: int = 64,
                         batch_size: int = 16, greedy: bool = True, seed: int = 0, remote: Any = None,
                         progress: bool = True, prompt_mode: str | None = None, fork: bool = True

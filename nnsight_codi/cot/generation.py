@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nnsight
 import torch
@@ -29,27 +29,34 @@ from ..tracing.batching import left_pad, positions_from_mask
 from ..tracing.hooks import visit_step
 from ..tracing.remote import ndif_errors, remote_kwargs
 
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
 
-def num_layers(model) -> int:
+
+def num_layers(model: TransformersModel) -> int:
+    """The number of transformer blocks of the model's LM."""
     return int(model._module.config.num_hidden_layers)
 
 
-def hidden_size(model) -> int:
+def hidden_size(model: TransformersModel) -> int:
+    """The residual-stream width of the model's LM."""
     return int(model._module.config.hidden_size)
 
 
-def model_id(model) -> str:
+def model_id(model: TransformersModel) -> str:
+    """The LM's `name_or_path` (else its class name), to name the model in stores and reports."""
     return str(getattr(model._module.config, "_name_or_path", "") or type(model._module).__name__)
 
 
 def pad_id(tokenizer) -> int:
+    """The tokenizer's pad id, else its eos id (`ValueError` if it has neither)."""
     pid = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pid is None:
         raise ValueError("the tokenizer has neither a pad nor an eos token")
     return int(pid)
 
 
-def stop_ids(model) -> set[int]:
+def stop_ids(model: TransformersModel) -> set[int]:
     """Token ids that end a generation: the tokenizer's eos and the generation config's eos ids."""
     ids: set[int] = set()
     tok = model.tokenizer
@@ -72,7 +79,7 @@ def truncate_at_stop(rows: Sequence[Sequence[int]], stop_ids: set[int]) -> list[
     return out
 
 
-def _device(model) -> torch.device:
+def _device(model: TransformersModel) -> torch.device:
     """Where inputs go: the model's device, or the CPU for a remote model (its local copy is on `meta`)."""
     try:
         device = next(model._module.parameters()).device
@@ -81,14 +88,16 @@ def _device(model) -> torch.device:
     return torch.device("cpu") if device.type == "meta" else device
 
 
-def generate_ids(model, prompts: Sequence[Sequence[int]], hooks: Sequence[Any] = (), max_new_tokens: int = 64,
-                 greedy: bool = True, seed: int = 0, remote: Any = None) -> tuple[list[list[int]], list]:
+def generate_ids(model: TransformersModel, prompts: Sequence[Sequence[int]], hooks: Sequence[Any] = (),
+                 max_new_tokens: int = 64, greedy: bool = True, seed: int = 0,
+                 remote: Any = None) -> tuple[list[list[int]], list]:
     """Generate a continuation of every prompt (left-padded batch) with `hooks` at every forward.
 
     Args:
         prompts: token id lists (each already holds the chat template).
         hooks: step hooks (e.g. `Steering`), visited at step 0 (prompt) and every decode step.
         greedy: argmax decoding; else sampling with the model's generation config, seeded by `seed`.
+
     Returns:
         `(generated ids per prompt, truncated after the first stop token; hook records)`.
     """
@@ -101,7 +110,7 @@ def generate_ids(model, prompts: Sequence[Sequence[int]], hooks: Sequence[Any] =
     return truncate_at_stop(new.tolist(), stop_ids(model)), sink
 
 
-def generate_forked(model, prompts: Sequence[Sequence[int]], hook_sets: Sequence[Sequence[Any]],
+def generate_forked(model: TransformersModel, prompts: Sequence[Sequence[int]], hook_sets: Sequence[Sequence[Any]],
                     max_new_tokens: int = 64) -> list[tuple[list[list[int]], list]]:
     """`generate_ids` (greedy, local) under several hook sets that make the *same* edits at step 0.
 
@@ -159,14 +168,15 @@ def prompt_cache(cache: Any, length: int) -> Any:
     return other
 
 
-def _generate(model, ids: Tensor, mask: Tensor, hooks: Sequence[Any], max_new_tokens: int, greedy: bool,
-              remote: Any, cache: Any = None, step_offset: int = 0, return_cache: bool = False
+def _generate(model: TransformersModel, ids: Tensor, mask: Tensor, hooks: Sequence[Any], max_new_tokens: int,
+              greedy: bool, remote: Any, cache: Any = None, step_offset: int = 0, return_cache: bool = False
               ) -> tuple[Tensor, list, Any]:
     """One `model.generate` trace: `(new ids Long[Tensor, "batch new"] (untruncated), records, KV cache)`.
 
     With `cache` (holding every position of `ids` but the last), generation continues from it and the
     hooks see step `step_offset + i` at its i-th forward; hooks acting only at steps before
-    `step_offset` are not visited. The cache is returned only with `return_cache` (else None)."""
+    `step_offset` are not visited. The cache is returned only with `return_cache` (else None).
+    """
     tok = model.tokenizer
     device = _device(model)
     ids, mask = ids.to(device), mask.to(device)
@@ -221,7 +231,7 @@ class PositionMean:
         sink.append(("mean", int(site[5:]), mean.detach().cpu()))
 
 
-def position_means(model, prompts: Sequence[Sequence[int]], generated: Sequence[Sequence[int]],
+def position_means(model: TransformersModel, prompts: Sequence[Sequence[int]], generated: Sequence[Sequence[int]],
                    positions: str = "generated", remote: Any = None) -> Tensor:
     """Mean residual stream of every layer over the generated, all, or the last prompt position(s).
 

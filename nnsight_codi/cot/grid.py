@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -27,6 +27,9 @@ from tqdm.auto import tqdm
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from ..store.writer import diff_fingerprints
 from .steering import SCHEDULES, Condition, check_schedule
+
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
 
 
 def array_digest(array) -> str | None:
@@ -38,6 +41,7 @@ def array_digest(array) -> str | None:
 
 
 def grid_cells(schedules: Sequence[str], layers: Sequence[int], coefs: Sequence[float]) -> list[Condition]:
+    """Every (schedule, layer, coefficient) condition of the grid, schedule-major (schedules checked first)."""
     for s in schedules:
         check_schedule(s)
     return [Condition(s, int(l), float(c)) for s in schedules for l in layers for c in coefs]
@@ -61,7 +65,7 @@ def read_grid(path: str | Path) -> tuple[dict | None, list[dict]]:
     return header, rows
 
 
-def run_grid(model, dataset, vectors, path: str | Path, schedules: Sequence[str] = SCHEDULES,
+def run_grid(model: TransformersModel, dataset, vectors, path: str | Path, schedules: Sequence[str] = SCHEDULES,
              layers: Sequence[int] = (), coefs: Sequence[float] = (), fingerprint: dict | None = None,
              progress: bool = True, fork: bool = True, **eval_kwargs: Any) -> list[dict]:
     """Evaluate every cell on `dataset`, skipping cells already in `path`; return all rows.
@@ -83,18 +87,18 @@ def run_grid(model, dataset, vectors, path: str | Path, schedules: Sequence[str]
     for cell in cells:  # every layer is checked before any work
         check_condition(model, cell, vectors)
     path = Path(path)
-    fingerprint = {**(fingerprint or {}), WEIGHTS_KEY: model_weights(model), "vector_table": array_digest(vectors)}
-    fingerprint = json.loads(json.dumps(fingerprint, default=str))
+    current = {**(fingerprint or {}), WEIGHTS_KEY: model_weights(model), "vector_table": array_digest(vectors)}
+    current = json.loads(json.dumps(current, default=str))
     header, rows = read_grid(path)
-    diff = diff_fingerprints(header, fingerprint) if header is not None else []
+    diff = diff_fingerprints(header, current) if header is not None else []
     if diff:
         raise ValueError(f"grid file {path} was written with other settings; differing keys:\n" + "\n".join(diff)
                          + "\nUse another path or delete it.")
     if header is not None:
-        fingerprint = header  # equal up to unknown keys: keep the file's own header
+        current = header  # equal up to unknown keys: keep the file's own header
     path.parent.mkdir(parents=True, exist_ok=True)
     # rewrite header + finished rows: drops a line torn by a kill, so appends start on a fresh line
-    canonical = "".join(json.dumps(x) + "\n" for x in [{"grid": fingerprint}, *rows])
+    canonical = "".join(json.dumps(x) + "\n" for x in [{"grid": current}, *rows])
     if not path.exists() or path.read_text() != canonical:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(canonical)

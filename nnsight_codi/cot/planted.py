@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -76,9 +77,11 @@ def train_planted_model(steps: int = 300, layer: int = 1, n_layer: int = 2, dim:
         raise ValueError(f"layer must be in 1..{n_layer - 1} (a block must read it), got {layer}")
     tok = word_chat_tokenizer()
     tok.padding_side = "left"
+    # transformers types special-token ids as int | str | list | None; this tokenizer has both as ints
+    eos_id, pad_id = cast(int, tok.eos_token_id), cast(int, tok.pad_token_id)
     torch.manual_seed(seed)
     cfg = GPT2Config(n_layer=n_layer, n_embd=dim, n_head=4, vocab_size=len(tok), n_positions=64,
-                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                     bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=pad_id,
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     lm = GPT2LMHeadModel(cfg)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -92,7 +95,7 @@ def train_planted_model(steps: int = 300, layer: int = 1, n_layer: int = 2, dim:
 
     def prompt(question: str, word: str) -> list[int]:
         msg = [{"role": "user", "content": f"{question} {word}"}]
-        return ids(tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True))
+        return ids(cast(str, tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True)))
 
     reply = {m: ids(f"{REPLIES[m]} {tok.eos_token}") for m in REPLIES}
     (cot_id,), (direct_id,) = ids(cot_word), ids(direct_word)
@@ -127,7 +130,7 @@ def train_planted_model(steps: int = 300, layer: int = 1, n_layer: int = 2, dim:
             natural = torch.tensor([1.0 if m == "cot" else -1.0 for m in modes])
             target_mode = ["cot" if (sh > 0 if sh != 0 else n > 0) else "direct" for sh, n in zip(shift, natural)]
             width = plen + max(len(r) for r in reply.values())
-            x = torch.full((len(rows), width), tok.pad_token_id)
+            x = torch.full((len(rows), width), pad_id)
             y = torch.full((len(rows), width), -100)
             mask = torch.zeros((len(rows), width), dtype=torch.long)
             for i, ((p, _), m) in enumerate(zip(rows, target_mode)):

@@ -68,7 +68,8 @@ def prompt_ids(tokenizer, question: str, mode: str, instructions: Instructions =
 
 def writes_chain(text: str) -> bool:
     """True when an output reasons: a `<< … = … >>` chain step (`instruct.contains_chain`) or, in
-    outputs without that markup, an intermediate equation in prose."""
+    outputs without that markup, an intermediate equation in prose.
+    """
     return has_annotation(text) or ("<<" not in text and has_prose_equation(text))
 
 

@@ -15,7 +15,11 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 SPLIT_SEEDS = {"train": 0, "dev": 1, "test": 2}
 BIG_BENCH_LITE = (
@@ -52,18 +56,23 @@ def load_questions(spec: str, split: str = "train", limit: int | None = None, se
     return load_eval_dataset(spec, split=hub_split, limit=limit, seed=seed)
 
 
+def _rows(ds: Dataset) -> Iterable[dict[str, Any]]:
+    """The rows of `ds` as dicts (`datasets` leaves `Dataset.__iter__` unannotated)."""
+    return cast("Iterable[dict[str, Any]]", ds)
+
+
 def paper_mix(limit: int | None = None, bbl_per_task: int = 3, mmlu_per_subject: int = 2, gsm8k: int = 100):
     """The paper's extraction questions (needs network): BIG-bench Lite, MMLU dev, GSM8K train."""
     from datasets import Dataset, load_dataset
 
     rows: list[dict[str, str]] = []
     for task in BIG_BENCH_LITE:
-        ds = load_dataset("tasksource/bigbench", task, split="train")
-        for i, ex in enumerate(ds.select(range(min(bbl_per_task, len(ds))))):
+        ds = cast(Dataset, load_dataset("tasksource/bigbench", task, split="train"))
+        for i, ex in enumerate(_rows(ds.select(range(min(bbl_per_task, len(ds)))))):
             rows.append({"id": f"bbl-{task}-{i}", "question": ex["inputs"], "answer": str(ex["targets"][0])})
-    mmlu = load_dataset("cais/mmlu", "all", split="dev")
+    mmlu = cast(Dataset, load_dataset("cais/mmlu", "all", split="dev"))
     seen: dict[str, int] = {}
-    for ex in mmlu:
+    for ex in _rows(mmlu):
         subject = ex["subject"]
         if seen.get(subject, 0) >= mmlu_per_subject:
             continue
@@ -71,7 +80,7 @@ def paper_mix(limit: int | None = None, bbl_per_task: int = 3, mmlu_per_subject:
         choices = " ".join(f"{'ABCD'[j]}. {c}" for j, c in enumerate(ex["choices"]))
         rows.append({"id": f"mmlu-{subject}-{seen[subject]}", "question": f"{ex['question']} {choices}",
                      "answer": "ABCD"[ex["answer"]]})
-    g = load_dataset("openai/gsm8k", "main", split="train").select(range(gsm8k))
-    rows += [{"id": f"gsm8k-train-{i}", "question": ex["question"], "answer": ex["answer"]} for i, ex in enumerate(g)]
+    g = cast(Dataset, load_dataset("openai/gsm8k", "main", split="train")).select(range(gsm8k))
+    rows += [{"id": f"gsm8k-train-{i}", "question": ex["question"], "answer": ex["answer"]} for i, ex in enumerate(_rows(g))]
     ds = Dataset.from_list(rows)
     return ds.select(range(min(limit, len(ds)))) if limit else ds

@@ -23,13 +23,16 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from .prompts import MODES, Instructions, prompt_ids, require_chat_template
+
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
 
 STORE_PAD = -1
 VECTOR_VAR = "steering_vector"
@@ -61,7 +64,7 @@ class ExtractConfig:
     def instructions(self) -> Instructions:
         return Instructions(self.cot_instruction, self.direct_instruction)
 
-    def fingerprint(self, model) -> dict[str, Any]:
+    def fingerprint(self, model: TransformersModel) -> dict[str, Any]:
         from .generation import model_id
 
         data = dataclasses.asdict(self)
@@ -74,6 +77,7 @@ class ExtractConfig:
 
 
 def check_extract_config(config: ExtractConfig) -> None:
+    """Raise `ValueError` unless `config.positions` names a known position set."""
     from .generation import POSITION_SETS
 
     if config.positions not in POSITION_SETS:
@@ -188,7 +192,7 @@ def load_vectors(path: str | Path) -> np.ndarray:
     return np.asarray(ds[VECTOR_VAR].values, dtype=np.float32)
 
 
-def stored_ids(path: str | Path) -> dict[str, list[list[list[int]]]]:
+def stored_ids(path: str | Path) -> dict[str, dict[str, list[list[int]]]]:
     """Per mode, per example: `{"prompt": [[ids]...], "generated": [[ids]...]}` keyed by mode."""
     from ..store import open_store
 
@@ -209,13 +213,13 @@ def recompute_vectors(path: str | Path, model, positions: str | None = None, bat
     from .generation import position_means
 
     ds = open_store(path)
-    positions = positions or ds.attrs["config"]["positions"]
+    where: str = positions or ds.attrs["config"]["positions"]
     ids = stored_ids(path)
     n = len(ids["cot"]["prompt"])
     diffs = []
     for a in range(0, n, batch_size):
         sl = slice(a, a + batch_size)
-        means = {m: position_means(model, ids[m]["prompt"][sl], ids[m]["generated"][sl], positions, remote)
+        means = {m: position_means(model, ids[m]["prompt"][sl], ids[m]["generated"][sl], where, remote)
                  for m in MODES}
         diffs.append((means["cot"] - means["direct"]).double().numpy())
     return np.concatenate(diffs).mean(0).astype(np.float32)

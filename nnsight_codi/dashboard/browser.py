@@ -132,7 +132,8 @@ def read_page(dom: str) -> dict[str, Any]:
     """What a rendered dashboard DOM shows: `body` attributes (`data-ready`, `data-example`,
     `data-step`, `data-first-render-ms`), `missing` banners, `errors` (None when no page error),
     `attended` / `lens` list items (`data-pos`, `data-weight`, `data-token` / `data-token`,
-    `data-prob`), step cards and highlighted tokens."""
+    `data-prob`), step cards and highlighted tokens.
+    """
     reader = _PageReader()
     reader.feed(dom)
     return reader.state

@@ -71,7 +71,8 @@ def _is_number(text: str) -> bool:
 
 def number_rate_by_layer(ds: xr.Dataset) -> np.ndarray | None:
     """Per layer: the share of (example, latent step) whose logit-lens top-1 token is a number (None
-    without lens read-outs and the vocabulary)."""
+    without lens read-outs and the vocabulary).
+    """
     if "lens_top_ids" not in ds or "token_string" not in ds.variables:
         return None
     vocab = _text(ds["token_string"].values)
@@ -88,7 +89,8 @@ def best_layer(ds: xr.Dataset) -> int | None:
     """The default logit-lens layer: where the latent steps' read-outs are most informative, by the
     stated rule "the layer whose top-1 token at the latent steps is a number most often" (the values
     a latent may hold; the earliest such layer on a tie). Without any number read-out (or without the
-    vocabulary) it falls back to the highest mean top-1 probability. None without lens read-outs."""
+    vocabulary) it falls back to the highest mean top-1 probability. None without lens read-outs.
+    """
     if "lens_top_probs" not in ds:
         return None
     rate = number_rate_by_layer(ds)
@@ -146,7 +148,7 @@ def page_data(ds: xr.Dataset, top_k: int = 8, layer: int | None = None, title: s
     examples = []
     for i in tqdm(range(n), desc="dashboard", unit="ex", disable=not progress):
         ex: dict[str, Any] = {"id": str(ids[i]), "q": str(questions[i])}
-        if has_tokens:
+        if tokens is not None and kinds is not None:  # = has_tokens
             row = [str(t) for t in tokens[i]]
             width = len(row)
             while width and str(kinds[i][width - 1]) == "":

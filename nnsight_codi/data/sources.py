@@ -86,7 +86,8 @@ def synthetic_options(model, overrides: dict[str, Any] | None = None) -> dict[st
 
 def _instruct_meta(model) -> dict[str, Any]:
     """`instruct.json` of a plain LM loaded from a local directory (the tiny instruct LM, a
-    `train_tiny_instruct` output), else `{}`."""
+    `train_tiny_instruct` output), else `{}`.
+    """
     import json
 
     if model is None:
@@ -111,8 +112,10 @@ def _load_local(path: Path, split: str) -> Dataset:
     builders = {FILE_BUILDERS.get(p.suffix) for p in files}
     if None in builders or len(builders) != 1:
         raise DatasetError(f"{path}: unsupported file type(s) {[p.suffix for p in files]}; use .json/.jsonl/.parquet")
+    builder = builders.pop()
+    assert builder is not None  # checked above
     try:
-        return load_dataset(builders.pop(), data_files=[str(p) for p in files], split="train")
+        return load_dataset(builder, data_files=[str(p) for p in files], split="train")
     except Exception as err:
         raise DatasetError(f"{path}: cannot read dataset ({type(err).__name__}: {err})") from err
 

@@ -63,7 +63,8 @@ def _model_dir(spec: Any) -> Path | None:
 
 def recorded_synthetic_options(spec: Any) -> dict[str, Any] | None:
     """The synthetic-problem options a model was trained on, from `codi.json` (`extra`) or
-    `instruct.json` beside its weights; None when it has no record (or is a hub id)."""
+    `instruct.json` beside its weights; None when it has no record (or is a hub id).
+    """
     from ..instruct import INSTRUCT_FILE
     from ..models.config import CODI_JSON
 
@@ -92,7 +93,8 @@ def _jsonl(path: str | Path):
 
 def synthetic_options_from(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """`SyntheticOptions` fields for the task: the model's record (`model=` / `pretrained=` /
-    `loaded=`), then `min_steps`, `max_steps`, `value_max`, `ops` from the metadata on top."""
+    `loaded=`), then `min_steps`, `max_steps`, `value_max`, `ops` from the metadata on top.
+    """
     from ..data.sources import synthetic_options
 
     model = metadata.get("loaded") or metadata.get("model") or metadata.get("pretrained")
@@ -109,7 +111,8 @@ def synthetic_options_from(metadata: Mapping[str, Any]) -> dict[str, Any]:
 
 def synthetic_dataset(**metadata: Any):
     """lm-eval `custom_dataset` of `nnsight_codi_synthetic`: `{"test": rows}` with `id`, `question`,
-    `answer` (`<< a op b = c >> … #### N`, GSM8K's format)."""
+    `answer` (`<< a op b = c >> … #### N`, GSM8K's format).
+    """
     import datasets
 
     from ..data.sources import load_eval_dataset
@@ -150,5 +153,7 @@ def task_manager(metadata: Mapping[str, Any] | None = None, include_path: str | 
     """
     from lm_eval.tasks import TaskManager
 
-    paths = [str(TASKS_DIR)] + ([str(include_path)] if include_path else [])
+    paths: list[str | Path] = [str(TASKS_DIR)]
+    if include_path:
+        paths.append(str(include_path))
     return TaskManager(include_path=paths, include_defaults=include_defaults, metadata=dict(metadata or {}))

@@ -18,11 +18,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..store.schema import LENS_GROUPS, STATIC_REQUESTS
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..tracing.codi_model import CodiModel
 
 LOGIT_VARS = LENS_GROUPS["lens"]
 TUNED_VARS = LENS_GROUPS["tuned_lens"]
@@ -90,9 +95,10 @@ class LensRequest:
     def needs_vocabulary(self) -> bool:
         return self.any_lens or self.unembed
 
-    def load(self, model) -> None:
+    def load(self, model: CodiModel | PreTrainedModel) -> None:
         """Check k against the vocabulary and load the tuned lens (refused if it was trained for
-        another model), before any work."""
+        another model), before any work.
+        """
         if self.any_lens and self.k > _vocab(model):
             raise ValueError(f"--lens-k {self.k} exceeds the vocabulary size {_vocab(model)}")
         if self.lens_path:
@@ -101,9 +107,11 @@ class LensRequest:
             self.tuned = TunedLens.load(self.lens_path, model=model)
             self.tuned.requires_grad_(False)
 
-    def apply(self, model, data: dict[str, np.ndarray], layers: Sequence[int]) -> dict[str, np.ndarray]:
+    def apply(self, model: CodiModel | PreTrainedModel, data: dict[str, np.ndarray],
+              layers: Sequence[int]) -> dict[str, np.ndarray]:
         """Add the requested read-outs to a batch's `data` (from its `hidden`); drop `hidden`
-        unless it was requested itself."""
+        unless it was requested itself.
+        """
         if not self.any_lens:
             return data
         from .readout import lens_readouts
@@ -137,6 +145,7 @@ class LensRequest:
             write_tokenizer(path, getattr(model, "tokenizer", None))
 
 
-def _vocab(model) -> int:
-    lm = getattr(model, "_module", model)
-    return int(lm.get_output_embeddings().weight.shape[0])
+def _vocab(model: CodiModel | PreTrainedModel) -> int:
+    from .logit import _module, unembedding
+
+    return int(unembedding(_module(model)).weight.shape[0])

@@ -17,28 +17,44 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
 from torch import Tensor, nn
 
 from ..models.architecture import final_norm as _final_norm
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
-def _module(model) -> nn.Module:
-    return getattr(model, "_module", model)
+    from ..tracing.codi_model import CodiModel
 
 
-def final_norm(model) -> nn.Module:
+def _module(model: CodiModel | PreTrainedModel) -> PreTrainedModel:
+    """The HF causal LM under a CODI model (`model._module`), or `model` itself if it is one."""
+    return cast("PreTrainedModel", getattr(model, "_module", model))
+
+
+def unembedding(lm: PreTrainedModel) -> nn.Linear:
+    """The output embedding (W_U) of a HF causal LM."""
+    head = lm.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"{type(lm).__name__} has no output embedding")
+    return cast(nn.Linear, head)
+
+
+def final_norm(model: CodiModel | PreTrainedModel) -> nn.Module:
     """The final norm of a HF causal LM (GPT-2 `transformer.ln_f`, Llama-likes `model.norm`)."""
     return _final_norm(_module(model))
 
 
 @torch.inference_mode()
-def logit_lens(model, hidden: Tensor) -> Tensor:
+def logit_lens(model: CodiModel | PreTrainedModel, hidden: Tensor) -> Tensor:
     """`Float[Tensor, "... dim"]` pre-norm hidden states → `Float[Tensor, "... vocab"]` logits."""
     lm = _module(model)
     weight = next(lm.parameters())
     h = torch.as_tensor(hidden).to(weight.device, weight.dtype)
-    return lm.get_output_embeddings()(final_norm(lm)(h)).float()
+    return unembedding(lm)(final_norm(lm)(h)).float()
 
 
 def top_tokens(logits: Tensor, k: int = 5) -> tuple[Tensor, Tensor]:

@@ -54,7 +54,8 @@ def token_digits(token: str) -> str | None:
 
 def value_text(value: float) -> str | None:
     """How a whole number is written for rule 2 (`1234.0` → `"1234"`); None for NaN, infinities
-    and non-integers (rule 1 still applies to them)."""
+    and non-integers (rule 1 still applies to them).
+    """
     if value != value or value in (float("inf"), float("-inf")) or not float(value).is_integer():
         return None
     return str(int(value))
@@ -121,7 +122,8 @@ class NumberTokens:
     def target_ids(self, sets: Mapping[str, set[float]]) -> dict[str, set[int]]:
         """The four target sets of one problem (`values.target_sets`) as token ids, disjoint: a token
         that shows values of several targets counts for the first of answer, intermediate, near
-        miss, operand (the order in which `target_sets` makes the values disjoint)."""
+        miss, operand (the order in which `target_sets` makes the values disjoint).
+        """
         out: dict[str, set[int]] = {}
         taken: set[int] = set()
         for name in ("answer", "intermediate", "near_miss", "operand"):
@@ -136,6 +138,7 @@ def hits_ids(ids: np.ndarray, id_sets: Sequence[set[int]], k: int) -> np.ndarray
     Args:
         ids: `Int[ndarray, "example ... k_all"]` read-out token ids.
         id_sets: one set of token ids per example (`NumberTokens.target_ids`).
+
     Returns:
         `Bool[ndarray, "example ..."]`.
     """
@@ -148,7 +151,8 @@ def hits_ids(ids: np.ndarray, id_sets: Sequence[set[int]], k: int) -> np.ndarray
 
 def one_op_candidates(answer: float, numbers: Sequence[float]) -> set[float]:
     """Every v with `answer` = v op q for a question number q and op in + − × ÷ (both orders):
-    the values `values.one_op_away` accepts, listed."""
+    the values `values.one_op_away` accepts, listed.
+    """
     out: set[float] = set()
     if answer != answer:
         return out
@@ -164,7 +168,8 @@ def one_op_candidates(answer: float, numbers: Sequence[float]) -> set[float]:
 
 def tokenizer_encoder(source: Any) -> Callable[[str], list[int]] | None:
     """An `encode(text) → ids` (no special tokens) from a `tokenizers.Tokenizer`, a transformers
-    tokenizer, a `tokenizer.json` text or path, or a directory holding one; None for None."""
+    tokenizer, a `tokenizer.json` text or path, or a directory holding one; None for None.
+    """
     from pathlib import Path
 
     if source is None:
@@ -199,7 +204,8 @@ def store_tokenizer(ds) -> str | None:
 def write_tokenizer(path, tokenizer) -> bool:
     """Put a fast tokenizer's `tokenizer.json` into the store at `path` as `tokenizer_json`
     (dim `tokenizer`, one string), so offline analyses can tell multi-token values; False (nothing
-    written) for a tokenizer without a `tokenizers` backend. Idempotent."""
+    written) for a tokenizer without a `tokenizers` backend. Idempotent.
+    """
     import warnings
 
     import xarray as xr

@@ -15,11 +15,16 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .unembed import Unembedding
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..tracing.codi_model import CodiModel
 
 PREFIX = {"logit": "lens", "tuned": "tuned_lens"}
 """Store-variable prefix of each lens kind (`lens_top_ids`, `tuned_lens_top_ids`, …)."""
@@ -36,12 +41,14 @@ def topk_entropy(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np
 
 
 def check_k(k: int, vocab: int) -> int:
+    """`k` as an int if it is a valid top-k size for a vocabulary of `vocab` tokens, else `ValueError`."""
     if not isinstance(k, int | np.integer) or not 1 <= int(k) <= vocab:
         raise ValueError(f"lens k must be in 1..{vocab} (the vocabulary size), got {k!r}")
     return int(k)
 
 
-def lens_readouts(model, hidden, layers, k: int, tuned=None, prefix: str = "lens") -> dict[str, np.ndarray]:
+def lens_readouts(model: CodiModel | PreTrainedModel, hidden, layers, k: int, tuned=None,
+                  prefix: str = "lens") -> dict[str, np.ndarray]:
     """Capture-time read-outs with the model's modules.
 
     Args:
@@ -51,6 +58,7 @@ def lens_readouts(model, hidden, layers, k: int, tuned=None, prefix: str = "lens
         k: top-k size.
         tuned: a `TunedLens` (its translators are applied per layer first), or None.
         prefix: variable prefix (`lens` or `tuned_lens`).
+
     Returns:
         `{prefix}_top_ids [e, s, l, k]`, `{prefix}_top_probs [e, s, l, k]`, `{prefix}_entropy [e, s, l]`.
     """
@@ -80,6 +88,7 @@ def store_lens(ds, k: int = 10, unembedding: Unembedding | None = None, translat
         k: top-k size.
         unembedding: the unembedding to use; default: the one the store carries.
         translators: `{layer: (W [dim, dim], b [dim])}` of a tuned lens (h + W h + b), or None.
+
     Returns:
         an `xarray.Dataset` with `lens_top_ids`, `lens_top_probs`, `lens_entropy`
         (dims example, step, layer[, k]) and `top_string` (the top-k tokens as text, if the store

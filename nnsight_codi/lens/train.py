@@ -28,7 +28,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,7 +36,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.fingerprint import WEIGHTS_KEY, model_weights, same_weights
+from .logit import _module, final_norm, unembedding
 from .tuned import TunedLens
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..tracing.codi_model import CodiModel
 
 DATA_MODES = ("text", "latents", "latent:N")
 CHECKPOINT = "checkpoint.pt"
@@ -44,7 +50,8 @@ CHECKPOINT = "checkpoint.pt"
 
 def parse_data_mode(mode: str, num_latents: int) -> tuple[str, tuple[int, ...]]:
     """`text` → ('text', ()); `latents` → ('latents', (1..K)); `latent:N` or the step name
-    `latentN` → ('latents', (N,))."""
+    `latentN` → ('latents', (N,)).
+    """
     mode = str(mode).strip()
     if re.fullmatch(r"latent\d+", mode):
         mode = f"latent:{mode[6:]}"
@@ -88,18 +95,16 @@ class LensData:
         return LensData(self.hidden[a], self.final[a]), LensData(self.hidden[b], self.final[b])
 
 
-def _lm(model):
-    return getattr(model, "_module", model)
+def _lm(model: CodiModel | PreTrainedModel) -> PreTrainedModel:
+    return _module(model)
 
 
-def _final_normed(model, h_last: Tensor) -> Tensor:
-    from .logit import final_norm
-
+def _final_normed(model: CodiModel | PreTrainedModel, h_last: Tensor) -> Tensor:
     with torch.inference_mode():
         return final_norm(_lm(model))(h_last.to(next(_lm(model).parameters()).dtype)).float()
 
 
-def teacher_ids(codi, row: dict) -> list[int]:
+def teacher_ids(codi: CodiModel, row: dict) -> list[int]:
     """The teacher sequence `[question][bot][CoT][eot][answer]` of one dataset row."""
     from ..training.encode import encode_example
 
@@ -116,7 +121,7 @@ def teacher_ids(codi, row: dict) -> list[int]:
 
 
 @torch.inference_mode()
-def collect_text(codi, dataset, batch_size: int = 32, progress: bool = True) -> LensData:
+def collect_text(codi: CodiModel, dataset, batch_size: int = 32, progress: bool = True) -> LensData:
     """Every position of the teacher texts (plain forward passes of the CODI model's LM)."""
     lm = _lm(codi)
     device = next(lm.parameters()).device
@@ -141,7 +146,8 @@ def collect_text(codi, dataset, batch_size: int = 32, progress: bool = True) -> 
 
 
 @torch.inference_mode()
-def collect_latents(codi, dataset, steps: tuple[int, ...], batch_size: int = 32, progress: bool = True) -> LensData:
+def collect_latents(codi: CodiModel, dataset, steps: tuple[int, ...], batch_size: int = 32,
+                    progress: bool = True) -> LensData:
     """The residual stream at latent `steps` of CODI runs (the one latent loop with a `Capture` hook)."""
     from ..tracing.capture import Capture, assemble
     from ..tracing.loop import run_loop
@@ -160,7 +166,7 @@ def collect_latents(codi, dataset, steps: tuple[int, ...], batch_size: int = 32,
     return LensData(h[:, :L].contiguous(), _final_normed(codi, h[:, L]))
 
 
-def collect_from_store(codi, ds, steps: tuple[int, ...]) -> LensData:
+def collect_from_store(codi: CodiModel, ds, steps: tuple[int, ...]) -> LensData:
     """Lens data from a store's `hidden` (it must hold every layer 0..L) at `steps`."""
     if "hidden" not in ds:
         raise ValueError("the store has no `hidden`; capture it with --what hidden")
@@ -175,7 +181,7 @@ def collect_from_store(codi, ds, steps: tuple[int, ...]) -> LensData:
     return LensData(h[:, :L].contiguous(), _final_normed(codi, h[:, L]))
 
 
-def collect(codi, dataset, mode: str, batch_size: int = 32, progress: bool = True, store=None) -> LensData:
+def collect(codi: CodiModel, dataset, mode: str, batch_size: int = 32, progress: bool = True, store=None) -> LensData:
     """Lens data for a data mode (`text`, `latents`, `latent:N`)."""
     kind, steps = parse_data_mode(mode, codi.num_latents)
     if kind == "text":
@@ -185,13 +191,12 @@ def collect(codi, dataset, mode: str, batch_size: int = 32, progress: bool = Tru
     return collect_latents(codi, dataset, steps, batch_size, progress)
 
 
-def layer_kl(codi, lens: TunedLens | None, hidden: Tensor, final: Tensor) -> Tensor:
+def layer_kl(codi: CodiModel, lens: TunedLens | None, hidden: Tensor, final: Tensor) -> Tensor:
     """`Float[Tensor, "layer"]`: mean KL(p_final || q_l) over positions for layers 0..L-1
-    (lens None = the logit lens)."""
-    from .logit import final_norm
-
+    (lens None = the logit lens).
+    """
     lm = _lm(codi)
-    head, norm = lm.get_output_embeddings(), final_norm(lm)
+    head, norm = unembedding(lm), final_norm(lm)
     logp = torch.log_softmax(head(final).float(), -1)
     out = []
     for layer in range(hidden.shape[1]):
@@ -217,7 +222,7 @@ class TrainConfig:
     save_every: int = 100
 
 
-def train_tuned_lens(codi, data: LensData, config: TrainConfig | None = None, out: str | Path | None = None,
+def train_tuned_lens(codi: CodiModel, data: LensData, config: TrainConfig | None = None, out: str | Path | None = None,
                      progress: bool = True, meta: dict[str, Any] | None = None) -> TunedLens:
     """Train translators on `data`; with `out`, checkpoint there and save the lens (resumable)."""
     cfg = config or TrainConfig()
@@ -262,7 +267,7 @@ def train_tuned_lens(codi, data: LensData, config: TrainConfig | None = None, ou
         bar.update(1)
         bar.set_postfix(kl=f"{loss.item():.3f}")
         if ckpt is not None and ((step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps):
-            Path(out).mkdir(parents=True, exist_ok=True)
+            ckpt.parent.mkdir(parents=True, exist_ok=True)  # = out
             torch.save({"lens": lens.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "step": step + 1, "meta": json.loads(json.dumps(meta)), WEIGHTS_KEY: weights}, ckpt)
     bar.close()
@@ -273,7 +278,7 @@ def train_tuned_lens(codi, data: LensData, config: TrainConfig | None = None, ou
     return lens
 
 
-def evaluate_lens(codi, lens: TunedLens, data: LensData, batch: int = 4096) -> list[dict[str, float]]:
+def evaluate_lens(codi: CodiModel, lens: TunedLens, data: LensData, batch: int = 4096) -> list[dict[str, float]]:
     """Per-layer held-out KL to the final distribution for the logit and the tuned lens (nats)."""
     logit = torch.zeros(data.hidden.shape[1])
     tuned = torch.zeros(data.hidden.shape[1])

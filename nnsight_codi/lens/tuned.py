@@ -26,12 +26,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from .unembed import exact_weight_hash, weight_hash
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..tracing.codi_model import CodiModel
 
 CONFIG_NAME = "config.json"
 PARAMS_NAME = "params.pt"
@@ -64,14 +69,14 @@ class TunedLens(nn.Module):
         return self.config["num_hidden_layers"]
 
     @classmethod
-    def for_model(cls, model, **extra: Any) -> TunedLens:
+    def for_model(cls, model: CodiModel | PreTrainedModel, **extra: Any) -> TunedLens:
         """An untrained (zero) lens for a CODI model / HF LM."""
-        from .logit import _module
+        from .logit import _module, unembedding
 
         lm = _module(model)
         cfg = getattr(model, "codi_config", None)
         return cls(d_model=int(lm.config.hidden_size), num_hidden_layers=int(lm.config.num_hidden_layers),
-                   unembed_hash=weight_hash(lm.get_output_embeddings().weight),
+                   unembed_hash=weight_hash(unembedding(lm).weight),
                    base_model_name_or_path=base_model_name(model),
                    base_model_revision=cfg.revision if cfg else None, extra=extra)
 
@@ -81,13 +86,13 @@ class TunedLens(nn.Module):
             raise ValueError(f"layer {layer} out of range 0..{self.num_layers}")
         if layer == self.num_layers:
             return h
-        t = self.layer_translators[layer]
+        t = cast(nn.Linear, self.layer_translators[layer])
         return h + t(h.to(t.weight.dtype)).to(h.dtype)
 
     def translators(self) -> dict[int, tuple[Any, Any]]:
         """`{layer: (W, b)}` as numpy arrays (for the offline lens)."""
         out = {}
-        for i, t in enumerate(self.layer_translators):
+        for i, t in enumerate(cast(list[nn.Linear], list(self.layer_translators))):
             b = t.bias if t.bias is not None else torch.zeros(t.weight.shape[0])
             out[i] = (t.weight.detach().float().cpu().numpy(), b.detach().float().cpu().numpy())
         return out
@@ -138,9 +143,9 @@ class TunedLens(nn.Module):
             lens.check_model(model)
         return lens
 
-    def check_model(self, model) -> None:
+    def check_model(self, model: CodiModel | PreTrainedModel) -> None:
         """Raise `ValueError` unless this lens fits `model` (shape and unembedding hash)."""
-        from .logit import _module
+        from .logit import _module, unembedding
 
         lm = _module(model)
         d, layers = int(lm.config.hidden_size), int(lm.config.num_hidden_layers)
@@ -148,17 +153,18 @@ class TunedLens(nn.Module):
             raise ValueError(f"tuned lens has d_model={self.config['d_model']}, {self.num_layers} layers; "
                              f"the model has d_model={d}, {layers} layers")
         expected = self.config.get("unembed_hash")
-        weight = lm.get_output_embeddings().weight
+        weight = unembedding(lm).weight
         actual = weight_hash(weight)
         if expected and expected != actual and expected != exact_weight_hash(weight):
             raise ValueError(f"tuned lens was trained for another model: unembedding hash {expected[:12]}… "
                              f"!= this model's {actual[:12]}… (base {self.config['base_model_name_or_path']!r})")
 
 
-def base_model_name(model) -> str:
+def base_model_name(model: CodiModel | PreTrainedModel) -> str:
     """What to record as `base_model_name_or_path`: a name `load_model` (and, for plain HF models,
     tuned-lens) can load again — `tiny` / `tiny-instruct` for the shipped models, the hub id a
-    CODI checkpoint was converted from, else the directory the model was loaded from."""
+    CODI checkpoint was converted from, else the directory the model was loaded from.
+    """
     import re
 
     from ..models.sources import TINY_INSTRUCT_DIR, TINY_MODEL_DIR

@@ -19,9 +19,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+    from ..tracing.codi_model import CodiModel
 
 NORMS = ("layernorm", "rmsnorm")
 # numpy's default print options: `weight_hash` prints under these whatever the caller has set
@@ -85,6 +91,7 @@ class Unembedding:
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:
         """The logit lens: `Float[ndarray, "... dim"]` → `Float[ndarray, "... vocab"]`."""
+        assert self.bias is not None  # __post_init__ fills it
         return self.normed(hidden) @ self.weight.T.astype(np.float64) + self.bias
 
     def unembedding_hash(self) -> str:
@@ -93,15 +100,15 @@ class Unembedding:
 
     # -- I/O ------------------------------------------------------------------
     @classmethod
-    def from_model(cls, model) -> Unembedding:
+    def from_model(cls, model: CodiModel | PreTrainedModel) -> Unembedding:
         """Copy the final norm and W_U of a CODI model / HF causal LM (needs torch)."""
-        from .logit import _module, final_norm
+        from .logit import _module, final_norm, unembedding
 
         lm = _module(model)
         norm = final_norm(lm)
-        head = lm.get_output_embeddings()
+        head = unembedding(lm)
         kind = norm_kind(norm)
-        weight = norm.weight.detach().float().cpu().numpy()
+        weight = cast("torch.Tensor", norm.weight).detach().float().cpu().numpy()
         bias = getattr(norm, "bias", None)
         eps = float(getattr(norm, "eps", None) or getattr(norm, "variance_epsilon", None) or 1e-5)
         head_bias = getattr(head, "bias", None)
@@ -146,7 +153,8 @@ def weight_hash(weight: Any) -> str:
 
 def exact_weight_hash(weight: Any) -> str:
     """sha256 of a matrix's float32 bytes: the hash lenses written before tuned-lens's scheme carry
-    (still accepted when loading them)."""
+    (still accepted when loading them).
+    """
     if hasattr(weight, "detach"):
         weight = weight.detach().float().cpu().numpy()
     return hashlib.sha256(np.ascontiguousarray(weight, dtype=np.float32).tobytes()).hexdigest()

@@ -72,7 +72,8 @@ def final_answer(answer_text: str) -> float:
 
 def problem_truth(question: str, answer_text: str, intermediates: Sequence[float] | None = None) -> dict[str, Any]:
     """`{answer, intermediates, operands}` of one problem (intermediates given, or parsed from
-    `<<a op b=c>>` annotations of the answer text)."""
+    `<<a op b=c>>` annotations of the answer text).
+    """
     inter = [float(x) for x in intermediates] if intermediates is not None else calculator_results(answer_text)
     answer = final_answer(answer_text)
     if answer != answer and inter:
@@ -116,6 +117,7 @@ def hits(values: np.ndarray, sets: Sequence[set[float]], k: int) -> np.ndarray:
     Args:
         values: `Float[ndarray, "example ... k_all"]` numbers of the read-out tokens (NaN = not a number).
         sets: one target set per example.
+
     Returns:
         `Bool[ndarray, "example ..."]`.
     """
@@ -147,7 +149,8 @@ def one_op_away(value: float, answer: float, numbers: Iterable[float]) -> bool:
 
 def settle_step(top1: np.ndarray) -> np.ndarray:
     """`Int[ndarray, "example"]`: the first position (0-based along the last axis) after which each
-    example's top-1 read-out `[example, step]` no longer changes."""
+    example's top-1 read-out `[example, step]` no longer changes.
+    """
     same_as_last = top1 == top1[:, -1:]
     # first index from which every later entry equals the last
     rev = np.cumprod(same_as_last[:, ::-1], axis=1)[:, ::-1]

@@ -79,11 +79,17 @@ class BackgroundStoreWriter(StoreWriter):
             self._stop()
         super().close()
 
+    @property
+    def _open_queue(self) -> queue.Queue:
+        """The queue of batches to write, which exists from `open()` on."""
+        assert self._queue is not None, "the writer is not open"
+        return self._queue
+
     def _stop(self) -> None:
         if self._thread is None:
             return
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            self._open_queue.put(_STOP)
             self._thread.join()
         self._thread = None
 
@@ -100,7 +106,7 @@ class BackgroundStoreWriter(StoreWriter):
             self._queued.update(int(i) for i in batch[0])
         while True:  # wake up now and then, so a dead writer thread cannot block the caller
             try:
-                self._queue.put(batch, timeout=0.5)
+                self._open_queue.put(batch, timeout=0.5)
                 return
             except queue.Full:
                 self._raise_error()
@@ -118,7 +124,7 @@ class BackgroundStoreWriter(StoreWriter):
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            item = self._open_queue.get()
             try:
                 if item is _STOP:
                     return
@@ -130,7 +136,7 @@ class BackgroundStoreWriter(StoreWriter):
                 with self._guard:
                     self._queued.difference_update(int(i) for i in item[0])
             finally:
-                self._queue.task_done()
+                self._open_queue.task_done()
 
     def _raise_error(self) -> None:
         if self._error is not None:

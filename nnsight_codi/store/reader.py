@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -68,9 +68,10 @@ def open_store(path: str | os.PathLike, *, complete_only: bool = True,
 DASK_CHUNK_BYTES = 128 * 2 ** 20
 
 
-def read_chunks(var: xr.DataArray) -> dict[str, int]:
+def read_chunks(var: xr.DataArray) -> dict[Hashable, int]:
     """Dask chunks to read a stored variable with: as stored; for a sharded one, stored chunks
-    merged along `example` up to `DASK_CHUNK_BYTES` (the reads inside stay per stored chunk)."""
+    merged along `example` up to `DASK_CHUNK_BYTES` (the reads inside stay per stored chunk).
+    """
     enc = var.encoding
     stored = dict(enc.get("preferred_chunks") or dict(zip(var.dims, enc.get("chunks") or var.shape)))
     if not enc.get("shards") or "example" not in stored:
@@ -153,7 +154,8 @@ def concat_stores(stores: Iterable[StoreLike], dim: str = "example") -> xr.Datas
 
 
 def concat_conditions(stores: Mapping[str, StoreLike], dim: str = "condition",
-                      join: str = "inner") -> xr.Dataset:
+                      join: Literal["outer", "inner", "left", "right", "exact", "override"] = "inner",
+                      ) -> xr.Dataset:
     """Stack stores of the same examples along a new labeled dim (`condition`).
 
     `join="inner"` keeps the examples present (complete) in every store; `"exact"` requires
@@ -184,7 +186,7 @@ def _check_same_coords(dsets: list[xr.Dataset], exclude: Sequence[str]) -> None:
                 continue
             a, b = first.coords.get(name), d.coords.get(name)
             if (a is None) != (b is None) or (
-                    a is not None and not np.array_equal(np.asarray(a.values, dtype=object),
+                    a is not None and b is not None and not np.array_equal(np.asarray(a.values, dtype=object),
                                                          np.asarray(b.values, dtype=object))):
                 raise StoreError(f"stores 0 and {i} differ in coordinate {name!r}: "
                                  f"{None if a is None else a.values.tolist()} vs "
@@ -203,7 +205,7 @@ def _pad_positions(dsets: list[xr.Dataset]) -> list[xr.Dataset]:
     out = []
     for d in dsets:
         if "position" in d.dims and d.sizes["position"] < target.size:
-            fills = {name: _fill_of(d, name) for name in d.data_vars
+            fills = {name: _fill_of(d, str(name)) for name in d.data_vars
                      if "position" in d[name].dims}
             d = d.reindex(position=target, fill_value=fills)
         out.append(d)

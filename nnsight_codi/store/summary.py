@@ -36,7 +36,7 @@ def store_summary(path: str | os.PathLike) -> dict[str, Any]:
             "chunks": list(enc_chunks.values()) if isinstance(enc_chunks, dict)
             else list(enc_chunks or []),
             "bytes": int(var.nbytes),
-            "bytes_on_disk": dir_bytes(path / name),
+            "bytes_on_disk": dir_bytes(path / str(name)),
         }
     coords = {name: {"dims": list(c.dims), "dtype": str(c.dtype)} for name, c in ds.coords.items()}
     if "step_name" in ds.coords:

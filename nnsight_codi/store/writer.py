@@ -390,7 +390,7 @@ class StoreWriter:
             dtype = spec.dtype(self.dtype)
             chunks = self._chunks(name)
             fill = spec.fill_value(self.pad_id)
-            attrs = {"description": spec.doc}
+            attrs: dict[str, Any] = {"description": spec.doc}
             if "step" in spec.dims:
                 attrs["step_convention"] = STEP_DOC
             if "layer" in spec.dims:
@@ -444,7 +444,8 @@ class StoreWriter:
         one step × one layer × `chunk` examples, so the analyses' slices (one step/layer × all
         examples, one example × all steps) read only what they need, while a batch still writes
         one file per variable. None: not sharded (other variables, or batches under
-        `SHARD_MIN_BYTES`)."""
+        `SHARD_MIN_BYTES`).
+        """
         if name not in SHARDED:
             return None
         dims = VARIABLES[name].dims
@@ -453,12 +454,12 @@ class StoreWriter:
         return inner if itemsize * int(np.prod(inner)) >= SHARD_MIN_BYTES else None
 
     def _create_template(self) -> None:
-        import zarr
+        from zarr.codecs import BloscCodec, ZstdCodec
 
         ds = self.template()
         codec = {
-            "blosc": [zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")],
-            "zstd": [zarr.codecs.ZstdCodec(level=1)],
+            "blosc": [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")],
+            "zstd": [ZstdCodec(level=1)],
             "none": None,
         }[self.compression]
         encoding = {name: {"chunks": self._chunks(name), "compressors": codec}

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from ..tokenization import build_word_tokenizer, special_ids
 
@@ -35,7 +43,7 @@ def build_tiny_gpt2(tokenizer, n_layer: int = 4, n_embd: int = 128, n_head: int 
 
 
 def tiny_base(max_number: int = 999, n_layer: int = 4, n_embd: int = 128, n_head: int = 4,
-              seed: int = 0, number_init: str = "random") -> tuple[nn.Module, object, dict[str, int]]:
+              seed: int = 0, number_init: str = "random") -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, int]]:
     """`(model, tokenizer, ids)` for the tiny word-level model; ids: pad_id, bot_id, eot_id, eos_id.
 
     `number_init="fourier"` initialises the number tokens' embeddings with `number_features`.
@@ -46,17 +54,24 @@ def tiny_base(max_number: int = 999, n_layer: int = 4, n_embd: int = 128, n_head
     return model, tok, special_ids(tok)
 
 
-def init_number_embeddings(model: nn.Module, tokenizer, max_number: int, number_init: str = "fourier") -> None:
+def init_number_embeddings(model: PreTrainedModel, tokenizer, max_number: int, number_init: str = "fourier") -> None:
     """`"fourier"`: set the number tokens' input embeddings from `number_features` (in place);
-    `"random"`: leave the init as is."""
+    `"random"`: leave the init as is.
+    """
     if number_init == "fourier":
         ids = [tokenizer.convert_tokens_to_ids(str(n)) for n in range(max_number + 1)]
         with torch.no_grad():
-            emb = model.get_input_embeddings().weight
+            emb = embedding_matrix(model)
             feats = number_features(max_number + 1, emb.shape[1])
             emb[ids, : feats.shape[1]] = feats
     elif number_init != "random":
         raise ValueError(f"number_init must be 'random' or 'fourier', got {number_init!r}")
+
+
+def embedding_matrix(model: PreTrainedModel) -> torch.Tensor:
+    """The input-embedding weight `Float[Tensor, "vocab d"]` (the live parameter, not a copy)."""
+    # transformers types get_input_embeddings() as nn.Module, whose .weight is Tensor | Module.
+    return cast(torch.Tensor, model.get_input_embeddings().weight)
 
 
 def number_features(count: int, dim: int, scale: float = 0.05) -> torch.Tensor:
@@ -74,7 +89,7 @@ def number_features(count: int, dim: int, scale: float = 0.05) -> torch.Tensor:
     return scale * torch.cat([angles.cos(), angles.sin()], dim=1)
 
 
-def hf_base(directory: str | Path, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, object, dict[str, int]]:
+def hf_base(directory: str | Path, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, int]]:
     """Load a local HF causal LM and add pad/bot/eot (V, V+1, V+2) where missing. Offline only."""
     path = Path(directory)
     if not (path / "config.json").is_file():
@@ -90,7 +105,7 @@ def hf_base(directory: str | Path, dtype: torch.dtype = torch.float32) -> tuple[
     added["additional_special_tokens"] = [BOT_TOKEN, EOT_TOKEN]
     tok.add_special_tokens(added, replace_extra_special_tokens=False) if _accepts_replace(tok) \
         else tok.add_special_tokens(added)
-    if model.get_input_embeddings().weight.shape[0] < len(tok):
+    if embedding_matrix(model).shape[0] < len(tok):
         model.resize_token_embeddings(len(tok))
     ids = {
         "pad_id": tok.pad_token_id,
@@ -111,5 +126,6 @@ def _accepts_replace(tok) -> bool:
 
 
 def family_of(model: nn.Module) -> str:
+    """The checkpoint family of a model: `"llama"`, `"gpt2"`, or else its config's `model_type`."""
     kind = getattr(getattr(model, "config", None), "model_type", "") or ""
     return "llama" if "llama" in kind else ("gpt2" if "gpt2" in kind else kind)

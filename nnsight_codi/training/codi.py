@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,9 @@ from torch import Tensor, nn
 from ..models.kv_cache import cache_kwargs, output_cache
 from ..tracing.batching import extend_mask, next_positions, positions_from_mask
 from .encode import Batch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def final_norm(model: nn.Module) -> nn.Module:
@@ -58,7 +62,7 @@ class LatentRun:
     hidden: list[tuple[Tensor, ...]]
 
 
-def run_latents(model: nn.Module, prj: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor,
+def run_latents(model: PreTrainedModel, prj: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor,
                 num_latents: int, keep_hidden: bool = False) -> LatentRun:
     """Prompt call then `num_latents` latent calls (the inference loop's convention).
 
@@ -73,7 +77,7 @@ def run_latents(model: nn.Module, prj: nn.Module, prompt_ids: Tensor, prompt_mas
     return continue_latents(model, prj, out, prompt_mask, num_latents, keep_hidden)
 
 
-def continue_latents(model: nn.Module, prj: nn.Module, out, mask: Tensor, num_latents: int,
+def continue_latents(model: PreTrainedModel, prj: nn.Module, out, mask: Tensor, num_latents: int,
                      keep_hidden: bool = False) -> LatentRun:
     """The K latent calls after a call `out` whose last position is bot; `mask` covers the cache."""
     hidden = [tuple(h[:, -1] for h in out.hidden_states)] if keep_hidden else []
@@ -117,7 +121,7 @@ def distillation_loss(student: Sequence[Tensor], teacher: Sequence[Tensor], kind
     return torch.stack(losses).mean()
 
 
-def teacher_pass(model: nn.Module, batch: Batch, use_cache: bool = False):
+def teacher_pass(model: PreTrainedModel, batch: Batch, use_cache: bool = False):
     """Teacher CE over CoT + answer and the hidden states at the distilled token.
 
     Returns `(ce, [Float[Tensor, "batch dim"]] * (L+1), cache or None)`.
@@ -130,9 +134,10 @@ def teacher_pass(model: nn.Module, batch: Batch, use_cache: bool = False):
     return ce, _gather(out.hidden_states, batch.teacher_distill), (output_cache(out) if use_cache else None)
 
 
-def student_latents_from_teacher(model: nn.Module, prj: nn.Module, batch: Batch, cache, num_latents: int) -> LatentRun:
+def student_latents_from_teacher(model: PreTrainedModel, prj: nn.Module, batch: Batch, cache, num_latents: int) -> LatentRun:
     """Student prompt reusing the teacher's question encoding: crop the teacher's KV cache to the
-    question block, then one call on the prompt suffix ((eos,) bot), then the K latents."""
+    question block, then one call on the prompt suffix ((eos,) bot), then the K latents.
+    """
     cache.crop(-(batch.teacher_ids.shape[1] - batch.question_width))
     q_mask = batch.teacher_mask[:, : batch.question_width]
     n = batch.student_suffix.shape[1]
@@ -142,7 +147,7 @@ def student_latents_from_teacher(model: nn.Module, prj: nn.Module, batch: Batch,
     return continue_latents(model, prj, out, extend_mask(q_mask, n), num_latents)
 
 
-def student_pass(model: nn.Module, prj: nn.Module, batch: Batch, num_latents: int, pad_id: int,
+def student_pass(model: PreTrainedModel, prj: nn.Module, batch: Batch, num_latents: int, pad_id: int,
                  run: LatentRun | None = None) -> tuple[Tensor, list[Tensor]]:
     """Student CE on the answer after eot (teacher forcing) and its hidden states at the distilled token.
 
@@ -161,7 +166,7 @@ def student_pass(model: nn.Module, prj: nn.Module, batch: Batch, num_latents: in
     return ce, _gather(out.hidden_states, batch.student_distill)
 
 
-def codi_losses(model: nn.Module, prj: nn.Module, batch: Batch, *, num_latents: int, pad_id: int,
+def codi_losses(model: PreTrainedModel, prj: nn.Module, batch: Batch, *, num_latents: int, pad_id: int,
                 teacher_weight: float = 1.0, student_weight: float = 1.0, distill_weight: float = 1.0,
                 distill_loss: str = "smooth_l1", div_std: bool = True,
                 teacher_only: bool = False, shared_prompt: bool = True) -> dict[str, Tensor]:

@@ -15,6 +15,8 @@ word tokenizer and GPT-2, " " for Llama), located with character offsets.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 
 import torch
@@ -114,7 +116,7 @@ class Batch:
     answers: list[str]
 
     def to(self, device: str | torch.device) -> "Batch":
-        return Batch(**{k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()})
+        return dataclasses.replace(self, **{k: v.to(device) for k, v in self.__dict__.items() if isinstance(v, Tensor)})
 
 
 def collate(examples: list[Encoded], *, pad_id: int, bot_id: int, eot_id: int, eos_id: int,

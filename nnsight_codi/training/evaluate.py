@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,9 @@ from ..models.kv_cache import cache_kwargs, output_cache
 from ..tracing.batching import extend_mask, left_pad, next_positions, positions_from_mask
 from .codi import final_norm, run_latents
 from .encode import clean_question
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 _NUM = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -36,7 +40,13 @@ def parse_answer(text: str) -> str | None:
     return nums[-1] if nums else None
 
 
+def _unembedding(model: PreTrainedModel) -> nn.Module:
+    # a causal LM always has one; transformers types get_output_embeddings() as Optional
+    return cast(nn.Module, model.get_output_embeddings())
+
+
 def same_number(pred: str | None, gold: str) -> bool:
+    """Whether a parsed prediction matches the gold answer: as numbers within 1e-6, else as stripped strings."""
     if pred is None:
         return False
     try:
@@ -45,7 +55,7 @@ def same_number(pred: str | None, gold: str) -> bool:
         return pred.strip() == gold.strip()
 
 
-def _greedy(model: nn.Module, first_logits: Tensor, cache: object, mask: Tensor, max_new_tokens: int,
+def _greedy(model: PreTrainedModel, first_logits: Tensor, cache: object, mask: Tensor, max_new_tokens: int,
             eos_id: int | None, banned: Sequence[int]) -> list[list[int]]:
     """Greedy decoding continuing a cached run: `first_logits` `Float[Tensor, "batch vocab"]`."""
     batch = first_logits.shape[0]
@@ -72,7 +82,7 @@ def _greedy(model: nn.Module, first_logits: Tensor, cache: object, mask: Tensor,
 
 
 @torch.no_grad()
-def student_generate(model: nn.Module, prj: nn.Module, tokenizer, questions: Sequence[str], *, num_latents: int,
+def student_generate(model: PreTrainedModel, prj: nn.Module, tokenizer, questions: Sequence[str], *, num_latents: int,
                      bot_id: int, eot_id: int, pad_id: int, eos_id: int | None, remove_eos: bool = True,
                      prompt_suffix: str = "", max_new_tokens: int = 12, keep_hidden: bool = False,
                      ) -> tuple[list[str], list[tuple[Tensor, ...]]]:
@@ -95,7 +105,7 @@ def student_generate(model: nn.Module, prj: nn.Module, tokenizer, questions: Seq
 
 
 @torch.no_grad()
-def teacher_generate(model: nn.Module, tokenizer, questions: Sequence[str], *, pad_id: int, eos_id: int | None,
+def teacher_generate(model: PreTrainedModel, tokenizer, questions: Sequence[str], *, pad_id: int, eos_id: int | None,
                      eot_id: int, bot_id: int, prompt_suffix: str = "", max_new_tokens: int = 48) -> list[str]:
     """Free-running explicit-CoT generation from the question alone (bot/eot banned)."""
     device = next(model.parameters()).device
@@ -133,8 +143,8 @@ def _score(texts: list[str], answers: Sequence[str], steps: Sequence[int] | None
     return EvalResult(sum(correct) / max(1, len(correct)), len(correct), texts, by_steps)
 
 
-def evaluate_student(model, prj, tokenizer, questions, answers, *, num_latents: int, ids: dict[str, int],
-                     remove_eos: bool = True, prompt_suffix: str = "", batch_size: int = 128,
+def evaluate_student(model: PreTrainedModel, prj: nn.Module, tokenizer, questions, answers, *, num_latents: int,
+                     ids: dict[str, int], remove_eos: bool = True, prompt_suffix: str = "", batch_size: int = 128,
                      steps: Sequence[int] | None = None) -> EvalResult:
     """Greedy latent-loop accuracy with `num_latents` latents. `ids`: pad_id, bot_id, eot_id, eos_id."""
     was_training = model.training
@@ -142,14 +152,15 @@ def evaluate_student(model, prj, tokenizer, questions, answers, *, num_latents: 
     texts: list[str] = []
     for sl in _batches(len(questions), batch_size):
         t, _ = student_generate(model, prj, tokenizer, questions[sl], num_latents=num_latents, remove_eos=remove_eos,
-                                prompt_suffix=prompt_suffix, **ids)
+                                prompt_suffix=prompt_suffix, bot_id=ids["bot_id"], eot_id=ids["eot_id"],
+                                pad_id=ids["pad_id"], eos_id=ids["eos_id"])
         texts += t
     model.train(was_training); prj.train(was_training)
     return _score(texts, answers, steps)
 
 
-def evaluate_teacher(model, tokenizer, questions, answers, *, ids: dict[str, int], prompt_suffix: str = "",
-                     batch_size: int = 128, steps: Sequence[int] | None = None,
+def evaluate_teacher(model: PreTrainedModel, tokenizer, questions, answers, *, ids: dict[str, int],
+                     prompt_suffix: str = "", batch_size: int = 128, steps: Sequence[int] | None = None,
                      max_new_tokens: int = 48) -> EvalResult:
     """Explicit-CoT accuracy of the teacher (free-running greedy CoT, then the answer)."""
     was_training = model.training
@@ -164,8 +175,9 @@ def evaluate_teacher(model, tokenizer, questions, answers, *, ids: dict[str, int
 
 
 @torch.no_grad()
-def lens_table(model, prj, tokenizer, questions, intermediates: Sequence[Sequence[int]], *, num_latents: int,
-               ids: dict[str, int], remove_eos: bool = True, prompt_suffix: str = "", batch_size: int = 128,
+def lens_table(model: PreTrainedModel, prj: nn.Module, tokenizer, questions, intermediates: Sequence[Sequence[int]], *,
+               num_latents: int, ids: dict[str, int], remove_eos: bool = True, prompt_suffix: str = "",
+               batch_size: int = 128,
                top_k: int = 5) -> dict:
     """Logit lens (final norm + unembedding) on every layer at every latent step.
 
@@ -181,7 +193,7 @@ def lens_table(model, prj, tokenizer, questions, intermediates: Sequence[Sequenc
     is the rate at which the top-1 equals intermediate j (j = 0..max_steps-2).
     """
     model.eval(); prj.eval()
-    norm, head = final_norm(model), model.get_output_embeddings()
+    norm, head = final_norm(model), _unembedding(model)
     number_id = {}
     for v in {v for vals in intermediates for v in vals}:
         tid = tokenizer.convert_tokens_to_ids(str(v))
@@ -228,6 +240,7 @@ def lens_table(model, prj, tokenizer, questions, intermediates: Sequence[Sequenc
     result: dict = {"n": n, "top_k": top_k, "steps": n_steps, "layers": n_layers}
     if n == 0:
         return result
+    assert n_layers is not None  # set by the first batch, and n > 0
     for key in ("top1", "topk", "chance_top1", "chance_topk"):
         result[key] = [[acc[(key, s, l)] / n for l in range(1, n_layers + 1)] for s in range(n_steps)]
     result["per_value_top1"] = [[[acc[("value", s, l, j)] / n for j in range(width)]
@@ -235,11 +248,11 @@ def lens_table(model, prj, tokenizer, questions, intermediates: Sequence[Sequenc
     return result
 
 
-def lens_top_tokens(model, prj, tokenizer, questions, *, num_latents: int, ids: dict[str, int],
-                    remove_eos: bool = True, prompt_suffix: str = "") -> list[list[str]]:
+def lens_top_tokens(model: PreTrainedModel, prj: nn.Module, tokenizer, questions, *, num_latents: int,
+                    ids: dict[str, int], remove_eos: bool = True, prompt_suffix: str = "") -> list[list[str]]:
     """The last layer's top-1 lens token at each step (0..K) for each question (for examples)."""
     model.eval(); prj.eval()
-    head = model.get_output_embeddings()
+    head = _unembedding(model)
     with torch.no_grad():
         _, hidden = student_generate(model, prj, tokenizer, questions, num_latents=num_latents, remove_eos=remove_eos,
                                      prompt_suffix=prompt_suffix, max_new_tokens=1, keep_hidden=True, **ids)

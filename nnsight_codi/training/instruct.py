@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
+from transformers import PreTrainedModel
 
 from ..instruct import COT_INSTRUCTION, DIRECT_INSTRUCTION, INSTRUCT_FILE, evaluate_instruct, user_message
 from ..models.projection import build_projection
 from ..tokenization import build_word_tokenizer, special_ids
-from .base import build_tiny_gpt2, init_number_embeddings
+from .base import build_tiny_gpt2, embedding_matrix, init_number_embeddings
 from .config import TrainConfig
 from .encode import Encoded, prepare_cot
 from .trainer import Setup, load_data, train
@@ -109,7 +109,8 @@ def _words(text: str) -> list[str]:
 
 def build_instruct_tokenizer(cfg: InstructConfig):
     """The word-level tokenizer (synthetic vocabulary + instruction words, numbers 0..max_number),
-    role tokens as special tokens, and `cfg.chat_template` as its chat template."""
+    role tokens as special tokens, and `cfg.chat_template` as its chat template.
+    """
     from ..data.synthetic import template_words
 
     words = set(template_words())
@@ -123,7 +124,8 @@ def build_instruct_tokenizer(cfg: InstructConfig):
 
 def extend_word_tokenizer(tokenizer, words, directory: str | Path):
     """A copy of a word-level tokenizer with `words` missing from its vocabulary appended (new ids
-    after every existing one, so all old ids keep their meaning); saved to and loaded from `directory`."""
+    after every existing one, so all old ids keep their meaning); saved to and loaded from `directory`.
+    """
     from transformers import AutoTokenizer
 
     directory = Path(directory)
@@ -153,34 +155,38 @@ def extend_word_tokenizer(tokenizer, words, directory: str | Path):
 
 def warm_start_setup(cfg: InstructConfig) -> Setup:
     """The `Setup` of a continued run: the model and tokenizer of `cfg.init_from`, the vocabulary
-    extended by the instruction words it lacks (embedding rows: mean word embedding + seeded noise)."""
+    extended by the instruction words it lacks (embedding rows: mean word embedding + seeded noise).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if cfg.init_from is None:
+        raise ValueError("warm_start_setup needs cfg.init_from")
     src = Path(cfg.init_from)
     tok = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
     words = {w for text in cfg.all_instruction_texts() for w in _words(text) if not w.isdigit()}
     tok = extend_word_tokenizer(tok, words, Path(cfg.out) / "tokenizer")
     tok.chat_template = cfg.chat_template
     model = AutoModelForCausalLM.from_pretrained(str(src), local_files_only=True, dtype=torch.float32)
-    old = model.get_input_embeddings().weight.shape[0]
+    old = embedding_matrix(model).shape[0]
     new = max(len(tok), 1 + max(tok.get_vocab().values()))
     if new > old:
-        emb = model.get_input_embeddings().weight.detach()
+        emb = embedding_matrix(model).detach()
         word_rows = emb[cfg.max_number + 2: old - 6]  # the words (after <unk>, <eos>, numbers; before specials)
         model.resize_token_embeddings(new, mean_resizing=False)
         gen = torch.Generator().manual_seed(cfg.seed + 17)
         noise = torch.randn(new - old, emb.shape[1], generator=gen) * word_rows.std(0)
         with torch.no_grad():
-            model.get_input_embeddings().weight[old:] = word_rows.mean(0) + 0.5 * noise
+            embedding_matrix(model)[old:] = word_rows.mean(0) + 0.5 * noise
     torch.manual_seed(cfg.seed + 1)
     prj = build_projection(cfg.n_embd, cfg.n_embd)
-    model.to(cfg.device)
+    model.to(cfg.device)  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
     return Setup(model, prj, tok, special_ids(tok))
 
 
 def build_instruct_setup(cfg: InstructConfig) -> Setup:
     """Tokenizer, the seeded tiny GPT-2 (Fourier number init) and an unused projection (the loop's `Setup`);
-    with `cfg.init_from`, the warm-started model instead (`warm_start_setup`)."""
+    with `cfg.init_from`, the warm-started model instead (`warm_start_setup`).
+    """
     if cfg.init_from:
         return warm_start_setup(cfg)
     tok = build_instruct_tokenizer(cfg)
@@ -188,7 +194,7 @@ def build_instruct_setup(cfg: InstructConfig) -> Setup:
     init_number_embeddings(model, tok, cfg.max_number, cfg.number_init)
     torch.manual_seed(cfg.seed + 1)
     prj = build_projection(cfg.n_embd, cfg.n_embd)  # the loop's Setup carries one; no loss reaches it
-    model.to(cfg.device)
+    model.to(cfg.device)  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
     return Setup(model, prj, tok, special_ids(tok))
 
 
@@ -237,7 +243,7 @@ def encode_instruct_dataset(tokenizer, data, cfg: InstructConfig) -> tuple[list[
     return examples, [m for m, _ in modes]
 
 
-def save_instruct(directory: Path, lm: nn.Module, setup: Setup, cfg: InstructConfig) -> Path:
+def save_instruct(directory: Path, lm: PreTrainedModel, setup: Setup, cfg: InstructConfig) -> Path:
     """Write a plain HF model directory (safetensors, tokenizer with chat template) + `instruct.json`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -292,7 +298,8 @@ def train_instruct(cfg: InstructConfig, resume: bool = False, data=None, stop_at
 def instruct_report(cfg: InstructConfig, directory: str | Path | None = None, size: int | None = None,
                     modes: tuple[str, ...] = ("cot", "direct", "none")) -> dict:
     """Measure the saved model on `size` (default `eval_size`) problems of seed `test_seed + 1`
-    (never used in training) with each instruction; writes `report.json` / `report.md` in `cfg.out`."""
+    (never used in training) with each instruction; writes `report.json` / `report.md` in `cfg.out`.
+    """
     import time
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -336,7 +343,8 @@ def instruct_report(cfg: InstructConfig, directory: str | Path | None = None, si
 
 def paraphrase_families(meta: dict) -> dict[str, tuple[str, list[str]]]:
     """`{family: (trained reply mode, instruction texts)}` from an `instruct.json`: trained and
-    held-out paraphrases per mode, and `none` (the question alone)."""
+    held-out paraphrases per mode, and `none` (the question alone).
+    """
     held = meta.get("heldout_instructions", {})
     none_reply = meta.get("none_reply", "cot")
     fams = {"cot_trained": ("cot", meta["instructions"]["cot"]),
@@ -352,7 +360,8 @@ def paraphrase_families(meta: dict) -> dict[str, tuple[str, list[str]]]:
 def paraphrase_report(cfg: InstructConfig, directory: str | Path | None = None, size: int | None = None) -> dict:
     """Accuracy and chain rate per instruction family (trained / held-out paraphrases of each mode,
     no instruction) on `size` problems of seed `test_seed + 1` per family, the family's
-    instructions assigned round-robin; per instruction too. Writes `paraphrase_report.json/.md`."""
+    instructions assigned round-robin; per instruction too. Writes `paraphrase_report.json/.md`.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .report import unseen_problems

@@ -10,6 +10,7 @@ pad/bot/eot rows) stay frozen; the projection `prj` is trained separately.
 from __future__ import annotations
 
 import math
+from typing import TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +24,7 @@ def _dims(module: nn.Module) -> tuple[int, int, bool]:
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features, False
     if type(module).__name__ == "Conv1D":
-        w = module.weight
+        w = cast(Tensor, module.weight)
         return w.shape[0], w.shape[1], True
     raise TypeError(f"LoRA supports nn.Linear and Conv1D, not {type(module).__name__}")
 
@@ -48,7 +49,7 @@ class LoraLinear(nn.Module):
         """The base module with the adapter folded into its weight."""
         delta = (self.lora_b @ self.lora_a) * self.scale  # out × in
         with torch.no_grad():
-            w = self.base.weight
+            w = cast(Tensor, self.base.weight)
             w += (delta.T if self.transposed else delta).to(w.dtype)
         return self.base
 
@@ -77,7 +78,10 @@ def apply_lora(model: nn.Module, r: int, alpha: float = 16.0, targets: tuple[str
     return replaced
 
 
-def merge_lora(model: nn.Module) -> nn.Module:
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def merge_lora(model: ModuleT) -> ModuleT:
     """Fold every `LoraLinear` back into its base module (in place); returns `model`."""
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):

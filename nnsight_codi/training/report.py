@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -34,7 +35,8 @@ def load_trained(directory: str | Path):
 
 def unseen_problems(cfg: TrainConfig, size: int | None = None):
     """Synthetic problems of a synthetic run's distribution from seed `test_seed + 1`, which no
-    part of training uses (`size` defaults to `eval_size`)."""
+    part of training uses (`size` defaults to `eval_size`).
+    """
     from ..data.synthetic import generate_problems
 
     return generate_problems(cfg.eval_size if size is None else size, cfg.test_seed + 1, min_steps=cfg.min_steps,
@@ -72,7 +74,7 @@ def final_report(cfg: TrainConfig, directory: str | Path | None = None, sweep: b
     model, prj, tok, ccfg = load_trained(directory)
     load_s = time.time() - t0
     ids = {"pad_id": ccfg.pad_id, "bot_id": ccfg.bot_id, "eot_id": ccfg.eot_id, "eos_id": ccfg.eos_id}
-    common = dict(ids=ids, remove_eos=ccfg.remove_eos, prompt_suffix=ccfg.prompt_suffix)
+    common: dict[str, Any] = dict(ids=ids, remove_eos=ccfg.remove_eos, prompt_suffix=ccfg.prompt_suffix)
     K = ccfg.num_latents
     report: dict = {"model_dir": str(directory), "load_seconds": round(load_s, 2), "num_latents": K, "sets": {}}
     if check_disjoint_train and cfg.dataset == "synthetic":

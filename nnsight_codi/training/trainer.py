@@ -18,17 +18,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..models.config import CodiConfig
 from ..models.converted import save_converted
 from ..models.projection import build_projection
-from .base import family_of, hf_base, tiny_base
+from .base import embedding_matrix, family_of, hf_base, tiny_base
 from .codi import codi_losses
 from .config import TrainConfig
-from .encode import Encoded, collate, encode_answer, prepare_cot, clean_question
+from .encode import Encoded, clean_question, collate, encode_answer, prepare_cot
 from .evaluate import evaluate_student, evaluate_teacher
 
 CHECKPOINT = "checkpoint/state.pt"
@@ -38,9 +40,9 @@ CHECKPOINT = "checkpoint/state.pt"
 class Setup:
     """Everything a run needs besides the data."""
 
-    model: nn.Module
+    model: PreTrainedModel
     prj: nn.Module
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     ids: dict[str, int]
 
 
@@ -51,7 +53,7 @@ def build_setup(cfg: TrainConfig) -> Setup:
                                     number_init=cfg.number_init)
     else:
         model, tok, ids = hf_base(cfg.base)
-    hidden = model.get_input_embeddings().weight.shape[1]
+    hidden = embedding_matrix(model).shape[1]
     torch.manual_seed(cfg.seed + 1)
     prj = build_projection(hidden, cfg.prj_dim or hidden, layer_norm=cfg.prj_layer_norm)
     if cfg.lora_r > 0:
@@ -59,7 +61,7 @@ def build_setup(cfg: TrainConfig) -> Setup:
 
         apply_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, seed=cfg.seed, train_token_ids=[
             ids["pad_id"], ids["bot_id"], ids["eot_id"]])
-    model.to(cfg.device)
+    model.to(cfg.device)  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
     prj.to(cfg.device)
     return Setup(model, prj, tok, ids)
 
@@ -144,6 +146,7 @@ def synthetic_options_of(cfg: TrainConfig) -> dict:
 
 
 def codi_config_for(cfg: TrainConfig, setup: Setup) -> CodiConfig:
+    """The `CodiConfig` a trained model is saved with (special ids, K, prompt options, provenance)."""
     ids = setup.ids
     return CodiConfig(
         pad_id=ids["pad_id"], bot_id=ids["bot_id"], eot_id=ids["eot_id"], num_latents=cfg.num_latents,
@@ -160,6 +163,7 @@ def _trainable(setup: Setup) -> list[nn.Parameter]:
 
 
 def make_optimizer(setup: Setup, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, weight decay on matrices only."""
     params = _trainable(setup)
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -178,6 +182,7 @@ def save_checkpoint(path: Path, setup: Setup, opt: torch.optim.Optimizer, step: 
 
 
 def load_checkpoint(path: Path, setup: Setup, opt: torch.optim.Optimizer) -> tuple[int, float]:
+    """Restore model, prj and optimizer state from `save_checkpoint`; returns `(step, elapsed seconds)`."""
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path} to resume from")
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -187,7 +192,7 @@ def load_checkpoint(path: Path, setup: Setup, opt: torch.optim.Optimizer) -> tup
     return int(state["step"]), float(state.get("elapsed", 0.0))
 
 
-def final_model_for_saving(setup: Setup) -> nn.Module:
+def final_model_for_saving(setup: Setup) -> PreTrainedModel:
     """The LM to save: LoRA adapters merged if present."""
     if any(hasattr(m, "lora_a") for m in setup.model.modules()):
         from .lora import merge_lora
@@ -202,7 +207,7 @@ def evaluate_all(setup: Setup, cfg: TrainConfig, data, num_latents: int | None =
     q, a = list(data["question"]), list(data["answer"])
     steps = list(data["steps"]) if "steps" in data.column_names else None
     k = cfg.num_latents if num_latents is None else num_latents
-    common = dict(ids=setup.ids, remove_eos=cfg.remove_eos, prompt_suffix=cfg.prompt_suffix, steps=steps)
+    common: dict[str, Any] = dict(ids=setup.ids, remove_eos=cfg.remove_eos, prompt_suffix=cfg.prompt_suffix, steps=steps)
     res = evaluate_student(setup.model, setup.prj, setup.tokenizer, q, a, num_latents=k, **common)
     out = {"n": len(q), f"acc_k{k}": res.accuracy, f"acc_k{k}_by_steps": res.by_steps}
     if zero:
@@ -218,7 +223,7 @@ def evaluate_all(setup: Setup, cfg: TrainConfig, data, num_latents: int | None =
 def train(cfg: TrainConfig, resume: bool = False, data=None, stop_at: int | None = None, *,
           setup: Setup | None = None, examples: list[Encoded] | None = None,
           evaluator: Callable[[Setup, object], dict] | None = None,
-          saver: Callable[[Path, nn.Module, Setup], None] | None = None) -> dict:
+          saver: Callable[[Path, PreTrainedModel, Setup], object] | None = None) -> dict:
     """Run CODI training as configured; returns the final metrics (also in `out/metrics.json`).
 
     Args:
