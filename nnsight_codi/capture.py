@@ -258,13 +258,10 @@ class _PlainTarget:
         import nnsight
 
         from .tracing.hooks import visit_step
+        from .tracing.remote import remote_kwargs
 
         extra = {"output_attentions": True} if hook.needs_attentions else {}
-        if self.config.remote:
-            import nnsight_codi
-
-            nnsight.register(nnsight_codi)  # ship this package's hook code by value
-            extra["remote"] = self.config.remote
+        extra.update(remote_kwargs(self.config.remote))  # ships this package's hook code by value
         with self.model.trace(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask,
                               use_cache="kv" in hook.variables, **extra):
             sink = nnsight.save([])
