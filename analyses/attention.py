@@ -118,7 +118,8 @@ def _coords(ds: xr.Dataset, extra: tuple[str, ...]) -> dict[str, Any]:
 
 def role_mass(ds: xr.Dataset, variable: str = "attention") -> xr.DataArray:
     """Attention mass per source role: `(example, step, role)` — with `variable="attention_layers"`
-    `(example, step, block, role)`; rows sum to 1 (NaN: no row)."""
+    `(example, step, block, role)`; rows sum to 1 (NaN: no row).
+    """
     att, extra = _attention(ds, variable)
     query = query_positions(np.asarray(ds["attention"].values, dtype=np.float64))
     roles = role_of_positions(text(ds["source_kind"]), query)
@@ -132,7 +133,8 @@ def role_mass(ds: xr.Dataset, variable: str = "attention") -> xr.DataArray:
 
 def operand_mass(ds: xr.Dataset, variable: str = "attention") -> xr.DataArray:
     """`(example, step[, block])`: mass on prompt numbers that are operands of latent k's chain
-    step ⌈k/2⌉."""
+    step ⌈k/2⌉.
+    """
     att, extra = _attention(ds, variable)
     att = np.nan_to_num(att)
     names = [str(s) for s in ds["step_name"].values]
@@ -157,7 +159,8 @@ def operand_mass(ds: xr.Dataset, variable: str = "attention") -> xr.DataArray:
 
 def top_attended(ds: xr.Dataset, k: int = 5) -> xr.Dataset:
     """Top-k attended source positions of every step: `position`, `weight`, `token`, `kind`,
-    each `(example, step, rank)` (position -1 / weight NaN where a row has fewer sources)."""
+    each `(example, step, rank)` (position -1 / weight NaN where a row has fewer sources).
+    """
     require_attention(ds)
     position, weight = top_k_sources(np.asarray(ds["attention"].values), k)
     valid = position >= 0
@@ -176,7 +179,8 @@ def top_attended(ds: xr.Dataset, k: int = 5) -> xr.Dataset:
 
 def readouts(ds: xr.Dataset, variable: str = "attention") -> dict[str, xr.DataArray]:
     """The per-(example, step[, block]) alternation read-outs: number focus, previous-latent mass,
-    operand mass."""
+    operand mass.
+    """
     mass = role_mass(ds, variable)
     prompt = mass.sel(role="number") + mass.sel(role="prompt")
     focus = (mass.sel(role="number") / prompt.where(prompt > 0)).drop_vars("role")
@@ -197,7 +201,8 @@ def uniform_attention(ds: xr.Dataset) -> xr.Dataset:
     """`ds` with each step's attention replaced by a uniform row over the positions it attends (the
     read-outs of this store are then their base rates: number focus = the share of number tokens
     among the prompt tokens, previous latent = 1 / attended positions, operand mass = the share of
-    attended positions that are the step's operands)."""
+    attended positions that are the step's operands).
+    """
     att = np.asarray(ds["attention"].values, dtype=np.float64)
     finite = np.isfinite(att)
     count = finite.sum(-1, keepdims=True)
@@ -209,7 +214,8 @@ def uniform_attention(ds: xr.Dataset) -> xr.Dataset:
 
 def number_base_rate(ds: xr.Dataset, seed: int = 0) -> dict[str, float | int]:
     """The share of number tokens among each example's prompt tokens (`source_kind`), mean and CI over
-    examples: what number focus would be if attention ignored what a token is."""
+    examples: what number focus would be if attention ignored what a token is.
+    """
     kinds = text(ds["source_kind"])
     numbers = (kinds == "number").sum(-1)
     prompt = numbers + (kinds == "prompt").sum(-1)
@@ -219,7 +225,8 @@ def number_base_rate(ds: xr.Dataset, seed: int = 0) -> dict[str, float | int]:
 
 def alternation_table(ds: xr.Dataset, seed: int = 0) -> pd.DataFrame:
     """One row per (read-out, latent): mean with a bootstrap 95% CI over examples, and `uniform`: the
-    same read-out under uniform attention over the attended positions (its base rate)."""
+    same read-out under uniform attention over the attended positions (its base rate).
+    """
     rows = []
     base = readouts(uniform_attention(ds))
     for name, arr in readouts(ds).items():
@@ -260,7 +267,8 @@ def odd_even(ds: xr.Dataset, seed: int = 0) -> dict[str, Interval]:
 
 def block_table(ds: xr.Dataset, seed: int = 0) -> pd.DataFrame:
     """With `attention_layers`: one row per (read-out, block, latent) — the mean with its CI — and
-    per (read-out, block) the odd − even difference (`latent` = "odd-even")."""
+    per (read-out, block) the odd − even difference (`latent` = "odd-even").
+    """
     rows = []
     steps = latent_steps(ds)
     for name, arr in readouts(ds, "attention_layers").items():
@@ -300,7 +308,8 @@ def summarize(ds: xr.Dataset, seed: int = 0) -> dict[str, Any]:
 
 def headline(summary: dict[str, Any]) -> list[str]:
     """<= 5 one-line findings with numbers and CIs: each read-out per latent, then odd − even; with a
-    dashboard in the results (the study's run), the fifth line is the dashboard's."""
+    dashboard in the results (the study's run), the fifth line is the dashboard's.
+    """
     lines = _findings(summary)
     dash = summary.get("dashboard")
     if dash:
@@ -375,7 +384,8 @@ def _findings(summary: dict[str, Any]) -> list[str]:
 
 def compare_with_source(result: dict[str, Any]) -> list[dict[str, str]]:
     """The "Compared with the source" rows of the attention report, from the results alone. Source:
-    Goyal et al., "Scratchpad Thinking" (CODI-GPT-2): odd latent steps compute, even steps store."""
+    Goyal et al., "Scratchpad Thinking" (CODI-GPT-2): odd latent steps compute, even steps store.
+    """
     from nnsight_codi.reporting import source_row
 
     src = "Scratchpad Thinking (Goyal et al., CODI-GPT-2)"

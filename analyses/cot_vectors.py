@@ -19,13 +19,13 @@ import pandas as pd
 from nnsight_codi.errors import one_line_errors
 from nnsight_codi.store import open_store
 
-
 TITLE = "CoT steering vectors"
 
 
 def vector_table(store: str | Path) -> pd.DataFrame:
     """Per layer: `norm` of v_l, mean `diff_norm` of the per-question differences, their mean cosine
-    with v_l (`consistency`: 1 = every question moves the same way) and `n` questions."""
+    with v_l (`consistency`: 1 = every question moves the same way) and `n` questions.
+    """
     ds = open_store(store)
     diff = ds["steering_diff"].astype("float64").values  # (example, layer, dim)
     v = diff.mean(0)
@@ -66,9 +66,9 @@ def gap_recovery(direct: Sequence[float], cot: Sequence[float], steered: Sequenc
 def random_like(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
     """A random-direction control table: per layer a Gaussian direction scaled to the norm of `vectors[l]`.
 
-        >>> v = np.arange(6, dtype=np.float32).reshape(2, 3)
-        >>> np.allclose(np.linalg.norm(random_like(v), axis=-1), np.linalg.norm(v, axis=-1))
-        True
+    >>> v = np.arange(6, dtype=np.float32).reshape(2, 3)
+    >>> np.allclose(np.linalg.norm(random_like(v), axis=-1), np.linalg.norm(v, axis=-1))
+    True
     """
     v = np.asarray(vectors, dtype=np.float64)
     r = np.random.default_rng(seed).standard_normal(v.shape)
@@ -79,7 +79,8 @@ def random_like(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
 def model_comparison(studies: dict[str, dict]) -> pd.DataFrame:
     """One row per (model, condition) from CoT-study `results.json` objects keyed by model label:
     test accuracy with its CI, share of outputs writing a chain, and the share of the direct → CoT
-    gap recovered with its CI (steered conditions and their random-direction controls)."""
+    gap recovered with its CI (steered conditions and their random-direction controls).
+    """
     rows = []
     for label, res in studies.items():
         comps = res.get("comparisons", {})
@@ -219,7 +220,8 @@ def analyse(store: str | Path, out: str | Path, grid: str | Path | None = None,
 
 def headline(result: dict) -> list[str]:
     """One line per finding, with CIs: the test conditions, the grid point with the most chains, the controls,
-    the prompt without instruction, and whether the CoT prompt beats the direct one at all."""
+    the prompt without instruction, and whether the CoT prompt beats the direct one at all.
+    """
     rows, comparisons = result["conditions"], result["comparisons"]
     chain_points = result.get("chain_points", [])
     controls, no_instruction = result.get("controls", []), result.get("no_instruction", [])
@@ -346,7 +348,8 @@ def compare_with_source(result: dict) -> list[dict]:
     """The "Compared with the source" rows of the CoT-vector report, from the results alone. Source:
     Zhang & Viteri, "Uncovering Latent Chain of Thought Vectors" (arXiv 2409.14026; Llama-3-8B-Instruct,
     Mistral-7B-Instruct on GSM8k): injected CoT vectors are competitive with CoT prompting, and the
-    injection schedule matters."""
+    injection schedule matters.
+    """
     from nnsight_codi.reporting import source_row
 
     src = "Zhang & Viteri 2024 (CoT vectors, 7–8B instruct LMs)"

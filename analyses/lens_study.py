@@ -41,8 +41,15 @@ import numpy as np
 
 from nnsight_codi.errors import one_line_errors
 from nnsight_codi.lens.numbers import NumberTokens, hits_ids, one_op_candidates, store_tokenizer, tokenizer_encoder
-from nnsight_codi.lens.values import (TARGETS, one_op_away, other_problem, problem_truth, settle_step, target_sets,
-                                      token_values)
+from nnsight_codi.lens.values import (
+    TARGETS,
+    one_op_away,
+    other_problem,
+    problem_truth,
+    settle_step,
+    target_sets,
+    token_values,
+)
 from nnsight_codi.stats import bootstrap_ci, paired_bootstrap_diff
 from nnsight_codi.store import open_store
 
@@ -69,7 +76,8 @@ def load_truth(path: str | Path | None, ds) -> list[dict[str, Any]]:
 
 def lens_readouts(stores: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, Any]]:
     """`{lens name: (top_ids, top_probs, entropy, ds)}` from the stores (logit from `lens_*`,
-    tuned from `tuned_lens_*`)."""
+    tuned from `tuned_lens_*`).
+    """
     out = {}
     for name, ds in stores.items():
         tuned_label = "tuned" if name == "logit" else (name if name.startswith("tuned") else f"tuned-{name}")
@@ -82,7 +90,8 @@ def lens_readouts(stores: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.n
 
 def number_reader(ds, tokenizer: Any = None) -> NumberTokens:
     """Which token ids show which value, for a store's vocabulary: under `tokenizer` (a path, a
-    tokenizer, a tokenizer.json text), else the store's own `tokenizer_json`, else whole spellings."""
+    tokenizer, a tokenizer.json text), else the store's own `tokenizer_json`, else whole spellings.
+    """
     return NumberTokens(vocabulary(ds), tokenizer_encoder(tokenizer if tokenizer is not None else store_tokenizer(ds)))
 
 
@@ -171,7 +180,8 @@ def odd_even(readouts, truth, seed: int = 0, tokenizer: Any = None) -> dict[str,
 def settling(readouts, truth, seed: int = 0, tokenizer: Any = None) -> list[dict[str, Any]]:
     """Per lens and layer: mean settle latent, and how often the settled token shows the answer or
     a number one operation away from it (chance: against another problem's answer); "shows" as in
-    detection (whole spelling or first token)."""
+    detection (whole spelling or first token).
+    """
     rows = []
     answers = [float(t["answer"]) for t in truth]
     numbers = [list(map(float, t["operands"])) for t in truth]
@@ -459,7 +469,8 @@ def find_inputs(path: str | Path) -> dict[str, Any]:
 def analyse(path: str | Path, out: str | Path | None = None, probes: bool = True, probe_folds: int = 3,
             seed: int = 0, progress: bool = False, tokenizer: Any = None) -> dict[str, Any]:
     """Every table (and, with `out`, every figure) of the lens study. `tokenizer` (a tokenizer.json
-    or its directory, a tokenizer object) decides multi-token values; default: the store's own."""
+    or its directory, a tokenizer object) decides multi-token values; default: the store's own.
+    """
     inputs = find_inputs(path)
     stores = {name: open_store(p) for name, p in inputs["stores"].items()}
     main = stores["logit"]
@@ -543,7 +554,8 @@ def compare_with_source(result: dict[str, Any]) -> list[dict[str, str]]:
     """The "Compared with the source" rows of the lens report, from the results alone: where the
     intermediate values show (CODI-Llama-1B: the 3rd and 5th of six latents, Cywiński et al.), the
     odd/even reading of CODI-GPT-2 (Goyal et al.: odd steps compute, even steps store the values), and
-    accuracy vs the number of latents."""
+    accuracy vs the number of latents.
+    """
     from nnsight_codi.reporting import source_row
 
     rows = []

@@ -28,7 +28,6 @@ from nnsight_codi.errors import one_line_errors
 from nnsight_codi.reporting import markdown_table, save_figure  # noqa: E402
 from nnsight_codi.stats import bootstrap_ci, paired_bootstrap_diff, significant  # noqa: E402
 
-
 TITLE = "Patching study: activation patching and thought anchors"
 
 
@@ -40,7 +39,8 @@ def _open(path: Path) -> xr.Dataset:
 
 def patching_tables(ds: xr.Dataset) -> dict[str, pd.DataFrame]:
     """Per (step, layer): mean Δ log-prob of the clean answer vs the corrupted run, its CI, and the
-    recovery rate (the patched corrupted run answers as the clean run) with CI."""
+    recovery rate (the patched corrupted run answers as the clean run) with CI.
+    """
     rows = []
     base = ds["corrupt_logprob"].values
     for step in ds["step"].values:
@@ -113,7 +113,8 @@ def anchors_figure(table: pd.DataFrame, out: Path) -> Path:
 def importance_attention_spearman(ds: xr.Dataset, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
     """Spearman correlation across latents between importance (−mean Δ log p over ablation kinds) and
     the attention later steps pay each latent, with a percentile bootstrap CI over problems (each
-    resample recomputes both per-latent means, then the rank correlation over the K latents)."""
+    resample recomputes both per-latent means, then the rank correlation over the K latents).
+    """
     from scipy.stats import spearmanr
 
     lp = ds["logprob"].transpose("example", "kind", "latent").values - ds["base_logprob"].values[:, None, None]

@@ -24,12 +24,13 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from nnsight_codi.errors import one_line_errors
-from nnsight_codi.reporting import markdown_table  # noqa: E402
+from nnsight_codi.reporting import (
+    markdown_table,  # noqa: E402
+    save_figure,  # noqa: E402
+)
+from nnsight_codi.store import open_store  # noqa: E402
 from nnsight_codi.store.sweep import SWEEP_STORE, condition_table, open_sweep  # noqa: E402
 from nnsight_codi.store.vectors import open_vectors  # noqa: E402
-from nnsight_codi.reporting import save_figure  # noqa: E402
-from nnsight_codi.store import open_store  # noqa: E402
-
 
 TITLE = "Steering study: activation-difference steering of the latent loop"
 
@@ -47,7 +48,8 @@ def significant_conditions(table: pd.DataFrame) -> pd.DataFrame:
 
 def heatmaps(table: pd.DataFrame, out: str | Path) -> list[Path]:
     """One figure per mode: A × B heatmaps of Δ accuracy, one panel per coefficient (* = significant).
-    Only for sweeps with one site per mode (the site-by-site figures cover the matched sites)."""
+    Only for sweeps with one site per mode (the site-by-site figures cover the matched sites).
+    """
     paths = []
     for mode in ("hidden", "kv"):
         sub = table[table["mode"] == mode]
@@ -143,7 +145,8 @@ def lens_grid(vectors, out: str | Path) -> Path | None:
 
 def pca_by_latent(reference: str | Path, out: str | Path) -> tuple[dict[str, Any], list[Path]]:
     """PCA of the latent vectors (last-layer hidden state at each latent) and of the KV cache at each
-    latent position; 2-D scatter coloured by latent index and by correctness; explained variance."""
+    latent position; 2-D scatter coloured by latent index and by correctness; explained variance.
+    """
     from sklearn.decomposition import PCA
 
     ds = open_store(reference)
@@ -188,7 +191,8 @@ def pca_by_latent(reference: str | Path, out: str | Path) -> tuple[dict[str, Any
 
 def add_sites(table: pd.DataFrame, ds) -> pd.DataFrame:
     """Each condition's edit site: `route` (hidden | kv), `latent` (`latent<k>`, or `all` for KV at every
-    latent entry), `layer` (hidden), `site` (a label), `extra_step`."""
+    latent entry), `layer` (hidden), `site` (a label), `extra_step`.
+    """
     k = int(ds.attrs.get("num_latents") or 0)
     params = {c["name"]: c for c in ds.attrs.get("conditions", [])}
     route, latent, layer, site, extra = [], [], [], [], []
@@ -226,7 +230,8 @@ def _changed(ds, keep: np.ndarray, names: list[str], reference: str = "none") ->
 def by_site(ds, table: pd.DataFrame, seed: int = 0) -> list[dict[str, Any]]:
     """Per edit site (latent × route × layer): answers changed and Δ accuracy, averaged over the site's
     conditions (pairs × coefficients) per problem, with bootstrap CIs over problems; for hidden sites the
-    paired difference hidden − KV twin (same latent) in answers changed."""
+    paired difference hidden − KV twin (same latent) in answers changed.
+    """
     from nnsight_codi.stats import bootstrap_ci, paired_bootstrap_diff
 
     correct = ds["correct"].values.astype(np.float64)
@@ -261,7 +266,8 @@ def by_site(ds, table: pd.DataFrame, seed: int = 0) -> list[dict[str, Any]]:
 
 def seed_design(ds, table: pd.DataFrame, seed: int = 0) -> list[dict[str, Any]]:
     """The seed's own design read out of the sweep: hidden at latents 1–4 at the last layer swept (+ the
-    extra step), and KV at every latent entry of the cache eot reads; mean over its conditions."""
+    extra step), and KV at every latent entry of the cache eot reads; mean over its conditions.
+    """
     from nnsight_codi.stats import bootstrap_ci
 
     correct = ds["correct"].values.astype(np.float64)
@@ -404,7 +410,8 @@ def analyse(store_or_dir: str | Path, out: str | Path, sweep: dict[str, Any] | N
             config: dict[str, Any] | None = None, headroom_sweep: dict[str, Any] | None = None) -> dict[str, Any]:
     """The steering study's results (no headline) from its directory (`sweep/`, and `headroom/` when
     `config["headroom"]`) or from one sweep directory; `sweep`, `config` and `headroom_sweep` (the run's
-    summaries and its configuration) are kept in the results as they were run."""
+    summaries and its configuration) are kept in the results as they were run.
+    """
     directory, out = Path(store_or_dir), Path(out)
     study = (directory / "sweep").is_dir() and not (directory / SWEEP_STORE).exists()
     results = _analyse_sweep(directory / "sweep" if study else directory, out)
@@ -557,7 +564,8 @@ def report_sections(results: dict[str, Any]) -> list[tuple[str, str]]:
 
 def headroom_tests(sweep_dir: str | Path, out: str | Path, what: str = "") -> dict[str, Any]:
     """Does any steering condition beat the unsteered run? Exact McNemar per condition vs `none`,
-    Holm-corrected over all steering conditions (hidden rows also vs `none+x`, Holm over the hidden rows)."""
+    Holm-corrected over all steering conditions (hidden rows also vs `none+x`, Holm over the hidden rows).
+    """
     from nnsight_codi.stats import holm, mcnemar_exact
 
     ds = open_sweep(sweep_dir)
@@ -599,7 +607,8 @@ def headroom_tests(sweep_dir: str | Path, out: str | Path, what: str = "") -> di
 def compare_with_source(results: dict[str, Any]) -> list[dict[str, str]]:
     """The "Compared with the source" rows of the steering report, from the results alone (the seed:
     "Latent Reasoning Sprint #3", CODI-Llama-1B; its numbers are not in our reference notes, so the
-    rows compare the pattern the seed reported, not sizes)."""
+    rows compare the pattern the seed reported, not sizes).
+    """
     from nnsight_codi.reporting import source_row
 
     src = "Sprint #3 (seed, CODI-Llama-1B)"

@@ -82,11 +82,11 @@ def marginal(codi, grid: dict, examples: int, rounds: int, tmp: Path) -> dict:
 
 
 def ndif_shaped(codi, vectors_path: str, batch: int, rounds: int) -> dict:
+    from common import tiny_questions
+
     from nnsight_codi.interventions.conditions import ModelShape, Resources, run_conditions
     from nnsight_codi.interventions.sweep import SweepConfig, expand_conditions
     from nnsight_codi.store.vectors import open_vectors
-
-    from common import tiny_questions
 
     cfg = SweepConfig(pairs=[[1, 6], [6, 1]], coefs=[1.0])
     shape = ModelShape.of(codi)
@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.examples, args.rounds, args.study_limit = 64, 1, 10
 
-    from nnsight_codi.loading import load_codi_model
     from nnsight_codi.interventions.sweep import SweepConfig, reference_vectors
+    from nnsight_codi.loading import load_codi_model
 
     torch.set_num_threads(1)
     codi = load_codi_model("tiny", args.device)

@@ -54,8 +54,8 @@ def main() -> None:
         args.batch_sizes = "2,4"
 
     from nnsight_codi.loading import load_model
-    from nnsight_codi.tracing.remote import count_requests
     from nnsight_codi.tracing.loop import run_loop
+    from nnsight_codi.tracing.remote import count_requests
 
     root = Path(tempfile.mkdtemp())
     built = build_checkpoint(root)

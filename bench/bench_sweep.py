@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     import shutil
     import statistics
 
-    from nnsight_codi.loading import load_codi_model
     from nnsight_codi.interventions.sweep import SweepConfig, reference_vectors, run_sweep
+    from nnsight_codi.loading import load_codi_model
 
     codi = load_codi_model("tiny", args.device)
     grid = dict(model="tiny", limit=args.examples, pairs=[[1, 6], [6, 1]], coefs=[1.0], max_new_tokens=16,

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _remote_failure(err: BaseException) -> bool:
-    """nnsight's `RemoteError` or an HTTP / websocket transport error of a remote run."""
+    """Nnsight's `RemoteError` or an HTTP / websocket transport error of a remote run."""
     names = {cls.__name__ for cls in type(err).__mro__}
     module = type(err).__module__ or ""
     return "RemoteError" in names or module.startswith(("httpx", "httpcore", "websocket", "socketio"))

@@ -89,7 +89,8 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, help_texts: Mapp
 
 def config_kwargs(cls: type, args: argparse.Namespace, given_only: bool = False) -> dict[str, Any]:
     """The values of `cls`'s fields in parsed `args` (fields without an option are left out); with
-    `given_only`, only those not None (the flags given, after `add_config_args(..., unset=True)`)."""
+    `given_only`, only those not None (the flags given, after `add_config_args(..., unset=True)`).
+    """
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
     return {k: v for k, v in values.items() if v is not None} if given_only else values
 

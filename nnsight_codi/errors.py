@@ -32,7 +32,8 @@ def error_line(command: str, err: BaseException) -> str:
 
 def one_line_errors(prog: str):
     """Decorator for a module's `main(argv) -> int` (the `analyses/` modules): a user error (bad
-    path, value, shape) is one line on stderr and exit status 2, never a traceback."""
+    path, value, shape) is one line on stderr and exit status 2, never a traceback.
+    """
 
     def wrap(main):
         @functools.wraps(main)

@@ -28,9 +28,17 @@ from typing import Any
 import torch
 from nnsight import TransformersModel
 
-from .models.checkpoint import (_problem_report, _tied_keys, base_ties_embeddings, check_head,
-                                convert_reference_checkpoint, family_of, find_checkpoint_file, read_state_dict,
-                                reference_codi_config)
+from .models.checkpoint import (
+    _problem_report,
+    _tied_keys,
+    base_ties_embeddings,
+    check_head,
+    convert_reference_checkpoint,
+    family_of,
+    find_checkpoint_file,
+    read_state_dict,
+    reference_codi_config,
+)
 from .models.config import CodiConfig, CodiFormatError
 from .models.converted import is_converted_dir, load_projection
 from .models.devices import resolve_device, resolve_dtype
@@ -38,8 +46,14 @@ from .models.hub import download_checkpoint
 from .models.lora_checkpoint import base_checks, base_has_weights, split_reference_state_dict
 from .models.projection import projection_from_state_dict
 from .models.registry import CheckpointEntry, lookup
-from .models.sources import (TINY_INSTRUCT_DIR, TINY_MODEL_DIR, check_model_source, looks_like_path, one_line,
-                             with_hub_errors)
+from .models.sources import (
+    TINY_INSTRUCT_DIR,
+    TINY_MODEL_DIR,
+    check_model_source,
+    looks_like_path,
+    one_line,
+    with_hub_errors,
+)
 from .tracing.codi_model import CodiModel
 from .tracing.lora import LoraAdapter, LoraCodiModel
 from .tracing.remote import PortableProjection, is_ndif, ndif_errors
@@ -109,7 +123,8 @@ NUMERICS = ("default", "reference")
 
 def check_numerics(numerics: str, lora_mode: str) -> str:
     """Validate `numerics` and return the LoRA mode it runs in (`"reference"` computes LoRA unmerged:
-    `"interventions"`; otherwise `lora_mode` itself)."""
+    `"interventions"`; otherwise `lora_mode` itself).
+    """
     if numerics not in NUMERICS:
         raise ValueError(f"unknown numerics {numerics!r}; choose one of {', '.join(NUMERICS)}")
     return "interventions" if numerics == "reference" else lora_mode

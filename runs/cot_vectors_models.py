@@ -1,6 +1,6 @@
 """The CoT-vector study's test conditions for several models side by side (from their results.json).
 
-    python runs/cot_vectors_models.py "tiny-instruct (v2)=runs/cot_vectors_study_v2/results.json" \\
+python runs/cot_vectors_models.py "tiny-instruct (v2)=runs/cot_vectors_study_v2/results.json" \\
         "tiny-instruct-v1=runs/cot_vectors_study_v1/results.json" --out runs/cot_vectors_models.md
 """
 

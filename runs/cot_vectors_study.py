@@ -66,7 +66,8 @@ def _condition_result(model, data, condition, vectors, config: Config, path: Pat
                       weights: str | None, prompt_mode: str | None = None) -> dict:
     """Evaluate one test condition, or reuse its saved outputs when they were made the same way
     (same questions, model weights — `weights`, its fingerprint — vectors, prompt and decoding budget).
-    `prompt_mode` overrides the condition's prompt (e.g. "none": no instruction)."""
+    `prompt_mode` overrides the condition's prompt (e.g. "none": no instruction).
+    """
     from nnsight_codi.cot import evaluate_condition
     from nnsight_codi.cot.evaluate import ConditionResult
     from nnsight_codi.cot.grid import array_digest
@@ -94,15 +95,23 @@ def _condition_result(model, data, condition, vectors, config: Config, path: Pat
 def run(config: Config, out, progress: bool = True) -> dict:
     from analyses import cot_vectors
     from analyses.cot_vectors import analyse, gap_recovery, random_like
-    from nnsight_codi.tracing.remote import remote_value
-    from nnsight_codi.models.fingerprint import model_weights
-    from nnsight_codi.cot import (Condition, ExtractConfig, best_points, chain_agreement, extract_vectors,
-                                  load_questions, load_vectors, most_chains_points, run_grid)
-    from nnsight_codi.loading import load_instruct_model
-    from nnsight_codi.tracing.remote import check_remote
+    from nnsight_codi.cot import (
+        Condition,
+        ExtractConfig,
+        best_points,
+        chain_agreement,
+        extract_vectors,
+        load_questions,
+        load_vectors,
+        most_chains_points,
+        run_grid,
+    )
     from nnsight_codi.cot.steering import check_schedule
+    from nnsight_codi.loading import load_instruct_model
+    from nnsight_codi.models.fingerprint import model_weights
     from nnsight_codi.reporting import write_study
     from nnsight_codi.stats import paired_bootstrap_diff, significant
+    from nnsight_codi.tracing.remote import check_remote, remote_value
 
     out = Path(out)
     if config.report_only:
@@ -228,7 +237,8 @@ def report_only(out) -> dict:
     """Re-render `OUT/report.md` from `OUT/results.json` without loading the model: the "Compared with
     the source" rows are recomputed from the results (`compare_with_source`) and written back to
     `results.json`; the figures are the ones already in `OUT/figures/` (they need the vector store and
-    the grid, which a committed study does not carry). The configuration is the one the study ran with."""
+    the grid, which a committed study does not carry). The configuration is the one the study ran with.
+    """
     out = Path(out)
     path = out / "results.json"
     if not path.is_file():

@@ -32,8 +32,9 @@ def recipe(out: str, overrides: dict, device: str):
     """The shipped recipe's TrainConfig with `overrides` applied."""
     import dataclasses
 
-    from nnsight_codi.commands.train import add_arguments, config_from_args
     from train_tiny import ARGS
+
+    from nnsight_codi.commands.train import add_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

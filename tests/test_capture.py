@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from factories import make_converted
+from reference_impl import reference_capture
+
 from nnsight_codi.capture import CaptureConfig, run_capture
 from nnsight_codi.cli import main
 from nnsight_codi.loading import load_model
 from nnsight_codi.store import open_store
-from reference_impl import reference_capture
 
 ALL = ("hidden", "latent_input", "attention", "kv", "answer_pred", "answer_gold", "correct", "prompt_ids")
 
@@ -163,6 +163,7 @@ def test_a_model_retrained_in_place_does_not_resume_the_old_store(tmp_path, caps
 
 def test_plain_lm_capture_positions_equal_hf_hidden_states(tmp_path):
     from factories import tiny_lm, word_tokenizer
+
     from nnsight_codi.loading import load_plain_lm
 
     lm_dir = tmp_path / "plain"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from factories import make_converted
+
 from nnsight_codi.cli import main
 from nnsight_codi.data.scoring import extract_gold, extract_prediction
 from nnsight_codi.data.sources import load_eval_dataset
@@ -92,9 +92,8 @@ def test_convert_command_then_load(tmp_path, capsys):
 
 def test_plain_lm_and_dtypes_through_load_model(tmp_path):
     import torch
-    from nnsight import TransformersModel
-
     from factories import tiny_lm, word_tokenizer
+    from nnsight import TransformersModel
 
     tiny_lm("gpt2").save_pretrained(tmp_path / "plain")
     word_tokenizer().save_pretrained(tmp_path / "plain")

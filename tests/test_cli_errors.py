@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from factories import make_reference_checkpoint
+
 from nnsight_codi import cli
 
 MISSING = "/nonexistent/dir"

@@ -70,7 +70,7 @@ def add_loop_args(parser: argparse.ArgumentParser) -> None:
 
 
 def int_list(text: str) -> tuple[int, ...]:
-    """argparse type: comma-separated integers (`"0,4,12"` → `(0, 4, 12)`)."""
+    """Argparse type: comma-separated integers (`"0,4,12"` → `(0, 4, 12)`)."""
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError as err:
@@ -78,7 +78,7 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def step_arg(text: str):
-    """argparse type: a step as an index or a name (`"3"` → 3, `"latent3"`, `"eot"`), checked for form."""
+    """Argparse type: a step as an index or a name (`"3"` → 3, `"latent3"`, `"eot"`), checked for form."""
     from ..steps import parse_step
 
     try:

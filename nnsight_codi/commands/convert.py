@@ -29,8 +29,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..models.checkpoint import convert_reference_checkpoint, find_checkpoint_file
     from ..models.converted import save_converted
-    from ..models.sources import check_model_source, with_hub_errors
     from ..models.registry import lookup
+    from ..models.sources import check_model_source, with_hub_errors
 
     dst = Path(args.dst)
     if dst.exists() and any(dst.iterdir()):

@@ -49,7 +49,8 @@ def _data_args(p: argparse.ArgumentParser, split: str, limit: int | None) -> Non
 def _questions(args: argparse.Namespace, model, loaded=None):
     """The question set of `--dataset` (`loaded`: what `_check_data` already read): synthetic
     problems from the model's training distribution (`instruct.json`, as CODI commands follow
-    `codi.json`) with the difficulty flags on top."""
+    `codi.json`) with the difficulty flags on top.
+    """
     from ..cot.questions import load_questions
     from ..data.sources import synthetic_options
 
@@ -62,7 +63,8 @@ def _questions(args: argparse.Namespace, model, loaded=None):
 
 def _check_data(args: argparse.Namespace):
     """What fails without the model: difficulty flags off synthetic data, a bad dataset path.
-    Returns a non-synthetic question set (read once, before the model loads), else None."""
+    Returns a non-synthetic question set (read once, before the model loads), else None.
+    """
     from ..cot.questions import load_questions
     from ..data.sources import synthetic_options
 
@@ -144,9 +146,9 @@ def _vectors(path: str | None):
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    from ..cot.vectors import ExtractConfig, extract_vectors
     from ..loading import load_instruct_model
     from ..tracing.remote import check_remote
-    from ..cot.vectors import ExtractConfig, extract_vectors
 
     ins = _instructions(args)
     remote = check_remote(remote_value(args.remote))
@@ -215,9 +217,9 @@ def run_eval(args: argparse.Namespace) -> int:
     import json
 
     from ..cot.evaluate import evaluate_condition
+    from ..cot.steering import parse_condition
     from ..loading import load_instruct_model
     from ..tracing.remote import check_remote
-    from ..cot.steering import parse_condition
 
     condition = parse_condition(args.condition)
     if condition.schedule is not None and args.vectors is None:

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data.sources import load_eval_dataset, synthetic_options
     from ..demo_index import write_index
     from ..evaluation import direct_answer_budget, evaluate
-    from ..studies import run_study, select_studies
     from ..loading import load_codi_model
+    from ..studies import run_study, select_studies
 
     studies = select_studies(args.studies)  # a bad name fails before any work
     out = Path(args.out)
@@ -131,7 +131,8 @@ def _best_lens_layers(results_path: Path) -> dict[str, int]:
 
 def _worked_examples(codi, shown, best_layers: dict[str, int], k: int = 3) -> list[dict]:
     """Each step's top-k logit-lens tokens at its most informative layer: the lens study's choice
-    when it ran, else the layer whose top-1 is most confident (the last layer is often uninformative)."""
+    when it ran, else the layer whose top-1 is most confident (the last layer is often uninformative).
+    """
     from ..lens import logit_lens, top_tokens
     from ..tracing.capture import Capture
     from ..tracing.loop import run_loop

@@ -12,8 +12,16 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import (add_dataset_args, add_loop_args, add_model_args, add_numerics_arg, emit_json, load_codi,
-                     remote_value, synthetic_overrides)
+from .common import (
+    add_dataset_args,
+    add_loop_args,
+    add_model_args,
+    add_numerics_arg,
+    emit_json,
+    load_codi,
+    remote_value,
+    synthetic_overrides,
+)
 
 
 def register(subparsers) -> argparse.ArgumentParser:

@@ -150,8 +150,8 @@ def audit_checks(args: argparse.Namespace) -> tuple[list[Check], str | None]:
     Returns the checks and the hosted repo id the model implies (None if it names none).
     """
     from ..loading import load_model
-    from ..tracing.remote import count_requests
     from ..tracing.codi_model import CodiModel
+    from ..tracing.remote import count_requests
     from ..tracing.request_audit import audit_request
 
     model = load_model(args.model, device=args.device, dtype=args.dtype, base=args.base, lora_mode=args.lora_mode,

@@ -15,8 +15,17 @@ import time
 from pathlib import Path
 
 from ..steps import Step, parse_step
-from .common import (add_dataset_args, add_loop_args, add_model_args, emit_json, int_list, load_codi, remote_value,
-                     step_arg, synthetic_overrides)
+from .common import (
+    add_dataset_args,
+    add_loop_args,
+    add_model_args,
+    emit_json,
+    int_list,
+    load_codi,
+    remote_value,
+    step_arg,
+    synthetic_overrides,
+)
 
 
 def _pair(text: str) -> tuple[Step, Step]:

@@ -38,7 +38,8 @@ _HELP = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (`config_cli`; None when not given, so flags override a
-    --config file), plus --resume, --stop-at, --final-eval and --config."""
+    --config file), plus --resume, --stop-at, --final-eval and --config.
+    """
     add_config_args(parser, TrainConfig, help_texts=_HELP, exclude=("extra",), unset=True)
     parser.add_argument("--config", default=None, help="a train_config.json to start from (flags override it)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint/state.pt")

@@ -94,9 +94,8 @@ TEST_CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] | capitalize }} : {{ 
 
 def word_chat_tokenizer(max_number: int = 99):
     """A word-level tokenizer with the synthetic vocabulary, the instructions and `TEST_CHAT_TEMPLATE`."""
-    from ..tokenization import build_word_tokenizer
-
     from ..data.synthetic import template_words
+    from ..tokenization import build_word_tokenizer
 
     words = set(template_words()) | {"User", "Assistant", ":"}
     for text in (COT_INSTRUCTION, DIRECT_INSTRUCTION, "The answer is:"):

@@ -1,5 +1,6 @@
 """Moved: local / serialised / hosted (NDIF) execution lives in `nnsight_codi.tracing.remote`, and
-`load_instruct_model` in `nnsight_codi.loading`. Old paths warn until 0.2."""
+`load_instruct_model` in `nnsight_codi.loading`. Old paths warn until 0.2.
+"""
 
 from .._moved import moved
 

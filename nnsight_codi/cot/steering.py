@@ -96,7 +96,8 @@ class Steering(AddVector):
         """What this hook does at step 0 (the prompt forward), as a comparable key: hooks with equal
         keys edit the prompt forward identically (`single` and `continuous` at one layer and coef), so
         their generations share the prompt forward and first token (`generation.generate_forked`).
-        None when positions are given (a per-batch mask: never shared)."""
+        None when positions are given (a per-batch mask: never shared).
+        """
         if self.prompt_mask is not None:
             return None
         return (self.layer, self.coef, tuple(self.vector.shape), self.vector.numpy().tobytes())

@@ -95,11 +95,11 @@ def extract_vectors(out: str | Path, config: ExtractConfig, model=None, question
     `questions` (a dataset with `id`, `question`) overrides `config.dataset`. Returns a summary:
     `path`, `examples`, `written_now`, `seconds`, `num_layers`, `hidden_size`, `vector_norms`.
     """
+    from ..loading import load_instruct_model
     from ..store import StoreWriter
+    from ..tracing.remote import check_remote
     from .generation import generate_ids, hidden_size, num_layers, position_means
     from .questions import load_questions
-    from ..loading import load_instruct_model
-    from ..tracing.remote import check_remote
 
     start = time.perf_counter()
     check_extract_config(config)

@@ -47,8 +47,14 @@ import torch
 from lm_eval import utils as lm_utils
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
-from lm_eval.models.utils import (Collator, handle_stop_sequences, has_bos_prefix, normalize_gen_kwargs,
-                                  postprocess_generated_text, resolve_max_length)
+from lm_eval.models.utils import (
+    Collator,
+    handle_stop_sequences,
+    has_bos_prefix,
+    normalize_gen_kwargs,
+    postprocess_generated_text,
+    resolve_max_length,
+)
 from tqdm.auto import tqdm
 
 CODI_LOGLIKELIHOOD = ("loglikelihood is not defined for a CODI model here: its answer is conditioned on latent "
@@ -101,10 +107,10 @@ class NnsightCodiLM(TemplateLM):
                            if p not in ("self", "unknown", "loaded", "max_batch_size"))
             raise ValueError(f"unknown nnsight-codi model arg(s) {sorted(unknown)}; valid: {valid}")
         super().__init__()
-        from ..loading import load_instruct_model
-        from ..tracing.remote import check_remote, remote_value
         from ..cot.steering import parse_condition
+        from ..loading import load_instruct_model
         from ..tracing.codi_model import CodiModel
+        from ..tracing.remote import check_remote, remote_value
 
         self._batch_size = int(batch_size) if str(batch_size).isdigit() else 16  # "auto": a fixed 16
         if self._batch_size < 1:
@@ -191,7 +197,8 @@ class NnsightCodiLM(TemplateLM):
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, left_truncate_len: int | None = None,
                    **kwargs: Any) -> list[int]:
         """HFLM's `tok_encode`: the tokenizer's default special tokens (or `add_bos_token`), none
-        when the string already starts with the prefix token's text."""
+        when the string already starts with the prefix token's text.
+        """
         special: dict[str, bool] = {}
         if add_special_tokens is not None:
             special = {"add_special_tokens": add_special_tokens}
@@ -222,7 +229,8 @@ class NnsightCodiLM(TemplateLM):
 
     def _context(self, context: str) -> str:
         """The context as the model sees it: as given (`raw`), or inside the chat template with the
-        CoT / direct instruction."""
+        CoT / direct instruction.
+        """
         if self.prompt_mode == "raw" or self.is_codi:
             return context
         from ..cot.prompts import build_prompt
@@ -260,7 +268,8 @@ class NnsightCodiLM(TemplateLM):
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs: Any) -> list[tuple[float, bool]]:
         """`(sum log p(continuation | context), is_greedy)` per `(key, context ids, continuation ids)`:
         left-truncated to `max_length + 1` tokens as HFLM does, ordered and batched by lm-eval's
-        `Collator` (longest first), one traced forward per batch."""
+        `Collator` (longest first), one traced forward per batch.
+        """
         if self.is_codi:
             raise NotImplementedError(CODI_LOGLIKELIHOOD)
         limit = self.max_length + 1
@@ -327,13 +336,14 @@ class NnsightCodiLM(TemplateLM):
 def continuation_logprobs(model, pairs, hooks_for, remote=None) -> list[tuple[float, bool]]:
     """`(sum log p(continuation | context), greedy?)` per `(context ids, continuation ids)` pair, in one
     left-padded traced forward over `(context + continuation)[:-1]`; `hooks_for(context_mask)` gives
-    the step hooks (steering)."""
+    the step hooks (steering).
+    """
     import nnsight
 
     from ..cot.generation import _device, num_layers, pad_id
-    from ..tracing.remote import ndif_errors, remote_kwargs
     from ..tracing.batching import left_pad, positions_from_mask
     from ..tracing.hooks import visit_step
+    from ..tracing.remote import ndif_errors, remote_kwargs
 
     seqs = [(list(c) + list(x))[:-1] for c, x in pairs]
     ids, mask = left_pad(seqs, pad_id(model.tokenizer))

@@ -9,12 +9,19 @@
 - `sweep`: a resumable grid of conditions in one store with a `condition` dim.
 """
 
+from ..store.vectors import open_vectors, save_vectors, vectors_from_store
 from .ablation import ForceAnswer, answer_mask
-from .conditions import (Condition, ModelShape, Resources, build_hooks, evaluate_conditions, run_conditions,
-                         validate_conditions)
+from .conditions import (
+                         Condition,
+                         ModelShape,
+                         Resources,
+                         build_hooks,
+                         evaluate_conditions,
+                         run_conditions,
+                         validate_conditions,
+)
 from .patching import PATCH_KINDS, LatentStats, PatchLatent, PatchResidual, latent_patch_values
 from .steering import KV_POSITIONS, AddVector, KVSteer
-from ..store.vectors import open_vectors, save_vectors, vectors_from_store
 from .vectors import load_vector_file, save_vector_file
 
 __all__ = ["ForceAnswer", "answer_mask", "Condition", "ModelShape", "Resources", "build_hooks",

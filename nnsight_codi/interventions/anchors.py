@@ -46,7 +46,8 @@ def _forced(codi, prompts, tokens, hooks, k: int) -> tuple[np.ndarray, np.ndarra
 def _forced_branches(codi, prompts, tokens, hook_sets: Sequence[Sequence], k: int,
                      fork: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
     """`_forced` under each hook set, as branches of one forced, unpatched trunk (`run_branches`):
-    each patch re-runs only the steps from the one it edits."""
+    each patch re-runs only the steps from the one it edits.
+    """
     force = ForceAnswer(tokens, k, codi.codi_config.eos_id, codi.codi_config.eot_id)
     runs = run_branches(codi, prompts, [Branch(list(h)) for h in hook_sets], shared=[force], num_latents=k,
                         max_new_tokens=tokens.shape[1], answer_steps=force.answer_steps, fork=fork)

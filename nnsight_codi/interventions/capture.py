@@ -16,5 +16,6 @@ from .conditions import capture_interventions
 
 def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: bool = True) -> dict[str, Any]:
     """`nnsight_codi.capture.run_capture`, with `config.interventions` (condition dicts, each optionally with
-    a `vectors` store path) run as steering hooks before `Capture`."""
+    a `vectors` store path) run as steering hooks before `Capture`.
+    """
     return _run_capture(out, config, codi=codi, progress=progress, interventions=capture_interventions)

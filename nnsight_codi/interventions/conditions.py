@@ -205,7 +205,8 @@ def check_condition(cond: Condition, shape: ModelShape, reference_pairs: bool = 
     """What a condition's model shape alone decides (mode, layer, step, KV blocks and positions,
     patch kind), so a bad condition fails before any vectors are computed. With
     `reference_pairs` (the vectors will come from a reference run of this model), a pair must
-    name latents 1..K. Step names are resolved first."""
+    name latents 1..K. Step names are resolved first.
+    """
     k = shape.num_latents
     cond = cond.resolve(k)
     if cond.mode not in MODES:
@@ -321,7 +322,8 @@ def run_conditions(codi, prompts, conditions: Sequence[Condition], shape: ModelS
     """Answer ids of one batch under each of `conditions` (`run_condition` for each), computing the prefix the
     conditions share once (`hooks.run_branches`): the unsteered run is the trunk; a KV condition forks
     at the last latent, a patch of latent k at step k, hidden steering at its step (with its extra latent).
-    Equal to `run_condition` per condition, token for token; `fork=False` runs that instead."""
+    Equal to `run_condition` per condition, token for token; `fork=False` runs that instead.
+    """
     from ..tracing.loop import Branch, run_branches
 
     if not fork:
@@ -353,7 +355,8 @@ def evaluate_conditions(codi, questions: Sequence[str], golds: Sequence[float], 
                         progress: bool = True, fork: bool = True) -> dict[str, dict[str, Any]]:
     """Run every condition on the same examples; `{name: {"texts", "pred", "correct"}}` in input order.
 
-    Batches outside, conditions inside (`run_conditions`): each batch's shared prefix is computed once."""
+    Batches outside, conditions inside (`run_conditions`): each batch's shared prefix is computed once.
+    """
     from ..evaluation import batches_by_length
 
     shape = ModelShape.of(codi, num_latents)

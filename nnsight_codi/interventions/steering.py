@@ -124,7 +124,7 @@ class AddVector:
 
 
 def latent_position(positions: str) -> int | None:
-    """k of a `latent<k>` position set (the cache entry of latent k alone), else None."""
+    """K of a `latent<k>` position set (the cache entry of latent k alone), else None."""
     if isinstance(positions, str) and positions.startswith("latent") and positions[6:].isdigit():
         return int(positions[6:])
     return None

@@ -40,8 +40,16 @@ from ..config_cli import config_from_dict
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from ..steps import parse_step, resolve_step
 from ..store.sweep import SWEEP_STORE, SWEEP_VARIABLES
-from .conditions import (MODES, Condition, ModelShape, Resources, check_condition, run_conditions, score,
-                         validate_conditions)
+from .conditions import (
+    MODES,
+    Condition,
+    ModelShape,
+    Resources,
+    check_condition,
+    run_conditions,
+    score,
+    validate_conditions,
+)
 from .patching import PATCH_KINDS
 
 __getattr__ = moved(__name__, {"open_sweep": "nnsight_codi.store.sweep", "condition_table": "nnsight_codi.store.sweep"})
@@ -202,8 +210,8 @@ def reference_vectors(codi, cfg, out: Path, progress: bool = True):
 
 def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the sweep into `out/sweep.zarr`; return a summary."""
-    from ..loading import load_codi_model
     from ..data.scoring import extract_gold
+    from ..loading import load_codi_model
     from ..store import StoreWriter
 
     t0 = time.perf_counter()  # not `start`: the batch loop below reuses that name

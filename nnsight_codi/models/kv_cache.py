@@ -47,7 +47,8 @@ def output_cache(out: Any, name: str = CACHE_ARG) -> Any:
 def cache_part(cache: Any, block: int, part: str) -> Any:
     """The live `Float[Tensor, "batch head seq head_dim"]` keys (`part="keys"`) or values
     (`"values"`) of block `block`'s cache (a transformers `Cache`, or an nnsight proxy of one);
-    the one place that knows how a cache holds its tensors."""
+    the one place that knows how a cache holds its tensors.
+    """
     layers = getattr(cache, "layers", None)
     if layers is not None:
         return getattr(layers[block], part)

@@ -1,5 +1,6 @@
 """Moved: model assembly lives in `nnsight_codi.loading`, device/dtype helpers in `models.devices`, model
-sources (shipped tiny dirs, hub ids, one-line source errors) in `models.sources`. Old paths warn until 0.2."""
+sources (shipped tiny dirs, hub ids, one-line source errors) in `models.sources`. Old paths warn until 0.2.
+"""
 
 from .._moved import moved
 

@@ -158,7 +158,8 @@ def base_has_weights(base: str | Path) -> bool:
 
 def base_checks(split: SplitCheckpoint, skeleton: nn.Module) -> list[BaseCheck]:
     """Checksums of the embedding (rows < V), an untied output head (rows < V), the first and last LoRA
-    module's base weight and the final norm."""
+    module's base weight and the final norm.
+    """
     paths = [f"{split.embed_path}.weight"]
     if split.head_rows is not None and f"{split.head_path}.weight" in split.base_state:
         paths.append(f"{split.head_path}.weight")  # untied: the base's own head must be the checkpoint's

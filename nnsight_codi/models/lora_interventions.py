@@ -1,7 +1,8 @@
 """Moved: a reference checkpoint split into base weights + LoRA tensors and the base checksums live in
 `nnsight_codi.models.lora_checkpoint`; the adapter and the LoRA-as-interventions model in
 `nnsight_codi.tracing.lora`; loading in `nnsight_codi.loading`; request counting in
-`nnsight_codi.tracing.remote`. Old paths warn until 0.2."""
+`nnsight_codi.tracing.remote`. Old paths warn until 0.2.
+"""
 
 from .._moved import moved
 

@@ -45,9 +45,9 @@ import numpy as np
 from nnsight_codi.store.errors import (
     ConfigMismatchError,
     SchemaError,
+    SchemaVersionError,
     StoreError,
     StoreLockedError,
-    SchemaVersionError,
 )
 from nnsight_codi.store.manifest import MANIFEST_NAME, Manifest, remove_stale_temp_files
 from nnsight_codi.store.schema import (

@@ -121,7 +121,8 @@ def assemble(records: Sequence[Record], capture: Capture, attention_mask: Tensor
              position_width: int, hidden_size: int) -> dict[str, np.ndarray]:
     """Records → arrays: `hidden [b, step, layer, dim]`, `latent_input [b, step, dim]`,
     `attention [b, step, position]`, `kv [b, layer≥1, 2, head, position, head_dim]` (positions
-    left-aligned: position 0 is the first prompt token of each example)."""
+    left-aligned: position 0 is the first prompt token of each example).
+    """
     from ..store.positions import left_align, pad_counts_from_mask
 
     steps = capture.num_steps

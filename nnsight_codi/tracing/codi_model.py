@@ -90,7 +90,8 @@ class FinalHidden:
 
 def lean_call_kwargs(lm: nn.Module) -> dict:
     """What every loop call asks of the LM beyond the inputs: logits of the last position only
-    (`logits_to_keep=1`, when the model's forward takes it), no per-layer hidden states."""
+    (`logits_to_keep=1`, when the model's forward takes it), no per-layer hidden states.
+    """
     if "logits_to_keep" in inspect.signature(lm.forward).parameters:
         return {"logits_to_keep": 1}
     return {}
@@ -134,7 +135,8 @@ class CodiModel(TransformersModel):
     # -- executors: how `loop.run_loop` runs this model ------------------------------
     def executor(self, remote: bool | str | None = None):
         """The executor of a run with `remote`: the traced driver (`loop.DirectExecutor`) for local runs, an
-        nnsight session (`session.SessionExecutor`) for `remote="local"`, `True` or a host URL."""
+        nnsight session (`session.SessionExecutor`) for `remote="local"`, `True` or a host URL.
+        """
         if remote:
             return SessionExecutor(self, remote)
         return DirectExecutor(self)
@@ -231,7 +233,8 @@ class CodiModel(TransformersModel):
                        max_new_tokens: int = 256, masking: Masking = "exact",
                        sync_every: int | None = None) -> LatentLoopState:
         """The loop's state for `prompts`; `sync_every` defaults to 1 on a CPU (host reads are free
-        there) and 8 on an accelerator (one host sync per 8 answer tokens; answers identical)."""
+        there) and 8 on an accelerator (one host sync per 8 answer tokens; answers identical).
+        """
         k = self.num_latents if num_latents is None else int(num_latents)
         if sync_every is None:
             sync_every = 1 if prompts.input_ids.device.type == "cpu" else 8

@@ -431,7 +431,8 @@ def divergence_step(hooks: Sequence[StepHook], num_latents: int, trunk_latents: 
 def _segment(codi, snapshot: LoopSnapshot, hooks: Sequence[StepHook], stop_at: int | None, last: int,
              output_attentions: bool) -> tuple[Any, list[Record]]:
     """Continue `snapshot` in place up to `stop_at` (None: to the end) with `hooks` on steps <= `last`,
-    through the traced driver; a trace only where a hook visits. Returns (tokens or the snapshot, records)."""
+    through the traced driver; a trace only where a hook visits. Returns (tokens or the snapshot, records).
+    """
     first = snapshot.step
     end = last + 1 if stop_at is None else min(last + 1, stop_at)
     if first_visit(hooks, first, end - 1) is None:
@@ -509,7 +510,8 @@ def _run_branches(codi, prompts, branches: Sequence[Branch], shared: Sequence[St
 def _driver_branches(codi, prompts, branches, shared, starts, branch_k, bounds, k, max_new_tokens, masking,
                      output_attentions, answer_steps, trunk_needed):
     """Traced driver: the trunk in segments up to each fork step, each fork's branches from copies of it
-    (depth first: one prefix held at a time, about the memory of two runs). Returns (trunk, {branch: run})."""
+    (depth first: one prefix held at a time, about the memory of two runs). Returns (trunk, {branch: run}).
+    """
     last = k + 1 + answer_steps
     snapshot = LoopSnapshot(codi.new_loop_state(prompts, k, max_new_tokens, masking))
     trunk_records: list[Record] = []

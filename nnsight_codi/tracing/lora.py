@@ -207,13 +207,15 @@ class LoraCodiModel(CodiModel):
 
     def executor(self, remote: bool | str | None = None) -> SessionExecutor:
         """Always the session executor, with the base LM for `remote` (weight-checked once) and the adapter
-        in that model's dtype."""
+        in that model's dtype.
+        """
         model, adapter = self._session(remote)
         return SessionExecutor(self, remote, model, adapter)
 
     def session_model(self, remote: bool | str | None = None) -> TransformersModel:
         """The stock base LM for a session (local module or the hosted repo), weight-checked once, carrying
-        `codi_adapter` (the adapter in that model's dtype)."""
+        `codi_adapter` (the adapter in that model's dtype).
+        """
         return self._session(remote)[0]
 
     def _session(self, remote: bool | str | None) -> tuple[TransformersModel, LoraAdapter]:

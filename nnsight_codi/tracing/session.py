@@ -21,11 +21,11 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-import warnings
 
 import nnsight
 import torch
@@ -78,7 +78,8 @@ def session_program(branches: Sequence[SessionBranch]) -> list[tuple[int, int | 
 
 def plain_lm_model(codi, remote: bool | str | None = "local") -> TransformersModel:
     """A stock `TransformersModel` of a CodiModel's LM for a session (what NDIF would host):
-    `codi.session_model(remote)` (see `CodiModel.session_model`)."""
+    `codi.session_model(remote)` (see `CodiModel.session_model`).
+    """
     return codi.session_model(remote)
 
 
@@ -134,7 +135,8 @@ class SessionExecutor:
 
 def _compute_dtype(model: TransformersModel, adapter: Any = None) -> torch.dtype:
     """The wrapped LM's parameter dtype (a hosted model's meta copy has it too; an adapter is cast to it);
-    float32 if unknown."""
+    float32 if unknown.
+    """
     if adapter is not None:
         return adapter.rows.dtype
     try:
@@ -157,7 +159,8 @@ def _detached(obj: Any, name: str, active: bool) -> Iterator[None]:
 @contextmanager
 def _quiet_cache_deprecation() -> Iterator[None]:
     """Silence transformers' `past_key_values` rename warning for the session's calls (outside the
-    session block itself: what is inside it travels to NDIF, whose sandbox refuses `warnings`)."""
+    session block itself: what is inside it travels to NDIF, whose sandbox refuses `warnings`).
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*past_key_values.* is deprecated", category=FutureWarning)
         yield

@@ -16,7 +16,6 @@ word tokenizer and GPT-2, " " for Llama), located with character offsets.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +23,7 @@ from torch import Tensor
 
 from ..data.chains import step_spans
 from ..tracing.batching import left_pad, right_pad
+
 
 def clean_question(question: str, prompt_suffix: str = "") -> str:
     """The prompt text: `question.strip().replace('  ', ' ') + prompt_suffix` (the inference convention)."""

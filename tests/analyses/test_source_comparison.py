@@ -65,8 +65,9 @@ def test_cot_table_reads_the_study_results():
 
 
 def test_number_base_rate_and_uniform_baselines_equal_hand_counts(tmp_path):
-    from analyses.attention import alternation_table, number_base_rate, summarize
     from attention.test_attention_analysis import PROMPT, hand_store
+
+    from analyses.attention import alternation_table, number_base_rate, summarize
 
     ds, _ = hand_store(tmp_path / "s.zarr")
     # "Tom has 12 apples and 3 pears <bot>": 2 number tokens among 7 prompt tokens (bot is not a prompt token)

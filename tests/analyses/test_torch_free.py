@@ -11,9 +11,9 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
+from torch_blocker import run_blocked
 
 import analyses
-from torch_blocker import run_blocked
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(analyses.__path__) if not m.name.startswith("_"))
 

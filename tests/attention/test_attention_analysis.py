@@ -8,8 +8,17 @@ import json
 import numpy as np
 import pytest
 
-from analyses.attention import (ROLES, analyse, block_table, chain_operands, main, odd_even, readouts, role_mass,
-                                top_attended)
+from analyses.attention import (
+    ROLES,
+    analyse,
+    block_table,
+    chain_operands,
+    main,
+    odd_even,
+    readouts,
+    role_mass,
+    top_attended,
+)
 from nnsight_codi.store import StoreWriter, open_store
 from nnsight_codi.store.positions import source_labels
 

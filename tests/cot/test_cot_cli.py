@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+import cot_testlib as lib
 import pytest
 
-import cot_testlib as lib
 from nnsight_codi.cli import main
 
 

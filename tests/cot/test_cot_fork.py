@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 
+import cot_testlib as lib
 import pytest
 import torch
 
-import cot_testlib as lib
 from nnsight_codi.cot import Condition, Steering, evaluate_conditions, load_questions, run_grid
 from nnsight_codi.cot.generation import generate_forked, generate_ids, prompt_cache
 from nnsight_codi.cot.prompts import prompt_ids

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import json
 
+import cot_testlib as lib
 import numpy as np
 import pytest
 import torch
 
-import cot_testlib as lib
-from nnsight_codi.cot import (ExtractConfig, Steering, evaluate_condition, extract_vectors, load_questions,
-                              load_vectors, parse_condition, recompute_vectors, run_grid)
+from nnsight_codi.cot import (
+    ExtractConfig,
+    Steering,
+    evaluate_condition,
+    extract_vectors,
+    load_questions,
+    load_vectors,
+    parse_condition,
+    recompute_vectors,
+    run_grid,
+)
 from nnsight_codi.cot.generation import generate_ids, position_means
 from nnsight_codi.cot.prompts import prompt_ids
-from nnsight_codi.tracing.remote import NdifError, check_remote, ndif_errors
 from nnsight_codi.cot.vectors import stored_ids
+from nnsight_codi.tracing.remote import NdifError, check_remote, ndif_errors
 
 
 @pytest.fixture(scope="module")

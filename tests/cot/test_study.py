@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
-
-import pytest
 import subprocess
 import sys
+from pathlib import Path
 
 import cot_testlib as lib
+import pytest
+
 from runs.cot_vectors_study import Config, demo_config, run
 
 

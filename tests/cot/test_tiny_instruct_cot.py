@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import cot_testlib as lib
 import numpy as np
 import pytest
 import torch
 
-import cot_testlib as lib
 from nnsight_codi.models.sources import TINY_INSTRUCT_DIR
 
 pytestmark = pytest.mark.skipif(not (TINY_INSTRUCT_DIR / "config.json").is_file(),

@@ -10,8 +10,8 @@ import re
 
 import numpy as np
 import pytest
-
 from dashboard_stores import LAYERS, VOCAB, make_store
+
 from nnsight_codi.cli import main
 from nnsight_codi.dashboard import MISSING, best_layer, page_data, write_dashboard
 from nnsight_codi.dashboard.browser import dump_dom, find_chromium, read_page, screenshot

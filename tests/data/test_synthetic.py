@@ -6,8 +6,13 @@ import re
 import pytest
 
 from nnsight_codi.data.gsm8k_aug import load_gsm8k_aug, normalize_answer
-from nnsight_codi.data.synthetic import (SyntheticOptions, check_disjoint, generate_problems, make_train_test,
-                                         template_words)
+from nnsight_codi.data.synthetic import (
+    SyntheticOptions,
+    check_disjoint,
+    generate_problems,
+    make_train_test,
+    template_words,
+)
 
 OPTS = dict(value_range=(0, 99), min_steps=2, max_steps=4, add_range=(1, 9), mul_range=(2, 4))
 

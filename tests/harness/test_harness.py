@@ -7,17 +7,16 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cot"))
 import cot_testlib as lib  # noqa: E402
-
-import nnsight_codi.harness  # noqa: E402  (registers the model)
 from lm_eval import simple_evaluate  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.api.registry import get_model  # noqa: E402
+
+import nnsight_codi.harness  # noqa: E402  (registers the model)
 from nnsight_codi.harness import NnsightCodiLM, task_manager  # noqa: E402
 from nnsight_codi.harness.tasks import synthetic_dataset  # noqa: E402
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from factories import make_converted
+from reference_impl import reference_capture
+
 from nnsight_codi.data.synthetic import generate_problems
 from nnsight_codi.interventions import ForceAnswer, PatchLatent
 from nnsight_codi.interventions.anchors import activation_patching, thought_anchors
 from nnsight_codi.interventions.corrupt import NUMBER, corrupt_problem, replay
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.loop import run_loop
-from reference_impl import reference_capture
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more . how many pens ?", "how many pens ?",
              "he loses 2 pens .", "tom has 12 pens . he loses 5 pens . he gets 9 more . how many ?"]

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from factories import make_converted
+from reference_impl import blocks_of
+
 from nnsight_codi.interventions import AddVector, ForceAnswer, KVSteer, PatchLatent, PatchResidual
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.kv_cache import cache_kwargs, output_cache
 from nnsight_codi.tracing.capture import Capture
 from nnsight_codi.tracing.loop import run_loop
-from reference_impl import blocks_of
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more . how many pens ?", "how many pens ?",
              "he loses 2 pens .", "tom has 12 pens . he loses 5 pens . he gets 9 more . how many ?"]
@@ -303,9 +303,10 @@ def test_hidden_at_latent_k_touches_its_latent_and_later_only(codi, k, layer):
     if k < K:
         assert moved[:, pos + 1:].any()
     # the condition-level twins are built at the same latent
-    from nnsight_codi.interventions.conditions import Condition, ModelShape, Resources, build_hooks
     import numpy as np
     import xarray as xr
+
+    from nnsight_codi.interventions.conditions import Condition, ModelShape, Resources, build_hooks
 
     shape = ModelShape.of(codi)
     latents = list(range(1, K + 1))

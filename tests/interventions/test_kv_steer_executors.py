@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from factories import make_converted, make_reference_checkpoint
+from reference_impl import cache_kwargs, output_cache
+
 from nnsight_codi.interventions import AddVector, KVSteer, PatchLatent
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.capture import Capture
 from nnsight_codi.tracing.loop import run_loop
-from reference_impl import cache_kwargs, output_cache
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more . how many pens ?", "he loses 2 pens . how many ?",
              "the answer is"]  # left padding of 0, 3 and 6 positions

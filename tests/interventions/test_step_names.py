@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from factories import make_converted
+
 from nnsight_codi.cli import main
 from nnsight_codi.interventions import Condition
 from nnsight_codi.interventions.sweep import SweepConfig, expand_conditions

@@ -12,15 +12,15 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from factories import make_converted
+
 from nnsight_codi.cli import main
 from nnsight_codi.interventions import Condition, ModelShape, Resources, build_hooks, save_vector_file
 from nnsight_codi.interventions.sweep import SweepConfig, expand_conditions, run_sweep
 from nnsight_codi.loading import load_model
+from nnsight_codi.store import open_store
 from nnsight_codi.store.sweep import condition_table, open_sweep
 from nnsight_codi.store.vectors import open_vectors
-from nnsight_codi.store import open_store
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from bpe_tokenizers import byte_level_bpe, digit_chunked_bpe
 
 from analyses.lens_study import detection, settling
-from bpe_tokenizers import byte_level_bpe, digit_chunked_bpe
 from nnsight_codi.lens.numbers import NumberTokens, hits_ids, tokenizer_encoder, value_text
 from nnsight_codi.lens.values import hits, target_sets, token_values
 from nnsight_codi.tokenization import build_word_tokenizer

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnsight_codi.capture import CaptureConfig, run_capture
 from nnsight_codi.cli import main as cli_main
 from nnsight_codi.lens.readout import store_lens, topk_entropy
 from nnsight_codi.lens.unembed import Unembedding

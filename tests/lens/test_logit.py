@@ -5,8 +5,8 @@ from __future__ import annotations
 import nnsight
 import pytest
 import torch
-
 from factories import make_converted
+
 from nnsight_codi.lens import logit_lens, top_tokens
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.hooks import block_list

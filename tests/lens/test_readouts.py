@@ -8,8 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from nnsight_codi.lens.values import (calculator_results, dataset_truth, hits, one_op_away, other_problem,
-                                      problem_truth, settle_step, target_sets, token_values)
+from nnsight_codi.lens.values import (
+    calculator_results,
+    dataset_truth,
+    hits,
+    one_op_away,
+    other_problem,
+    problem_truth,
+    settle_step,
+    target_sets,
+    token_values,
+)
 from nnsight_codi.probes import probe
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "gsm8k_test_head20.jsonl"

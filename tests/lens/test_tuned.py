@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from factories import make_converted
+
 from nnsight_codi.capture import CaptureConfig, run_capture
 from nnsight_codi.cli import main as cli_main
 from nnsight_codi.data.sources import load_eval_dataset, synthetic_options

@@ -5,13 +5,13 @@ from __future__ import annotations
 import nnsight
 import pytest
 import torch
-
 from factories import make_reference_checkpoint
+from reference_impl import attach_lora, reference_run
+
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.checkpoint import convert_reference_checkpoint
 from nnsight_codi.models.config import CodiFormatError
 from nnsight_codi.models.converted import save_converted
-from reference_impl import attach_lora, blocks_of, reference_run
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more .", "how many pens ?", "he loses 2 pens . the answer is"]
 # Both sides run in float64: merged vs unmerged LoRA changes the op order, and this random model is

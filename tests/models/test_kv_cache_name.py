@@ -10,9 +10,9 @@ import warnings
 import pytest
 import torch
 import transformers
+from factories import make_converted
 from transformers import GPT2LMHeadModel, LlamaForCausalLM
 
-from factories import make_converted
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.kv_cache import CACHE_ARG, cache_kwargs, output_cache
 from nnsight_codi.tracing.capture import Capture

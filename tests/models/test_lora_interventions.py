@@ -11,19 +11,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from factories import (
+    BASE_VOCAB,
+    PREFIX,
+    make_converted,
+    make_reference_checkpoint,
+    reference_state_dict,
+    tiny_lm,
+    word_tokenizer,
+)
 
-from factories import BASE_VOCAB, PREFIX, make_converted, make_reference_checkpoint, reference_state_dict, tiny_lm, \
-    word_tokenizer
 from nnsight_codi.capture import CaptureConfig, run_capture
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.config import CodiFormatError
 from nnsight_codi.models.lora_checkpoint import BaseMismatchError
-from nnsight_codi.tracing.lora import LoraCodiModel
-from nnsight_codi.tracing.remote import count_requests
 from nnsight_codi.models.projection import build_projection
 from nnsight_codi.store import open_store
 from nnsight_codi.tracing.capture import Capture
 from nnsight_codi.tracing.loop import run_loop
+from nnsight_codi.tracing.lora import LoraCodiModel
+from nnsight_codi.tracing.remote import count_requests
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more .", "how many pens ?", "he loses 2 pens . the answer is"]
 REL_TOL = 1e-9

@@ -12,12 +12,12 @@ import copy
 
 import pytest
 import torch
-
 from factories import make_converted, make_reference_checkpoint
+from reference_impl import attach_lora, reference_run
+
 from nnsight_codi.cli import main
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.loop import run_loop
-from reference_impl import attach_lora, reference_run
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more .", "how many pens ?", "he loses 2 pens . the answer is"]
 MAX_NEW = 6

@@ -2,10 +2,16 @@
 round-trips, one token per number, and follows both instructions on unseen problems."""
 
 import pytest
-import torch
 
-from nnsight_codi.instruct import (COT_INSTRUCTION, DIRECT_INSTRUCTION, contains_chain, evaluate_instruct,
-                                   generate_chat, instruct_prompt, score_outputs)
+from nnsight_codi.instruct import (
+    COT_INSTRUCTION,
+    DIRECT_INSTRUCTION,
+    contains_chain,
+    evaluate_instruct,
+    generate_chat,
+    instruct_prompt,
+    score_outputs,
+)
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.sources import TINY_INSTRUCT_DIR
 
@@ -20,9 +26,10 @@ def model():
 
 @pytest.fixture(scope="module")
 def heldout():
+    import json
+
     from nnsight_codi.training.instruct import InstructConfig
     from nnsight_codi.training.report import unseen_problems
-    import json
 
     meta = json.loads((TINY_INSTRUCT_DIR / "instruct.json").read_text())
     o = meta["synthetic_options"]

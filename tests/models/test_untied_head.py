@@ -10,9 +10,9 @@ import json
 
 import pytest
 import torch
+from factories import BASE_VOCAB, PREFIX, reference_state_dict, tiny_lm, word_tokenizer
 from safetensors.torch import load_file, save_file
 
-from factories import BASE_VOCAB, PREFIX, reference_state_dict, tiny_lm, word_tokenizer
 from nnsight_codi.cli import main
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.config import CodiFormatError

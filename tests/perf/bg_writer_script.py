@@ -22,7 +22,6 @@ import store_testlib as lib  # noqa: E402
 
 from nnsight_codi.store import BackgroundStoreWriter  # noqa: E402
 
-
 _LOCK = threading.Lock()
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import nnsight
 import pytest
 import torch
-
 from factories import make_converted
+from oracle import as_oracle
+
 from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.capture import Capture
 from nnsight_codi.tracing.loop import run_loop
-from oracle import as_oracle
 
 
 @pytest.fixture(scope="module", params=["tiny", "llama"])

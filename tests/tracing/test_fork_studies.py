@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from factories import make_converted
+
 from nnsight_codi.evaluation import answers_by_latent_count, evaluate, evaluate_latent_counts
 from nnsight_codi.interventions import Condition, Resources, save_vector_file
 from nnsight_codi.interventions.conditions import evaluate_conditions

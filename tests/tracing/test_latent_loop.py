@@ -6,8 +6,8 @@ from __future__ import annotations
 import nnsight
 import pytest
 import torch
-
 from factories import make_converted
+
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.kv_cache import cache_kwargs, output_cache
 from nnsight_codi.tracing.loop import step_name, step_names

@@ -12,8 +12,8 @@ import math
 
 import pytest
 import torch
-
 from factories import make_converted
+
 from nnsight_codi.evaluation import batches_by_length, batches_in_order, eval_batches, generate_answers
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.loop import run_loop

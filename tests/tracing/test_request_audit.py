@@ -13,11 +13,16 @@ from nnsight_codi.interventions.ablation import ForceAnswer
 from nnsight_codi.interventions.patching import PatchLatent, PatchResidual
 from nnsight_codi.interventions.steering import AddVector, KVSteer
 from nnsight_codi.loading import load_model
-from nnsight_codi.tracing.remote import count_requests
 from nnsight_codi.tracing.capture import CAPTURABLE, Capture
 from nnsight_codi.tracing.loop import run_loop
-from nnsight_codi.tracing.request_audit import (RUNTIME_MODULES, RequestRefusedError, allowed, audit_request,
-                                                check_request)
+from nnsight_codi.tracing.remote import count_requests
+from nnsight_codi.tracing.request_audit import (
+    RUNTIME_MODULES,
+    RequestRefusedError,
+    allowed,
+    audit_request,
+    check_request,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cot"))  # cot_testlib: a tiny chat LM
 QUESTIONS = ["1 + 2 = ?", "3 * 4 - 5 = ?"]
@@ -138,9 +143,8 @@ def sneaky_builtin(x):
 
 
 def _request_with(fn):
-    from nnsight import TransformersModel
-
     import cot_testlib as lib
+    from nnsight import TransformersModel
 
     model: TransformersModel = lib.chat_lm()
     with count_requests(keep=True) as log:

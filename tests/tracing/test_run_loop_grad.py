@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from factories import make_converted
+
 from nnsight_codi.interventions import AddVector
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.loop import run_loop

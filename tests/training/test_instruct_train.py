@@ -9,8 +9,7 @@ import torch
 from nnsight_codi.data.synthetic import make_train_test
 from nnsight_codi.instruct import contains_chain, instruct_prompt
 from nnsight_codi.training.encode import collate
-from nnsight_codi.training.instruct import (InstructConfig, build_instruct_setup, encode_instruct_dataset,
-                                            train_instruct)
+from nnsight_codi.training.instruct import InstructConfig, build_instruct_setup, encode_instruct_dataset, train_instruct
 
 SMALL = dict(n_layer=2, n_embd=32, n_head=2, max_number=99, batch_size=16, lr=3e-3, min_steps=2, max_steps=2,
              value_max=30, add_max=5, mul_max=3, progress=False, threads=0, eval_every=0, checkpoint_every=0,
