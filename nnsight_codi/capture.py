@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from .models.fingerprint import WEIGHTS_KEY, model_weights
 from .store.positions import left_align, pad_counts_from_mask, source_labels
 from .store.schema import parse_variables, validate_layers
 from .tracing.capture import CAPTURABLE, Capture, assemble
-from .tracing.loop import run_loop
+from .tracing.loop import check_masking, run_loop
 
 
 @dataclass
@@ -134,6 +135,9 @@ def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: boo
     if config.interventions:  # a steered capture: the intervention hooks run before Capture
         if target.positions is not None:
             raise ValueError("interventions need a CODI model (a plain LM capture has no latent loop)")
+        if interventions is None:
+            raise ValueError("a steered capture needs `interventions`, the builder of its hooks "
+                             "(nnsight_codi.interventions.capture.run_capture passes it)")
         target.interventions = interventions(codi, config.interventions, target.num_latents, config.seed)
     if target.positions is not None and set(variables) & set(ANSWER_VARIABLES):
         raise ValueError(f"{sorted(set(variables) & set(ANSWER_VARIABLES))} need a CODI model; "
@@ -190,8 +194,8 @@ class _CodiTarget:
     """A CODI model: prompts end in bot; steps are bot, latents, eot; answers are decoded."""
 
     positions = None
-    interventions = None  # example indices -> intervention hooks (a steered capture)
-    batch_indices = None
+    interventions: Callable[..., list] | None = None  # example indices -> hooks (a steered capture)
+    batch_indices: np.ndarray | None = None
 
     def __init__(self, codi, config: CaptureConfig) -> None:
         self.model, self.config = codi, config
@@ -219,7 +223,7 @@ class _CodiTarget:
     def run(self, prompts, hook: Capture):
         hooks = [*self.interventions(self.batch_indices), hook] if self.interventions else [hook]
         tokens, records = run_loop(self.model, prompts, hooks, num_latents=self.num_latents,
-                                   max_new_tokens=self.config.max_new_tokens, masking=self.config.masking,
+                                   max_new_tokens=self.config.max_new_tokens, masking=check_masking(self.config.masking),
                                    remote=self.config.remote, output_attentions=hook.needs_attentions)
         return self.model.decode(tokens), records
 
@@ -228,6 +232,8 @@ class _PlainTarget:
     """A plain HF LM: one forward pass over the question; chosen positions are the steps."""
 
     num_latents = 0
+    interventions: Callable[..., list] | None = None  # never set: a plain LM has no latent loop
+    batch_indices: np.ndarray | None = None
 
     def __init__(self, model, config: CaptureConfig) -> None:
         self.model, self.config = model, config

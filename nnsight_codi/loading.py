@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from nnsight import TransformersModel
@@ -77,8 +77,9 @@ def load_converted(directory: str | Path, device: str | torch.device | None = "c
     prj = load_projection(directory)
     device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
     try:
-        lm, info = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, output_loading_info=True,
-                                                        ignore_mismatched_sizes=True)  # reported below, by name
+        # with output_loading_info, (model, info); transformers' stub says model only
+        lm, info = cast(Any, AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, output_loading_info=True,
+                                                                  ignore_mismatched_sizes=True))  # reported below
         tokenizer = AutoTokenizer.from_pretrained(directory)
     except (OSError, ValueError, RuntimeError) as err:
         raise CodiFormatError(f"{directory}: cannot load the merged LM or tokenizer: {one_line(err)}") from err
@@ -221,7 +222,7 @@ def load_plain_lm(spec: str | Path, device: str | torch.device | None = "cpu",
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
-    lm = AutoModelForCausalLM.from_pretrained(str(spec), dtype=torch_dtype).to(device).eval()
+    lm = AutoModelForCausalLM.from_pretrained(str(spec), dtype=torch_dtype).to(device).eval()  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
     tokenizer = AutoTokenizer.from_pretrained(str(spec), padding_side="left")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -235,7 +236,7 @@ def load_reference_checkpoint(file: str | Path, base: str | Path | None = None, 
     lm, tokenizer, prj, config = convert_reference_checkpoint(
         file, base, entry, lora_alpha=lora_alpha, num_latents=num_latents, dtype=resolve_dtype(dtype)
     )
-    lm = lm.to(resolve_device(device))
+    lm = lm.to(resolve_device(device))  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
     return CodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj,
                      ndif_repo_id=ndif_repo_id)
 
@@ -293,9 +294,9 @@ def load_lora_interventions(file: str | Path, base: str | Path | None, entry: Ch
                                     "lora_modules": len(split.lora)})
     base_id = str(base) if not Path(str(base)).expanduser().exists() else (entry.base if entry else None)
     if reference_numerics:
-        lm = lm.to(torch_dtype)  # buffers too, as the reference's `model.to(torch.bfloat16)`
+        lm = lm.to(torch_dtype)  # pyright: ignore[reportArgumentType]  (buffers too, as the reference's `model.to(torch.bfloat16)`; transformers wraps .to)
         config.extra["numerics"] = "reference"
-    lm = lm.to(resolve_device(device)).eval()
+    lm = lm.to(resolve_device(device)).eval()  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
     model = LoraCodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj,
                           adapter=adapter, checks=checks, ndif_repo_id=ndif_repo_id or base_id)
     model.session_model(None)  # the local base is checked before any work

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .common import emit_json
 
@@ -140,7 +141,7 @@ def _worked_examples(codi, shown, best_layers: dict[str, int], k: int = 3) -> li
     layers = list(range(codi.num_layers + 1))
     tokens, records = run_loop(codi, codi.encode(list(shown["question"])),
                                [Capture(["hidden"], layers, codi.num_latents)], max_new_tokens=32)
-    hidden: dict[int, dict[int, object]] = {}
+    hidden: dict[int, dict[int, Any]] = {}  # step -> layer -> Float[Tensor, "batch dim"]
     for name, step, tensor in records:  # ("hidden/<layer>", step, [batch, dim])
         hidden.setdefault(step, {})[int(name.split("/")[1])] = tensor
     answers = codi.decode(tokens)

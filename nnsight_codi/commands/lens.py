@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import cast
 
 from .common import add_model_args, emit_json, load_codi, synthetic_overrides
 
@@ -43,10 +44,10 @@ def _tuned_lens_aliases(p: argparse.ArgumentParser) -> None:
     for action in p._actions:
         if "--model" in action.option_strings:
             p._option_string_actions["--model.name"] = action
-            action.option_strings.append("--model.name")
+            cast(list, action.option_strings).append("--model.name")  # a list at run time
         if "--dtype" in action.option_strings:
             p._option_string_actions["--precision"] = action
-            action.option_strings.append("--precision")
+            cast(list, action.option_strings).append("--precision")
 
 
 def register(subparsers) -> argparse.ArgumentParser:

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     table = condition_table(open_sweep(args.out))
     table.to_csv(Path(args.out) / "table.csv", index=False)
     summary["significant"] = table[table["significant"]]["condition"].tolist()
-    summary["baseline_accuracy"] = float(table[table["condition"] == "none"]["accuracy"].iloc[0])
+    summary["baseline_accuracy"] = float(table.loc[table["condition"] == "none", "accuracy"].iloc[0])
     if args.json:
         summary["table"] = table.to_dict(orient="records")
         emit_json(summary)

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -89,8 +90,12 @@ class Steering(AddVector):
         super().__init__(vector.detach().float().cpu(), int(layer), None if schedule == "continuous" else (0,),
                          float(coef), positions="all", prompt_mask=positions, record=True)
 
-    __eq__ = object.__eq__  # compared and hashed by identity, as before it was an `AddVector`
-    __hash__ = object.__hash__
+    # compared and hashed by identity, as before it was an `AddVector` (a dataclass would compare tensors)
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return object.__hash__(self)
 
     def prompt_edit(self) -> tuple | None:
         """What this hook does at step 0 (the prompt forward), as a comparable key: hooks with equal
@@ -106,10 +111,13 @@ class Steering(AddVector):
         return {"kind": "cot_vector", "schedule": self.schedule, "layer": self.layer, "coef": self.coef}
 
 
-def steering_for(condition: Condition, vectors: Tensor | None) -> Steering | None:
-    """The hook a condition needs (None for `direct` / `cot`)."""
+def steering_for(condition: Condition, vectors: Tensor | np.ndarray | None, positions: Tensor | None = None) -> Steering | None:
+    """The hook a condition needs (None for `direct` / `cot`); `positions` as `Steering`'s."""
     if condition.schedule is None:
         return None
     if vectors is None:
         raise ValueError(f"condition {condition.label()} needs a vector store (--vectors)")
-    return Steering(torch.as_tensor(vectors)[condition.layer], condition.layer, condition.coef, condition.schedule)
+    if condition.layer is None or condition.coef is None:
+        raise ValueError(f"condition {condition.label()} needs a layer and a coefficient")
+    return Steering(torch.as_tensor(vectors)[condition.layer], condition.layer, condition.coef, condition.schedule,
+                    positions=positions)

@@ -25,8 +25,6 @@ Example:
     (['<<4*6=24>>', '<<24-3=21>>'], ['30*6=60'])
 """
 
-from __future__ import annotations
-
 import re
 from dataclasses import dataclass
 from typing import NamedTuple

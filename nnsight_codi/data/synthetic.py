@@ -161,7 +161,7 @@ def format_equation(a: int, op: str, b: int, c: int, style: str = "spaced") -> s
 
 def parse_cot(cot: str) -> list[tuple[int, str, int, int]]:
     """Parse a chain of two-operand equations into `(a, op, b, c)` tuples (either style)."""
-    return [tuple(e) for e in equations(cot)]
+    return [(e.a, e.op, e.b, e.c) for e in equations(cot)]
 
 
 def _feasible_ops(v: int, opts: SyntheticOptions) -> list[tuple[str, int]]:
@@ -290,7 +290,7 @@ def make_train_test(n_train: int, n_test: int, train_seed: int = 0, test_seed: i
     if any(q in test_q for q in train["question"]):
         train = train.filter(lambda q: q not in test_q, input_columns="question")
     check_disjoint(train, test)
-    return DatasetDict(train=train, test=test)
+    return DatasetDict({"train": train, "test": test})
 
 
 def template_words() -> list[str]:

@@ -57,6 +57,8 @@ from lm_eval.models.utils import (
 )
 from tqdm.auto import tqdm
 
+from ..tracing.loop import Masking, check_masking
+
 CODI_LOGLIKELIHOOD = ("loglikelihood is not defined for a CODI model here: its answer is conditioned on latent "
                       "thoughts generated after the question, which a (context, continuation) score skips. "
                       "Use generate_until tasks (gsm8k, nnsight_codi_gsm8k_local, nnsight_codi_synthetic)")
@@ -121,7 +123,8 @@ class NnsightCodiLM(TemplateLM):
             raise ValueError(f"prompt_mode must be raw, cot or direct, got {prompt_mode!r}")
         self.prompt_mode, self._max_gen_toks, self.seed = prompt_mode, int(max_gen_toks), int(seed)
         self.num_latents = _optional_int(num_latents)
-        self.masking, self.progress = masking, _bool(progress)
+        self.masking: Masking = check_masking(masking)
+        self.progress = _bool(progress)
         self._max_length = _optional_int(max_length)
         self.add_bos_token = None if add_bos_token in (None, "", "None") else _bool(add_bos_token)
         self.custom_prefix_token_id = _optional_int(prefix_token_id)
@@ -219,13 +222,12 @@ class NnsightCodiLM(TemplateLM):
 
     # -- helpers -------------------------------------------------------------------------------
     def _hooks(self, context_mask=None) -> list:
-        from ..cot.steering import Steering
+        from ..cot.steering import steering_for
 
         c = self.condition
-        if c.schedule is None:
-            return []
         mask = context_mask if c.schedule == "single" else None  # single: the prompt (context) only
-        return [Steering(torch.as_tensor(self.vectors)[c.layer], c.layer, c.coef, c.schedule, positions=mask)]
+        hook = steering_for(c, self.vectors, positions=mask)
+        return [] if hook is None else [hook]
 
     def _context(self, context: str) -> str:
         """The context as the model sees it: as given (`raw`), or inside the chat template with the
@@ -244,7 +246,8 @@ class NnsightCodiLM(TemplateLM):
         if self.prompt_mode != "raw":
             from lm_eval.api.instance import Instance
 
-            requests = [Instance(r.request_type, r.doc, (self._context(r.args[0]), r.args[1]), r.idx)
+            requests = [Instance(r.request_type, r.doc, (self._context(r.args[0]), r.args[1]),  # pyright: ignore[reportGeneralTypeIssues]  (lm-eval types args as tuple[()])
+                                 r.idx)
                         for r in requests]
         return super().loglikelihood(requests, disable_tqdm=disable_tqdm or not self.progress)
 

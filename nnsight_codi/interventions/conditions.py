@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..models.architecture import kv_geometry
 from ..steps import Step, parse_step, resolve_step
+from ..tracing.loop import Masking
 from .patching import PATCH_KINDS, LatentStats, PatchLatent, latent_patch_values
 from .steering import AddVector, KVSteer, check_kv_positions, check_layer, check_step
 from .vectors import check_pair, load_vector_file
@@ -48,8 +49,18 @@ _DICT_ORDER = ("mode", "pair", "coef", "coef_k", "coef_v", "at", "layer", "extra
                "patch", "vector_file")
 
 
-def _num(x: float) -> str:
+def _num(x: float | None) -> str:
     return f"{x:+g}"
+
+
+def _index(step: Step) -> int:
+    """A step of a resolved condition (`Condition.resolve` has turned names into indices)."""
+    assert isinstance(step, int), f"unresolved step {step!r}"
+    return step
+
+
+def _pair(pair: tuple[Step, Step]) -> tuple[int, int]:
+    return _index(pair[0]), _index(pair[1])
 
 
 @dataclass(frozen=True)
@@ -211,7 +222,7 @@ def check_condition(cond: Condition, shape: ModelShape, reference_pairs: bool = 
     cond = cond.resolve(k)
     if cond.mode not in MODES:
         raise ValueError(f"unknown mode {cond.mode!r}: use one of {', '.join(MODES)}")
-    at = k if cond.at is None else cond.at
+    at = k if cond.at is None else _index(cond.at)
     if cond.mode == "hidden":
         check_layer(shape.num_layers if cond.layer is None else cond.layer, shape.num_layers, "hidden steering")
         check_step(at, k, "hidden steering")
@@ -225,7 +236,7 @@ def check_condition(cond: Condition, shape: ModelShape, reference_pairs: bool = 
         if not cond.patch:
             raise ValueError(f"patch mode needs --patch ({', '.join(PATCH_KINDS)} or a vector file)")
     if reference_pairs and cond.pair is not None and not cond.vector_file:
-        bad = [int(x) for x in cond.pair if not 1 <= int(x) <= k]
+        bad = [x for x in _pair(cond.pair) if not 1 <= x <= k]
         if bad:
             raise ValueError(f"pair {cond.pair[0]},{cond.pair[1]}: latent(s) {bad} out of range 1..{k}")
 
@@ -237,11 +248,11 @@ def build_hooks(cond: Condition, shape: ModelShape, res: Resources, example_seed
     cond = cond.resolve(k)
     if cond.mode == "none":
         return [], k + int(cond.extra_latent_step)
-    at = k if cond.at is None else cond.at
+    at = k if cond.at is None else _index(cond.at)
     if cond.mode == "hidden":
         layer = shape.num_layers if cond.layer is None else cond.layer
         vector = _hidden_vector(cond, res, layer)
-        hook = AddVector(vector, layer, [at], cond.coef)
+        hook = AddVector(vector, layer, [at], cast(float, cond.coef))  # hidden: a number (0.0 by default)
         hook.validate(shape.num_layers, k + int(cond.extra_latent_step), shape.hidden_size)
         return [hook], k + int(cond.extra_latent_step)
     if cond.mode == "kv":
@@ -256,7 +267,7 @@ def build_hooks(cond: Condition, shape: ModelShape, res: Resources, example_seed
         values = latent_patch_values(cond.patch, at, res.stats, len(example_seeds), list(example_seeds), res.seed)
         label = cond.patch
     else:
-        values, label = res.file(cond.patch).get("vector"), str(cond.patch)
+        values, label = res.file(str(cond.patch)).get("vector"), str(cond.patch)
         if values is None:
             raise ValueError(f"{cond.patch}: a patch file needs a `vector` tensor")
     hook = PatchLatent(at, values, label)
@@ -274,7 +285,7 @@ def _hidden_vector(cond: Condition, res: Resources, layer: int) -> torch.Tensor:
         raise ValueError("hidden steering needs --pair A,B (with vectors) or --vector FILE")
     if res.vectors is None:
         raise ValueError("hidden steering with --pair needs a vector set (--vectors STORE or a reference set)")
-    a, b = check_pair(res.vectors, cond.pair)
+    a, b = check_pair(res.vectors, _pair(cond.pair))
     return torch.from_numpy(np.asarray(res.vectors["vector"].sel(pair_a=a, pair_b=b, layer=layer).values))
 
 
@@ -288,7 +299,7 @@ def _kv_vectors(cond: Condition, res: Resources) -> tuple[torch.Tensor, torch.Te
         raise ValueError("KV steering needs --pair A,B (with vectors) or --vector FILE")
     if res.vectors is None or "kv_vector" not in res.vectors:
         raise ValueError("KV steering with --pair needs a vector set with KV means (a reference capture with kv)")
-    a, b = check_pair(res.vectors, cond.pair)
+    a, b = check_pair(res.vectors, _pair(cond.pair))
     kv = res.vectors["kv_vector"].sel(pair_a=a, pair_b=b)
     return (torch.from_numpy(np.asarray(kv.sel(kv_part="key").values)),
             torch.from_numpy(np.asarray(kv.sel(kv_part="value").values)))
@@ -305,7 +316,7 @@ def validate_conditions(conditions: Sequence[Condition], shape: ModelShape, res:
 
 
 def run_condition(codi, prompts, cond: Condition, shape: ModelShape, res: Resources, example_seeds: Sequence[int],
-                  max_new_tokens: int = 256, masking: str = "exact", remote: Any = None) -> torch.Tensor:
+                  max_new_tokens: int = 256, masking: Masking = "exact", remote: Any = None) -> torch.Tensor:
     """Answer ids `Long[Tensor, "batch new"]` of one batch under `cond`."""
     from ..tracing.loop import run_loop
 
@@ -317,7 +328,7 @@ def run_condition(codi, prompts, cond: Condition, shape: ModelShape, res: Resour
 
 
 def run_conditions(codi, prompts, conditions: Sequence[Condition], shape: ModelShape, res: Resources,
-                   example_seeds: Sequence[int], max_new_tokens: int = 256, masking: str = "exact",
+                   example_seeds: Sequence[int], max_new_tokens: int = 256, masking: Masking = "exact",
                    remote: Any = None, fork: bool = True) -> list[torch.Tensor]:
     """Answer ids of one batch under each of `conditions` (`run_condition` for each), computing the prefix the
     conditions share once (`hooks.run_branches`): the unsteered run is the trunk; a KV condition forks
@@ -351,7 +362,7 @@ def score(codi, tokens: torch.Tensor, golds: Sequence[float]) -> tuple[list[str]
 
 def evaluate_conditions(codi, questions: Sequence[str], golds: Sequence[float], conditions: Sequence[Condition],
                         res: Resources, batch_size: int = 32, num_latents: int | None = None,
-                        max_new_tokens: int = 256, masking: str = "exact", remote: Any = None,
+                        max_new_tokens: int = 256, masking: Masking = "exact", remote: Any = None,
                         progress: bool = True, fork: bool = True) -> dict[str, dict[str, Any]]:
     """Run every condition on the same examples; `{name: {"texts", "pred", "correct"}}` in input order.
 

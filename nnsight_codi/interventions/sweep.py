@@ -40,6 +40,7 @@ from ..config_cli import config_from_dict
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from ..steps import parse_step, resolve_step
 from ..store.sweep import SWEEP_STORE, SWEEP_VARIABLES
+from ..tracing.loop import check_masking
 from .conditions import (
     MODES,
     Condition,
@@ -267,7 +268,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = Tru
                 idx = list(idx)
                 prompts = codi.encode([questions[i] for i in idx])
                 runs = run_conditions(codi, prompts, [conditions[ci] for ci in cis], shape, res, idx,
-                                      cfg.max_new_tokens, cfg.masking, cfg.remote, fork=cfg.fork)
+                                      cfg.max_new_tokens, check_masking(cfg.masking), cfg.remote, fork=cfg.fork)
                 # one write (one manifest update) for the whole group: atomic, so a kill loses or keeps it whole
                 units, preds, correct = [], [], []
                 for ci, tokens in zip(cis, runs):

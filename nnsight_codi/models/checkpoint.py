@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,9 @@ from .._moved import moved
 from .config import CodiConfig, CodiFormatError
 from .projection import projection_from_state_dict
 from .registry import CheckpointEntry
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 PREFIX = "codi.base_model.model."
 LORA_TARGETS: dict[str, tuple[str, ...]] = {
@@ -96,7 +99,7 @@ class MergeReport:
     tied_keys_ignored: list[str]
 
 
-def merge_reference_state_dict(state: dict[str, Tensor], lm: nn.Module, family: str,
+def merge_reference_state_dict(state: dict[str, Tensor], lm: PreTrainedModel, family: str,
                                lora_alpha: float = 32.0, dtype: torch.dtype | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor], MergeReport]:
     """Split and merge a reference state dict against the architecture `lm` (may be on meta).
 
@@ -178,7 +181,7 @@ def _is_conv1d(module: nn.Module | None) -> bool:
     return module is not None and type(module).__name__ == "Conv1D"
 
 
-def _tied_keys(lm: nn.Module) -> set[str]:
+def _tied_keys(lm: PreTrainedModel) -> set[str]:
     """Output-embedding keys tied to the input embedding (the reference ties them; their values are ignored)."""
     out, inp = lm.get_output_embeddings(), lm.get_input_embeddings()
     if out is None or out.weight is not inp.weight:
@@ -194,12 +197,13 @@ def base_ties_embeddings(config: Any) -> bool:
     return True if value is None else bool(value)
 
 
-def check_head(lm: nn.Module, tied: bool, where: Any) -> None:
+def check_head(lm: PreTrainedModel, tied: bool, where: Any) -> None:
     """The loaded LM's output head is tied exactly when `tied` says so (`CodiFormatError` otherwise)."""
     out, inp = lm.get_output_embeddings(), lm.get_input_embeddings()
     if out is None:
         return
-    is_tied = out.weight is inp.weight or out.weight.data_ptr() == inp.weight.data_ptr()
+    out_w, inp_w = cast(Tensor, out.weight), cast(Tensor, inp.weight)  # nn.Module types .weight Tensor | Module
+    is_tied = out_w is inp_w or out_w.data_ptr() == inp_w.data_ptr()
     if is_tied != tied:
         raise CodiFormatError(f"{where}: the output head is {'tied' if is_tied else 'untied'} but the model "
                               f"records it {'tied' if tied else 'untied'} (tie_word_embeddings)")
@@ -207,7 +211,7 @@ def check_head(lm: nn.Module, tied: bool, where: Any) -> None:
 
 def convert_reference_checkpoint(file: str | Path, base: str | Path | None, entry: CheckpointEntry | None = None,
                                  lora_alpha: float | None = None, num_latents: int | None = None,
-                                 dtype: torch.dtype = torch.float32) -> tuple[nn.Module, Any, nn.Module, CodiConfig]:
+                                 dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, Any, nn.Module, CodiConfig]:
     """Load a reference checkpoint into `(merged HF LM, tokenizer, prj, CodiConfig)` on CPU."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

@@ -10,6 +10,7 @@ Layout (a standard Hugging Face model directory plus two files)::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -18,8 +19,11 @@ from torch import nn
 from .config import PRJ_FILE, CodiConfig, CodiFormatError
 from .projection import projection_from_state_dict
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
-def save_converted(directory: str | Path, lm: nn.Module, tokenizer, prj: nn.Module, config: CodiConfig) -> Path:
+
+def save_converted(directory: str | Path, lm: PreTrainedModel, tokenizer, prj: nn.Module, config: CodiConfig) -> Path:
     """Write `lm` (a HF causal LM), `tokenizer`, `prj` and `config` as a converted CODI directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -14,13 +14,17 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .architecture import FINAL_NORM_PATHS, first_attribute
 from .checkpoint import LORA_TARGETS, PREFIX, _problem_report, _tied_keys
 from .config import CodiFormatError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 LORA_KEY = re.compile(r"^" + re.escape(PREFIX) + r"(.+)\.lora_([AB])\.default\.weight$")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -72,7 +76,7 @@ class SplitCheckpoint:
     rank: int | None
 
 
-def split_reference_state_dict(state: dict[str, Tensor], skeleton: nn.Module, family: str) -> SplitCheckpoint:
+def split_reference_state_dict(state: dict[str, Tensor], skeleton: PreTrainedModel, family: str) -> SplitCheckpoint:
     """Split `state` against the base LM `skeleton` (vocab V, may be on meta); validate every key.
 
     Raises `CodiFormatError` listing the LoRA target modules the base lacks, or every missing,
@@ -82,7 +86,7 @@ def split_reference_state_dict(state: dict[str, Tensor], skeleton: nn.Module, fa
     embed_module, head_module = skeleton.get_input_embeddings(), skeleton.get_output_embeddings()
     embed_path = next(n for n, m in modules.items() if m is embed_module)
     head_path = next(n for n, m in modules.items() if m is head_module)
-    vocab = int(embed_module.weight.shape[0])
+    vocab = int(cast(Tensor, embed_module.weight).shape[0])
     targets = LORA_TARGETS[family]
 
     lora_names = {m.group(1) for m in map(LORA_KEY.match, state) if m}
@@ -130,7 +134,7 @@ def split_reference_state_dict(state: dict[str, Tensor], skeleton: nn.Module, fa
             missing += [k for k in (a_key, b_key) if k not in remaining]
             continue
         a, b = remaining.pop(a_key), remaining.pop(b_key)
-        weight = module.weight
+        weight = cast(Tensor, module.weight)  # a Linear's or Conv1D's (nn.Module types it Tensor | Module)
         fan_in, fan_out = ((weight.shape[0], weight.shape[1]) if type(module).__name__ == "Conv1D"
                            else (weight.shape[1], weight.shape[0]))
         if a.dim() != 2 or b.dim() != 2 or a.shape[1] != fan_in or b.shape[0] != fan_out or a.shape[0] != b.shape[1]:
@@ -146,6 +150,7 @@ def split_reference_state_dict(state: dict[str, Tensor], skeleton: nn.Module, fa
         raise CodiFormatError(_problem_report(missing, unexpected, mismatched))
     if not prj_state:
         raise CodiFormatError("checkpoint has no 'prj.*' keys: the latent projection is missing")
+    assert rows is not None  # a missing row block was reported above
     return SplitCheckpoint(base_state, lora, rows, head_rows, prj_state, embed_path, head_path,
                            min(ranks) if ranks else None)
 
@@ -156,7 +161,7 @@ def base_has_weights(base: str | Path) -> bool:
     return path.is_dir() and any((path / name).is_file() for name in WEIGHT_FILES)
 
 
-def base_checks(split: SplitCheckpoint, skeleton: nn.Module) -> list[BaseCheck]:
+def base_checks(split: SplitCheckpoint, skeleton: PreTrainedModel) -> list[BaseCheck]:
     """Checksums of the embedding (rows < V), an untied output head (rows < V), the first and last LoRA
     module's base weight and the final norm.
     """

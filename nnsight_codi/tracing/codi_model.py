@@ -26,7 +26,7 @@ import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from nnsight import TransformersModel
@@ -39,16 +39,20 @@ from .batching import left_pad
 from .loop import DirectExecutor, LatentLoopState, LoopSnapshot, Masking, decode_answers, step_names
 from .session import SessionExecutor
 
+if TYPE_CHECKING:
+    from torch.utils.hooks import RemovableHandle
+    from transformers import PreTrainedModel
+
 
 @contextmanager
-def eager_attention(lm: nn.Module) -> Iterator[None]:
+def eager_attention(lm: PreTrainedModel) -> Iterator[None]:
     """Temporarily switch a HF model to eager attention (sdpa returns no attention weights)."""
     previous = lm.config._attn_implementation
     lm.set_attn_implementation("eager")
     try:
         yield
     finally:
-        lm.set_attn_implementation(previous)
+        lm.set_attn_implementation(cast(str, previous))  # set on every loaded model
 
 
 class FinalHidden:
@@ -65,10 +69,10 @@ class FinalHidden:
     [[[4.0, 5.0]]]
     """
 
-    def __init__(self, lm: nn.Module) -> None:
-        self.head = lm.get_output_embeddings()
+    def __init__(self, lm: PreTrainedModel) -> None:
+        self.head = cast(nn.Module, lm.get_output_embeddings())  # a CODI LM always has its LM head
         self.last: Tensor | None = None
-        self._handle = None
+        self._handle: RemovableHandle | None = None
 
     def _hook(self, module: nn.Module, args: tuple) -> None:
         self.last = args[0][:, -1:]
@@ -78,7 +82,8 @@ class FinalHidden:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._handle.remove()
+        if self._handle is not None:
+            self._handle.remove()
 
     def take(self) -> Tensor:
         """`Float[Tensor, "batch 1 dim"]` of the call that just ran."""

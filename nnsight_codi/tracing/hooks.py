@@ -34,6 +34,7 @@ class StepHook(Protocol):
 
     def sites(self, step: int) -> Iterable[str]:
         """Sites this hook visits at `step` (`"input"`, `"layer{l}"`, `"output"`)."""
+        ...
 
     def visit(self, site: str, value: Any, step: int, sink: list[Record]) -> None:
         """Read or edit `value` in place; append `(name, step, tensor)` records to `sink`."""

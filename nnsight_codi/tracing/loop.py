@@ -49,7 +49,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import nnsight
 import torch
@@ -62,6 +62,17 @@ from .hooks import Record, StepHook, visit_step
 
 Masking = Literal["exact", "reference"]
 MASKING_MODES: tuple[str, ...] = ("exact", "reference")
+
+
+def check_masking(masking: str) -> Masking:
+    """`masking` as a `Masking` mode, or the loop's own `ValueError` for anything else.
+
+    >>> check_masking("reference")
+    'reference'
+    """
+    if masking not in MASKING_MODES:
+        raise ValueError(f"masking must be one of {MASKING_MODES}, got {masking!r}")
+    return cast(Masking, masking)
 __all__ = ["LatentLoopState", "LoopSnapshot", "Masking", "MASKING_MODES", "decode_answers", "fork_cache", "greedy_token",
            "step_name", "step_names", "run_loop", "run_branches", "Branch", "divergence_step"]
 
@@ -99,8 +110,7 @@ class LatentLoopState:
     all_finished_at: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.masking not in MASKING_MODES:
-            raise ValueError(f"masking must be one of {MASKING_MODES}, got {self.masking!r}")
+        check_masking(self.masking)
         if self.num_latents < 0:
             raise ValueError(f"num_latents must be >= 0, got {self.num_latents}")
         if self.max_new_tokens < 1:

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..models.lora_checkpoint import BaseCheck, BaseMismatchError, checksum
 from .codi_model import CodiModel
-from .loop import run_loop
+from .loop import Masking, run_loop
 from .remote import PortableProjection, by_value, register_package
 from .session import SessionExecutor
 
@@ -168,8 +168,10 @@ def read_base_checksums(model: Any, checks: list[BaseCheck], remote: bool | str 
 
 
 def verify_base(model: Any, checks: list[BaseCheck], remote: bool | str | None = None,
-                name: str = "the base model") -> torch.dtype:
-    """Refuse (`BaseMismatchError`) a base whose weights are not the checkpoint's; return its dtype."""
+                name: str = "the base model") -> torch.dtype | None:
+    """Refuse (`BaseMismatchError`) a base whose weights are not the checkpoint's; return its dtype (None when
+    `checks` is empty).
+    """
     found = read_base_checksums(model, checks, remote)
     problems = []
     dtype = None
@@ -247,7 +249,7 @@ class LoraCodiModel(CodiModel):
 
     @torch.inference_mode()
     def answer(self, questions, num_latents: int | None = None, max_new_tokens: int = 256,
-               masking: str = "exact", remote: bool | str | None = None) -> list[str]:
+               masking: Masking = "exact", remote: bool | str | None = None) -> list[str]:
         tokens, _ = run_loop(self, self.encode(questions), num_latents=num_latents,
                              max_new_tokens=max_new_tokens, masking=masking, remote=remote)
         return self.decode(tokens)

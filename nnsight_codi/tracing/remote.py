@@ -214,7 +214,7 @@ def count_requests(with_zstd: bool = False, keep: bool = False):
                 log.compressed_bytes.append(len(blob) if compress else len(zstd.ZstdCompressor(level=6).compress(blob)))
             return blob
 
-        RequestModel.serialize = classmethod(serialize)
+        RequestModel.serialize = classmethod(serialize)  # pyright: ignore[reportAttributeAccessIssue]  (patched while counting; restored below)
         try:
             yield log
         finally:

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import nnsight
 import torch
@@ -187,8 +187,9 @@ def run_latent_session(model: TransformersModel, prj: nn.Module, config: CodiCon
         adapter: the `LoraAdapter` of a CODI checkpoint run as its base LM `model` + interventions
             (`tracing/lora.py`), in `model`'s dtype; None for a merged LM.
     """
-    return run_session_branches(model, prj, config, prompts, num_latents, max_new_tokens, masking, remote,
-                                step_fn, output_attentions, adapter=adapter)[0]
+    runs = run_session_branches(model, prj, config, prompts, num_latents, max_new_tokens, masking, remote,
+                                step_fn, output_attentions, adapter=adapter)
+    return cast(tuple[Tensor, list], runs[0])  # the trunk runs to the end: its tokens are there
 
 
 def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiConfig, prompts,
@@ -228,14 +229,14 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
     # and every server transformers up to 5.39 accepts it. The output is read by the name the
     # server's transformers gives it (ours under remote="local").
     output_name = CACHE_ARG if remote in (None, False, "local") else REMOTE_CACHE_ARG
-    extra = {"output_attentions": True} if output_attentions else {}
+    extra: dict[str, Any] = {"output_attentions": True} if output_attentions else {}
     extra["logits_to_keep"] = 1  # the loop reads the last position's logits only
     branches = list(branches)
     program = session_program(branches)
     if not trunk_to_end and branches:
         program = program[:-1]
     step_fns = [step_fn] + [b.step_fn for b in branches]
-    forks = [None] + [(b.num_latents, b.max_new_tokens) for b in branches]
+    forks: list[Any] = [None] + [(b.num_latents, b.max_new_tokens) for b in branches]  # None: the trunk
     if remote:  # dataclasses and paths on plain twins: what NDIF's import whitelist accepts (tracing/portable.py)
         from .portable import portable
 
