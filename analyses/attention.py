@@ -544,6 +544,7 @@ def analyse(store: str | Path | xr.Dataset, out: str | Path | None = None, seed:
 
 @one_line_errors("analyses.attention")
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: analyse an attention store, print the headline (or JSON); return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("store")
     parser.add_argument("--out", default=None, help="directory for results.json and figures/")

@@ -320,6 +320,7 @@ def report_sections(result: dict) -> list[tuple[str, str]]:
 
 @one_line_errors("analyses.cot_vectors")
 def main(argv: list[str] | None = None) -> int:
+    """Command line: analyse a CoT-vector store (and grid, conditions), print the vector table and figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("store", help="the vector store (vectors.zarr)")
     parser.add_argument("--grid", default=None, help="grid jsonl")

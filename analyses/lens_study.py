@@ -102,6 +102,7 @@ def target_id_sets(reader: NumberTokens, truth: Sequence[Mapping[str, Any]]) -> 
 
 
 def vocabulary(ds) -> list[str]:
+    """The store's vocabulary (its `token_string` values, by token id) as strings; ValueError without one."""
     if "token_string" not in ds:
         raise ValueError("the store has no token_string (vocabulary); capture lens read-outs with this version")
     return [str(s) for s in ds["token_string"].values]
@@ -234,6 +235,7 @@ def accuracy_vs_latents(acc_stores: Mapping[int, Any], default_k: int | None, se
 
 
 def answer_histogram(truth) -> list[dict[str, Any]]:
+    """Count and fraction of problems per gold answer, sorted by answer."""
     counts = Counter(float(t["answer"]) for t in truth)
     n = len(truth)
     return [{"answer": a, "count": c, "fraction": c / n} for a, c in sorted(counts.items())]
@@ -333,6 +335,7 @@ def figure_lens_heatmap(readouts, truth, out, example: int = 0):
 
 
 def figure_detection(det_rows, out):
+    """Plot top-k detection rates by step, per lens and target (one line per layer); save the figure."""
     plt, sns = _plt()
     import pandas as pd
 
@@ -365,6 +368,7 @@ def figure_detection(det_rows, out):
 
 
 def figure_entropy(oe_rows, out, lens: str = "logit"):
+    """Plot one lens's entropy and chain-value detection by latent, per layer; save it (None without rows)."""
     plt, sns = _plt()
     import pandas as pd
 
@@ -391,6 +395,7 @@ def figure_entropy(oe_rows, out, lens: str = "logit"):
 
 
 def figure_probes(probe_rows, out):
+    """Plot linear-probe accuracy heatmaps (layer × step), one per target; save it (None without rows)."""
     plt, sns = _plt()
     import pandas as pd
 
@@ -415,6 +420,7 @@ def figure_probes(probe_rows, out):
 
 
 def figure_accuracy(acc, out):
+    """Plot accuracy against the number of latents with its CI; save it (None without rows)."""
     plt, _ = _plt()
     from nnsight_codi.reporting import save_figure
 
@@ -437,6 +443,7 @@ def figure_accuracy(acc, out):
 
 
 def figure_answers(hist, out):
+    """Plot the gold-answer frequencies as a bar chart; save the figure."""
     plt, _ = _plt()
     from nnsight_codi.reporting import save_figure
 
@@ -681,6 +688,7 @@ def report_sections(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 @one_line_errors("analyses.lens_study")
 def main(argv: list[str] | None = None) -> int:
+    """Command line: analyse a lens study or store, optionally write results, print a summary or JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("store", help="lens-study directory or a store with lens read-outs")
     parser.add_argument("--out", default=None, help="write results.json and figures/ here")

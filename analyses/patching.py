@@ -72,6 +72,7 @@ def anchors_table(ds: xr.Dataset) -> pd.DataFrame:
 
 
 def patching_figure(cells: pd.DataFrame, out: Path, n: int) -> Path:
+    """Plot the activation-patching heatmaps (Δ log p and recovered, layer × step); save the figure."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     for ax, col, title, cmap in ((axes[0], "delta_logprob", "Δ log p(clean answer) vs corrupted run", "viridis"),
                                  (axes[1], "recovered", "fraction answering as the clean run", "magma")):
@@ -88,6 +89,7 @@ def patching_figure(cells: pd.DataFrame, out: Path, n: int) -> Path:
 
 
 def anchors_figure(table: pd.DataFrame, out: Path) -> Path:
+    """Plot the thought-anchor effects of ablating each latent and its attention score; save the figure."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     for ax, col, lo, hi, label in ((axes[0], "delta_accuracy", "dacc_low", "dacc_high", "Δ accuracy"),
                                    (axes[1], "delta_logprob", "dlp_low", "dlp_high", "Δ log p(answer)")):
@@ -241,6 +243,7 @@ def analyze(directory: str | Path, out: str | Path) -> dict[str, Any]:
 
 
 def headline(results: dict[str, Any]) -> list[str]:
+    """At most five summary lines of the thought-anchor and activation-patching results."""
     lines = []
     a = results.get("anchors_summary")
     if a:
@@ -284,6 +287,7 @@ def report_sections(results: dict[str, Any]) -> list[tuple[str, str]]:
 
 @one_line_errors("analyses.patching")
 def main(argv: list[str] | None = None) -> int:
+    """Command line: analyse a patching study directory, write its results, print the summaries."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("store", help="patching study directory (patching.zarr, anchors.zarr)")
     p.add_argument("--out", required=True)

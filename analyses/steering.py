@@ -445,6 +445,7 @@ def _site_label(row: dict[str, Any]) -> str:
 
 
 def headline(results: dict[str, Any]) -> list[str]:
+    """At most five summary lines: baseline, steering by site, seed design, headroom and patching."""
     base = results["baseline"]
     lines = [f"Unsteered accuracy {100 * base['accuracy']:.1f}% [{100 * base['ci_low']:.1f}, "
              f"{100 * base['ci_high']:.1f}] on n={base['n']} held-out problems"
@@ -686,6 +687,7 @@ def compare_with_source(results: dict[str, Any]) -> list[dict[str, str]]:
 
 @one_line_errors("analyses.steering")
 def main(argv: list[str] | None = None) -> int:
+    """Command line: analyse a steering sweep directory, write its results, print the per-mode table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("store", help="sweep directory (sweep.zarr, vectors.zarr, reference.zarr)")
     p.add_argument("--out", required=True)

@@ -25,6 +25,7 @@ def norms_by_step_layer(ds: xr.Dataset) -> xr.DataArray:
 
 
 def overview(path: str | Path) -> dict:
+    """Examples, step names, layers, mean hidden norm per (layer, step) and, if captured, accuracy of a store."""
     ds = open_store(path)
     table = norms_by_step_layer(ds).compute()
     result = {"examples": int(ds.sizes["example"]), "steps": [str(s) for s in ds["step_name"].values],
@@ -35,6 +36,7 @@ def overview(path: str | Path) -> dict:
 
 
 def plot(path: str | Path, out: str | Path) -> Path:
+    """Save a heatmap of the store's mean hidden norm per (layer, step) to `out`; return its path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,6 +61,7 @@ def plot(path: str | Path, out: str | Path) -> Path:
 
 @one_line_errors("analyses.store_overview")
 def main(argv: list[str] | None = None) -> int:
+    """Command line: print a store's overview (or JSON), optionally writing the heatmap."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("store")
     parser.add_argument("--out", default=None, help="figure path (.png or .svg)")

@@ -15,6 +15,7 @@ COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "dashboard", 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `nnsight-codi` argument parser with every available subcommand registered."""
     from . import __version__
 
     parser = OneLineParser(prog="nnsight-codi", description=__doc__)
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `nnsight-codi` on `argv`; user errors become one stderr line and exit status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["lm-eval"]:  # lm-eval's own command line, parsed by lm-eval itself
         from .commands.lm_eval import run_cli

@@ -1,4 +1,4 @@
-"""User errors as one line: the `argparse` parser and the `main(argv)` decorator every command line uses.
+r"""User errors as one line: the `argparse` parser and the `main(argv)` decorator every command line uses.
 
 A user error (bad path, value, shape, a store that is not one) is one line on stderr and exit
 status 2, never a traceback: `OneLineParser` for usage errors, `one_line_errors` around a module's
@@ -6,7 +6,7 @@ status 2, never a traceback: `OneLineParser` for usage errors, `one_line_errors`
 `error_line` for the message. Torch-free, so the analyses can use it from a store alone.
 
 Example:
-    >>> error_line("eval", ValueError("bad value\\n  see the docs"))
+    >>> error_line("eval", ValueError("bad value\n  see the docs"))
     'nnsight-codi eval: error: bad value; see the docs'
 """
 

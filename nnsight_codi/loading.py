@@ -62,6 +62,7 @@ LORA_MODES = ("merged", "interventions")
 
 
 def check_lora_mode(lora_mode: str) -> str:
+    """Return `lora_mode` if it is one of `LORA_MODES`; raise ValueError otherwise."""
     if lora_mode not in LORA_MODES:
         raise ValueError(f"unknown lora_mode {lora_mode!r}; choose one of {', '.join(LORA_MODES)}")
     return lora_mode

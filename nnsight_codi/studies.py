@@ -25,6 +25,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Study:
+    """A demo study: its name, the module that defines it and its title."""
     name: str
     module: str
     title: str

@@ -1,0 +1,1 @@
+"""Study and training scripts (`runs/<name>.py`); a package so the demo can import the studies."""

@@ -53,6 +53,7 @@ def demo_config() -> Config:
 
 
 def capture_variables(config: Config) -> tuple[str, ...]:
+    """The capture variables of the study (with per-layer or per-head attention if configured)."""
     names = ("hidden", "attention", "answer_pred", "answer_gold", "correct", "prompt_ids", "lens")
     if config.attention_detail is not None:
         names += ({"layer": "attention_layers", "head": "attention_heads"}[config.attention_detail],)
@@ -76,6 +77,7 @@ def measure_page(page: Path, example: str, step: int, shot: Path, layer: int | N
 
 
 def run(config: Config, out, progress: bool = True) -> dict:
+    """Run the attention study into `out`: capture, analysis, dashboard, report; return the results."""
     from analyses import attention
     from nnsight_codi.capture import CaptureConfig, run_capture
     from nnsight_codi.dashboard import write_dashboard
@@ -119,6 +121,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of the attention study; return the exit code."""
     from nnsight_codi.studies import study_main
 
     return study_main(Config, run, "out/attention", __doc__, argv)

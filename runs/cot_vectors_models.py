@@ -1,6 +1,6 @@
-"""The CoT-vector study's test conditions for several models side by side (from their results.json).
+r"""The CoT-vector study's test conditions for several models side by side (from their results.json).
 
-python runs/cot_vectors_models.py "tiny-instruct (v2)=runs/cot_vectors_study_v2/results.json" \\
+python runs/cot_vectors_models.py "tiny-instruct (v2)=runs/cot_vectors_study_v2/results.json" \
         "tiny-instruct-v1=runs/cot_vectors_study_v1/results.json" --out runs/cot_vectors_models.md
 """
 
@@ -16,6 +16,7 @@ if __package__ in (None, ""):
 
 
 def comparison_markdown(studies: dict[str, dict]) -> str:
+    """The markdown table comparing the models' CoT-vector test conditions."""
     from analyses.cot_vectors import model_comparison
 
     table = model_comparison(studies)
@@ -59,6 +60,7 @@ def comparison_report(studies: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: read LABEL=results.json studies, print (and optionally write) the comparison."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("studies", nargs="+", help="LABEL=path/to/results.json")
     p.add_argument("--out", default=None, help="write the markdown table here (default: print it)")

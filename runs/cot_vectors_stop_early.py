@@ -1,7 +1,7 @@
-"""Why steered chains stop early: the same single injection on the direct prompt and on the
+r"""Why steered chains stop early: the same single injection on the direct prompt and on the
 question alone (no instruction), chains compared with the CoT prompt's own.
 
-    python runs/cot_vectors_stop_early.py --study out/study_v2_last_prompt --condition single:4:1 \\
+    python runs/cot_vectors_stop_early.py --study out/study_v2_last_prompt --condition single:4:1 \
         --out runs/cot_vectors_study_v2_last_prompt/stop_early.json
 
 Reads the study's vector store and its saved CoT-prompt outputs (`test/cot.json`), re-asks the
@@ -20,6 +20,7 @@ if __package__ in (None, ""):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: evaluate one condition on the direct and uninstructed prompts of a study; print JSON."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--study", required=True, help="a CoT study's output directory (vectors.zarr, test/cot.json)")
     p.add_argument("--condition", required=True, help="single:L:C or continuous:L:C")

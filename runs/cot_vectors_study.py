@@ -49,6 +49,7 @@ class Config:
 
 
 def demo_config() -> Config:
+    """The demo-size configuration (fewer questions, four coefficients)."""
     # the paper's small continuous coefficients (0.5, 1) and two larger ones
     return Config(extract_limit=32, dev_limit=16, test_limit=48, coefs=(0.5, 1.0, 2.0, 8.0))
 
@@ -93,6 +94,7 @@ def _condition_result(model, data, condition, vectors, config: Config, path: Pat
 
 
 def run(config: Config, out, progress: bool = True) -> dict:
+    """Run the CoT-vector study into `out` (extract, grid, test conditions, report); return the results."""
     from analyses import cot_vectors
     from analyses.cot_vectors import analyse, gap_recovery, random_like
     from nnsight_codi.cot import (

@@ -38,6 +38,7 @@ class Config:
 
 
 def demo_config() -> Config:
+    """The demo-size configuration (12 problems, 30 reference problems)."""
     return Config(limit=12, reference_limit=30)
 
 
@@ -63,6 +64,7 @@ def _save(ds, path: Path, config: dict) -> None:
 
 
 def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
+    """Run activation patching and thought anchors into `out`, analyse and report; return the results."""
     import numpy as np
     import xarray as xr
 

@@ -23,6 +23,7 @@ from nnsight_codi.errors import one_line_errors  # noqa: E402
 
 @one_line_errors("pilot_tiny")
 def main(argv: list[str] | None = None) -> int:
+    """Command line: train one pilot run and print its accuracies as one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="run name: trains into out/pilot-NAME")
     parser.add_argument("steps", type=int)

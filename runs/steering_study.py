@@ -178,6 +178,7 @@ def _sweep(config: Config, cfg, sweep_dir: Path, codi, progress: bool) -> dict[s
 
 
 def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
+    """Run the steering study into `out` (sweeps, optional headroom sweep, analysis, report); return the results."""
     from analyses import steering
     from nnsight_codi.loading import load_codi_model
     from nnsight_codi.reporting import write_study

@@ -48,6 +48,7 @@ def recipe(out: str, overrides: dict, device: str):
 
 
 def run_variant(name: str, overrides: dict, out_root: str, device: str, eval_size: int) -> dict:
+    """Train one variant of the recipe and measure its accuracies and best lens read-out."""
     import torch
 
     torch.set_num_threads(1)
@@ -79,6 +80,7 @@ def run_variant(name: str, overrides: dict, out_root: str, device: str, eval_siz
 
 @one_line_errors("sweep_tiny")
 def main(argv: list[str] | None = None) -> int:
+    """Command line: check every variant, train them in `--jobs` processes, append and print each result."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variants", help="JSON file: {name: {TrainConfig overrides}}")
     parser.add_argument("--device", default="cpu")

@@ -24,6 +24,7 @@ from nnsight_codi.tracing.hooks import block_list
 
 @one_line_errors("trace_latents")
 def main(argv: list[str] | None = None) -> int:
+    """Command line: trace clean and steered latent loops and print answers, lens and shifts per problem."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--step", type=step_arg, default=3,

@@ -61,6 +61,7 @@ PHASES = ((1200, 100), (800, 800))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: train (and optionally report on and install) a tiny instruct model."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--v1", action="store_true", help="the first model (tiny-instruct-v1), from scratch")
     p.add_argument("--out", default=None)

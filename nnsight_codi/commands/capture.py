@@ -35,6 +35,7 @@ def with_attention_detail(variables: tuple[str, ...], detail: str | None) -> tup
 
 
 def register(subparsers) -> argparse.ArgumentParser:
+    """Add the `capture` subcommand and its flags; return its parser."""
     from ..store.schema import DEFAULT_VARIABLES, LENS_GROUPS, REQUESTABLE, STATIC_REQUESTS
 
     p = subparsers.add_parser("capture", help="capture activations across the latent steps into a zarr store")
@@ -68,6 +69,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi capture` from parsed arguments; return the exit code."""
     from ..capture import CaptureConfig, run_capture
     from ..store.schema import parse_variables
 

@@ -13,6 +13,7 @@ from ..tracing.remote import remote_value
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """Add the model flags (`--model`, `--base`, `--device`, `--dtype`, `--lora-mode`)."""
     parser.add_argument("--model", default="tiny",
                         help="'tiny' (shipped), a converted CODI dir, a CODI checkpoint file/dir, a known hub id "
                              "(zen-E/CODI-gpt2, …) or a plain HF LM (default: tiny)")
@@ -26,6 +27,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_numerics_arg(parser: argparse.ArgumentParser) -> None:
+    """Add the `--numerics` flag (default or the reference code's arithmetic)."""
     parser.add_argument("--numerics", default="default", choices=["default", "reference"],
                         help="reference: the reference code's arithmetic in --dtype (LoRA unmerged, computed in "
                              "--dtype as peft does; buffers cast as model.to(dtype)); needs a reference CODI "
@@ -33,6 +35,7 @@ def add_numerics_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_dataset_args(parser: argparse.ArgumentParser) -> None:
+    """Add the dataset flags and the synthetic difficulty flags."""
     parser.add_argument("--dataset", default="synthetic",
                         help="'synthetic', 'gsm8k' (hub) or a local json/jsonl/parquet file (default: synthetic)")
     parser.add_argument("--split", default="test", help="split for hub datasets / file name filter (default: test)")
@@ -57,6 +60,7 @@ def synthetic_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_loop_args(parser: argparse.ArgumentParser) -> None:
+    """Add the latent-loop flags (latents, batch size, answer tokens, masking, remote)."""
     parser.add_argument("--num-latents", type=int, default=None, help="latent iterations K (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=256, help="bound on answer tokens (default: 256)")
@@ -102,5 +106,6 @@ def load_codi(args: argparse.Namespace):
 
 
 def emit_json(data: Any) -> None:
+    """Print `data` to stdout as indented JSON (non-JSON values as strings)."""
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")

@@ -15,6 +15,7 @@ from .common import emit_json
 
 
 def register(subparsers) -> argparse.ArgumentParser:
+    """Add the `convert` subcommand and its flags; return its parser."""
     p = subparsers.add_parser("convert", help="convert a reference CODI checkpoint to a fast local directory")
     p.add_argument("src", help="hub id, checkpoint file, or directory with pytorch_model.bin / model.safetensors")
     p.add_argument("dst", help="output directory (must not exist or be empty)")
@@ -27,6 +28,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi convert` from parsed arguments; return the exit code."""
     from ..models.checkpoint import convert_reference_checkpoint, find_checkpoint_file
     from ..models.converted import save_converted
     from ..models.registry import lookup

@@ -1,13 +1,13 @@
-"""`nnsight-codi cot-vectors extract|sweep|eval`: CoT steering vectors for instruct LMs.
+r"""`nnsight-codi cot-vectors extract|sweep|eval`: CoT steering vectors for instruct LMs.
 
 Examples::
 
     nnsight-codi cot-vectors extract --model tiny-instruct --dataset synthetic --limit 64 --out out/cot/vectors.zarr
-    nnsight-codi cot-vectors sweep --model tiny-instruct --vectors out/cot/vectors.zarr --layers 1,2,3,4 \\
+    nnsight-codi cot-vectors sweep --model tiny-instruct --vectors out/cot/vectors.zarr --layers 1,2,3,4 \
         --coefs 1,2,4,8 --out out/cot/grid.jsonl
-    nnsight-codi cot-vectors eval --model tiny-instruct --vectors out/cot/vectors.zarr \\
+    nnsight-codi cot-vectors eval --model tiny-instruct --vectors out/cot/vectors.zarr \
         --condition continuous:2:4 --dataset synthetic --limit 100 --json
-    nnsight-codi cot-vectors eval --model meta-llama/Llama-3.1-8B-Instruct --remote ndif --condition cot \\
+    nnsight-codi cot-vectors eval --model meta-llama/Llama-3.1-8B-Instruct --remote ndif --condition cot \
         --dataset ../shared/data/gsm8k/test.jsonl --limit 50
 """
 
@@ -79,6 +79,7 @@ def _check_data(args: argparse.Namespace):
 
 
 def register(subparsers) -> argparse.ArgumentParser:
+    """Add the `cot-vectors` subcommand with its `extract`, `sweep` and `eval` actions; return its parser."""
     p = subparsers.add_parser("cot-vectors", help="chain-of-thought steering vectors for instruct LMs",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", required=True)
@@ -146,6 +147,7 @@ def _vectors(path: str | None):
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi cot-vectors extract` from parsed arguments; return the exit code."""
     from ..cot.vectors import ExtractConfig, extract_vectors
     from ..loading import load_instruct_model
     from ..tracing.remote import check_remote
@@ -174,6 +176,7 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi cot-vectors sweep` from parsed arguments; return the exit code."""
     from ..cot.grid import best_points, run_grid
     from ..loading import load_instruct_model
     from ..tracing.remote import check_remote
@@ -214,6 +217,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi cot-vectors eval` from parsed arguments; return the exit code."""
     import json
 
     from ..cot.evaluate import evaluate_condition

@@ -22,6 +22,7 @@ from .common import emit_json
 
 
 def register(subparsers) -> argparse.ArgumentParser:
+    """Add the `dashboard` subcommand and its flags; return its parser."""
     p = subparsers.add_parser("dashboard", help="write a static HTML dashboard of a store's attention and lens",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("store", help="a capture store (directory)")
@@ -37,6 +38,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi dashboard` from parsed arguments; return the exit code."""
     from ..dashboard import write_dashboard
     from ..store import open_store
 

@@ -22,6 +22,7 @@ from .common import emit_json
 
 
 def register(subparsers) -> argparse.ArgumentParser:
+    """Add the `demo` subcommand and its flags; return its parser."""
     p = subparsers.add_parser("demo", help="run the tiny CODI demo (eval, logit lens, capture)")
     p.add_argument("--model", default="tiny")
     p.add_argument("--limit", type=int, default=300, help="synthetic test problems (default: 300)")
@@ -37,6 +38,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi demo` from parsed arguments; return the exit code (1 if a study failed)."""
     from ..capture import CaptureConfig, run_capture
     from ..data.sources import load_eval_dataset, synthetic_options
     from ..demo_index import write_index

@@ -25,6 +25,7 @@ from .common import (
 
 
 def register(subparsers) -> argparse.ArgumentParser:
+    """Add the `eval` subcommand and its flags; return its parser."""
     p = subparsers.add_parser("eval", help="evaluate a CODI model (accuracy)",
                               description="Run the latent loop over a dataset and score answers as the reference.")
     add_model_args(p)
@@ -38,6 +39,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi eval` from parsed arguments; return the exit code."""
     from ..data.sources import load_eval_dataset, synthetic_options
     from ..evaluation import evaluate
 

@@ -51,6 +51,7 @@ def _tuned_lens_aliases(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
+    """Add the `lens` subcommand with its `train` and `eval` actions; return its parser."""
     p = subparsers.add_parser("lens", help="train / evaluate a tuned lens", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="lens_command", required=True)
@@ -103,6 +104,7 @@ def _dataset(args, codi, default_limit: int = 1000):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi lens train` from parsed arguments; return the exit code."""
     from ..lens.train import TrainConfig, collect, default_steps, parse_data_mode, train_tuned_lens
 
     _check_syntax(args.data)
@@ -139,6 +141,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi lens eval` from parsed arguments; return the exit code."""
     import json
 
     from ..lens.train import collect, evaluate_lens, parse_data_mode

@@ -1,4 +1,4 @@
-"""`nnsight-codi lm-eval`: lm-eval's own command line, with this project's model and tasks registered.
+r"""`nnsight-codi lm-eval`: lm-eval's own command line, with this project's model and tasks registered.
 
 Everything after `lm-eval` goes to lm-eval's CLI (`lm-eval run|ls|validate`; no subcommand means
 `run`, as with `lm_eval`), so every lm-eval flag works (`--model_args`, `--batch_size`, `--device`,
@@ -12,9 +12,9 @@ task directory is always on the include path, so the local tasks `nnsight_codi_s
 Examples::
 
     nnsight-codi lm-eval --model_args model=tiny --tasks nnsight_codi_synthetic --limit 50
-    nnsight-codi lm-eval --model nnsight-codi --model_args model=out/codi-gpt2 --device cuda --batch_size 64 \\
+    nnsight-codi lm-eval --model nnsight-codi --model_args model=out/codi-gpt2 --device cuda --batch_size 64 \
         --tasks nnsight_codi_gsm8k_local --output_path out/lm-eval --log_samples
-    nnsight-codi lm-eval --model_args model=tiny-instruct,prompt_mode=direct,condition=continuous:2:4,vectors=V.zarr \\
+    nnsight-codi lm-eval --model_args model=tiny-instruct,prompt_mode=direct,condition=continuous:2:4,vectors=V.zarr \
         --tasks nnsight_codi_synthetic
     nnsight-codi lm-eval --model hf --model_args pretrained=gpt2 --tasks nnsight_codi_synthetic   # lm-eval's own model
     nnsight-codi lm-eval ls tasks

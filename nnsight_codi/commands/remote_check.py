@@ -1,4 +1,4 @@
-"""`nnsight-codi remote-check`: before a long remote run, check the NDIF server, the model and the request.
+r"""`nnsight-codi remote-check`: before a long remote run, check the NDIF server, the model and the request.
 
 Checks, each printed as `ok`/`FAIL` with what to do:
 
@@ -15,7 +15,7 @@ failures on stderr, one line).
 
 Example:
     $ nnsight-codi remote-check --model tiny
-    $ NDIF_HOST=http://127.0.0.1:8001 nnsight-codi remote-check --model zen-E/CODI-gpt2 \\
+    $ NDIF_HOST=http://127.0.0.1:8001 nnsight-codi remote-check --model zen-E/CODI-gpt2 \
         --lora-mode interventions --remote ndif
 """
 
@@ -35,6 +35,7 @@ DEPLOYED_LEVELS = ("HOT", "WARM")
 
 @dataclass
 class Check:
+    """One preflight check: its name, whether it passed, what was found and what to do if not."""
     name: str
     ok: bool
     detail: str
@@ -46,6 +47,7 @@ class Check:
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `remote-check` subcommand and its flags; return its parser."""
     p = subparsers.add_parser("remote-check", help="preflight a remote (NDIF) run: server, versions, model, request",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
@@ -190,6 +192,7 @@ def audit_checks(args: argparse.Namespace) -> tuple[list[Check], str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi remote-check` from parsed arguments; return 0 if every check passed, else 1."""
     remote = remote_value(args.remote)
     if remote == "local":
         raise ValueError("remote-check checks a server: use --remote ndif or an http(s) host (or omit it)")

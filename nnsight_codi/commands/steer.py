@@ -38,6 +38,7 @@ def _pair(text: str) -> tuple[Step, Step]:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
+    """Add the `steer` subcommand and its flags; return its parser."""
     p = subparsers.add_parser("steer", help="steer or patch the latent loop; accuracy vs the unsteered baseline",
                               description="Run one intervention (hidden-state steering, KV-cache steering or "
                                           "latent patching) and the unsteered baseline on the same examples.")
@@ -98,6 +99,7 @@ def condition_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi steer` from parsed arguments; return the exit code."""
     import tempfile
 
     from ..data.scoring import extract_gold

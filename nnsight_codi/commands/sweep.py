@@ -18,6 +18,7 @@ from .common import emit_json
 
 
 def register(subparsers) -> argparse.ArgumentParser:
+    """Add the `sweep` subcommand and its flags; return its parser."""
     p = subparsers.add_parser("sweep", help="resumable sweep of steering conditions (condition dim)",
                               description="Run every mode × latent pair × coefficient × baseline of CONFIG into "
                                           "DIR/sweep.zarr, resumably, and compare each with the unsteered baseline.")
@@ -31,6 +32,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `nnsight-codi sweep` from parsed arguments; return the exit code."""
     from pathlib import Path
 
     from ..interventions.sweep import SweepConfig, run_sweep

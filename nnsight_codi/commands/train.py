@@ -1,10 +1,10 @@
-"""`nnsight-codi train`: CODI training from the command line.
+r"""`nnsight-codi train`: CODI training from the command line.
 
 Every `TrainConfig` field is a flag (`--num-latents 6`, `--distill-weight 1`, booleans as
 `--include-last-cot/--no-include-last-cot`). Examples::
 
     nnsight-codi train --out out/tiny --steps 3000 --dataset synthetic --seed 0
-    nnsight-codi train --out out/gpt2-codi --base /models/gpt2 --dataset data/gsm8k_aug.jsonl \\
+    nnsight-codi train --out out/gpt2-codi --base /models/gpt2 --dataset data/gsm8k_aug.jsonl \
         --num-latents 6 --lr 3e-3 --distill-weight 1 --no-include-last-cot --lora-r 128
     nnsight-codi train --out out/tiny --resume          # continue from out/tiny/checkpoint
 
@@ -60,6 +60,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The `TrainConfig` of the flags given, over `--config` (or a resumed run's saved config)."""
     base: dict[str, Any] = {}
     if args.config:
         base = TrainConfig.load(args.config).to_dict()
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` with the `train` flags (standalone `nnsight-codi train`) and run it; return the exit code."""
     parser = argparse.ArgumentParser(prog="nnsight-codi train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)

@@ -51,6 +51,7 @@ def parse_condition(text: str) -> Condition:
 
 
 def check_schedule(schedule: str) -> str:
+    """Return `schedule` if it is a known injection schedule; raise ValueError otherwise."""
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}: use one of {SCHEDULES}")
     return schedule

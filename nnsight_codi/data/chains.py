@@ -1,4 +1,4 @@
-"""The chain-of-thought format of GSM8k-Aug: one `<<a op b = c>>` annotation per step.
+r"""The chain-of-thought format of GSM8k-Aug: one `<<a op b = c>>` annotation per step.
 
 The one parser of that format: every reader (calculator results for the lens, steps for
 training, equations of the synthetic data, whether a generated answer reasons, the operands the
@@ -8,7 +8,7 @@ An **annotation** is `<<`, a left side without `=`, `=`, a right side, `>>`, wit
 inside (spaces, commas, decimals, signs and further `=` on the right are kept as written). An
 unbalanced `<<2+3=5` or `2+3=5>>` is none. Each annotation reads as:
 
-- `result`: the number after its last `=` (`'3,602'`), when that is a number (`-?[\\d,]*\\.?\\d+`);
+- `result`: the number after its last `=` (`'3,602'`), when that is a number (`-?[\d,]*\.?\d+`);
 - `operands()`: the unsigned numbers of its left side;
 - `equation()`: an `Equation(a, op, b, c)` of two integer operands and one of `+ - * /`, when it is one.
 

@@ -1,4 +1,4 @@
-"""Load GSM8k-Aug style data (question, cot, answer) from local files.
+r"""Load GSM8k-Aug style data (question, cot, answer) from local files.
 
 Accepted: `.json` (a list of objects, or JSON lines), `.jsonl`, `.parquet`, `.csv`, or a
 directory holding one or more of them (all are concatenated). Nothing is downloaded.
@@ -11,7 +11,7 @@ stripped). Rows whose answer is not a non-negative number are dropped unless
 Example:
     >>> import json, tempfile, os
     >>> d = tempfile.mkdtemp(); p = os.path.join(d, "train.jsonl")
-    >>> _ = open(p, "w").write(json.dumps({"question": "2+3?", "cot": "<<2+3=5>>", "answer": "#### 5"}) + "\\n")
+    >>> _ = open(p, "w").write(json.dumps({"question": "2+3?", "cot": "<<2+3=5>>", "answer": "#### 5"}) + "\n")
     >>> load_gsm8k_aug(p)[0]["answer"]
     '5'
 """

@@ -1,13 +1,13 @@
-"""Answer extraction and scoring exactly as the CODI reference (codi.md §1 "Scoring").
+r"""Answer extraction and scoring exactly as the CODI reference (codi.md §1 "Scoring").
 
-- Prediction: remove commas, take the **last** match of `-?\\d+\\.?\\d*`, as float; no match → `inf`.
+- Prediction: remove commas, take the **last** match of `-?\d+\.?\d*`, as float; no match → `inf`.
 - Gold: the text after the last `####` (the whole text if there is none), commas removed, as float.
 - Correct: exact float equality.
 
 Example:
     >>> extract_prediction("The answer is: 1,234.")
     1234.0
-    >>> extract_gold("She makes 9 * 2 = $<<9*2=18>>18 every day.\\n#### 18")
+    >>> extract_gold("She makes 9 * 2 = $<<9*2=18>>18 every day.\n#### 18")
     18.0
 """
 
@@ -20,6 +20,7 @@ NUMBER = re.compile(r"-?\d+\.?\d*")
 
 
 def extract_prediction(text: str) -> float:
+    """The last number in `text` (commas removed) as a float; `inf` if there is none."""
     matches = NUMBER.findall(text.replace(",", ""))
     if not matches:
         return math.inf
@@ -27,6 +28,7 @@ def extract_prediction(text: str) -> float:
 
 
 def extract_gold(answer: str | int | float) -> float:
+    """The gold answer as a float: a number itself, or the number after the last `####`."""
     if isinstance(answer, (int, float)):
         return float(answer)
     tail = str(answer).split("####")[-1].replace(",", "").strip()
@@ -37,4 +39,5 @@ def extract_gold(answer: str | int | float) -> float:
 
 
 def is_correct(prediction: float, gold: float) -> bool:
+    """Whether the prediction equals the gold answer exactly."""
     return prediction == gold

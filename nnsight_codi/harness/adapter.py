@@ -1,4 +1,4 @@
-"""The lm-eval model `nnsight-codi`: any model this project loads, evaluated by lm-eval's harness.
+r"""The lm-eval model `nnsight-codi`: any model this project loads, evaluated by lm-eval's harness.
 
 It follows lm-eval's own `hf` model (`HFLM`) request contract, by subclassing lm-eval's
 `TemplateLM` and using lm-eval's helpers where HFLM does:
@@ -34,7 +34,7 @@ lm-eval's own models (`hf`, `vllm`, …) still resolve afterwards.
 Example::
 
     nnsight-codi lm-eval --model nnsight-codi --model_args model=tiny --tasks nnsight_codi_synthetic
-    nnsight-codi lm-eval --model_args model=tiny-instruct,prompt_mode=direct,condition=continuous:2:4,vectors=V \\
+    nnsight-codi lm-eval --model_args model=tiny-instruct,prompt_mode=direct,condition=continuous:2:4,vectors=V \
         --tasks nnsight_codi_synthetic --limit 50
 """
 

@@ -178,6 +178,7 @@ def expand_conditions(cfg: SweepConfig, num_latents: int) -> list[Condition]:
 
 
 def load_dataset_for(codi, cfg, seed: int, limit: int | None, dataset: str | None = None):
+    """The evaluation problems of `dataset` (default `cfg.dataset`); synthetic ones from the model's distribution."""
     from ..data.sources import load_eval_dataset, synthetic_options
 
     dataset = dataset or cfg.dataset

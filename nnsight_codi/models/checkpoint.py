@@ -36,6 +36,7 @@ CHECKPOINT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def family_of(model_type: str) -> str:
+    """The CODI architecture family of an HF `model_type`; raise CodiFormatError if unsupported."""
     if model_type not in FAMILIES:
         raise CodiFormatError(
             f"unsupported architecture {model_type!r} for CODI checkpoints; supported: {sorted(FAMILIES)}"

@@ -37,11 +37,13 @@ def save_converted(directory: str | Path, lm: PreTrainedModel, tokenizer, prj: n
 
 
 def is_converted_dir(path: str | Path) -> bool:
+    """Whether `path` is a converted CODI directory (has `codi.json`)."""
     path = Path(path)
     return path.is_dir() and (path / "codi.json").is_file()
 
 
 def load_projection(directory: str | Path) -> nn.Sequential:
+    """Load the projection of a converted CODI directory from its safetensors file."""
     path = Path(directory) / PRJ_FILE
     if not path.is_file():
         raise CodiFormatError(f"{path} not found: a converted CODI directory needs its projection")
@@ -53,4 +55,5 @@ def load_projection(directory: str | Path) -> nn.Sequential:
 
 
 def read_codi_config(directory: str | Path) -> CodiConfig:
+    """The `CodiConfig` saved in a converted CODI directory."""
     return CodiConfig.load(directory)

@@ -35,6 +35,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """The torch dtype of a name in `DTYPES` (a dtype is returned as is, None is float32)."""
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):

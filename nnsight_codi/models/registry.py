@@ -52,10 +52,12 @@ def register_checkpoint(entry: CheckpointEntry) -> None:
 
 
 def lookup(repo_id: str) -> CheckpointEntry | None:
+    """The registry entry of a hub id (case-insensitive), or None if unknown."""
     return _REGISTRY.get(str(repo_id).lower())
 
 
 def known_checkpoints() -> list[CheckpointEntry]:
+    """Every checkpoint in the registry."""
     return list(_REGISTRY.values())
 
 

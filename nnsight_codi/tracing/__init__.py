@@ -1,0 +1,1 @@
+"""Tracing the CODI latent loop with nnsight: the loop, step hooks, capture, batching, LoRA, remote runs."""

@@ -41,6 +41,7 @@ class StepHook(Protocol):
 
 
 def site_order(site: str) -> int:
+    """Forward-order rank of a site: `input` first, then `layer<l>` by l, then `output`."""
     if site == "input":
         return -1
     if site == "output":

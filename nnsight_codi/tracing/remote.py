@@ -65,6 +65,7 @@ def register_package() -> None:
 
 
 def remote_kwargs(remote: Any) -> dict:
+    """Trace kwargs for `remote`: `{"remote": remote}` (this package registered to ship by value), or `{}`."""
     if remote:
         register_package()
         return {"remote": remote}
