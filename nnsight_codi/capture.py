@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -34,6 +34,11 @@ from .store.positions import left_align, pad_counts_from_mask, source_labels
 from .store.schema import parse_variables, validate_layers
 from .tracing.capture import CAPTURABLE, Capture, assemble
 from .tracing.loop import check_masking, run_loop
+
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
+
+    from .tracing.codi_model import CodiModel
 
 
 @dataclass
@@ -64,7 +69,7 @@ class CaptureConfig:
     lens_k: int = 10
     lens_path: str | None = None
 
-    def fingerprint(self, codi) -> dict[str, Any]:
+    def fingerprint(self, codi: CodiModel | TransformersModel) -> dict[str, Any]:
         """The part of the config that defines the store's content (device, batch size, remote do not)."""
         data = dataclasses.asdict(self)
         if self.synthetic is None:
@@ -86,8 +91,8 @@ class CaptureConfig:
         return data
 
 
-def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: bool = True,
-                interventions=None) -> dict[str, Any]:
+def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | TransformersModel | None = None,
+                progress: bool = True, interventions=None) -> dict[str, Any]:
     """Capture `config` into the store at `out`; return a summary (`examples`, `bytes`, `seconds`, `path`).
 
     A steered capture (`config.interventions`, condition dicts) needs `interventions`, the function that
@@ -197,7 +202,7 @@ class _CodiTarget:
     interventions: Callable[..., list] | None = None  # example indices -> hooks (a steered capture)
     batch_indices: np.ndarray | None = None
 
-    def __init__(self, codi, config: CaptureConfig) -> None:
+    def __init__(self, codi: CodiModel, config: CaptureConfig) -> None:
         self.model, self.config = codi, config
         self._decoded: dict[int, str] = {}
         self.num_layers = codi.num_layers
@@ -235,7 +240,7 @@ class _PlainTarget:
     interventions: Callable[..., list] | None = None  # never set: a plain LM has no latent loop
     batch_indices: np.ndarray | None = None
 
-    def __init__(self, model, config: CaptureConfig) -> None:
+    def __init__(self, model: TransformersModel, config: CaptureConfig) -> None:
         self.model, self.config = model, config
         self._decoded: dict[int, str] = {}
         self.positions = tuple(config.positions or (-1,))
@@ -275,7 +280,7 @@ class _PlainTarget:
         return None, list(sink)
 
 
-def _target(model, config: CaptureConfig):
+def _target(model: CodiModel | TransformersModel, config: CaptureConfig):
     from .tracing.codi_model import CodiModel
 
     if isinstance(model, CodiModel):
@@ -319,7 +324,7 @@ def _token_strings(tokenizer, ids: list[int], cache: dict[int, str]) -> list[str
     return out
 
 
-def _maybe_eager(model, needed: bool):
+def _maybe_eager(model: TransformersModel, needed: bool):
     """Eager attention while capturing attention weights (sdpa returns none)."""
     from .tracing.codi_model import eager_attention
 

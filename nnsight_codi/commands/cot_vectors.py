@@ -16,8 +16,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import emit_json, remote_value, synthetic_overrides
+
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -46,7 +50,7 @@ def _data_args(p: argparse.ArgumentParser, split: str, limit: int | None) -> Non
     group.add_argument("--ops", default=None, help="operations after the opening, a subset of '+-*/'")
 
 
-def _questions(args: argparse.Namespace, model, loaded=None):
+def _questions(args: argparse.Namespace, model: TransformersModel, loaded=None):
     """The question set of `--dataset` (`loaded`: what `_check_data` already read): synthetic
     problems from the model's training distribution (`instruct.json`, as CODI commands follow
     `codi.json`) with the difficulty flags on top.

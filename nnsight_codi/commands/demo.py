@@ -16,9 +16,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import emit_json
+
+if TYPE_CHECKING:
+    from ..tracing.codi_model import CodiModel
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -132,7 +135,7 @@ def _best_lens_layers(results_path: Path) -> dict[str, int]:
     return {name: layer for name, (_, layer) in best.items()}
 
 
-def _worked_examples(codi, shown, best_layers: dict[str, int], k: int = 3) -> list[dict]:
+def _worked_examples(codi: CodiModel, shown, best_layers: dict[str, int], k: int = 3) -> list[dict]:
     """Each step's top-k logit-lens tokens at its most informative layer: the lens study's choice
     when it ran, else the layer whose top-1 is most confident (the last layer is often uninformative).
     """

@@ -24,9 +24,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from .common import add_model_args, emit_json, load_codi, synthetic_overrides
+
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
+
+    from ..tracing.codi_model import CodiModel
 
 
 def _add_data_args(p: argparse.ArgumentParser, seed: int) -> None:
@@ -93,7 +98,7 @@ def _check_syntax(mode: str) -> None:
     parse_data_mode(mode, num_latents=10 ** 6)  # unknown modes fail before the model loads
 
 
-def _dataset(args, codi, default_limit: int = 1000):
+def _dataset(args, codi: CodiModel | TransformersModel, default_limit: int = 1000):
     from ..data.sources import load_eval_dataset, synthetic_options
 
     limit = args.limit or default_limit

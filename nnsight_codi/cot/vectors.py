@@ -88,7 +88,7 @@ def check_extract_config(config: ExtractConfig) -> None:
         raise ValueError(f"max_new_tokens must be >= 1, got {config.max_new_tokens}")
 
 
-def extract_vectors(out: str | Path, config: ExtractConfig, model=None, questions=None,
+def extract_vectors(out: str | Path, config: ExtractConfig, model: TransformersModel | None = None, questions=None,
                     progress: bool = True) -> dict[str, Any]:
     """Extract CoT vectors into the store at `out` (resumes; a finished store is reused).
 
@@ -109,6 +109,7 @@ def extract_vectors(out: str | Path, config: ExtractConfig, model=None, question
                                    **config.synthetic)
     if model is None:
         model = load_instruct_model(config.model, config.device, config.dtype, remote)
+    assert model is not None  # for checkers: nnsight exports `TransformersModel` lazily, so it reads as Any
     tok = model.tokenizer
     require_chat_template(tok)
     texts = list(questions["question"])
@@ -206,7 +207,7 @@ def stored_ids(path: str | Path) -> dict[str, dict[str, list[list[int]]]]:
     return out
 
 
-def recompute_vectors(path: str | Path, model, positions: str | None = None, batch_size: int = 16,
+def recompute_vectors(path: str | Path, model: TransformersModel, positions: str | None = None, batch_size: int = 16,
                       remote: Any = None) -> np.ndarray:
     """Rebuild the vectors from the stored prompt and generated ids (no sampling): `(layer, dim)`."""
     from ..store import open_store

@@ -60,7 +60,7 @@ def load_eval_dataset(spec: str | Path, split: str = "test", limit: int | None =
     return ds
 
 
-def synthetic_options(model, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def synthetic_options(model: object, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The synthetic-problem options a model was trained on (a CODI model's `codi.json` extra, an
     instruct LM's `instruct.json` beside its weights, else `{}`), with `overrides`
     (`SyntheticOptions` fields) on top; checked by `SyntheticOptions`.
@@ -84,7 +84,7 @@ def synthetic_options(model, overrides: dict[str, Any] | None = None) -> dict[st
     return options
 
 
-def _instruct_meta(model) -> dict[str, Any]:
+def _instruct_meta(model: object) -> dict[str, Any]:
     """`instruct.json` of a plain LM loaded from a local directory (the tiny instruct LM, a
     `train_tiny_instruct` output), else `{}`.
     """

@@ -40,7 +40,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lm_eval.models  # noqa: F401  (fills lm-eval's lazy registry first: `hf` & co. stay registered)
 import torch
@@ -58,6 +58,9 @@ from lm_eval.models.utils import (
 from tqdm.auto import tqdm
 
 from ..tracing.loop import Masking, check_masking
+
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
 
 CODI_LOGLIKELIHOOD = ("loglikelihood is not defined for a CODI model here: its answer is conditioned on latent "
                       "thoughts generated after the question, which a (context, continuation) score skips. "
@@ -336,7 +339,7 @@ class NnsightCodiLM(TemplateLM):
         return [self.tok_decode(g) for g in gens]
 
 
-def continuation_logprobs(model, pairs, hooks_for, remote=None) -> list[tuple[float, bool]]:
+def continuation_logprobs(model: TransformersModel, pairs, hooks_for, remote=None) -> list[tuple[float, bool]]:
     """`(sum log p(continuation | context), greedy?)` per `(context ids, continuation ids)` pair, in one
     left-padded traced forward over `(context + continuation)[:-1]`; `hooks_for(context_mask)` gives
     the step hooks (steering).

@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from ..tracing.loop import Branch, run_branches, run_loop
 from .ablation import ForceAnswer
 from .patching import LatentStats, PatchLatent, PatchResidual
 
+if TYPE_CHECKING:
+    from ..tracing.codi_model import CodiModel
+
 ABLATIONS = ("zero", "mean", "resampled")
 
 
@@ -39,11 +42,11 @@ def _batches(n: int, size: int) -> list[list[int]]:
     return [list(range(i, min(n, i + size))) for i in range(0, n, size)]
 
 
-def _forced(codi, prompts, tokens, hooks, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _forced(codi: CodiModel, prompts, tokens, hooks, k: int) -> tuple[np.ndarray, np.ndarray]:
     return _forced_branches(codi, prompts, tokens, [hooks], k)[0]
 
 
-def _forced_branches(codi, prompts, tokens, hook_sets: Sequence[Sequence], k: int,
+def _forced_branches(codi: CodiModel, prompts, tokens, hook_sets: Sequence[Sequence], k: int,
                      fork: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
     """`_forced` under each hook set, as branches of one forced, unpatched trunk (`run_branches`):
     each patch re-runs only the steps from the one it edits.
@@ -55,7 +58,7 @@ def _forced_branches(codi, prompts, tokens, hook_sets: Sequence[Sequence], k: in
 
 
 @torch.inference_mode()
-def activation_patching(codi, clean: Sequence[str], corrupted: Sequence[str], batch_size: int = 32,
+def activation_patching(codi: CodiModel, clean: Sequence[str], corrupted: Sequence[str], batch_size: int = 32,
                         num_latents: int | None = None, max_new_tokens: int = 16,
                         steps: Sequence[int] | None = None, layers: Sequence[int] | None = None,
                         progress: bool = True, fork: bool = True) -> dict[str, Any]:
@@ -101,7 +104,7 @@ def activation_patching(codi, clean: Sequence[str], corrupted: Sequence[str], ba
 
 
 @torch.inference_mode()
-def thought_anchors(codi, questions: Sequence[str], golds: Sequence[float], reference_latents: np.ndarray,
+def thought_anchors(codi: CodiModel, questions: Sequence[str], golds: Sequence[float], reference_latents: np.ndarray,
                     batch_size: int = 32, num_latents: int | None = None, max_new_tokens: int = 16,
                     kinds: Sequence[str] = ABLATIONS, seed: int = 0, progress: bool = True,
                     fork: bool = True) -> dict[str, Any]:

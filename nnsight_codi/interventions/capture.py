@@ -7,14 +7,20 @@ two study modules import each other in one direction only (interventions → cap
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..capture import CaptureConfig
 from ..capture import run_capture as _run_capture
 from .conditions import capture_interventions
 
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
 
-def run_capture(out: str | Path, config: CaptureConfig, codi=None, progress: bool = True) -> dict[str, Any]:
+    from ..tracing.codi_model import CodiModel
+
+
+def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | TransformersModel | None = None,
+                progress: bool = True) -> dict[str, Any]:
     """`nnsight_codi.capture.run_capture`, with `config.interventions` (condition dicts, each optionally with
     a `vectors` store path) run as steering hooks before `Capture`.
     """

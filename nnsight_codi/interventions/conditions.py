@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from ..tracing.loop import Masking
 from .patching import PATCH_KINDS, LatentStats, PatchLatent, latent_patch_values
 from .steering import AddVector, KVSteer, check_kv_positions, check_layer, check_step
 from .vectors import check_pair, load_vector_file
+
+if TYPE_CHECKING:
+    from ..tracing.codi_model import CodiModel
 
 MODES = ("none", "hidden", "kv", "patch")  # conditions of the CODI latent loop
 SCHEDULES = ("single", "continuous")  # CoT-vector steering of a plain LM's generation
@@ -182,7 +185,7 @@ class ModelShape:
     head_dim: int
 
     @classmethod
-    def of(cls, codi, num_latents: int | None = None) -> ModelShape:
+    def of(cls, codi: CodiModel, num_latents: int | None = None) -> ModelShape:
         cfg = codi._module.config
         heads, head_dim = kv_geometry(cfg)
         k = codi.num_latents if num_latents is None else int(num_latents)
@@ -315,8 +318,9 @@ def validate_conditions(conditions: Sequence[Condition], shape: ModelShape, res:
         build_hooks(cond, shape, res, [0])
 
 
-def run_condition(codi, prompts, cond: Condition, shape: ModelShape, res: Resources, example_seeds: Sequence[int],
-                  max_new_tokens: int = 256, masking: Masking = "exact", remote: Any = None) -> torch.Tensor:
+def run_condition(codi: CodiModel, prompts, cond: Condition, shape: ModelShape, res: Resources,
+                  example_seeds: Sequence[int], max_new_tokens: int = 256, masking: Masking = "exact",
+                  remote: Any = None) -> torch.Tensor:
     """Answer ids `Long[Tensor, "batch new"]` of one batch under `cond`."""
     from ..tracing.loop import run_loop
 
@@ -327,7 +331,7 @@ def run_condition(codi, prompts, cond: Condition, shape: ModelShape, res: Resour
     return tokens
 
 
-def run_conditions(codi, prompts, conditions: Sequence[Condition], shape: ModelShape, res: Resources,
+def run_conditions(codi: CodiModel, prompts, conditions: Sequence[Condition], shape: ModelShape, res: Resources,
                    example_seeds: Sequence[int], max_new_tokens: int = 256, masking: Masking = "exact",
                    remote: Any = None, fork: bool = True) -> list[torch.Tensor]:
     """Answer ids of one batch under each of `conditions` (`run_condition` for each), computing the prefix the
@@ -350,7 +354,7 @@ def run_conditions(codi, prompts, conditions: Sequence[Condition], shape: ModelS
     return [tokens for tokens, _ in runs]
 
 
-def score(codi, tokens: torch.Tensor, golds: Sequence[float]) -> tuple[list[str], np.ndarray, np.ndarray]:
+def score(codi: CodiModel, tokens: torch.Tensor, golds: Sequence[float]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Decoded texts, numeric predictions and correctness of one batch."""
     from ..data.scoring import extract_prediction, is_correct
 
@@ -360,10 +364,10 @@ def score(codi, tokens: torch.Tensor, golds: Sequence[float]) -> tuple[list[str]
     return texts, preds, correct
 
 
-def evaluate_conditions(codi, questions: Sequence[str], golds: Sequence[float], conditions: Sequence[Condition],
-                        res: Resources, batch_size: int = 32, num_latents: int | None = None,
-                        max_new_tokens: int = 256, masking: Masking = "exact", remote: Any = None,
-                        progress: bool = True, fork: bool = True) -> dict[str, dict[str, Any]]:
+def evaluate_conditions(codi: CodiModel, questions: Sequence[str], golds: Sequence[float],
+                        conditions: Sequence[Condition], res: Resources, batch_size: int = 32,
+                        num_latents: int | None = None, max_new_tokens: int = 256, masking: Masking = "exact",
+                        remote: Any = None, progress: bool = True, fork: bool = True) -> dict[str, dict[str, Any]]:
     """Run every condition on the same examples; `{name: {"texts", "pred", "correct"}}` in input order.
 
     Batches outside, conditions inside (`run_conditions`): each batch's shared prefix is computed once.
@@ -391,7 +395,8 @@ def evaluate_conditions(codi, questions: Sequence[str], golds: Sequence[float], 
     return out
 
 
-def capture_interventions(codi, interventions: Sequence[dict], num_latents: int | None = None, seed: int = 0):
+def capture_interventions(codi: CodiModel, interventions: Sequence[dict], num_latents: int | None = None,
+                          seed: int = 0):
     """Hooks for a steered capture: `CaptureConfig.interventions` (condition dicts, each optionally with a
     `vectors` store path) → a function `hooks_for(example_indices) -> [StepHook]`, validated now.
 

@@ -30,7 +30,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -52,6 +52,9 @@ from .conditions import (
     validate_conditions,
 )
 from .patching import PATCH_KINDS
+
+if TYPE_CHECKING:
+    from ..tracing.codi_model import CodiModel
 
 __getattr__ = moved(__name__, {"open_sweep": "nnsight_codi.store.sweep", "condition_table": "nnsight_codi.store.sweep"})
 
@@ -177,7 +180,7 @@ def expand_conditions(cfg: SweepConfig, num_latents: int) -> list[Condition]:
     return out
 
 
-def load_dataset_for(codi, cfg, seed: int, limit: int | None, dataset: str | None = None):
+def load_dataset_for(codi: CodiModel | None, cfg, seed: int, limit: int | None, dataset: str | None = None):
     """The evaluation problems of `dataset` (default `cfg.dataset`); synthetic ones from the model's distribution."""
     from ..data.sources import load_eval_dataset, synthetic_options
 
@@ -187,7 +190,7 @@ def load_dataset_for(codi, cfg, seed: int, limit: int | None, dataset: str | Non
     return load_eval_dataset(dataset, split=cfg.split, limit=limit, seed=seed)
 
 
-def reference_vectors(codi, cfg, out: Path, progress: bool = True):
+def reference_vectors(codi: CodiModel, cfg, out: Path, progress: bool = True):
     """The vector set of a sweep: `cfg.vectors`, or a reference capture (hidden, latent_input, kv) → vectors."""
     from ..capture import CaptureConfig, run_capture
     from ..store import open_store
@@ -210,7 +213,8 @@ def reference_vectors(codi, cfg, out: Path, progress: bool = True):
     return vectors
 
 
-def run_sweep(cfg: SweepConfig, out: str | Path, codi=None, progress: bool = True) -> dict[str, Any]:
+def run_sweep(cfg: SweepConfig, out: str | Path, codi: CodiModel | None = None,
+              progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the sweep into `out/sweep.zarr`; return a summary."""
     from ..data.scoring import extract_gold
     from ..loading import load_codi_model

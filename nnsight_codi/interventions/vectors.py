@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from .._moved import moved
 from ..store.vectors import VECTORS_FORMAT
+
+if TYPE_CHECKING:
+    from ..tracing.codi_model import CodiModel
 
 __getattr__ = moved(__name__, {name: "nnsight_codi.store.vectors" for name in (
     "VECTORS_VERSION", "vectors_from_store", "save_vectors", "open_vectors")})
@@ -64,7 +67,7 @@ def load_vector_file(path: str | Path) -> dict[str, Any]:
     raise ValueError(f"{path}: expected a `vector` tensor, or `keys` and `values`; found {sorted(tensors)}")
 
 
-def difference_lens(codi, vectors: xr.Dataset, k: int = 5) -> xr.Dataset:
+def difference_lens(codi: CodiModel, vectors: xr.Dataset, k: int = 5) -> xr.Dataset:
     """Add the activation-difference lens: logit lens of `vector` (mean(A) − mean(B)) at every layer.
 
     Adds `lens_top_ids` (int32), `lens_top_probs` and `lens_top_tokens` (str), dims

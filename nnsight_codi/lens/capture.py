@@ -25,6 +25,7 @@ import numpy as np
 from ..store.schema import LENS_GROUPS, STATIC_REQUESTS
 
 if TYPE_CHECKING:
+    from nnsight import TransformersModel
     from transformers import PreTrainedModel
 
     from ..tracing.codi_model import CodiModel
@@ -128,7 +129,7 @@ class LensRequest:
             data.pop("hidden")
         return data
 
-    def write_static(self, path: str | Path, model) -> None:
+    def write_static(self, path: str | Path, model: CodiModel | TransformersModel) -> None:
         """The vocabulary (and, if requested, the unembedding) into the store at `path`."""
         if not self.needs_vocabulary:
             return

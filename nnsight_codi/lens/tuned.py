@@ -112,7 +112,8 @@ class TunedLens(nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, model=None, map_location: str = "cpu") -> TunedLens:
+    def load(cls, path: str | Path, model: CodiModel | PreTrainedModel | None = None,
+             map_location: str = "cpu") -> TunedLens:
         """Load a lens directory; with `model`, refuse a lens trained for another unembedding."""
         path = Path(path)
         config_path, params_path = path / CONFIG_NAME, path / PARAMS_NAME

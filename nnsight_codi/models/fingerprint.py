@@ -57,7 +57,7 @@ def weights_fingerprint(*modules: nn.Module | None, samples: int = 4096) -> str 
     return digest.hexdigest()[:16] if count else None
 
 
-def model_weights(model) -> str | None:
+def model_weights(model: object) -> str | None:
     """`weights_fingerprint` of an nnsight-wrapped model: the LM (`_module`) and, for CODI, its projection."""
     return weights_fingerprint(getattr(model, "_module", None), getattr(model, "prj", None))
 

@@ -19,12 +19,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import Tensor
 
 from .._moved import moved
 from ..models.architecture import transformer_blocks
+
+if TYPE_CHECKING:
+    from nnsight import TransformersModel
 
 Record = tuple[str, int, Any]
 
@@ -51,7 +54,7 @@ def site_order(site: str) -> int:
     raise ValueError(f"unknown site {site!r}: use 'input', 'layer<l>' or 'output'")
 
 
-def block_list(model) -> Any:
+def block_list(model: TransformersModel) -> Any:
     """The envoy list of transformer blocks (`transformer.h` for GPT-2, `model.layers` for Llama-likes)."""
     return transformer_blocks(model)
 
@@ -60,7 +63,8 @@ def _unwrap(output: Any) -> Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
-def visit_step(model, step: int, hooks: Sequence[StepHook], sink: list[Record], num_layers: int) -> None:
+def visit_step(model: TransformersModel, step: int, hooks: Sequence[StepHook], sink: list[Record],
+               num_layers: int) -> None:
     """Called inside one step's trace: hand every hook its sites, in forward order."""
     wanted: dict[str, list[StepHook]] = {}
     for hook in hooks:

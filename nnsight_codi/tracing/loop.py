@@ -49,7 +49,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import nnsight
 import torch
@@ -59,6 +59,9 @@ from ..models.config import CodiConfig
 from ..steps import step_name, step_names
 from .batching import extend_mask, next_positions, positions_from_mask, reference_prompt_mask
 from .hooks import Record, StepHook, visit_step
+
+if TYPE_CHECKING:
+    from .codi_model import CodiModel
 
 Masking = Literal["exact", "reference"]
 MASKING_MODES: tuple[str, ...] = ("exact", "reference")
@@ -342,7 +345,7 @@ def decode_answers(tokenizer, tokens: Tensor, eos_id: int | None) -> list[str]:
 # branches of one hookless trunk, each forked (`LoopSnapshot`) at the first step where it can differ,
 # so the prefix they share is computed once; results equal `run_loop` per hook set exactly.
 
-def run_loop(codi, prompts, hooks: Sequence[StepHook] = (), num_latents: int | None = None,
+def run_loop(codi: CodiModel, prompts, hooks: Sequence[StepHook] = (), num_latents: int | None = None,
              max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
              output_attentions: bool = False, answer_steps: int = 0, grad: bool = False
              ) -> tuple[Tensor, list[Record]]:
@@ -360,7 +363,7 @@ def run_loop(codi, prompts, hooks: Sequence[StepHook] = (), num_latents: int | N
                          answer_steps)
 
 
-def _run_loop(codi, prompts, hooks: Sequence[StepHook], num_latents: int | None, max_new_tokens: int,
+def _run_loop(codi: CodiModel, prompts, hooks: Sequence[StepHook], num_latents: int | None, max_new_tokens: int,
               masking: Masking, remote: bool | str | None, output_attentions: bool,
               answer_steps: int) -> tuple[Tensor, list[Record]]:
     k = codi.num_latents if num_latents is None else int(num_latents)
@@ -376,7 +379,7 @@ class DirectExecutor:
     picks it; a run with `remote`, or of a base + LoRA-interventions model, gets a `session.SessionExecutor`.
     """
 
-    def __init__(self, codi) -> None:
+    def __init__(self, codi: CodiModel) -> None:
         self.codi = codi
 
     def run(self, prompts, hooks: Sequence[StepHook], k: int, max_new_tokens: int, masking: Masking,
@@ -438,7 +441,7 @@ def divergence_step(hooks: Sequence[StepHook], num_latents: int, trunk_latents: 
     return min(steps) if steps else None
 
 
-def _segment(codi, snapshot: LoopSnapshot, hooks: Sequence[StepHook], stop_at: int | None, last: int,
+def _segment(codi: CodiModel, snapshot: LoopSnapshot, hooks: Sequence[StepHook], stop_at: int | None, last: int,
              output_attentions: bool) -> tuple[Any, list[Record]]:
     """Continue `snapshot` in place up to `stop_at` (None: to the end) with `hooks` on steps <= `last`,
     through the traced driver; a trace only where a hook visits. Returns (tokens or the snapshot, records).
@@ -456,7 +459,7 @@ def _segment(codi, snapshot: LoopSnapshot, hooks: Sequence[StepHook], stop_at: i
     return result, list(sink)
 
 
-def run_branches(codi, prompts, branches: Sequence[Branch], shared: Sequence[StepHook] = (),
+def run_branches(codi: CodiModel, prompts, branches: Sequence[Branch], shared: Sequence[StepHook] = (),
                  num_latents: int | None = None, max_new_tokens: int = 256, masking: Masking = "exact",
                  remote: bool | str | None = None, output_attentions: bool = False, answer_steps: int = 0,
                  fork: bool = True, grad: bool = False) -> list[tuple[Tensor, list[Record]]]:
@@ -487,9 +490,9 @@ def run_branches(codi, prompts, branches: Sequence[Branch], shared: Sequence[Ste
                              output_attentions, answer_steps, fork)
 
 
-def _run_branches(codi, prompts, branches: Sequence[Branch], shared: Sequence[StepHook], num_latents: int | None,
-                  max_new_tokens: int, masking: Masking, remote: bool | str | None, output_attentions: bool,
-                  answer_steps: int, fork: bool) -> list[tuple[Tensor, list[Record]]]:
+def _run_branches(codi: CodiModel, prompts, branches: Sequence[Branch], shared: Sequence[StepHook],
+                  num_latents: int | None, max_new_tokens: int, masking: Masking, remote: bool | str | None,
+                  output_attentions: bool, answer_steps: int, fork: bool) -> list[tuple[Tensor, list[Record]]]:
     k = codi.num_latents if num_latents is None else int(num_latents)
     if answer_steps < 0:
         raise ValueError(f"answer_steps must be >= 0, got {answer_steps}")
@@ -517,7 +520,7 @@ def _run_branches(codi, prompts, branches: Sequence[Branch], shared: Sequence[St
     return out
 
 
-def _driver_branches(codi, prompts, branches, shared, starts, branch_k, bounds, k, max_new_tokens, masking,
+def _driver_branches(codi: CodiModel, prompts, branches, shared, starts, branch_k, bounds, k, max_new_tokens, masking,
                      output_attentions, answer_steps, trunk_needed):
     """Traced driver: the trunk in segments up to each fork step, each fork's branches from copies of it
     (depth first: one prefix held at a time, about the memory of two runs). Returns (trunk, {branch: run}).

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import nnsight
 import torch
@@ -38,6 +38,9 @@ from .batching import positions_from_mask
 from .hooks import Record, StepHook, visit_step
 from .loop import LatentLoopState, Masking, fork_cache
 from .remote import PortableProjection, by_value, register_package
+
+if TYPE_CHECKING:
+    from .codi_model import CodiModel
 
 StepFn = Callable[[Any, int, list], None]
 
@@ -76,7 +79,7 @@ def session_program(branches: Sequence[SessionBranch]) -> list[tuple[int, int | 
     return program
 
 
-def plain_lm_model(codi, remote: bool | str | None = "local") -> TransformersModel:
+def plain_lm_model(codi: CodiModel, remote: bool | str | None = "local") -> TransformersModel:
     """A stock `TransformersModel` of a CodiModel's LM for a session (what NDIF would host):
     `codi.session_model(remote)` (see `CodiModel.session_model`).
     """
@@ -92,7 +95,7 @@ class SessionExecutor:
     that model's dtype. `CodiModel.executor(remote)` picks it.
     """
 
-    def __init__(self, codi, remote: bool | str | None, model: TransformersModel | None = None,
+    def __init__(self, codi: CodiModel, remote: bool | str | None, model: TransformersModel | None = None,
                  adapter: Any = None) -> None:
         self.codi, self.remote, self._model, self.adapter = codi, remote, model, adapter
 
@@ -103,7 +106,7 @@ class SessionExecutor:
     def _step_fn(self, hooks: Sequence[StepHook], last: int) -> StepFn:
         num_layers = self.codi.num_layers
 
-        def step_fn(model, step, sink):
+        def step_fn(model: TransformersModel, step, sink):
             if step <= last:
                 visit_step(model, step, hooks, sink, num_layers)
         return step_fn
@@ -114,8 +117,9 @@ class SessionExecutor:
         codi = self.codi
         # the same bound on decoding as the driver (the model's context length)
         max_new_tokens = codi.new_loop_state(prompts, k, max_new_tokens, masking).max_new_tokens
-        return run_latent_session(self.model, codi.prj._module, codi.codi_config, prompts, k, max_new_tokens,
-                                  masking, remote=self.remote, step_fn=self._step_fn(hooks, last),
+        prj = cast(nn.Module, codi.prj._module)  # the projection under its envoy
+        return run_latent_session(self.model, prj, codi.codi_config, prompts, k, max_new_tokens, masking,
+                                  remote=self.remote, step_fn=self._step_fn(hooks, last),
                                   output_attentions=output_attentions, adapter=self.adapter)
 
     def branches(self, prompts, branches, shared, starts, branch_k, bounds, k, max_new_tokens, masking,
@@ -126,7 +130,8 @@ class SessionExecutor:
         session_branches = [SessionBranch(starts[i], branch_k[i], bounds[branch_k[i]],
                                           self._step_fn([*branches[i].hooks, *shared], branch_k[i] + 1 + answer_steps))
                             for i in forked]
-        results = run_session_branches(self.model, codi.prj._module, codi.codi_config, prompts, k, bounds[k], masking,
+        prj = cast(nn.Module, codi.prj._module)  # the projection under its envoy
+        results = run_session_branches(self.model, prj, codi.codi_config, prompts, k, bounds[k], masking,
                                        remote=self.remote, step_fn=self._step_fn(shared, k + 1 + answer_steps),
                                        output_attentions=output_attentions, branches=session_branches,
                                        trunk_to_end=trunk_needed, adapter=self.adapter)
