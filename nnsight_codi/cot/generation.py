@@ -30,6 +30,7 @@ from ..tracing.hooks import visit_step
 from ..tracing.remote import ndif_errors, remote_kwargs
 
 if TYPE_CHECKING:
+    from jaxtyping import Float
     from nnsight import TransformersModel
 
 
@@ -232,7 +233,7 @@ class PositionMean:
 
 
 def position_means(model: TransformersModel, prompts: Sequence[Sequence[int]], generated: Sequence[Sequence[int]],
-                   positions: str = "generated", remote: Any = None) -> Tensor:
+                   positions: str = "generated", remote: Any = None) -> Float[Tensor, "batch layer dim"]:
     """Mean residual stream of every layer over the generated, all, or the last prompt position(s).
 
     `positions`: `generated` (the paper's choice), `all` (prompt + generated), or `last_prompt`

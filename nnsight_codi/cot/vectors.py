@@ -32,6 +32,7 @@ from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from .prompts import MODES, Instructions, prompt_ids, require_chat_template
 
 if TYPE_CHECKING:
+    from jaxtyping import Float, Int
     from nnsight import TransformersModel
 
 STORE_PAD = -1
@@ -153,7 +154,7 @@ def extract_vectors(out: str | Path, config: ExtractConfig, model: TransformersM
             "vector_norms": None if vectors is None else np.linalg.norm(vectors, axis=-1).round(4).tolist()}
 
 
-def _id_table(per_mode: list[list[list[int]]], width: int) -> np.ndarray:
+def _id_table(per_mode: list[list[list[int]]], width: int) -> Int[np.ndarray, "batch mode position"]:
     """`Int[ndarray, "batch mode position"]`, left-aligned, padded with -1."""
     n = len(per_mode[0])
     table = np.full((n, len(per_mode), width), STORE_PAD, dtype=np.int32)
@@ -181,7 +182,7 @@ def write_vector(path: str | Path) -> None:
         zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
-def load_vectors(path: str | Path) -> np.ndarray:
+def load_vectors(path: str | Path) -> Float[np.ndarray, "layer dim"]:
     """The CoT vectors `Float[ndarray, "layer dim"]` of a complete vector store."""
     from ..store import open_store
 
@@ -208,7 +209,7 @@ def stored_ids(path: str | Path) -> dict[str, dict[str, list[list[int]]]]:
 
 
 def recompute_vectors(path: str | Path, model: TransformersModel, positions: str | None = None, batch_size: int = 16,
-                      remote: Any = None) -> np.ndarray:
+                      remote: Any = None) -> Float[np.ndarray, "layer dim"]:
     """Rebuild the vectors from the stored prompt and generated ids (no sampling): `(layer, dim)`."""
     from ..store import open_store
     from .generation import position_means

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from torch import Tensor
 
 from ..steps import resolve_step
 from .steering import check_layer, check_step, check_vector
+
+if TYPE_CHECKING:
+    from jaxtyping import Float
 
 PATCH_KINDS = ("random", "mean", "zero")
 
@@ -36,12 +39,12 @@ class LatentStats:
     `mean`, `std`: `Float[Tensor, "step dim"]` over steps bot..eot (rows of non-latent steps unused).
     """
 
-    mean: Tensor
-    std: Tensor
+    mean: Float[Tensor, "step dim"]
+    std: Float[Tensor, "step dim"]
 
 
 def latent_patch_values(kind: str, step: int, stats: LatentStats | None, batch: int,
-                        example_seeds: list[int] | None = None, seed: int = 0) -> Tensor:
+                        example_seeds: list[int] | None = None, seed: int = 0) -> Float[Tensor, "batch dim"]:
     """Replacement latents `Float[Tensor, "batch dim"]` for `kind` in random | mean | zero.
 
     `random` draws `randn × std + mean` per example with a generator seeded by `(seed, example_seeds[i])`,
@@ -72,7 +75,7 @@ class PatchLatent:
     """
 
     step: int
-    values: Tensor
+    values: Float[Tensor, "*batch dim"]
     label: str = "given"
 
     def __post_init__(self) -> None:
@@ -103,7 +106,7 @@ class PatchResidual:
 
     step: int
     layer: int
-    values: Tensor
+    values: Float[Tensor, "batch dim"]
 
     def __post_init__(self) -> None:
         self.step = resolve_step(self.step, None)

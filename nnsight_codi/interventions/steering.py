@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from ..models.kv_cache import cache_part, output_cache
 from ..steps import resolve_step
+
+if TYPE_CHECKING:
+    from jaxtyping import Bool, Float
 
 KV_POSITIONS = ("latents", "last", "all")  # and "latent<k>": the cache entry of latent k alone
 
@@ -81,13 +84,13 @@ class AddVector:
         record: append `("steered", step, n_positions)` to the sink at each edit (to count edits).
     """
 
-    vector: Tensor
+    vector: Float[Tensor, "*batch dim"]
     layer: int
     steps: Sequence[int] | None
     coef: float = 1.0
     all_positions: bool = False
     positions: str = "last"
-    prompt_mask: Tensor | None = None
+    prompt_mask: Bool[Tensor, "batch seq"] | None = None
     record: bool = False
 
     def __post_init__(self) -> None:
@@ -178,8 +181,8 @@ class KVSteer:
             `all` (every cached position, the prompt included).
     """
 
-    keys: Tensor
-    values: Tensor
+    keys: Float[Tensor, "*batch block head head_dim"]
+    values: Float[Tensor, "*batch block head head_dim"]
     num_latents: int
     coef_k: float = 1.0
     coef_v: float = 1.0

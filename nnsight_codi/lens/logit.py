@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..models.architecture import final_norm as _final_norm
 
 if TYPE_CHECKING:
+    from jaxtyping import Float, Int
     from transformers import PreTrainedModel
 
     from ..tracing.codi_model import CodiModel
@@ -49,7 +50,8 @@ def final_norm(model: CodiModel | PreTrainedModel) -> nn.Module:
 
 
 @torch.inference_mode()
-def logit_lens(model: CodiModel | PreTrainedModel, hidden: Tensor) -> Tensor:
+def logit_lens(model: CodiModel | PreTrainedModel, hidden: Float[Tensor, "*batch dim"]
+               ) -> Float[Tensor, "*batch vocab"]:
     """`Float[Tensor, "... dim"]` pre-norm hidden states → `Float[Tensor, "... vocab"]` logits."""
     lm = _module(model)
     weight = next(lm.parameters())
@@ -57,7 +59,8 @@ def logit_lens(model: CodiModel | PreTrainedModel, hidden: Tensor) -> Tensor:
     return unembedding(lm)(final_norm(lm)(h)).float()
 
 
-def top_tokens(logits: Tensor, k: int = 5) -> tuple[Tensor, Tensor]:
+def top_tokens(logits: Float[Tensor, "*batch vocab"], k: int = 5
+               ) -> tuple[Int[Tensor, "*batch k"], Float[Tensor, "*batch k"]]:
     """Top-k token ids and probabilities along the last dim."""
     probs = logits.float().softmax(-1)
     top = probs.topk(k, dim=-1)

@@ -22,10 +22,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import transformers
 from packaging.version import Version
+
+if TYPE_CHECKING:
+    from jaxtyping import Float
+    from torch import Tensor
 
 CACHE_ARG = "cache" if Version(transformers.__version__).release >= (5, 24) else "past_key_values"
 """The keyword of a causal LM's `forward` (and attribute of its output) that holds the KV cache."""
@@ -44,7 +48,7 @@ def output_cache(out: Any, name: str = CACHE_ARG) -> Any:
     return getattr(out, name)
 
 
-def cache_part(cache: Any, block: int, part: str) -> Any:
+def cache_part(cache: Any, block: int, part: str) -> Float[Tensor, "batch head seq head_dim"]:
     """The live `Float[Tensor, "batch head seq head_dim"]` keys (`part="keys"`) or values
     (`"values"`) of block `block`'s cache (a transformers `Cache`, or an nnsight proxy of one);
     the one place that knows how a cache holds its tensors.

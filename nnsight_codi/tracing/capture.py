@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from torch import Tensor
 
 from ..models.kv_cache import cache_part, output_cache
 from .hooks import Record
+
+if TYPE_CHECKING:
+    from jaxtyping import Int
 
 CAPTURABLE = ("hidden", "latent_input", "attention", "attention_layers", "attention_heads", "kv")
 ATTENTION_VARIABLES = ("attention", "attention_layers", "attention_heads")
@@ -117,7 +120,7 @@ class Capture:
                 sink.append(("kv", step, kv.detach().clone()))  # [batch, layer, 2, head, seq, head_dim]
 
 
-def assemble(records: Sequence[Record], capture: Capture, attention_mask: Tensor,
+def assemble(records: Sequence[Record], capture: Capture, attention_mask: Int[Tensor, "batch seq"],
              position_width: int, hidden_size: int) -> dict[str, np.ndarray]:
     """Records → arrays: `hidden [b, step, layer, dim]`, `latent_input [b, step, dim]`,
     `attention [b, step, position]`, `kv [b, layer≥1, 2, head, position, head_dim]` (positions

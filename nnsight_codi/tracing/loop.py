@@ -61,6 +61,8 @@ from .batching import extend_mask, next_positions, positions_from_mask, referenc
 from .hooks import Record, StepHook, visit_step
 
 if TYPE_CHECKING:
+    from jaxtyping import Float, Int
+
     from .codi_model import CodiModel
 
 Masking = Literal["exact", "reference"]
@@ -96,8 +98,8 @@ class LatentLoopState:
         mask_dtype: dtype of the 4D prompt mask under reference masking (the model's compute dtype).
     """
 
-    input_ids: Tensor
-    attention_mask: Tensor
+    input_ids: Int[Tensor, "batch seq"]
+    attention_mask: Int[Tensor, "batch seq"]
     config: CodiConfig
     num_latents: int
     max_new_tokens: int = 256
@@ -190,7 +192,7 @@ class LatentLoopState:
             self.next_tokens = nxt
         self.step += 1
 
-    def generated(self) -> Tensor:
+    def generated(self) -> Int[Tensor, "batch new"]:
         """Answer token ids `Long[Tensor, "batch new"]`; after eos every position holds eos."""
         if not self.tokens:
             return torch.zeros(self.input_ids.shape[0], 0, dtype=torch.long, device=self.input_ids.device)
@@ -313,7 +315,7 @@ class LoopSnapshot:
         return LoopSnapshot(self.state.fork(num_latents, max_new_tokens), fork_cache(self.cache))
 
 
-def greedy_token(last_logits: Tensor, eot_id: int) -> Tensor:
+def greedy_token(last_logits: Float[Tensor, "batch vocab"], eot_id: int) -> Int[Tensor, " batch"]:
     """Greedy next token `Long[Tensor, "batch"]` from `Float[Tensor, "batch vocab"]` logits, eot masked
     (the reference masks only eot). Reads the logits in their own dtype: no full-vocabulary float copy.
 
@@ -327,7 +329,7 @@ def greedy_token(last_logits: Tensor, eot_id: int) -> Tensor:
     return logits.argmax(-1)
 
 
-def decode_answers(tokenizer, tokens: Tensor, eos_id: int | None) -> list[str]:
+def decode_answers(tokenizer, tokens: Int[Tensor, "batch new"], eos_id: int | None) -> list[str]:
     """Decode generated ids row by row, stopping before the first eos (special tokens skipped)."""
     texts = []
     for row in tokens.tolist():
@@ -348,7 +350,7 @@ def decode_answers(tokenizer, tokens: Tensor, eos_id: int | None) -> list[str]:
 def run_loop(codi: CodiModel, prompts, hooks: Sequence[StepHook] = (), num_latents: int | None = None,
              max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
              output_attentions: bool = False, answer_steps: int = 0, grad: bool = False
-             ) -> tuple[Tensor, list[Record]]:
+             ) -> tuple[Int[Tensor, "batch new"], list[Record]]:
     """Run the latent loop with `hooks` on steps bot..eot; return `(answer ids, records)`.
 
     `answer_steps` > 0 also hands the hooks the first `answer_steps` answer steps (steps
@@ -365,7 +367,7 @@ def run_loop(codi: CodiModel, prompts, hooks: Sequence[StepHook] = (), num_laten
 
 def _run_loop(codi: CodiModel, prompts, hooks: Sequence[StepHook], num_latents: int | None, max_new_tokens: int,
               masking: Masking, remote: bool | str | None, output_attentions: bool,
-              answer_steps: int) -> tuple[Tensor, list[Record]]:
+              answer_steps: int) -> tuple[Int[Tensor, "batch new"], list[Record]]:
     k = codi.num_latents if num_latents is None else int(num_latents)
     if answer_steps < 0:
         raise ValueError(f"answer_steps must be >= 0, got {answer_steps}")
@@ -383,7 +385,7 @@ class DirectExecutor:
         self.codi = codi
 
     def run(self, prompts, hooks: Sequence[StepHook], k: int, max_new_tokens: int, masking: Masking,
-            output_attentions: bool, last: int) -> tuple[Tensor, list[Record]]:
+            output_attentions: bool, last: int) -> tuple[Int[Tensor, "batch new"], list[Record]]:
         """One run with `hooks` on steps <= `last`; no trace at all when there are no hooks."""
         codi = self.codi
         if not hooks:  # nothing to visit: no trace needed
@@ -462,7 +464,7 @@ def _segment(codi: CodiModel, snapshot: LoopSnapshot, hooks: Sequence[StepHook],
 def run_branches(codi: CodiModel, prompts, branches: Sequence[Branch], shared: Sequence[StepHook] = (),
                  num_latents: int | None = None, max_new_tokens: int = 256, masking: Masking = "exact",
                  remote: bool | str | None = None, output_attentions: bool = False, answer_steps: int = 0,
-                 fork: bool = True, grad: bool = False) -> list[tuple[Tensor, list[Record]]]:
+                 fork: bool = True, grad: bool = False) -> list[tuple[Int[Tensor, "batch new"], list[Record]]]:
     """Every branch's `run_loop(codi, prompts, [*branch.hooks, *shared], branch K, ...)`, paying for a shared
     prefix once.
 
@@ -492,7 +494,8 @@ def run_branches(codi: CodiModel, prompts, branches: Sequence[Branch], shared: S
 
 def _run_branches(codi: CodiModel, prompts, branches: Sequence[Branch], shared: Sequence[StepHook],
                   num_latents: int | None, max_new_tokens: int, masking: Masking, remote: bool | str | None,
-                  output_attentions: bool, answer_steps: int, fork: bool) -> list[tuple[Tensor, list[Record]]]:
+                  output_attentions: bool, answer_steps: int, fork: bool
+                  ) -> list[tuple[Int[Tensor, "batch new"], list[Record]]]:
     k = codi.num_latents if num_latents is None else int(num_latents)
     if answer_steps < 0:
         raise ValueError(f"answer_steps must be >= 0, got {answer_steps}")
