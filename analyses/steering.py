@@ -626,22 +626,18 @@ def compare_with_source(results: dict[str, Any]) -> list[dict[str, str]]:
     if rand:
         control += f"; random patch of the last latent Δ {pts(rand['delta'])} [{pts(rand['delta_low'])}, {pts(rand['delta_high'])}]"
     seed = {r["what"].split(" ")[0]: r for r in results.get("seed_design", [])}
-    h, kv = seed.get("hidden"), seed.get("KV")
-    if h:
-        moved = h["mean_delta_low"] > 0 or h["mean_delta_high"] < 0
-        rows.append(source_row(src, "hidden-state steering at latents 1–4 (+ one extra step) leaves accuracy unchanged",
-                               f"mean Δ {pts(h['mean_delta'])} pts [{pts(h['mean_delta_low'])}, {pts(h['mean_delta_high'])}], "
-                               f"answers changed {100 * h['changed']:.1f}% [{100 * h['changed_low']:.1f}, "
-                               f"{100 * h['changed_high']:.1f}] ({h['conditions']} conditions, n={h['n']})", control,
-                               "differ" if moved else "agree",
-                               "the mean Δ's CI excludes 0" if moved else "the mean Δ's CI includes 0"))
-    if kv:
-        moved = kv["mean_delta_low"] > 0 or kv["mean_delta_high"] < 0
-        rows.append(source_row(src, "KV-cache steering of the cache eot reads moves accuracy",
-                               f"mean Δ {pts(kv['mean_delta'])} pts [{pts(kv['mean_delta_low'])}, {pts(kv['mean_delta_high'])}], "
-                               f"answers changed {100 * kv['changed']:.1f}% [{100 * kv['changed_low']:.1f}, "
-                               f"{100 * kv['changed_high']:.1f}] ({kv['conditions']} conditions, n={kv['n']})", control,
-                               "agree" if moved else "differ",
+    claims = {"hidden": ("hidden-state steering at latents 1–4 (+ one extra step) leaves accuracy unchanged", False),
+              "KV": ("KV-cache steering of the cache eot reads moves accuracy", True)}
+    for route, (claim, claims_a_move) in claims.items():
+        r = seed.get(route)
+        if not r:
+            continue
+        moved = r["mean_delta_low"] > 0 or r["mean_delta_high"] < 0
+        rows.append(source_row(src, claim,
+                               f"mean Δ {pts(r['mean_delta'])} pts [{pts(r['mean_delta_low'])}, {pts(r['mean_delta_high'])}], "
+                               f"answers changed {100 * r['changed']:.1f}% [{100 * r['changed_low']:.1f}, "
+                               f"{100 * r['changed_high']:.1f}] ({r['conditions']} conditions, n={r['n']})", control,
+                               "agree" if moved == claims_a_move else "differ",
                                "the mean Δ's CI excludes 0" if moved else "the mean Δ's CI includes 0"))
     sites = results.get("by_site", [])
     hid = [r for r in sites if r["route"] == "hidden" and r.get("route_diff_low") is not None]

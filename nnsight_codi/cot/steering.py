@@ -91,13 +91,6 @@ class Steering(AddVector):
         super().__init__(vector.detach().float().cpu(), int(layer), None if schedule == "continuous" else (0,),
                          float(coef), positions="all", prompt_mask=positions, record=True)
 
-    # compared and hashed by identity, as before it was an `AddVector` (a dataclass would compare tensors)
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    def __hash__(self) -> int:
-        return object.__hash__(self)
-
     def prompt_edit(self) -> tuple | None:
         """What this hook does at step 0 (the prompt forward), as a comparable key: hooks with equal
         keys edit the prompt forward identically (`single` and `continuous` at one layer and coef), so

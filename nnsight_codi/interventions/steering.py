@@ -62,7 +62,7 @@ def _rows(delta: Tensor, value: Tensor) -> Tensor:
     return delta.to(value.device, value.dtype)
 
 
-@dataclass
+@dataclass(eq=False)  # a hook is itself: compared and hashed by identity, never by its tensors
 class AddVector:
     """Add `coef × vector` to the residual stream at `layer` on each of `steps` (a `StepHook`).
 
@@ -163,7 +163,7 @@ def kv_positions(positions: str, num_latents: int) -> slice:
     return slice(-1, None) if positions == "last" else slice(None)
 
 
-@dataclass
+@dataclass(eq=False)  # likewise
 class KVSteer:
     """Add `coef_k × keys` and `coef_v × values` to the KV cache after the last latent, before eot.
 

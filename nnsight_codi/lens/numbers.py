@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from .values import hits
+
 _SPELLED = re.compile(r"-?\d+(?:\.\d+)?")
 _SPACES = "Ġ▁"
 
@@ -142,11 +144,7 @@ def hits_ids(ids: np.ndarray, id_sets: Sequence[set[int]], k: int) -> np.ndarray
     Returns:
         `Bool[ndarray, "example ..."]`.
     """
-    out = np.zeros(ids.shape[:-1], dtype=bool)
-    for i, s in enumerate(id_sets):
-        if s:
-            out[i] = np.isin(ids[i, ..., :k], list(s)).any(-1)
-    return out
+    return hits(ids, id_sets, k)  # the same test as for numbers, on token ids
 
 
 def one_op_candidates(answer: float, numbers: Sequence[float]) -> set[float]:

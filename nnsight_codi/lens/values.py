@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -111,7 +112,7 @@ def token_values(token_strings: Sequence[str]) -> np.ndarray:
     return np.array([parse_number(s) for s in token_strings], dtype=np.float64)
 
 
-def hits(values: np.ndarray, sets: Sequence[set[float]], k: int) -> np.ndarray:
+def hits(values: np.ndarray, sets: Sequence[AbstractSet[float]], k: int) -> np.ndarray:
     """Does any of the top-`k` read-outs fall in the example's set?
 
     Args:
