@@ -245,6 +245,17 @@ def headline(result: dict) -> list[str]:
             f"{p['name']} (layer {p['layer']}, c={p['coef']:g}) {p['reasoning_rate']:.0%} write a chain, first step "
             f"= the CoT prompt's in {p['first_step_match']:.0%}, {p['stops_early']:.0%} stop early, accuracy "
             f"{p['accuracy']:.1%}" for p in chain_points))
+    per_layer = result.get("per_layer", [])
+    if per_layer:
+        lines.append("per layer, the dev-best coefficient on test (share of the gap recovered, 95% CI; share writing "
+                     "a chain): " + "; ".join(
+                         f"{p['name']} layer {p['layer']} c={p['coef']:g} {p['gap_recovered_ci']['value']:.0%} "
+                         f"[{p['gap_recovered_ci']['ci_low']:.0%}, {p['gap_recovered_ci']['ci_high']:.0%}], "
+                         f"{p['reasoning_rate']:.0%}" for p in per_layer))
+    last = max(result.get("layers") or [0])
+    if any(r.get("layer") == last for r in rows[2:]):
+        lines.append(f"layer {last} is the last block's output: a vector added there meets only the final layer "
+                     "norm and the unembedding, so it acts on the next token's logits directly")
     if controls:
         lines.append("control, a random direction of the same norm at the same grid point: " + "; ".join(
             f"{c['name'][7:]} (layer {c['layer']}, c={c['coef']:g}) accuracy {c['accuracy']:.1%} "
@@ -265,6 +276,25 @@ def headline(result: dict) -> list[str]:
     return lines
 
 
+def summary_line(result: dict) -> str:
+    """One line for a terminal: the two prompts, then each schedule's best point with its share of the gap.
+
+    >>> row = lambda name, acc, layer=None, coef=None: {"name": name, "accuracy": acc, "n": 4, "layer": layer,
+    ...                                                "coef": coef}
+    >>> summary_line({"conditions": [row("direct", 0.5), row("cot", 1.0), row("single", 0.75, 2, 4.0)],
+    ...               "comparisons": {"single": {"gap_recovered_ci": {"value": 0.5, "ci_low": 0.2, "ci_high": 0.8}}}})
+    'direct 50% / CoT prompt 100% (n=4); single (l=2, c=4) 75%, 50% of the gap [20%, 80%]'
+    """
+    rows = result["conditions"]
+    parts = [f"direct {rows[0]['accuracy']:.0%} / CoT prompt {rows[1]['accuracy']:.0%} (n={rows[0]['n']})"]
+    for r in rows[2:]:
+        g = result["comparisons"][r["name"]].get("gap_recovered_ci") or {}
+        share = (f", {g['value']:.0%} of the gap [{g['ci_low']:.0%}, {g['ci_high']:.0%}]"
+                 if g.get("value") is not None and g["value"] == g["value"] else ", no gap to recover")
+        parts.append(f"{r['name']} (l={r['layer']}, c={r['coef']:g}) {r['accuracy']:.0%}{share}")
+    return "; ".join(parts)
+
+
 def report_sections(result: dict) -> list[tuple[str, str]]:
     """The report's sections (before the figures and the comparison with the source), from the results."""
     from nnsight_codi.reporting import markdown_table
@@ -278,7 +308,7 @@ def report_sections(result: dict) -> list[tuple[str, str]]:
                                                "reasoning_rate", "mean_length", "n")} for r in rows])
     ex = "\n".join(f"- **{n}**: " + " / ".join(f"`{t[:120]}`" for t in texts)
                    for n, texts in result["examples"].items())
-    return [
+    sections = [
         ("Headline", "\n".join(f"- {h}" for h in result["headline"])),
         ("Method", f"Vectors from {config['extract_limit']} {config['dataset']} questions asked with the CoT and the "
                    f"direct instruction through the chat template ({'greedy' if config['greedy_extract'] else 'sampled'}"
@@ -316,6 +346,20 @@ def report_sections(result: dict) -> list[tuple[str, str]]:
                                                        for k in ("value", "ci_low", "ci_high")}} for c in controls])),
         ("Example outputs (first 3 test questions)", ex),
     ]
+    per_layer = result.get("per_layer", [])
+    if per_layer:  # studies that predate the per-layer rows render as they were
+        sections.insert(5, (
+            "Best coefficient per layer (test)",
+            "Per schedule and layer, the coefficient with the best dev accuracy at that layer, on the test split "
+            "(share of the direct → CoT gap recovered with its bootstrap CI; chains compared with the CoT "
+            "prompt's as above):\n\n" +
+            # no chains → no chain agreement: blank, whether it is NaN (fresh) or None (read back from JSON)
+            markdown_table([{**{k: "" if p[k] is None or p[k] != p[k] else p[k]
+                                for k in ("name", "layer", "coef", "dev_accuracy", "accuracy", "reasoning_rate",
+                                          "first_step_match", "stops_early")},
+                             **{f"gap_{k}": p["gap_recovered_ci"][k] for k in ("value", "ci_low", "ci_high")}}
+                            for p in per_layer])))
+    return sections
 
 
 @one_line_errors("analyses.cot_vectors")

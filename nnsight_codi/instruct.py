@@ -1,7 +1,7 @@
 """Prompting, generation and scoring for instruct LMs asked to reason step by step or answer directly.
 
 The shipped `tiny-instruct` model (`load_model("tiny-instruct")`) follows the two instructions
-of the chain-of-thought steering paper (the canonical ones, below) and 50 trained paraphrases of
+of the chain-of-thought steering paper (the canonical ones, below) and 62 trained paraphrases of
 them (`training.paraphrases`; 12 more are held out), appended to the question after a space:
 
     "cot":    "Answer the question thinking step by step."  → `<< a op b = c >> … The answer is : N`

@@ -7,7 +7,7 @@ this module puts the two together.
 `spec` may be:
 - `"tiny"`: the tiny CODI model shipped inside this package (offline, ~1 s);
 - `"tiny-instruct"`: the tiny instruct LM shipped inside this package (a plain HF causal LM with a
-  chat template; see `nnsight_codi.instruct`);
+  chat template; see `nnsight_codi.instruct`); its predecessors as `"tiny-instruct-v2"`, `"tiny-instruct-v1"`;
 - a converted CODI directory (has `codi.json`) — the normal, fast path;
 - a reference CODI checkpoint (`pytorch_model.bin` / `model.safetensors`, or a directory
   holding one), converted in memory (needs `base=`, or a registry entry naming the base);
@@ -47,7 +47,7 @@ from .models.lora_checkpoint import base_checks, base_has_weights, split_referen
 from .models.projection import projection_from_state_dict
 from .models.registry import CheckpointEntry, lookup
 from .models.sources import (
-    TINY_INSTRUCT_DIR,
+    SHIPPED_INSTRUCT,
     TINY_MODEL_DIR,
     check_model_source,
     looks_like_path,
@@ -155,7 +155,7 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
     check_lora_mode(lora_mode)
     lora_mode = check_numerics(numerics, lora_mode)
     if numerics == "reference":
-        if spec_str in ("tiny", "tiny-instruct") or is_converted_dir(Path(spec_str).expanduser()):
+        if spec_str == "tiny" or spec_str in SHIPPED_INSTRUCT or is_converted_dir(Path(spec_str).expanduser()):
             raise ValueError(f"numerics='reference' needs a reference CODI checkpoint with its LoRA tensors; "
                              f"{spec_str} is a merged model")
         kwargs["reference_numerics"] = True
@@ -172,10 +172,11 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
         if not is_converted_dir(TINY_MODEL_DIR):
             raise FileNotFoundError(f"the shipped tiny CODI model is missing at {TINY_MODEL_DIR}")
         return load_converted(TINY_MODEL_DIR, device, dtype, ndif_repo_id)
-    if spec_str == "tiny-instruct":  # the shipped tiny instruct LM: a plain HF causal LM
-        if not (TINY_INSTRUCT_DIR / "config.json").is_file():
-            raise FileNotFoundError(f"the shipped tiny instruct model is missing at {TINY_INSTRUCT_DIR}")
-        return load_plain_lm(TINY_INSTRUCT_DIR, device, dtype)
+    if spec_str in SHIPPED_INSTRUCT:  # a shipped tiny instruct LM: a plain HF causal LM
+        directory = SHIPPED_INSTRUCT[spec_str]
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(f"the shipped tiny instruct model {spec_str} is missing at {directory}")
+        return load_plain_lm(directory, device, dtype)
     path = Path(spec_str).expanduser()
     if path.exists():
         if is_converted_dir(path):

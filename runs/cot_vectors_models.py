@@ -1,6 +1,8 @@
 r"""The CoT-vector study's test conditions for several models side by side (from their results.json).
 
-python runs/cot_vectors_models.py "tiny-instruct (v2)=runs/cot_vectors_study_v2/results.json" \
+python runs/cot_vectors_models.py "tiny-instruct (v3)=runs/cot_vectors_study_v3/results.json" \
+        "v3 without carried modes=runs/cot_vectors_study_v3_nocarry/results.json" \
+        "tiny-instruct-v2=runs/cot_vectors_study_v2/results.json" \
         "tiny-instruct-v1=runs/cot_vectors_study_v1/results.json" --out runs/cot_vectors_models.md
 """
 
@@ -38,12 +40,14 @@ Zhang & Viteri steer Llama-3-8B-Instruct and Mistral-7B-Instruct-v0.2 (32 layers
 pre-trained on web text, instruction-tuned with RLHF, reasoning on GSM8K, MMLU, ARC, AGI-Eval). The
 tiny instruct models here have 4 layers and 1M parameters, were trained from scratch by supervised
 cross-entropy on one family of 2-3-step arithmetic word problems with exactly two output formats
-(a `<< a op b = c >>` chain or the answer alone), and follow 2 (v1) or 52 (v2) instruction strings.
-Their direct prompt already solves about half the problems, their chains are 2.4 steps long (one
-step missing loses the answer), and any "reason step by step" feature has at most three blocks
-between the instruction's tokens and the output. The planted-signal check
-(`tests/cot/test_planted_signal.py`) shows the extraction and steering code recovers and uses a
-mode direction where one exists by construction.
+(a `<< a op b = c >>` chain or the answer alone), and follow 2 (v1), 52 (v2) or 64 (v3) instruction
+strings. Their direct prompt already solves about half the problems, their chains are 2.4 steps
+long (one step missing loses the answer), and any "reason step by step" feature has at most three
+blocks between the instruction's tokens and the output. v3 was also trained, on a quarter of its
+problems, to continue a reply in the mode its first token chose whatever the instruction says
+(`carry_fraction`); whether the paper's models carry a begun chain that way was not measured here.
+The planted-signal check (`tests/cot/test_planted_signal.py`) shows the extraction and steering
+code recovers and uses a mode direction where one exists by construction.
 """
 
 

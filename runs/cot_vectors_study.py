@@ -177,6 +177,21 @@ def run(config: Config, out, progress: bool = True) -> dict:
         r = _condition_result(model, test, c, vectors, config, out / "test" / f"{c.label()}.json", remote, weights)
         chain_points.append({**r["summary"], "selected_by": "reasoning_rate",
                              **chain_agreement(r["texts"], cot["texts"])})
+    # per layer, the dev-best coefficient on the test split: is the effect only where the vector meets
+    # the unembedding (layer L), or also deeper in the residual stream?
+    per_layer = []
+    for s in config.schedules:
+        for layer in layers:
+            point = best_points([r for r in grid if r["schedule"] == s and r["layer"] == layer]).get(s)
+            if point is None:
+                continue
+            c = Condition(s, layer, point["coef"])
+            r = _condition_result(model, test, c, vectors, config, out / "test" / f"{c.label()}.json", remote, weights)
+            per_layer.append({**r["summary"], "selected_by": "dev accuracy within the layer",
+                              "dev_accuracy": point["accuracy"],
+                              "gap_recovered_ci": gap_recovery(direct["correct"], cot["correct"], r["correct"],
+                                                               seed=config.seed),
+                              **chain_agreement(r["texts"], cot["texts"])})
     # control: a random direction of the same norm per layer, at each schedule's selected grid point
     random_table = random_like(vectors, seed=config.control_seed)
     controls = []
@@ -211,7 +226,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
                        dev_ref)
     examples = {name: r["texts"][:3] for name, r in results.items()}
     result = {"vectors": str(store), "conditions": rows, "comparisons": comparisons, "best": best,
-              "chain_points": chain_points, "controls": controls, "no_instruction": no_instruction,
+              "chain_points": chain_points, "per_layer": per_layer, "controls": controls, "no_instruction": no_instruction,
               "cot_minus_direct": {"value": gap_ci.value, "ci_low": gap_ci.low, "ci_high": gap_ci.high},
               "dev_reference": dev_ref, "layers": list(layers), "coefs": list(config.coefs),
               "extraction": extraction, "vector_table": analysis["vectors"], "headline": [],

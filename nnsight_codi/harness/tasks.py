@@ -46,7 +46,7 @@ PAPER_TASKS = {
 
 def _model_dir(spec: Any) -> Path | None:
     """The directory a model spec (or a loaded model) was loaded from, without loading it."""
-    from ..models.sources import TINY_INSTRUCT_DIR, TINY_MODEL_DIR
+    from ..models.sources import SHIPPED_INSTRUCT, TINY_MODEL_DIR
 
     if spec is None or spec == "":
         return None
@@ -54,7 +54,7 @@ def _model_dir(spec: Any) -> Path | None:
         lm = getattr(spec, "_module", spec)
         spec = getattr(getattr(lm, "config", None), "name_or_path", None) or ""
     spec = str(spec)
-    shipped = {"tiny": TINY_MODEL_DIR, "tiny-instruct": TINY_INSTRUCT_DIR}
+    shipped = {"tiny": TINY_MODEL_DIR, **SHIPPED_INSTRUCT}
     if spec in shipped:
         return shipped[spec]
     path = Path(spec).expanduser()

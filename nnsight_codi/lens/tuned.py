@@ -168,12 +168,12 @@ def base_model_name(model: CodiModel | PreTrainedModel) -> str:
     """
     import re
 
-    from ..models.sources import TINY_INSTRUCT_DIR, TINY_MODEL_DIR
+    from ..models.sources import SHIPPED_INSTRUCT, TINY_MODEL_DIR
     from .logit import _module
 
     lm = _module(model)
     path = str(getattr(lm.config, "name_or_path", "") or "")
-    shipped = {str(TINY_MODEL_DIR): "tiny", str(TINY_INSTRUCT_DIR): "tiny-instruct"}
+    shipped = {str(TINY_MODEL_DIR): "tiny", **{str(d): name for name, d in SHIPPED_INSTRUCT.items()}}
     if path and str(Path(path).resolve()) in shipped:
         return shipped[str(Path(path).resolve())]
     cfg = getattr(model, "codi_config", None)

@@ -13,8 +13,13 @@ from pathlib import Path
 from .config import CodiFormatError
 from .registry import lookup
 
-TINY_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-codi"
-TINY_INSTRUCT_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-instruct"
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+TINY_MODEL_DIR = ASSETS_DIR / "tiny-codi"
+TINY_INSTRUCT_DIR = ASSETS_DIR / "tiny-instruct"
+SHIPPED_INSTRUCT = {"tiny-instruct": TINY_INSTRUCT_DIR,  # v3, the one the studies and the demo use
+                    "tiny-instruct-v2": ASSETS_DIR / "tiny-instruct-v2",
+                    "tiny-instruct-v1": ASSETS_DIR / "tiny-instruct-v1"}
+"""The shipped tiny instruct models by name (each directory's TRAINING.md says how it was made)."""
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -60,6 +60,11 @@ class InstructConfig(TrainConfig):
         init_from: warm start from this instruct model directory (its weights and tokenizer; words
             of the instructions missing from its vocabulary are appended with new ids, their
             embeddings initialised at the mean word embedding plus seeded noise).
+        carry_fraction: share of problems trained as "the reply keeps the mode its first token
+            chose": the reply of the *other* mode than the instruction asks for, its first token
+            given in the context (not trained on). The first reply token is then the only place
+            the instruction decides the mode, and everything after it follows the reply so far
+            (`carry_flags`).
     """
 
     out: str = "out/tiny-instruct"
@@ -75,6 +80,7 @@ class InstructConfig(TrainConfig):
     heldout_cot_instructions: list[str] = field(default_factory=list)
     heldout_direct_instructions: list[str] = field(default_factory=list)
     init_from: str | None = None
+    carry_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -82,6 +88,8 @@ class InstructConfig(TrainConfig):
             raise ValueError("the instruct trainer builds the tiny word-level GPT-2 only (base='tiny-gpt2')")
         if not (0 <= self.direct_fraction and 0 <= self.none_fraction and self.direct_fraction + self.none_fraction <= 1):
             raise ValueError("direct_fraction and none_fraction must be >= 0 and sum to <= 1")
+        if not 0 <= self.carry_fraction <= 1:
+            raise ValueError(f"carry_fraction must be in [0, 1], got {self.carry_fraction}")
         if not self.cot_instructions or not self.direct_instructions:
             raise ValueError("give at least one instruction per mode")
         if self.none_reply not in ("cot", "direct"):
@@ -212,6 +220,33 @@ def assign_modes(n: int, cfg: InstructConfig) -> list[tuple[str, str]]:
     return out
 
 
+def carry_flags(n: int, cfg: InstructConfig) -> list[bool]:
+    """Which training problems carry the other mode (`cfg.carry_fraction` of them, seeded by `cfg.seed`;
+    an RNG of its own, so `assign_modes` is the same with and without carried problems).
+
+        >>> sum(carry_flags(1000, InstructConfig(steps=1, carry_fraction=0.2)))
+        186
+        >>> any(carry_flags(1000, InstructConfig(steps=1)))
+        False
+    """
+    if cfg.carry_fraction <= 0:
+        return [False] * n
+    rng = random.Random(cfg.seed * 104729 + 17)
+    return [rng.random() < cfg.carry_fraction for _ in range(n)]
+
+
+def reply_mode(mode: str, cfg: InstructConfig, carried: bool = False) -> str:
+    """The mode of the reply trained for an instruction `mode` ("cot" | "direct" | "none"): "none"
+    answers as `cfg.none_reply`; a carried problem gets the other mode's reply.
+
+        >>> cfg = InstructConfig(steps=1, none_reply="direct")
+        >>> reply_mode("none", cfg), reply_mode("none", cfg, carried=True), reply_mode("cot", cfg, carried=True)
+        ('direct', 'cot', 'direct')
+    """
+    reply = cfg.none_reply if mode == "none" else mode
+    return {"cot": "direct", "direct": "cot"}[reply] if carried else reply
+
+
 def assistant_text(cot: str, answer: str, mode: str, template: str) -> str:
     """The assistant turn: CoT (all steps) + answer for "cot" (and "none"), the answer alone for "direct"."""
     final = template.format(answer=str(answer).strip())
@@ -222,7 +257,8 @@ def assistant_text(cot: str, answer: str, mode: str, template: str) -> str:
 
 
 def encode_instruct_dataset(tokenizer, data, cfg: InstructConfig) -> tuple[list[Encoded], list[str]]:
-    """`(examples, modes)`: chat prompt ids (labels masked) and assistant-turn ids (+ eos) per problem.
+    """`(examples, modes)`: chat prompt ids (labels masked) and assistant-turn ids (+ eos) per problem
+    (a carried problem, `carry_flags`: the other mode's reply, its first token moved into the prompt).
 
     The prompt is `apply_chat_template([user], add_generation_prompt=True)`; the assistant ids are
     the tokens the full conversation adds after it (checked equal on the first problem).
@@ -231,16 +267,30 @@ def encode_instruct_dataset(tokenizer, data, cfg: InstructConfig) -> tuple[list[
     convs = [[{"role": "user", "content": user_message(q, "none") + (f" {text}" if text else "")}]
              for q, (_, text) in zip(data["question"], modes)]
     prompts = tokenizer.apply_chat_template(convs, tokenize=False, add_generation_prompt=True)
-    replies = [assistant_text(c, a, cfg.none_reply if m == "none" else m, cfg.answer_template)
-               for c, a, (m, _) in zip(data["cot"], data["answer"], modes)]
+    carried = carry_flags(len(data), cfg)
+    replies = [assistant_text(c, a, reply_mode(m, cfg, k), cfg.answer_template)
+               for c, a, (m, _), k in zip(data["cot"], data["answer"], modes, carried)]
     p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     r_ids = tokenizer([f"{r} {tokenizer.eos_token}" for r in replies], add_special_tokens=False)["input_ids"]
     full = tokenizer.apply_chat_template(convs[0] + [{"role": "assistant", "content": replies[0]}], tokenize=False)
     full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
     if full_ids[: len(p_ids[0]) + len(r_ids[0])] != p_ids[0] + r_ids[0]:
         raise ValueError("the chat template's generation prompt is not a prefix of the rendered conversation")
-    examples = [Encoded(list(p), [], list(r), 0) for p, r in zip(p_ids, r_ids)]
+    # a carried problem's first reply token joins the (unlabelled) prompt: the instruction trains
+    # that token only on problems that follow it, the rest of the reply follows the reply's start
+    examples = [Encoded(list(p) + list(r[:1]), [], list(r[1:]), 0) if k else Encoded(list(p), [], list(r), 0)
+                for p, r, k in zip(p_ids, r_ids, carried)]
     return examples, [m for m, _ in modes]
+
+
+def _source_name(init_from: str | None) -> str | None:
+    """A shipped model's name (`tiny-instruct-v2`), else the path as given: what `instruct.json` records."""
+    from ..models.sources import SHIPPED_INSTRUCT
+
+    if init_from is None:
+        return None
+    names = {str(d.resolve()): name for name, d in SHIPPED_INSTRUCT.items()}
+    return names.get(str(Path(init_from).resolve()), init_from)
 
 
 def save_instruct(directory: Path, lm: PreTrainedModel, setup: Setup, cfg: InstructConfig) -> Path:
@@ -255,7 +305,8 @@ def save_instruct(directory: Path, lm: PreTrainedModel, setup: Setup, cfg: Instr
             "heldout_instructions": {"cot": list(cfg.heldout_cot_instructions),
                                      "direct": list(cfg.heldout_direct_instructions)},
             "train_seed": cfg.seed, "test_seed": cfg.test_seed, "direct_fraction": cfg.direct_fraction,
-            "none_fraction": cfg.none_fraction, "none_reply": cfg.none_reply, "init_from": cfg.init_from,
+            "none_fraction": cfg.none_fraction, "none_reply": cfg.none_reply, "init_from": _source_name(cfg.init_from),
+            "carry_fraction": cfg.carry_fraction,
             "synthetic_options": {"min_steps": cfg.min_steps, "max_steps": cfg.max_steps,
                                   "value_range": [0, cfg.value_max], "add_range": [1, cfg.add_max],
                                   "mul_range": [2, cfg.mul_max], "ops": cfg.ops}}
@@ -291,6 +342,7 @@ def train_instruct(cfg: InstructConfig, resume: bool = False, data=None, stop_at
                     evaluator=instruct_evaluator(cfg),
                     saver=lambda directory, lm, s: save_instruct(directory, lm, s, cfg))
     metrics["train_modes"] = {m: modes.count(m) for m in ("cot", "direct", "none")}
+    metrics["carried"] = sum(carry_flags(len(train_data), cfg))
     (Path(cfg.out) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -402,4 +454,49 @@ def paraphrase_report(cfg: InstructConfig, directory: str | Path | None = None, 
            f"{100 * e['chain_rate']:.1f}% |" for e in report["instructions"]]
     (out / "paraphrase_report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "paraphrase_report.md").write_text("\n".join(md) + "\n")
+    return report
+
+
+CARRY_CASES = (("direct", "<<"), ("none", "<<"), ("cot", "The"))
+"""(prompt mode, first reply token given) of `carry_report`: a chain begun against the direct
+instruction and without one, an answer begun against the CoT instruction."""
+
+
+def carry_report(cfg: InstructConfig, directory: str | Path | None = None, size: int | None = None) -> dict:
+    """Does a reply keep the mode its first token chose? For each `CARRY_CASES` entry, the reply's
+    first token is given after the prompt and the model completes it greedily on `size` problems of
+    seed `test_seed + 1`: accuracy, share with a chain and mean chain steps (against the CoT
+    prompt's own). Writes `carry_report.json/.md` in `cfg.out`.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..instruct import chain_steps, generate_chat, instruct_prompt, load_instructions, score_outputs
+    from .report import unseen_problems
+
+    out = Path(cfg.out)
+    directory = Path(directory) if directory else out / "model"
+    model = AutoModelForCausalLM.from_pretrained(str(directory), local_files_only=True, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    data = unseen_problems(cfg, size)
+    instructions = load_instructions(directory)
+    questions, answers = list(data["question"]), list(data["answer"])
+    report: dict = {"model_dir": str(directory), "heldout_seed": cfg.test_seed + 1, "n": len(data), "cases": []}
+    reference = generate_chat(model, tok, [instruct_prompt(tok, q, "cot", instructions) for q in questions],
+                              max_new_tokens=cfg.max_new_tokens)
+    ref_steps = sum(chain_steps(t) for t in reference) / max(1, len(reference))
+    md = [f"# Carried modes: {directory}", "",
+          f"{len(data)} problems of seed {cfg.test_seed + 1}; the reply's first token is given after the prompt, "
+          f"the model completes it greedily. The CoT prompt's own chains have {ref_steps:.2f} steps.", "",
+          "| prompt | reply begins with | accuracy | with a chain | mean chain steps |", "|---|---|---|---|---|"]
+    for mode, first in CARRY_CASES:
+        prompts = [instruct_prompt(tok, q, mode, instructions) + f" {first}" for q in questions]
+        texts = [f"{first} {t}" for t in generate_chat(model, tok, prompts, max_new_tokens=cfg.max_new_tokens)]
+        r = score_outputs(texts, answers, mode)
+        steps = sum(chain_steps(t) for t in texts) / max(1, len(texts))
+        report["cases"].append({"prompt": mode, "first_token": first, "accuracy": r.accuracy,
+                                "chain_rate": r.chain_rate, "mean_steps": steps, "examples": texts[:3]})
+        md.append(f"| {mode} | `{first}` | {100 * r.accuracy:.1f}% | {100 * r.chain_rate:.1f}% | {steps:.2f} |")
+    report["reference_steps"] = ref_steps
+    (out / "carry_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "carry_report.md").write_text("\n".join(md) + "\n")
     return report

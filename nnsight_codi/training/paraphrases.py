@@ -1,4 +1,4 @@
-"""The instruction paraphrases of the shipped `tiny-instruct` (v2): trained and held out, per mode.
+"""The instruction paraphrases of the tiny instruct models (v2 and v3): trained and held out, per mode.
 
 Trained: 26 ways of asking for the steps ("cot") and 26 of asking for the answer alone
 ("direct"), among them indirect phrasings ("I want to see how you get the answer .") and mixed
@@ -8,9 +8,14 @@ from words the trained ones use, in new combinations): 6 per mode. The first of 
 is the CoT-steering paper's instruction (the canonical one, `instruct.COT_INSTRUCTION` /
 `DIRECT_INSTRUCTION`).
 
+v3 (`tiny-instruct`, shipped) trains 6 + 6 more negated phrasings on top (`COT_NEGATED`,
+`DIRECT_NEGATED`): v2 misread the two negated held-out phrasings, so v3 sees a negation of each
+mode's words ("Do not reply directly , …", "No reasoning , …") in more combinations. The held-out
+lists are unchanged, so both models are measured on the same unseen phrasings.
+
     >>> len(COT_TRAIN), len(DIRECT_TRAIN), len(COT_HELDOUT), len(DIRECT_HELDOUT)
     (26, 26, 6, 6)
-    >>> set(COT_HELDOUT + DIRECT_HELDOUT) & set(COT_TRAIN + DIRECT_TRAIN)
+    >>> set(COT_HELDOUT + DIRECT_HELDOUT) & set(COT_TRAIN + DIRECT_TRAIN + COT_NEGATED + DIRECT_NEGATED)
     set()
 """
 
@@ -90,4 +95,22 @@ DIRECT_HELDOUT = [
     "Do not show the steps , just answer directly .",
     "Skip the explanation and reply with the number .",
     "Give the answer quickly .",
+]
+
+COT_NEGATED = [  # v3: CoT instructions that refuse the direct mode in words the direct ones use
+    "Do not reply directly , explain each step .",
+    "Do not give the number right away , show your reasoning .",
+    "Do not answer in one line , show all the steps .",
+    "Do not skip the reasoning , solve it step by step .",
+    "Do not only give the answer , explain your reasoning .",
+    "Do not answer quickly , think it through .",
+]
+
+DIRECT_NEGATED = [  # v3: direct instructions that refuse the CoT mode in words the CoT ones use
+    "No reasoning , only the answer .",
+    "The answer only , no steps .",
+    "Give the number , no explanation .",
+    "Do not explain your reasoning , give the number .",
+    "Do not think it through , just answer .",
+    "Without steps , reply with the number .",
 ]

@@ -53,9 +53,14 @@ def test_forked_generation_equals_whole_runs(model, max_new_tokens):
         assert ids_f == ids_w
     assert forked[0][1] == whole[0][1]
     assert forked[1][1] == [r for r in whole[1][1] if r[1] >= 1]  # the continuation's records: steps 1.. as whole
-    if max_new_tokens > 2:  # not vacuous: the schedules differ, and both differ from no steering
+    if max_new_tokens > 2:  # not vacuous: the schedules differ, and steering changes the tokens
         plain = generate_ids(model, prompts, [], max_new_tokens=max_new_tokens)[0]
-        assert whole[0][0] != whole[1][0] and plain not in (whole[0][0], whole[1][0])
+        assert whole[1][0] not in (plain, whole[0][0])
+        assert {r[1] for r in whole[0][1]} == {0} and {r[1] for r in whole[1][1]} > {0}  # prompt only; every step
+        if "tiny-instruct" not in str(model._module.config.name_or_path):
+            # (the shipped tiny-instruct keeps its greedy tokens under a random single push, as its
+            # CoT study's random-direction control shows; the random GPT-2 does not)
+            assert whole[0][0] != plain
 
 
 def test_forked_grid_equals_unforked(model, tmp_path):

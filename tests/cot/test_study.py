@@ -27,7 +27,7 @@ def test_study_writes_results_and_reuses(tmp_path):
         assert {"name", "layer", "coef", "accuracy", "ci_low", "ci_high", "reasoning_rate", "n"} <= set(row)
         assert row["n"] == 4
     assert saved["conditions"][2]["layer"] in (1, 2) and saved["conditions"][2]["coef"] in (1.0, 4.0)
-    assert 1 <= len(res["headline"]) <= 7
+    assert 1 <= len(res["headline"]) <= 9
     # the random-direction control at each schedule's selected point, and the prompt without instruction
     best = saved["best"]
     assert [(c["name"], c["layer"], c["coef"]) for c in saved["controls"]] == [
@@ -45,9 +45,23 @@ def test_study_writes_results_and_reuses(tmp_path):
         assert max(g["reasoning_rate"] for g in cells) == next(
             g["reasoning_rate"] for g in cells if (g["layer"], g["coef"]) == (p["layer"], p["coef"]))
         assert {"first_step_match", "prefix_match", "stops_early", "steps", "reference_steps"} <= set(p)
+    # per schedule and layer, the dev-best coefficient at that layer, on the test split
+    from nnsight_codi.cot import best_points
+
+    assert [(p["name"], p["layer"]) for p in saved["per_layer"]] == [
+        (s, layer) for s in ("single", "continuous") for layer in (1, 2)]
+    for p in saved["per_layer"]:
+        cells = [g for g in grid if g["schedule"] == p["name"] and g["layer"] == p["layer"]]
+        assert p["dev_accuracy"] == max(g["accuracy"] for g in cells)
+        assert p["coef"] == best_points(cells)[p["name"]]["coef"] and p["n"] == 4
+    for row in saved["conditions"][2:]:  # the selected point is its layer's row, with the same test numbers
+        twin = next(p for p in saved["per_layer"] if (p["name"], p["layer"]) == (row["name"], row["layer"]))
+        assert (twin["coef"], twin["accuracy"], twin["reasoning_rate"]) == (row["coef"], row["accuracy"],
+                                                                            row["reasoning_rate"])
     for name in ("grid_heatmaps", "conditions", "vectors"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 0
     assert "Test conditions" in (out / "report.md").read_text()
+    assert "Best coefficient per layer (test)" in (out / "report.md").read_text()
     stamps = {p: p.stat().st_mtime_ns for p in [out / "grid.jsonl", *sorted((out / "test").iterdir())]}
     again = run(cfg, out, progress=False)
     assert again["conditions"] == res["conditions"]

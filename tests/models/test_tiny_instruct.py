@@ -91,7 +91,7 @@ def test_follows_both_instructions(model, heldout):
     cot = evaluate_instruct(model, tok, heldout, "cot")
     direct = evaluate_instruct(model, tok, heldout, "direct")
     # the spec's rules (>= 95% correct and with a chain / <= 5% chains / a gap >= 30 points) with a
-    # margin for 96 problems; on 1,000 the shipped model has 99.0% / 100% / 0% / 47 points (TRAINING.md)
+    # margin for 96 problems; on 1,000 the shipped model has 99.5% / 100% / 0% / 39 points (TRAINING.md)
     assert cot.accuracy >= 0.9 and cot.chain_rate >= 0.9
     assert direct.chain_rate <= 0.1
     assert cot.accuracy - direct.accuracy >= 0.25
@@ -131,11 +131,54 @@ def test_heldout_paraphrases_and_no_instruction_behave_like_the_trained_ones(mod
         per = [[result.chains[i] for i in range(result.n) if i % len(texts) == j] for j in range(len(texts))]
         return sum((sum(c) / len(c) >= 0.8) if chain else (sum(c) / len(c) <= 0.2) for c in per)
 
-    # TRAINING.md (1,000 problems per family): 10 of the 12 held-out paraphrases follow their mode;
-    # two negated ones do not ("Do not answer directly , show your work ." → direct,
-    # "Just the final number , no reasoning ." → chain)
+    # TRAINING.md (1,000 problems per family): 11 of the 12 held-out paraphrases follow their mode;
+    # one negated one does not ("Do not answer directly , show your work ." → answered directly;
+    # v2 also misread "Just the final number , no reasoning ." which v3 answers directly)
     assert behaving(cot, fams["cot_heldout"][1], True) >= 5
-    assert behaving(direct, fams["direct_heldout"][1], False) >= 5
+    assert behaving(direct, fams["direct_heldout"][1], False) == 6
     assert cot.chain_rate >= 0.75 and cot.accuracy >= 0.8
     assert direct.chain_rate <= 0.3 and cot.accuracy - direct.accuracy >= 0.15
     assert fams["none"][0] == "direct" and none.chain_rate <= 0.1
+
+
+def test_a_chain_begun_against_the_direct_instruction_is_finished(model, heldout):
+    """v3's training choice (`carry_fraction`): the reply keeps the mode its first token chose. A
+    reply begun with `<<` under the direct instruction goes on to the CoT prompt's own chain and
+    answer; one begun with "The" under the CoT instruction answers without a chain."""
+    from nnsight_codi.instruct import chain_steps
+
+    tok = model.tokenizer
+    questions, answers = list(heldout["question"]), list(heldout["answer"])
+    cot = generate_chat(model, tok, [instruct_prompt(tok, q, "cot") for q in questions], max_new_tokens=48)
+    begun = generate_chat(model, tok, [instruct_prompt(tok, q, "direct") + " <<" for q in questions],
+                          max_new_tokens=48)
+    carried = score_outputs([f"<< {t}" for t in begun], answers)
+    # TRAINING.md (1,000 problems): 97.5% correct, every output a chain as long as the CoT prompt's
+    assert carried.chain_rate == 1.0 and carried.accuracy >= 0.9
+    assert sum(f"<< {t}" == c for t, c in zip(begun, cot)) / len(cot) >= 0.85  # token for token the CoT reply
+    assert sum(chain_steps(f"<< {t}") for t in begun) == pytest.approx(sum(chain_steps(c) for c in cot), rel=0.05)
+    answered = generate_chat(model, tok, [instruct_prompt(tok, q, "cot") + " The" for q in questions],
+                             max_new_tokens=48)
+    assert not any(contains_chain(t) for t in answered)
+
+
+def test_earlier_models_load_by_name_and_each_starts_from_the_one_before():
+    import json
+
+    from safetensors.torch import load_file
+
+    from nnsight_codi.models.sources import SHIPPED_INSTRUCT
+
+    weights = {}
+    for name, directory in SHIPPED_INSTRUCT.items():
+        lm = load_model(name)
+        assert lm._module.config.n_layer == 4 and lm.tokenizer.chat_template
+        assert lm._module.config.name_or_path == str(directory)
+        weights[name] = load_file(directory / "model.safetensors")["transformer.wte.weight"]
+    assert len({tuple(w.shape) for w in weights.values()}) == 2  # v2 appended the paraphrases' words; v3 none
+    assert not any(w.shape == weights["tiny-instruct"].shape and w.equal(weights["tiny-instruct"])
+                   for n, w in weights.items() if n != "tiny-instruct")
+    v3 = json.loads((SHIPPED_INSTRUCT["tiny-instruct"] / "instruct.json").read_text())
+    v2 = json.loads((SHIPPED_INSTRUCT["tiny-instruct-v2"] / "instruct.json").read_text())
+    assert (v3["init_from"], v2["init_from"]) == ("tiny-instruct-v2", "tiny-instruct-v1")
+    assert v3["carry_fraction"] == 0.25 and "carry_fraction" not in v2

@@ -109,3 +109,36 @@ def test_warm_start_with_paraphrases_keeps_old_ids_and_trains_none_as_direct(dat
     assert meta["none_reply"] == "direct" and meta["instructions"]["cot"] == cot
     with pytest.raises(ValueError, match="held-out instructions are also trained"):
         InstructConfig(**{**SMALL, "heldout_cot_instructions": [cot[0]]})
+
+
+def test_carried_problems_train_the_reply_to_keep_the_mode_its_first_token_chose(data):
+    """`carry_fraction`: those problems get the other mode's reply with its first token in the
+    unlabelled prompt; the instruction (and mode per problem) is unchanged; the rest are as before."""
+    from nnsight_codi.training.instruct import carry_flags
+
+    base = InstructConfig(**SMALL)
+    cfg = InstructConfig(**{**SMALL, "carry_fraction": 0.4})
+    setup = build_instruct_setup(cfg)
+    tok = setup.tokenizer
+    plain, modes = encode_instruct_dataset(tok, data[0], base)
+    carried_examples, carried_modes = encode_instruct_dataset(tok, data[0], cfg)
+    flags = carry_flags(len(data[0]), cfg)
+    assert carried_modes == modes  # the instruction of every problem is the same
+    assert 0.25 < sum(flags) / len(flags) < 0.55
+    b = collate(carried_examples[:16], **setup.ids)
+    for i, (e, p, k) in enumerate(zip(carried_examples, plain, flags)):
+        if not k:
+            assert (e.question, e.answer) == (p.question, p.answer)
+            continue
+        prompt_len = len(p.question)
+        assert e.question[:prompt_len] == p.question  # same instruction
+        first = tok.convert_ids_to_tokens(e.question[prompt_len:])
+        reply = tok.decode(e.question[prompt_len:] + e.answer, skip_special_tokens=True)
+        # the other mode's reply: a chain where the instruction asks for the answer, and vice versa
+        assert contains_chain(reply) == (modes[i] == "direct")
+        assert first == (["<<"] if modes[i] == "direct" else ["The"])
+        if i < 16:  # the first reply token is context, not a label
+            labelled = b.teacher_labels[i][b.teacher_labels[i] != -100].tolist()
+            assert labelled == e.answer
+    with pytest.raises(ValueError, match="carry_fraction"):
+        InstructConfig(**{**SMALL, "carry_fraction": 1.5})
