@@ -1,7 +1,9 @@
 r"""The CoT-vector study's test conditions for several models side by side (from their results.json).
 
 python runs/cot_vectors_models.py "tiny-instruct (v3)=runs/cot_vectors_study_v3/results.json" \
+        "v3, last-prompt vector=runs/cot_vectors_study_v3_last_prompt/results.json" \
         "v3 without carried modes=runs/cot_vectors_study_v3_nocarry/results.json" \
+        "v3 without carried modes, last-prompt vector=runs/cot_vectors_study_v3_nocarry_last_prompt/results.json" \
         "tiny-instruct-v2=runs/cot_vectors_study_v2/results.json" \
         "tiny-instruct-v1=runs/cot_vectors_study_v1/results.json" --out runs/cot_vectors_models.md
 """
