@@ -30,6 +30,8 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     ("cot_vectors_models.py", ["v2=missing/results.json"], "cannot read missing/results.json"),
     ("cot_vectors_models.py", ["no-label"], "give LABEL=PATH"),
     ("cot_vectors_stop_early.py", ["--study", "missing", "--condition", "single:1:1"], "cannot read the study at missing"),
+    ("instruct_probe.py", ["--model", "/nonexistent-model"], "/nonexistent-model"),
+    ("instruct_probe.py", ["--n", "0"], "--n must be >= 1"),
 ])
 def test_bad_input_is_one_line(script, args, message, tmp_path):
     variants = tmp_path / "variants.json"
@@ -43,3 +45,16 @@ def test_bad_input_is_one_line(script, args, message, tmp_path):
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "sweep").exists() and not (ROOT / "out" / "pilot-x").exists()
     assert not (tmp_path / "s" / "sweep" / "reference.zarr").exists()
+
+
+def test_instruct_probe_counts_chains_as_the_model_writes_them(tmp_path):
+    """The probe's rates are `score_outputs` of the model's own greedy outputs: a trained CoT phrasing
+    writes chains, a trained direct one does not (the shipped tiny-instruct)."""
+    out = tmp_path / "probe.md"
+    done = _run("instruct_probe.py", "--n", "8", "--probe", "Show your work .", "--probe", "Do not show your work .",
+                "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [r["instruction"] for r in rows] == ["Show your work .", "Do not show your work ."]
+    assert rows[0]["chain_rate"] == 1.0 and rows[1]["chain_rate"] == 0.0 and all(r["n"] == 8 for r in rows)
+    assert "| Show your work . | 100% |" in out.read_text()
