@@ -218,6 +218,19 @@ def analyse(store: str | Path, out: str | Path, grid: str | Path | None = None,
     return result
 
 
+def _rate(value: float | None) -> str:
+    """A share as a percentage, or "n/a" where it is undefined (no chains: NaN, or None read back from JSON)."""
+    return "n/a" if value is None or value != value else f"{value:.0%}"
+
+
+def _share(g: dict) -> str:
+    """A share of the gap with its CI (`50% [20%, 80%]`), or "n/a" where there is no gap (None or NaN)."""
+    value = g.get("value")
+    if value is None or value != value:
+        return "n/a"
+    return f"{_rate(value)} [{_rate(g['ci_low'])}, {_rate(g['ci_high'])}]"
+
+
 def headline(result: dict) -> list[str]:
     """One line per finding, with CIs: the test conditions, the grid point with the most chains, the controls,
     the prompt without instruction, and whether the CoT prompt beats the direct one at all.
@@ -243,14 +256,13 @@ def headline(result: dict) -> list[str]:
     if chain_points:
         lines.append("at the grid point with the most chains: " + "; ".join(
             f"{p['name']} (layer {p['layer']}, c={p['coef']:g}) {p['reasoning_rate']:.0%} write a chain, first step "
-            f"= the CoT prompt's in {p['first_step_match']:.0%}, {p['stops_early']:.0%} stop early, accuracy "
+            f"= the CoT prompt's in {_rate(p['first_step_match'])}, {_rate(p['stops_early'])} stop early, accuracy "
             f"{p['accuracy']:.1%}" for p in chain_points))
     per_layer = result.get("per_layer", [])
     if per_layer:
         lines.append("per layer, the dev-best coefficient on test (share of the gap recovered, 95% CI; share writing "
                      "a chain): " + "; ".join(
-                         f"{p['name']} layer {p['layer']} c={p['coef']:g} {p['gap_recovered_ci']['value']:.0%} "
-                         f"[{p['gap_recovered_ci']['ci_low']:.0%}, {p['gap_recovered_ci']['ci_high']:.0%}], "
+                         f"{p['name']} layer {p['layer']} c={p['coef']:g} {_share(p['gap_recovered_ci'])}, "
                          f"{p['reasoning_rate']:.0%}" for p in per_layer))
     last = max(result.get("layers") or [0])
     if any(r.get("layer") == last for r in rows[2:]):
@@ -289,8 +301,8 @@ def summary_line(result: dict) -> str:
     parts = [f"direct {rows[0]['accuracy']:.0%} / CoT prompt {rows[1]['accuracy']:.0%} (n={rows[0]['n']})"]
     for r in rows[2:]:
         g = result["comparisons"][r["name"]].get("gap_recovered_ci") or {}
-        share = (f", {g['value']:.0%} of the gap [{g['ci_low']:.0%}, {g['ci_high']:.0%}]"
-                 if g.get("value") is not None and g["value"] == g["value"] else ", no gap to recover")
+        share = _share(g)
+        share = ", no gap to recover" if share == "n/a" else f", {share.replace(' [', ' of the gap [', 1)}"
         parts.append(f"{r['name']} (l={r['layer']}, c={r['coef']:g}) {r['accuracy']:.0%}{share}")
     return "; ".join(parts)
 

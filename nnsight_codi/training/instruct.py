@@ -347,6 +347,15 @@ def train_instruct(cfg: InstructConfig, resume: bool = False, data=None, stop_at
     return metrics
 
 
+def _saved_model(cfg: InstructConfig, directory: str | Path | None):
+    """`(directory, model, tokenizer)` of a saved instruct model (default `cfg.out/model`), float32, eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = Path(directory) if directory else Path(cfg.out) / "model"
+    model = AutoModelForCausalLM.from_pretrained(str(directory), local_files_only=True, dtype=torch.float32).eval()
+    return directory, model, AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+
+
 def instruct_report(cfg: InstructConfig, directory: str | Path | None = None, size: int | None = None,
                     modes: tuple[str, ...] = ("cot", "direct", "none")) -> dict:
     """Measure the saved model on `size` (default `eval_size`) problems of seed `test_seed + 1`
@@ -354,15 +363,11 @@ def instruct_report(cfg: InstructConfig, directory: str | Path | None = None, si
     """
     import time
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from ..instruct import chain_steps, load_instructions
     from .report import unseen_problems
 
     out = Path(cfg.out)
-    directory = Path(directory) if directory else out / "model"
-    model = AutoModelForCausalLM.from_pretrained(str(directory), local_files_only=True, dtype=torch.float32).eval()
-    tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    directory, model, tok = _saved_model(cfg, directory)
     data = unseen_problems(cfg, size)
     instructions = load_instructions(directory)
     report: dict = {"model_dir": str(directory), "heldout_seed": cfg.test_seed + 1, "n": len(data), "modes": {}}
@@ -414,14 +419,10 @@ def paraphrase_report(cfg: InstructConfig, directory: str | Path | None = None, 
     no instruction) on `size` problems of seed `test_seed + 1` per family, the family's
     instructions assigned round-robin; per instruction too. Writes `paraphrase_report.json/.md`.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from .report import unseen_problems
 
     out = Path(cfg.out)
-    directory = Path(directory) if directory else out / "model"
-    model = AutoModelForCausalLM.from_pretrained(str(directory), local_files_only=True, dtype=torch.float32).eval()
-    tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    directory, model, tok = _saved_model(cfg, directory)
     meta = json.loads((directory / INSTRUCT_FILE).read_text())
     data = unseen_problems(cfg, size)
     questions, answers = list(data["question"]), list(data["answer"])
@@ -468,15 +469,11 @@ def carry_report(cfg: InstructConfig, directory: str | Path | None = None, size:
     seed `test_seed + 1`: accuracy, share with a chain and mean chain steps (against the CoT
     prompt's own). Writes `carry_report.json/.md` in `cfg.out`.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from ..instruct import chain_steps, generate_chat, instruct_prompt, load_instructions, score_outputs
     from .report import unseen_problems
 
     out = Path(cfg.out)
-    directory = Path(directory) if directory else out / "model"
-    model = AutoModelForCausalLM.from_pretrained(str(directory), local_files_only=True, dtype=torch.float32).eval()
-    tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    directory, model, tok = _saved_model(cfg, directory)
     data = unseen_problems(cfg, size)
     instructions = load_instructions(directory)
     questions, answers = list(data["question"]), list(data["answer"])
