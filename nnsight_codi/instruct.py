@@ -59,25 +59,41 @@ def chain_steps(text: str) -> int:
     return count_annotations(text)
 
 
+def with_instruction(question: str, instruction: str) -> str:
+    """The user turn: the question (whitespace-normalised), a space, and `instruction` ("" = none).
+
+    >>> with_instruction(" Tom has 3 pens  . ", "Show your work ."), with_instruction("Q ?", "")
+    ('Tom has 3 pens . Show your work .', 'Q ?')
+    """
+    text = question.strip().replace("  ", " ")
+    return f"{text} {instruction}" if instruction else text
+
+
 def user_message(question: str, mode: str = "cot", instructions: Mapping[str, str] | None = None) -> str:
-    """The user turn: the question (whitespace-normalised), a space, and the mode's instruction."""
+    """The user turn of `mode` ("cot", "direct", "none"; `instructions` overrides the texts)."""
     table = {**INSTRUCTIONS, **(instructions or {})}
     if mode not in table:
         raise ValueError(f"unknown mode {mode!r}; choose one of {sorted(table)}")
-    text = question.strip().replace("  ", " ")
-    return f"{text} {table[mode]}" if table[mode] else text
+    return with_instruction(question, table[mode])
 
 
-def instruct_prompt(tokenizer, question: str, mode: str = "cot", instructions: Mapping[str, str] | None = None) -> str:
-    """The chat-templated prompt (text, ending with the assistant generation prompt) for `question`.
+def chat_prompt(tokenizer, user: str) -> str:
+    """One user turn through the tokenizer's chat template, ending with the assistant generation prompt.
 
     Tokenize it with `tokenizer(prompt, add_special_tokens=False)` (the template already holds
-    every special token). `mode`: "cot", "direct" or "none"; `instructions` overrides the texts.
+    every special token).
     """
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError("the tokenizer has no chat template (not an instruct model)")
-    messages = [{"role": "user", "content": user_message(question, mode, instructions)}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def instruct_prompt(tokenizer, question: str, mode: str = "cot", instructions: Mapping[str, str] | None = None) -> str:
+    """The chat-templated prompt for `question` in `mode` ("cot", "direct" or "none"; `instructions`
+    overrides the texts); any other instruction text: `chat_prompt(tokenizer, with_instruction(q, text))`.
+    """
+    return chat_prompt(tokenizer, user_message(question, mode, instructions))
 
 
 def load_instructions(directory: str | Path) -> dict[str, str]:

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print("instruct_probe: --n must be >= 1", file=sys.stderr)
         return 2
     from nnsight_codi.cot import load_questions
-    from nnsight_codi.instruct import generate_chat, instruct_prompt, score_outputs
+    from nnsight_codi.instruct import chat_prompt, generate_chat, score_outputs, with_instruction
     from nnsight_codi.loading import load_instruct_model
     from runs.cot_vectors_study import model_synthetic_options
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_questions("synthetic", "dev", args.n, seed=args.seed, **model_synthetic_options(model))
     rows = []
     for text in args.probe or PROBES:
-        prompts = [instruct_prompt(tok, q, "cot", {"cot": text}) for q in data["question"]]
+        prompts = [chat_prompt(tok, with_instruction(q, text)) for q in data["question"]]
         r = score_outputs(generate_chat(model, tok, prompts, max_new_tokens=48), list(data["answer"]))
         rows.append({"instruction": text, "n": r.n, "chain_rate": r.chain_rate, "accuracy": r.accuracy})
     md = [f"# Instruction probe: {args.model}", "",

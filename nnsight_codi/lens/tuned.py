@@ -168,14 +168,13 @@ def base_model_name(model: CodiModel | PreTrainedModel) -> str:
     """
     import re
 
-    from ..models.sources import SHIPPED_INSTRUCT, TINY_MODEL_DIR
+    from ..models.sources import shipped_name
     from .logit import _module
 
     lm = _module(model)
     path = str(getattr(lm.config, "name_or_path", "") or "")
-    shipped = {str(TINY_MODEL_DIR): "tiny", **{str(d): name for name, d in SHIPPED_INSTRUCT.items()}}
-    if path and str(Path(path).resolve()) in shipped:
-        return shipped[str(Path(path).resolve())]
+    if path and (name := shipped_name(path)):
+        return name
     cfg = getattr(model, "codi_config", None)
     source = str(getattr(cfg, "source", None) or "")
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*", source) and not Path(source).exists():

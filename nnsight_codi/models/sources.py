@@ -20,6 +20,17 @@ SHIPPED_INSTRUCT = {"tiny-instruct": TINY_INSTRUCT_DIR,  # v3, the one the studi
                     "tiny-instruct-v2": ASSETS_DIR / "tiny-instruct-v2",
                     "tiny-instruct-v1": ASSETS_DIR / "tiny-instruct-v1"}
 """The shipped tiny instruct models by name (each directory's TRAINING.md says how it was made)."""
+
+
+def shipped_name(path: str | Path) -> str | None:
+    """The name of the shipped model stored at `path` (`"tiny"`, `"tiny-instruct-v2"`, …), else None.
+
+    >>> shipped_name(TINY_INSTRUCT_DIR), shipped_name(ASSETS_DIR / "tiny-codi"), shipped_name("/elsewhere")
+    ('tiny-instruct', 'tiny', None)
+    """
+    where = Path(path).resolve()
+    return next((name for name, d in {"tiny": TINY_MODEL_DIR, **SHIPPED_INSTRUCT}.items() if d.resolve() == where),
+                None)
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -26,7 +26,16 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from ..instruct import COT_INSTRUCTION, DIRECT_INSTRUCTION, INSTRUCT_FILE, evaluate_instruct, user_message
+from ..instruct import (
+    COT_INSTRUCTION,
+    DIRECT_INSTRUCTION,
+    INSTRUCT_FILE,
+    chat_prompt,
+    evaluate_instruct,
+    generate_chat,
+    score_outputs,
+    with_instruction,
+)
 from ..models.projection import build_projection
 from ..tokenization import build_word_tokenizer, special_ids
 from .base import build_tiny_gpt2, embedding_matrix, init_number_embeddings
@@ -264,7 +273,7 @@ def encode_instruct_dataset(tokenizer, data, cfg: InstructConfig) -> tuple[list[
     the tokens the full conversation adds after it (checked equal on the first problem).
     """
     modes = assign_modes(len(data), cfg)
-    convs = [[{"role": "user", "content": user_message(q, "none") + (f" {text}" if text else "")}]
+    convs = [[{"role": "user", "content": with_instruction(q, text)}]
              for q, (_, text) in zip(data["question"], modes)]
     prompts = tokenizer.apply_chat_template(convs, tokenize=False, add_generation_prompt=True)
     carried = carry_flags(len(data), cfg)
@@ -285,12 +294,9 @@ def encode_instruct_dataset(tokenizer, data, cfg: InstructConfig) -> tuple[list[
 
 def _source_name(init_from: str | None) -> str | None:
     """A shipped model's name (`tiny-instruct-v2`), else the path as given: what `instruct.json` records."""
-    from ..models.sources import SHIPPED_INSTRUCT
+    from ..models.sources import shipped_name
 
-    if init_from is None:
-        return None
-    names = {str(d.resolve()): name for name, d in SHIPPED_INSTRUCT.items()}
-    return names.get(str(Path(init_from).resolve()), init_from)
+    return None if init_from is None else shipped_name(init_from) or init_from
 
 
 def save_instruct(directory: Path, lm: PreTrainedModel, setup: Setup, cfg: InstructConfig) -> Path:
@@ -434,12 +440,7 @@ def paraphrase_report(cfg: InstructConfig, directory: str | Path | None = None, 
           "| family | trained reply | instructions | accuracy | with a chain |", "|---|---|---|---|---|"]
     for fam, (reply, texts) in paraphrase_families(meta).items():
         which = [i % len(texts) for i in range(len(questions))]
-        prompts = [tok.apply_chat_template([{"role": "user", "content": user_message(q, "none")
-                                             + (f" {texts[w]}" if texts[w] else "")}],
-                                           tokenize=False, add_generation_prompt=True)
-                   for q, w in zip(questions, which)]
-        from ..instruct import generate_chat, score_outputs
-
+        prompts = [chat_prompt(tok, with_instruction(q, texts[w])) for q, w in zip(questions, which)]
         outs = generate_chat(model, tok, prompts, max_new_tokens=cfg.max_new_tokens)
         r = score_outputs(outs, answers, fam)
         report["families"][fam] = {"reply": reply, "n": r.n, "accuracy": r.accuracy, "chain_rate": r.chain_rate,
@@ -469,7 +470,7 @@ def carry_report(cfg: InstructConfig, directory: str | Path | None = None, size:
     seed `test_seed + 1`: accuracy, share with a chain and mean chain steps (against the CoT
     prompt's own). Writes `carry_report.json/.md` in `cfg.out`.
     """
-    from ..instruct import chain_steps, generate_chat, instruct_prompt, load_instructions, score_outputs
+    from ..instruct import chain_steps, instruct_prompt, load_instructions
     from .report import unseen_problems
 
     out = Path(cfg.out)
