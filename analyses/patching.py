@@ -235,13 +235,6 @@ def analyse(store_or_dir: str | Path, out: str | Path) -> dict[str, Any]:
     return results
 
 
-def analyze(directory: str | Path, out: str | Path) -> dict[str, Any]:
-    """Deprecated spelling of `analyse` (removed in nnsight-codi 0.2)."""
-    warnings.warn("analyses.patching.analyze is now analyses.patching.analyse; the old name is removed in "
-                  "nnsight-codi 0.2", DeprecationWarning, stacklevel=2)
-    return analyse(directory, out)
-
-
 def headline(results: dict[str, Any]) -> list[str]:
     """At most five summary lines of the thought-anchor and activation-patching results."""
     lines = []

@@ -427,15 +427,6 @@ def analyse(store_or_dir: str | Path, out: str | Path, sweep: dict[str, Any] | N
     return results
 
 
-def analyze(sweep_dir: str | Path, out: str | Path) -> dict[str, Any]:
-    """Deprecated spelling of `analyse` (removed in nnsight-codi 0.2)."""
-    import warnings
-
-    warnings.warn("analyses.steering.analyze is now analyses.steering.analyse; the old name is removed in "
-                  "nnsight-codi 0.2", DeprecationWarning, stacklevel=2)
-    return analyse(sweep_dir, out)
-
-
 def _pct(x: float) -> str:
     return f"{100 * x:+.1f}"
 

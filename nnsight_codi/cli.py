@@ -6,10 +6,7 @@ import argparse
 import importlib
 import sys
 
-from ._moved import moved
 from .errors import OneLineParser, error_line
-
-__getattr__ = moved(__name__, {"one_line_errors": "nnsight_codi.errors"})
 
 COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "dashboard", "lens", "steer", "sweep", "cot-vectors", "lm-eval", "remote-check")
 

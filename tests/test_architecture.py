@@ -1,18 +1,15 @@
 """The package reads in one direction: models → tracing → loading → studies → commands, analyses, runs.
 
-The import graph is read from the source (every `import`, function-level ones included), so a lazy
-import cannot hide an upward edge. Deprecated re-exports (`nnsight_codi._moved`) name their targets as
-strings and are checked separately: each one warns and forwards.
+The import graph is read from the source (every `import`, function-level ones included, and every
+`importlib.import_module(...)` / `__import__(...)` whose module is written in the call), so neither a lazy
+import nor a string import can hide an upward edge. In the package, a string import whose module is only
+known at run time, and any use of `sys.path`, must be listed below with the reason.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib
-import warnings
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +19,7 @@ LAYERS: list[list[str]] = [
     # imported on first use), so it sits at the bottom: `__version__`, and the package object for
     # `nnsight.register` (shipping the package by value to a remote server), are read from anywhere.
     ["nnsight_codi"],
-    ["nnsight_codi._moved", "nnsight_codi.steps", "nnsight_codi.stats", "nnsight_codi.reporting",
+    ["nnsight_codi.steps", "nnsight_codi.stats", "nnsight_codi.reporting",
      "nnsight_codi.config_cli", "nnsight_codi.errors", "nnsight_codi.data", "nnsight_codi.tokenization",
      "nnsight_codi.store"],
     ["nnsight_codi.models"],
@@ -58,10 +55,49 @@ def _sources() -> list[tuple[str, Path]]:
     return out
 
 
-def _imports(module: str, path: Path) -> set[str]:
+# Package modules that import a module named only at run time (`importlib.import_module(name)`), and why.
+RUNTIME_IMPORTS = {
+    # The root's lazy re-exports (`_LAZY`); each target is checked by test_the_root_names_point_at_their_homes.
+    "nnsight_codi": "lazy re-exports of load_model, run_loop, ... so `import nnsight_codi` imports nothing",
+    "nnsight_codi.studies": "a study's module is named by its registration and lives outside the package",
+}
+# Package modules that read or change `sys.path`, and why.
+SYS_PATH_USERS = {
+    "nnsight_codi.studies": "imports runs/ from the source checkout",  # removed by i32-pkg
+}
+_IMPORT_CALLS = {"import_module", "__import__"}
+
+
+def _string_import(call: ast.Call, package: str) -> str | None:
+    """The module a string import names (`""` when only known at run time), or None if `call` is no import.
+
+    A constant (`"nnsight_codi.x"`) or the constant start of an f-string (`f"nnsight_codi.commands.{name}"`
+    → `nnsight_codi.commands`) is read; a leading dot is relative to the importing package.
+    """
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    if name not in _IMPORT_CALLS or not call.args:
+        return None
+    arg = call.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        text = arg.value
+    elif isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+        prefix = str(arg.values[0].value)
+        text = prefix[: prefix.rfind(".") + 1]  # up to the last dot: the package the run-time name is in
+    else:
+        return ""
+    if text.startswith("."):
+        dots = len(text) - len(text.lstrip("."))
+        anchor = package.split(".")[: len(package.split(".")) - dots + 1]
+        text = ".".join([*anchor, *([text.lstrip(".")] if text.lstrip(".") else [])])
+    return text.rstrip(".")
+
+
+def _imports(module: str, path: Path, text: str | None = None) -> set[str]:
+    """Every module `module` imports: statements, and string imports whose module is written in the call."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(path.read_text() if text is None else text)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -71,6 +107,23 @@ def _imports(module: str, path: Path) -> set[str]:
                 base = ".".join([*anchor, *([node.module] if node.module else [])])
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and (target := _string_import(node, package)):
+            found.add(target)
+    return found
+
+
+def _runtime_imports_and_sys_path(module: str, path: Path, text: str | None = None) -> list[str]:
+    """What in `module` imports a module named only at run time, or uses `sys.path` (one line each)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text() if text is None else text)):
+        if isinstance(node, ast.Call) and _string_import(node, package) == "":
+            found.append(f"{module}:{node.lineno} imports a module named at run time")
+        elif isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) \
+                and node.value.id == "sys":
+            found.append(f"{module}:{node.lineno} uses sys.path")
+        elif isinstance(node, ast.ImportFrom) and node.module == "sys" and any(a.name == "path" for a in node.names):
+            found.append(f"{module}:{node.lineno} uses sys.path")
     return found
 
 
@@ -121,25 +174,36 @@ def test_the_library_never_imports_commands_or_the_cli():
     assert not bad
 
 
-def _shims() -> list[tuple[str, str, str]]:
-    """(old module, name, new module) for every deprecated re-export."""
-    out = []
-    for module, path in _sources():
-        text = path.read_text()
-        if module == "nnsight_codi._moved" or "__getattr__ = moved(__name__" not in text:
-            continue
-        getter = vars(importlib.import_module(module))["__getattr__"]
-        out += [(module, name, new) for name, new in getter.moved_names.items()]
-    return out
+def test_the_package_imports_no_module_named_at_run_time_and_leaves_sys_path_alone():
+    found = [line for module, path in _sources() if module.split(".")[0] == "nnsight_codi"
+             for line in _runtime_imports_and_sys_path(module, path)]
+    allowed = {**{m: "run time" for m in RUNTIME_IMPORTS}, **{m: "sys.path" for m in SYS_PATH_USERS}}
+    unexplained = [line for line in found
+                   if not ((line.endswith("run time") and line.split(":")[0] in RUNTIME_IMPORTS)
+                           or (line.endswith("sys.path") and line.split(":")[0] in SYS_PATH_USERS))]
+    assert not unexplained
+    stale = sorted(m for m in allowed if not any(line.split(":")[0] == m for line in found))
+    assert not stale, f"allow-listed but no longer needed: {stale}"
 
 
-@pytest.mark.parametrize("old, name, new", _shims())
-def test_moved_names_warn_and_forward(old, name, new):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        value = getattr(importlib.import_module(old), name)
-    assert value is getattr(importlib.import_module(new), name)
-    assert any(issubclass(w.category, DeprecationWarning) and f"{new}.{name}" in str(w.message) for w in caught)
+def test_string_imports_and_sys_path_edits_are_seen():
+    fake = ROOT / "nnsight_codi" / "tracing" / "fake.py"
+    src = (
+        "import importlib, sys\n"
+        "importlib.import_module('nnsight_codi.commands.steer')\n"
+        "__import__('nnsight_codi.studies')\n"
+        "importlib.import_module(f'..lens.{name}', __name__)\n"
+        "importlib.import_module(f'nnsight_codi.training.{name}')\n"
+        "importlib.import_module(name)\n"
+        "sys.path.insert(0, '/x')\n"
+    )
+    found = _imports("nnsight_codi.tracing.fake", fake, src)
+    assert {"nnsight_codi.commands.steer", "nnsight_codi.studies", "nnsight_codi.lens",
+            "nnsight_codi.training"} <= found
+    upward = {_unit(m) for m in found if _unit(m) and LAYER_OF[_unit(m)] > LAYER_OF["nnsight_codi.tracing"]}
+    assert upward == {"nnsight_codi.commands", "nnsight_codi.studies", "nnsight_codi.lens", "nnsight_codi.training"}
+    assert _runtime_imports_and_sys_path("nnsight_codi.tracing.fake", fake, src) == [
+        "nnsight_codi.tracing.fake:6 imports a module named at run time", "nnsight_codi.tracing.fake:7 uses sys.path"]
 
 
 def test_the_root_names_point_at_their_homes():

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._moved import moved
 from ..config_cli import config_from_dict
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from ..steps import parse_step, resolve_step
@@ -55,8 +54,6 @@ from .patching import PATCH_KINDS
 
 if TYPE_CHECKING:
     from ..tracing.codi_model import CodiModel
-
-__getattr__ = moved(__name__, {"open_sweep": "nnsight_codi.store.sweep", "condition_table": "nnsight_codi.store.sweep"})
 
 
 @dataclass

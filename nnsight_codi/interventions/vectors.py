@@ -1,7 +1,7 @@
 """Steering vectors: vector files for `--vector`, the pair check, and the activation-difference lens.
 
 The vector stores themselves (`vectors_from_store`, `save_vectors`, `open_vectors`, the table below) live
-in `nnsight_codi.store.vectors` (torch-free); they are re-exported here for one release.
+in `nnsight_codi.store.vectors` (torch-free).
 
 Vector files for `--vector` are safetensors with `vector` (dim) or `keys` and `values`
 (block, head, head_dim): `save_vector_file` / `load_vector_file`.
@@ -19,14 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from .._moved import moved
 from ..store.vectors import VECTORS_FORMAT
 
 if TYPE_CHECKING:
     from ..tracing.codi_model import CodiModel
-
-__getattr__ = moved(__name__, {name: "nnsight_codi.store.vectors" for name in (
-    "VECTORS_VERSION", "vectors_from_store", "save_vectors", "open_vectors")})
 
 
 def check_pair(vectors: xr.Dataset, pair: tuple[int, int]) -> tuple[int, int]:

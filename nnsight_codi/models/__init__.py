@@ -3,11 +3,7 @@
 Assembling a model from them is `nnsight_codi.loading` (`load_model`).
 """
 
-from .._moved import moved
 from .config import CodiConfig, CodiFormatError
 from .registry import CheckpointEntry, known_checkpoints, lookup, register_checkpoint
 
 __all__ = ["CodiConfig", "CodiFormatError", "CheckpointEntry", "known_checkpoints", "lookup", "register_checkpoint"]
-
-__getattr__ = moved(__name__, {"load_model": "nnsight_codi.loading", "load_converted": "nnsight_codi.loading",
-                               "load_plain_lm": "nnsight_codi.loading"})

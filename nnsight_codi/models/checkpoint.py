@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import Tensor, nn
 
-from .._moved import moved
 from .config import CodiConfig, CodiFormatError
 from .projection import projection_from_state_dict
 from .registry import CheckpointEntry
@@ -277,5 +276,3 @@ def reference_codi_config(tokenizer, vocab: int, family: str, file: str | Path, 
         extra=extra,
     )
 
-
-__getattr__ = moved(__name__, {"load_reference_checkpoint": "nnsight_codi.loading"})

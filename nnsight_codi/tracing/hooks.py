@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import Tensor
 
-from .._moved import moved
 from ..models.architecture import transformer_blocks
 
 if TYPE_CHECKING:
@@ -89,7 +88,3 @@ def visit_step(model: TransformersModel, step: int, hooks: Sequence[StepHook], s
         for hook in wanted[site]:
             hook.visit(site, value, step, sink)
 
-
-_LOOP = "nnsight_codi.tracing.loop"
-__getattr__ = moved(__name__, {name: _LOOP for name in ("run_loop", "run_branches", "Branch", "first_visit",
-                                                        "divergence_step")})
