@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 from .common import add_dataset_args, add_model_args, emit_json, int_list, remote_value, synthetic_overrides
+from .outdir import check_out
 
 
 def with_attention_detail(variables: tuple[str, ...], detail: str | None) -> tuple[str, ...]:
@@ -41,7 +42,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("capture", help="capture activations across the latent steps into a zarr store")
     add_model_args(p)
     add_dataset_args(p)
-    p.add_argument("--out", required=True, help="store path (a directory, e.g. out/run.zarr)")
+    p.add_argument("--out", required=True,
+                   help="store path (a directory, e.g. out/run.zarr); a capture store there with the same "
+                        "configuration is resumed (a finished one: nothing to do), one with another configuration "
+                        "is refused, and so is any other artifact (a model, a lens, ...)")
     p.add_argument("--what", default=",".join(DEFAULT_VARIABLES),
                    help=f"comma-separated variables from {', '.join(REQUESTABLE)}; groups: "
                         f"{', '.join(f'{g} (= {chr(44).join(v)})' for g, v in LENS_GROUPS.items())}; per store: "
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from ..capture import CaptureConfig, run_capture
     from ..store.schema import parse_variables
 
+    check_out(args.out, "capture")
     config = CaptureConfig(
         model=args.model, dataset=args.dataset, split=args.split, seed=args.seed, limit=args.limit,
         variables=with_attention_detail(parse_variables(args.what), args.attention_detail), layers=args.layers, num_latents=args.num_latents,

@@ -12,13 +12,15 @@ import argparse
 from pathlib import Path
 
 from .common import emit_json
+from .outdir import check_out
 
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the `convert` subcommand and its flags; return its parser."""
     p = subparsers.add_parser("convert", help="convert a reference CODI checkpoint to a fast local directory")
     p.add_argument("src", help="hub id, checkpoint file, or directory with pytorch_model.bin / model.safetensors")
-    p.add_argument("dst", help="output directory (must not exist or be empty)")
+    p.add_argument("dst", help="output directory (must not exist or be empty: a converted model there is refused, as is any "
+                   "other artifact)")
     p.add_argument("--base", default=None, help="base model: hub id or local HF dir with config + tokenizer")
     p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: registry or 32)")
     p.add_argument("--num-latents", type=int, default=None, help="K to record in codi.json (default: registry or 6)")
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..models.registry import lookup
     from ..models.sources import check_model_source, with_hub_errors
 
+    check_out(args.dst, "convert", flag="DST")
     dst = Path(args.dst)
     if dst.exists() and any(dst.iterdir()):
         raise ValueError(f"{dst} exists and is not empty; choose a new directory")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .common import emit_json, remote_value, synthetic_overrides
+from .outdir import check_out
 
 if TYPE_CHECKING:
     from nnsight import TransformersModel
@@ -91,7 +92,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     e = sub.add_parser("extract", help="extract CoT vectors into a store (resumable)")
     _model_args(e)
     _data_args(e, "train", 64)
-    e.add_argument("--out", required=True, help="the vector store to write (zarr directory)")
+    e.add_argument("--out", required=True,
+                   help="the vector store to write (zarr directory); one there of the same questions and settings "
+                        "is resumed, of others refused, and any other artifact is refused")
     e.add_argument("--greedy", action="store_true", help="greedy continuations (default: sampled with --sample-seed)")
     e.add_argument("--sample-seed", type=int, default=0)
     e.add_argument("--positions", choices=["generated", "all", "last_prompt"], default="generated",
@@ -105,7 +108,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--schedules", default="single,continuous")
     s.add_argument("--layers", required=True, help="comma-separated layers (0 = embeddings, l = block l-1's output)")
     s.add_argument("--coefs", required=True, help="comma-separated coefficients")
-    s.add_argument("--out", required=True, help="grid file (jsonl; rerun to resume)")
+    s.add_argument("--out", required=True,
+                   help="grid file (jsonl): an existing grid of the same model, vectors and questions is resumed, "
+                        "of others refused; a directory or another artifact is refused")
     s.set_defaults(func=run_sweep)
 
     v = sub.add_parser("eval", help="accuracy and reasoning rate under one condition")
@@ -114,7 +119,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     v.add_argument("--vectors", default=None, help="vector store (needed by single/continuous)")
     v.add_argument("--condition", default="direct", help="direct | cot | single:LAYER:COEF | continuous:LAYER:COEF")
     v.add_argument("--sample", action="store_true", help="sample (seeded by --seed) instead of greedy decoding")
-    v.add_argument("--out", default=None, help="write predictions.jsonl and summary.json here")
+    v.add_argument("--out", default=None,
+                   help="write predictions.jsonl and summary.json here (predictions there are replaced; any other "
+                        "artifact is refused)")
     v.set_defaults(func=run_eval)
     return p
 
@@ -156,6 +163,7 @@ def run_extract(args: argparse.Namespace) -> int:
     from ..loading import load_instruct_model
     from ..tracing.remote import check_remote
 
+    check_out(args.out, "cot-vectors extract")
     ins = _instructions(args)
     remote = check_remote(remote_value(args.remote))
     cfg = ExtractConfig(model=args.model, dataset=args.dataset, split=args.split, seed=args.seed, limit=args.limit,
@@ -185,6 +193,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from ..loading import load_instruct_model
     from ..tracing.remote import check_remote
 
+    check_out(args.out, "cot-vectors sweep")
     schedules = [s.strip() for s in args.schedules.split(",") if s.strip()]
     layers, coefs = _ints(args.layers, "layers"), _floats(args.coefs, "coefs")
     from ..cot.steering import check_schedule
@@ -229,6 +238,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from ..loading import load_instruct_model
     from ..tracing.remote import check_remote
 
+    check_out(args.out, "cot-vectors eval")
     condition = parse_condition(args.condition)
     if condition.schedule is not None and args.vectors is None:
         raise ValueError(f"condition {args.condition} needs --vectors STORE")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .common import emit_json
+from .outdir import check_out
 
 if TYPE_CHECKING:
     from ..tracing.codi_model import CodiModel
@@ -34,7 +35,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--studies", default="all",
                    help="studies to run after the core demo: all, none, or a comma list of "
                         "lens,steering,patching,attention,cot_vectors (default: all)")
-    p.add_argument("--out", default="out/demo")
+    p.add_argument("--out", default="out/demo",
+                   help="output directory (default: out/demo); a demo there is run again (evaluations and studies "
+                        "replaced, the capture store resumed); any other artifact is refused")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
     return p
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..studies import run_study, select_studies
 
     studies = select_studies(args.studies)  # a bad name fails before any work
+    check_out(args.out, "demo")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     codi = load_codi_model(args.model)

@@ -22,6 +22,7 @@ from .common import (
     remote_value,
     synthetic_overrides,
 )
+from .outdir import check_out
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -32,7 +33,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     add_numerics_arg(p)
     add_dataset_args(p)
     add_loop_args(p)
-    p.add_argument("--out", default=None, help="write predictions.jsonl and summary.json here")
+    p.add_argument("--out", default=None, help="write predictions.jsonl and summary.json here (predictions there "
+                   "are replaced; any other artifact is refused)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)
     return p
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.sources import load_eval_dataset, synthetic_options
     from ..evaluation import evaluate
 
+    check_out(args.out, "eval")
     remote = remote_value(args.remote)
     if args.dataset != "synthetic":  # a bad path fails before the model loads
         dataset = load_eval_dataset(args.dataset, split=args.split, limit=args.limit, seed=args.seed)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from .common import add_model_args, emit_json, load_codi, synthetic_overrides
+from .outdir import check_out
 
 if TYPE_CHECKING:
     from nnsight import TransformersModel
@@ -77,7 +78,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-freq", "--checkpoint_freq", dest="checkpoint_freq", type=int, default=100,
                    help="steps between resumable checkpoints (default: 100)")
     t.add_argument("--out", "-o", "--output", dest="out", required=True,
-                   help="lens directory (config.json + params.pt)")
+                   help="lens directory (config.json + params.pt); a lens whose training was interrupted "
+                        "(checkpoint.pt) resumes with the same data and settings, a finished lens is refused, and "
+                        "so is any other artifact (a capture store, a model, ...)")
     t.add_argument("--json", action="store_true")
     _tuned_lens_aliases(t)
     t.set_defaults(func=run_train)
@@ -110,7 +113,8 @@ def _dataset(args, codi: CodiModel | TransformersModel, default_limit: int = 100
 
 def run_train(args: argparse.Namespace) -> int:
     """Run `nnsight-codi lens train` from parsed arguments; return the exit code."""
-    from ..lens.train import TrainConfig, collect, default_steps, parse_data_mode, train_tuned_lens
+    from ..lens.train import CHECKPOINT, TrainConfig, collect, default_steps, parse_data_mode, train_tuned_lens
+    from ..lens.tuned import PARAMS_NAME
 
     _check_syntax(args.data)
     if args.steps is not None and args.steps < 1:
@@ -118,8 +122,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.checkpoint_freq < 1:
         raise ValueError(f"--checkpoint-freq must be >= 1, got {args.checkpoint_freq}")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
+    check_out(out, "lens train")
+    if (out / PARAMS_NAME).is_file() and not (out / CHECKPOINT).is_file():
+        raise ValueError(f"--out {out} holds a trained lens; choose another directory")
     store = None
     if args.store:
         from ..store import open_store

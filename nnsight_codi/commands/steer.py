@@ -3,7 +3,7 @@
 Examples::
 
     nnsight-codi steer --mode hidden --at 6 --layer 4 --coef 1 --pair 3,5 --extra-latent-step --limit 200
-    nnsight-codi steer --mode kv --pair 2,4 --coef-k 1 --coef-v 1 --positions latents --json
+    nnsight-codi steer --mode kv --pair 2,4 --coef-k 1 --coef-v 1 --blocks 0,1 --positions latents --json
     nnsight-codi steer --mode patch --at 3 --patch random --out out/steer
 """
 
@@ -26,6 +26,7 @@ from .common import (
     step_arg,
     synthetic_overrides,
 )
+from .outdir import check_out
 
 
 def _pair(text: str) -> tuple[Step, Step]:
@@ -59,12 +60,16 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="hidden: run one more latent after the last, so the KV cache carries the edit")
     p.add_argument("--coef-k", type=float, default=1.0, help="kv: coefficient of Δkeys (default 1)")
     p.add_argument("--coef-v", type=float, default=1.0, help="kv: coefficient of Δvalues (default 1)")
-    p.add_argument("--layers", type=int_list, default=None, help="kv: cache blocks 0..L-1 to edit (default all)")
+    p.add_argument("--blocks", type=int_list, default=None,
+                   help="kv: transformer blocks 0..L-1 whose cache entries are edited (default all)")
+    p.add_argument("--layers", dest="old_layers", default=None, help=argparse.SUPPRESS)  # refused: see --blocks
     p.add_argument("--positions", default="latents", help="kv: latents | last | all | latent<k> (latent k's entry alone; default latents)")
     p.add_argument("--patch", default=None, help="patch: random | mean | zero | FILE (safetensors `vector`)")
     p.add_argument("--reference-limit", type=int, default=200, help="reference problems for vectors (default 200)")
     p.add_argument("--reference-seed", type=int, default=2, help="seed of the reference problems (default 2)")
-    p.add_argument("--out", default=None, help="write predictions.jsonl and summary.json here")
+    p.add_argument("--out", default=None,
+                   help="write predictions.jsonl, summary.json and the reference vectors here (predictions there "
+                        "are replaced, reference vectors of the same problems reused; any other artifact is refused)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)
     return p
@@ -75,6 +80,9 @@ def condition_from_args(args: argparse.Namespace):
     from ..interventions import PATCH_KINDS, Condition
     from ..interventions.steering import KV_POSITIONS, latent_position
 
+    if getattr(args, "old_layers", None) is not None:
+        raise ValueError(f"steer takes --blocks {args.old_layers} for the KV-cache blocks 0..L-1 it edits; --layers "
+                         "(as in capture and cot-vectors) means residual layers 0..L, 0 = the embeddings")
     if args.mode not in ("hidden", "kv", "patch"):
         raise ValueError(f"unknown mode {args.mode!r}: use hidden, kv or patch")
     if args.positions not in KV_POSITIONS and latent_position(args.positions) is None:
@@ -94,7 +102,7 @@ def condition_from_args(args: argparse.Namespace):
     if args.mode == "hidden":
         return Condition("hidden", pair=args.pair, coef=args.coef, at=args.at, layer=args.layer,
                          extra_latent_step=args.extra_latent_step, vector_file=args.vector)
-    return Condition("kv", pair=args.pair, coef_k=args.coef_k, coef_v=args.coef_v, blocks=args.layers,
+    return Condition("kv", pair=args.pair, coef_k=args.coef_k, coef_v=args.coef_v, blocks=args.blocks,
                      positions=args.positions, vector_file=args.vector)
 
 
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from ..interventions.sweep import SweepConfig, load_dataset_for, reference_vectors
     from ..stats import bootstrap_ci, paired_bootstrap_diff, significant
 
+    check_out(args.out, "steer")
     remote = remote_value(args.remote)
     cond = condition_from_args(args)
     if args.dataset != "synthetic":

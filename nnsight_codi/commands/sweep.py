@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from .common import emit_json
+from .outdir import check_out
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -23,7 +24,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                               description="Run every mode × latent pair × coefficient × baseline of CONFIG into "
                                           "DIR/sweep.zarr, resumably, and compare each with the unsteered baseline.")
     p.add_argument("config", help="sweep config (.json, .yaml or .toml; fields of SweepConfig)")
-    p.add_argument("--out", required=True, help="output directory (sweep.zarr, vectors.zarr, table.csv)")
+    p.add_argument("--out", required=True, help="output directory (sweep.zarr, vectors.zarr, table.csv); a sweep there with the same config "
+                        "is resumed, one with another config is refused, and so is any other artifact")
     p.add_argument("--device", default=None, help="override the config's device")
     p.add_argument("--batch-size", type=int, default=None, help="override the config's batch size")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..models.devices import resolve_device
     from ..store.sweep import condition_table, open_sweep
 
+    check_out(args.out, "sweep")
     if args.device:
         resolve_device(args.device)  # a flag's error before the config file's
     cfg = SweepConfig.load(args.config)

@@ -21,9 +21,11 @@ from typing import Any
 
 from ..config_cli import add_config_args, config_kwargs
 from ..training.config import TrainConfig
+from .outdir import artifact_at, check_out
 
 _HELP = {
-    "out": "output directory (model/, checkpoint/, log.jsonl, metrics.json)",
+    "out": "output directory (model/, checkpoint/, log.jsonl, metrics.json); a training run there is continued "
+           "with --resume and refused without it; any other artifact (a capture store, a lens, ...) is refused",
     "dataset": "'synthetic' or a local GSM8k-Aug style file/directory (json, jsonl, parquet, csv)",
     "base": "'tiny-gpt2' (built from scratch with the word tokenizer) or a local HF model directory",
     "steps": "optimizer steps (reproducible); use --minutes for a wall-clock budget instead",
@@ -72,12 +74,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def check_run_dir(out: str | Path | None, resume: bool) -> None:
+    """Refuse an `--out` holding another artifact, or a training run without `--resume` (before any work)."""
+    if check_out(out, "train") is not None and artifact_at(out) == "training run" and not resume:
+        raise ValueError(f"--out {out} holds a training run; continue it with --resume or choose another directory")
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, save `OUT/model`, optionally evaluate; print a JSON summary. Returns the exit code."""
     from ..training.trainer import build_setup, evaluate_all, load_data, train  # noqa: F401
 
     try:
         cfg = config_from_args(args)
+        check_run_dir(cfg.out, args.resume)
         from ..models.devices import resolve_device
 
         resolve_device(cfg.device)  # an unknown device fails before any work

@@ -183,7 +183,7 @@ def test_bad_inputs_fail_before_any_work(model_dir, tmp_path, capsys):
                           # no --vectors: the shape checks come before the reference run would be captured
                           (["--mode", "hidden", "--pair", "1,2", "--layer", "9"], "layer 9 out of range"),
                           (["--mode", "kv", "--pair", "1,9"], r"latent(s) [9] out of range 1..2"),
-                          (["--mode", "kv", "--pair", "1,2", "--layers", "4"], "block(s) [4] out of range"),
+                          (["--mode", "kv", "--pair", "1,2", "--blocks", "4"], "block(s) [4] out of range"),
                           (["--mode", "patch", "--patch", "mean", "--at", "3"], "step 3 out of range 1..2")]:
         assert main(base + args) == 2
         full = capsys.readouterr().err
