@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     from .store.errors import StoreError
 
     try:
+        if args.command != "lm-eval":  # lm-eval checks its own command line
+            from .commands.common import check_minimums
+
+            check_minimums(args)  # count flags in range before any work
         return int(args.func(args) or 0)
     except (ValueError, OSError, StoreError) as err:  # user errors (bad path, flag, shape, range, no network)
         print(error_line(args.command, err), file=sys.stderr)

@@ -91,6 +91,26 @@ def step_arg(text: str):
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
+# The least value of each count flag, by its dest; every command's flags are checked against it before any work.
+MINIMUM = {"limit": 1, "batch_size": 1, "max_new_tokens": 1, "num_latents": 0, "lens_k": 1, "top_k": 1,
+           "reference_limit": 1, "examples": 0, "train_batch": 1, "steps": 1, "checkpoint_freq": 1}
+
+
+def check_minimums(args: argparse.Namespace) -> None:
+    """A `ValueError` naming the first count flag below its `MINIMUM` (flags not given are None and pass).
+
+    Example:
+        >>> check_minimums(argparse.Namespace(limit=0))
+        Traceback (most recent call last):
+        ...
+        ValueError: --limit must be >= 1, got 0
+    """
+    for dest, low in MINIMUM.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value < low:
+            raise ValueError(f"--{dest.replace('_', '-')} must be >= {low}, got {value}")
+
+
 def load_codi(args: argparse.Namespace):
     """Load `--model` (with `--device/--dtype/--base/--lora-mode`, and `--ndif-model` if given) as a CODI model.
 

@@ -11,8 +11,7 @@ Example:
     >>> import tempfile
     >>> from pathlib import Path
     >>> d = Path(tempfile.mkdtemp())
-    >>> (d / "params.pt").touch(); (d / "config.json").write_text("{}")
-    2
+    >>> (d / "params.pt").touch()
     >>> artifact_at(d)
     'tuned lens'
     >>> check_out(d, "capture")
