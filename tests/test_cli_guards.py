@@ -53,7 +53,7 @@ def make(kind: str, path: Path) -> Path:
              "tuned lens": {"config.json": "{}", "params.pt": ""},
              "CODI model": {"codi.json": "{}", "config.json": "{}"},
              "model": {"config.json": "{}", "model.safetensors": ""},
-             "training run": {"train_config.json": "{}", "log.jsonl": ""},
+             "training run": {"train_config.json": "{}", "log.jsonl": "", "checkpoint/state.pt": ""},
              "sweep": {"sweep.zarr/zarr.json": "{}"},
              "dashboard": {"index.html": "<html>"},
              "predictions": {"predictions.jsonl": "", "summary.json": "{}"},
@@ -178,6 +178,9 @@ def test_same_artifact_is_resumed_or_refused_as_documented(tmp_path, capsys):
     run_dir = make("training run", tmp_path / "run")
     code, lines = run(["train", "--out", str(run_dir), "--steps", "2"], capsys)
     assert code == 2 and len(lines) == 1 and "continue it with --resume" in lines[0]
+    (run_dir / "checkpoint" / "state.pt").unlink()  # a run that never reached a checkpoint starts over
+    with pytest.raises(AssertionError, match="work started"):
+        cli.main(["train", "--out", str(run_dir), "--steps", "2"])
     lens = make("tuned lens", tmp_path / "lens")
     code, lines = run(["lens", "train", "--out", str(lens)], capsys)
     assert code == 2 and len(lines) == 1 and "holds a trained lens" in lines[0]

@@ -24,8 +24,9 @@ from ..training.config import TrainConfig
 from .outdir import artifact_at, check_out
 
 _HELP = {
-    "out": "output directory (model/, checkpoint/, log.jsonl, metrics.json); a training run there is continued "
-           "with --resume and refused without it; any other artifact (a capture store, a lens, ...) is refused",
+    "out": "output directory (model/, checkpoint/, log.jsonl, metrics.json); a training run there that reached a "
+           "checkpoint or its model is continued with --resume and refused without it (one that did not starts "
+           "over); any other artifact (a capture store, a lens, ...) is refused",
     "dataset": "'synthetic' or a local GSM8k-Aug style file/directory (json, jsonl, parquet, csv)",
     "base": "'tiny-gpt2' (built from scratch with the word tokenizer) or a local HF model directory",
     "steps": "optimizer steps (reproducible); use --minutes for a wall-clock budget instead",
@@ -75,8 +76,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def check_run_dir(out: str | Path | None, resume: bool) -> None:
-    """Refuse an `--out` holding another artifact, or a training run without `--resume` (before any work)."""
-    if check_out(out, "train") is not None and artifact_at(out) == "training run" and not resume:
+    """Refuse an `--out` holding another artifact, or without `--resume` a training run with something to lose
+    (a checkpoint or the model), before any work.
+    """
+    path = check_out(out, "train")
+    if path is None or resume or artifact_at(path) != "training run":
+        return
+    from ..training.trainer import CHECKPOINT  # here: the parser stays torch-free
+
+    if (path / CHECKPOINT).is_file() or (path / "model").is_dir():
         raise ValueError(f"--out {out} holds a training run; continue it with --resume or choose another directory")
 
 
