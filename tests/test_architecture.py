@@ -213,3 +213,16 @@ def test_the_root_names_point_at_their_homes():
 
     assert (nnsight_codi.load_model, nnsight_codi.run_loop, nnsight_codi.run_branches, nnsight_codi.Branch) == \
         (load_model, run_loop, run_branches, Branch)
+
+
+def test_a_deprecation_warning_from_the_project_fails_the_tests():
+    import warnings
+
+    import pytest
+
+    for module in ("nnsight_codi.tracing.loop", "analyses.steering", "runs.lens_study"):
+        with pytest.raises(DeprecationWarning):
+            warnings.warn_explicit("old path", DeprecationWarning, f"{module.replace('.', '/')}.py", 1, module=module)
+    with warnings.catch_warnings(record=True) as caught:  # keeps the filters: another library's is only reported
+        warnings.warn_explicit("old path", DeprecationWarning, "somelib/x.py", 1, module="somelib.x")
+    assert [str(w.message) for w in caught] == ["old path"]
