@@ -2,7 +2,7 @@
 
 `run_capture` is what `nnsight-codi capture` runs: it validates everything (variables, layers,
 dataset, output path) before any model work, then streams batch by batch through the one
-latent loop (`hooks.run_loop` with a `Capture` hook) into a `StoreWriter`. Killed at any point
+latent loop (`loop.run_loop` with a `Capture` hook) into a `StoreWriter`. Killed at any point
 and started again with the same configuration, it resumes where it stopped.
 
 A plain HF LM is captured the same way with `positions` (from the prompt's end) as its steps:

@@ -9,7 +9,7 @@ A condition is the one `Condition` type (`interventions.conditions`) in one of i
 (`direct`, `cot`, `single`, `continuous`). `Steering` is an `AddVector` (`interventions.steering`, the one hidden-state steering hook;
 sites `layer{l}`), so the same object steers a plain LM's
 `generate` (`cot.generation.generate_ids`, one step per forward) and the CODI latent loop
-(`hooks.run_loop`). Layer l follows the store convention: 0 = embedding output, l = block l-1's
+(`tracing.loop.run_loop`). Layer l follows the store convention: 0 = embedding output, l = block l-1's
 output. Each edit appends a `("steered", step, n_positions)` record, so runs can count edits.
 
 Example:

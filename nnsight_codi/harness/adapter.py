@@ -94,7 +94,7 @@ def _optional_int(value: Any) -> int | None:
 
 @register_model("nnsight-codi")
 class NnsightCodiLM(TemplateLM):
-    """lm-eval model over `nnsight_codi.models.load_model` (CODI or plain HF LM)."""
+    """lm-eval model over `nnsight_codi.loading.load_model` (CODI or plain HF LM)."""
 
     backend = "causal"
 

@@ -1,6 +1,6 @@
 """Steering hooks: add a vector to the residual stream, or a difference to the KV cache.
 
-Both are `StepHook`s of the one latent loop (`tracing.hooks.run_loop`), so they compose with each
+Both are `StepHook`s of the one latent loop (`tracing.loop.run_loop`), so they compose with each
 other, with the patching hooks and with `Capture` in one run.
 
 Example:

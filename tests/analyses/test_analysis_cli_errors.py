@@ -26,3 +26,5 @@ def test_missing_input_is_one_line(name, tmp_path, capsys):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"analyses.{name}: error: "), captured.err
     assert str(tmp_path / "missing") in lines[0] and "Traceback" not in captured.err
+    if name == "lens_study":  # neither a study directory nor a store
+        assert "neither" in lines[0]

@@ -13,6 +13,7 @@ from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.capture import Capture
 from nnsight_codi.tracing.loop import run_loop
+from nnsight_codi.tracing.session import plain_lm_model, run_latent_session
 
 
 @pytest.fixture(scope="module", params=["tiny", "llama"])
@@ -71,12 +72,16 @@ def test_traced_capture_equals_oracle(codi, prompts):
 
 
 def test_session_equals_oracle(codi, prompts):
+    """The one check that the session (one trace per LM call: the NDIF shape), serialised or not, answers and
+    captures as the driver does."""
     hook = Capture(["hidden", "latent_input"], range(codi.num_layers + 1), codi.num_latents)
     with torch.inference_mode():
         tokens, records = run_loop(codi, prompts, [hook], max_new_tokens=8, remote="local")
+        unserialised, none = run_latent_session(plain_lm_model(codi), codi.prj._module, codi.codi_config, prompts,
+                                                max_new_tokens=8)
         with as_oracle(codi):
             old_tokens, old = run_loop(codi, prompts, [hook], max_new_tokens=8)
-    assert torch.equal(tokens, old_tokens)
+    assert torch.equal(tokens, old_tokens) and torch.equal(unserialised, old_tokens) and none == []
     assert len(records) == len(old)
     for (name, step, a), (_, _, b) in zip(records, old):
         assert torch.equal(a, b), (name, step)

@@ -1,5 +1,5 @@
-"""The latent loop: batched == one-at-a-time, session (remote="local") == traced driver, K=0,
-the step convention, and in-trace edits."""
+"""The latent loop: batched == one-at-a-time, K=0, the step convention, and in-trace edits (session ==
+driver, serialised or not, is tests/perf/test_loop_parity.py's `test_session_equals_oracle`)."""
 
 from __future__ import annotations
 
@@ -53,16 +53,6 @@ def test_hidden_states_batched_equal_single_in_trace(codi):
     for row, question in enumerate(QUESTIONS):
         # float32 batched vs single matmuls differ by ~1e-6; three latent iterations amplify it.
         torch.testing.assert_close(batched[row], trace_hidden([question])[0], atol=1e-4, rtol=1e-4)
-
-
-@pytest.mark.parametrize("remote", [None, "local"])
-def test_session_executor_equals_driver(codi, remote):
-    prompts = codi.encode(QUESTIONS)
-    driver = codi.latent_generate(prompts, max_new_tokens=5)
-    session, records = run_latent_session(plain_lm_model(codi), codi.prj._module, codi.codi_config, prompts,
-                                          max_new_tokens=5, remote=remote)
-    assert records == []
-    assert session.tolist() == driver.tolist()
 
 
 def test_session_step_fn_sees_and_edits_hidden_states(codi):
