@@ -49,12 +49,25 @@ def release_state(family: str = "gpt2", rank: int = 4, seed: int = 0, pj_in: boo
         parts["pj_in"] = linear.eval()
     if pj_out:
         torch.manual_seed(seed + 13)
-        u, v = torch.randn(BASE_VOCAB, 8) * 0.3, torch.randn(8, BASE_VOCAB + 3) * 0.3
+        rank = BASE_VOCAB // 4  # SIM-CoT's LowRankProjector: [decoder vocab, V/4] @ [V/4, CODI vocab before resizing]
+        u, v = torch.randn(BASE_VOCAB, rank) * 0.3, torch.randn(rank, BASE_VOCAB) * 0.3
         state["pj_out.U"], state["pj_out.V"] = u, v
         parts["pj_out"] = (u, v)
     parts["state"] = state
     parts["scale"] = 32.0 / rank
+    parts["digest"] = state_digest(state)
     return parts
+
+
+def state_digest(state: dict) -> str:
+    """sha256 of every tensor (keys sorted, float64 bytes): ties recorded token ids to these exact weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(state):
+        h.update(key.encode())
+        h.update(state[key].detach().to(torch.float64).contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def write_release(directory: Path, state: dict, layout: str, shards: int = 3) -> Path:
