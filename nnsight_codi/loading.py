@@ -39,6 +39,7 @@ from .models.checkpoint import (
     read_state_dict,
     reference_codi_config,
 )
+from .models.coconut import find_coconut_checkpoint, load_coconut_parts
 from .models.config import CodiConfig, CodiFormatError
 from .models.converted import is_converted_dir, load_projection
 from .models.devices import resolve_device, resolve_dtype
@@ -49,6 +50,7 @@ from .models.registry import CheckpointEntry, lookup
 from .models.simcot import simcot_entry
 from .models.sources import (
     SHIPPED_INSTRUCT,
+    SHIPPED_LATENT,
     TINY_MODEL_DIR,
     check_model_source,
     looks_like_path,
@@ -76,7 +78,7 @@ def load_converted(directory: str | Path, device: str | torch.device | None = "c
 
     directory = Path(directory)
     config = CodiConfig.load(directory)
-    prj = load_projection(directory)
+    prj: torch.nn.Module = load_projection(directory) if config.use_prj else torch.nn.Identity()
     device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
     try:
         # with output_loading_info, (model, info); transformers' stub says model only
@@ -92,10 +94,9 @@ def load_converted(directory: str | Path, device: str | torch.device | None = "c
                               f"config.json has tie_word_embeddings={base_ties_embeddings(lm.config)}")
     check_head(lm, bool(tied), directory)
     _check_special_ids(config, lm.config.vocab_size, directory)
-    if lm.config.hidden_size != prj[1].in_features:
-        raise CodiFormatError(
-            f"{directory}: projection expects width {prj[1].in_features}, LM hidden size is {lm.config.hidden_size}"
-        )
+    width = prj[1].in_features if isinstance(prj, torch.nn.Sequential) else lm.config.hidden_size
+    if lm.config.hidden_size != width:
+        raise CodiFormatError(f"{directory}: projection expects width {width}, LM hidden size is {lm.config.hidden_size}")
     tokenizer.padding_side = "left"
     lm = lm.to(device).eval()
     return CodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj,
@@ -115,7 +116,7 @@ def _check_loading_info(info: dict, where: Any) -> None:
 
 
 def _check_special_ids(config: CodiConfig, vocab_size: int, where: Any) -> None:
-    for name in ("pad_id", "bot_id", "eot_id", "eos_id"):
+    for name in ("pad_id", "bot_id", "eot_id", "eos_id", "latent_id"):
         value = getattr(config, name)
         if value is not None and value >= vocab_size:
             raise CodiFormatError(f"{where}: {name}={value} is outside the vocabulary (size {vocab_size})")
@@ -166,6 +167,12 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
     resolve_dtype(dtype)
     interventions = lora_mode == "interventions"
     load_checkpoint = load_lora_interventions if interventions else load_reference_checkpoint
+    if spec_str in SHIPPED_LATENT and spec_str != "tiny":  # the other shipped latent-reasoning models (tiny-coconut)
+        if interventions or numerics == "reference":
+            raise ValueError(f"the shipped {spec_str} is a merged model: lora_mode/numerics do not apply")
+        if not is_converted_dir(SHIPPED_LATENT[spec_str]):
+            raise FileNotFoundError(f"the shipped model {spec_str} is missing at {SHIPPED_LATENT[spec_str]}")
+        return load_converted(SHIPPED_LATENT[spec_str], device, dtype, ndif_repo_id)
     if spec_str == "tiny":
         if interventions:
             raise ValueError("the shipped tiny model is a merged (converted) model: lora_mode='interventions' "
@@ -187,6 +194,16 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
                 raise ValueError(f"{path} is a converted (merged) CODI directory: lora_mode='interventions' needs "
                                  "the reference checkpoint with its LoRA tensors")
             return load_converted(path, device, dtype, ndif_repo_id)
+        coconut = find_coconut_checkpoint(path)
+        if coconut is not None:
+            if interventions or numerics == "reference":
+                raise ValueError(f"{coconut} is a Coconut checkpoint (a full LM, no LoRA): lora_mode='interventions' "
+                                 "and numerics='reference' are for CODI checkpoints")
+            if base is not None:
+                check_model_source(base, "base")
+            return with_hub_errors(lambda: load_coconut_checkpoint(coconut, base=base, device=device, dtype=dtype,
+                                                                    num_latents=kwargs.get("num_latents"),
+                                                                    ndif_repo_id=ndif_repo_id), f"base model {base}")
         ckpt = find_checkpoint_file(path)
         if ckpt is not None:
             if base is not None:
@@ -206,6 +223,11 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
         if base is not None:
             check_model_source(base, "base")
         ckpt = download_checkpoint(entry)
+        if entry.extra.get("latent_family") == "coconut":
+            return with_hub_errors(lambda: load_coconut_checkpoint(
+                ckpt, base=base or entry.base, device=device, dtype=dtype,
+                num_latents=kwargs.get("num_latents", entry.num_latents), source=entry.repo_id,
+                ndif_repo_id=ndif_repo_id), f"base model {base or entry.base}")
         return with_hub_errors(lambda: load_checkpoint(ckpt, base=base or entry.base, entry=entry, device=device,
                                                         dtype=dtype, **kwargs), f"base model {base or entry.base}")
     if looks_like_path(spec_str):
@@ -280,6 +302,18 @@ def load_reference_checkpoint(file: str | Path, base: str | Path | None = None, 
     lm = lm.to(resolve_device(device))  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
     return CodiModel(lm, tokenizer=tokenizer, task="text-generation", codi_config=config, prj=prj,
                      ndif_repo_id=ndif_repo_id)
+
+
+def load_coconut_checkpoint(file: str | Path, base: str | Path | None = None, device: Any = "cpu",
+                            dtype: Any = "float32", num_latents: int | None = None, source: str | None = None,
+                            ndif_repo_id: str | None = None) -> CodiModel:
+    """A Coconut checkpoint (its own training output, or SIM-CoT's release) as a ready `CodiModel` of the
+    coconut family (`models.coconut`: validated key by key; tokenizer = base + the three latent tokens).
+    """
+    parts = load_coconut_parts(file, base, num_latents, resolve_dtype(dtype), source)
+    lm = parts.lm.to(resolve_device(device))
+    return CodiModel(lm, tokenizer=parts.tokenizer, task="text-generation", codi_config=parts.config,
+                     prj=torch.nn.Identity(), ndif_repo_id=ndif_repo_id)
 
 
 def load_lora_interventions(file: str | Path, base: str | Path | None, entry: CheckpointEntry | None = None,

@@ -45,6 +45,10 @@ class CodiConfig:
         use_prj: feed `prj(h)` back (True) or `h` itself (False).
         eos_id: id that ends decoding (the tokenizer's eos); `None` to decode to the length limit.
         family: architecture family, "gpt2" or "llama" (informational; the HF config decides).
+        latent_family: the latent-reasoning family whose loop rules apply (`models.family`: "codi",
+            "coconut"); a `codi.json` without it is CODI.
+        latent_id: the id of the token a family's input holds at latent positions (Coconut's
+            `<|latent|>`), if it has one; the pause control's default constant input.
         source, revision, base: provenance of the checkpoint this directory was converted from.
     """
 
@@ -57,6 +61,8 @@ class CodiConfig:
     use_prj: bool = True
     eos_id: int | None = None
     family: str = "gpt2"
+    latent_family: str = "codi"
+    latent_id: int | None = None
     source: str | None = None
     revision: str | None = None
     base: str | None = None
@@ -70,6 +76,13 @@ class CodiConfig:
                 raise CodiFormatError(f"codi config: {name} must be a non-negative int, got {value!r}")
         if self.bot_id == self.eot_id:
             raise CodiFormatError("codi config: bot_id and eot_id must differ")
+        if self.latent_id is not None and (not isinstance(self.latent_id, int) or self.latent_id < 0):
+            raise CodiFormatError(f"codi config: latent_id must be a non-negative int, got {self.latent_id!r}")
+        from .family import known_families
+
+        if self.latent_family not in known_families():
+            raise CodiFormatError(f"codi config: unknown latent_family {self.latent_family!r} "
+                                  f"(known: {', '.join(known_families())})")
         if not isinstance(self.num_latents, int) or self.num_latents < 0:
             raise CodiFormatError(f"codi config: num_latents must be an int >= 0, got {self.num_latents!r}")
 

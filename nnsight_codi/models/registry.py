@@ -75,3 +75,9 @@ register_checkpoint(CheckpointEntry(
     added_tokens=("<|bocot|>", "<|eocot|>"),
     notes="Answer-only variant (Cywinski et al.): bot/eot are added tokens <|bocot|>/<|eocot|>.",
 ))
+register_checkpoint(CheckpointEntry(
+    repo_id="internlm/SIM_COT-GPT2-Coconut", base="openai-community/gpt2", family="gpt2", filenames=("checkpoint_28",),
+    num_latents=6, extra={"latent_family": "coconut"},
+    notes="SIM-CoT's Coconut-loop GPT-2 (a Coconut wrapper state dict + step decoder; 0-byte config.json, no "
+          "tokenizer): run as plain Coconut (its step decoder is SIM-CoT's lens).",
+))

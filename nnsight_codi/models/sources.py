@@ -15,7 +15,10 @@ from .registry import lookup
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 TINY_MODEL_DIR = ASSETS_DIR / "tiny-codi"
+TINY_COCONUT_DIR = ASSETS_DIR / "tiny-coconut"
 TINY_INSTRUCT_DIR = ASSETS_DIR / "tiny-instruct"
+SHIPPED_LATENT = {"tiny": TINY_MODEL_DIR, "tiny-codi": TINY_MODEL_DIR, "tiny-coconut": TINY_COCONUT_DIR}
+"""The shipped tiny latent-reasoning models by name, one per family (`tiny` is the tiny CODI)."""
 SHIPPED_INSTRUCT = {"tiny-instruct": TINY_INSTRUCT_DIR,  # v3, the one the studies and the demo use
                     "tiny-instruct-v2": ASSETS_DIR / "tiny-instruct-v2",
                     "tiny-instruct-v1": ASSETS_DIR / "tiny-instruct-v1"}
@@ -29,8 +32,8 @@ def shipped_name(path: str | Path) -> str | None:
     ('tiny-instruct', 'tiny', None)
     """
     where = Path(path).resolve()
-    return next((name for name, d in {"tiny": TINY_MODEL_DIR, **SHIPPED_INSTRUCT}.items() if d.resolve() == where),
-                None)
+    return next((name for name, d in {"tiny": TINY_MODEL_DIR, "tiny-coconut": TINY_COCONUT_DIR,
+                                      **SHIPPED_INSTRUCT}.items() if d.resolve() == where), None)
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

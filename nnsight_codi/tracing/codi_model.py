@@ -34,6 +34,7 @@ from nnsight.intervention.envoy import traceable
 from torch import Tensor, nn
 
 from ..models.config import CodiConfig
+from ..models.family import Feedback, LatentFamily, family
 from ..models.kv_cache import cache_kwargs, output_cache
 from .batching import left_pad
 from .loop import DirectExecutor, LatentLoopState, LoopSnapshot, Masking, decode_answers, step_names
@@ -104,7 +105,10 @@ def lean_call_kwargs(lm: nn.Module) -> dict:
 
 @dataclass(frozen=True)
 class PromptBatch:
-    """Left-padded CODI prompts: `input_ids` and `attention_mask`, `Long[Tensor, "batch seq"]`.
+    """Left-padded prompts: `input_ids` and `attention_mask`, `Long[Tensor, "batch seq"]`, and the run's
+    condition on the latent loop, if any: `feedback` (pause, soft: `models.family.Feedback`) and
+    `row_latents` (`Long[Tensor, "batch"]`, each row's own number of latents). Every executor builds its
+    loop state from this object, so a condition reaches all of them (`with_condition`).
 
     A single object (not tensors) so nnsight hands it to the driver untouched instead of
     re-collating it as a text batch.
@@ -112,6 +116,14 @@ class PromptBatch:
 
     input_ids: Tensor
     attention_mask: Tensor
+    feedback: Feedback | None = None
+    row_latents: Tensor | None = None
+
+    def with_condition(self, feedback: Feedback | None = None, row_latents: Tensor | None = None) -> PromptBatch:
+        """The same prompts under a latent-loop condition (None keeps the current value)."""
+        return PromptBatch(self.input_ids, self.attention_mask,
+                           self.feedback if feedback is None else feedback,
+                           self.row_latents if row_latents is None else row_latents.to(self.input_ids.device))
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -188,11 +200,50 @@ class CodiModel(TransformersModel):
     def step_names(self, num_latents: int | None = None) -> list[str]:
         return step_names(self.num_latents if num_latents is None else num_latents)
 
+    # -- the latent-reasoning family ------------------------------------------------
+    @property
+    def latent_family(self) -> str:
+        """The family whose loop rules this model runs (`models.family`: "codi", "coconut", …)."""
+        return self.codi_config.latent_family
+
+    @property
+    def family_rules(self) -> LatentFamily:
+        """The `LatentFamily` of this model."""
+        return family(self.codi_config.latent_family)
+
+    def pause_vector(self) -> Tensor:
+        """The pause control's constant input `Float[Tensor, "dim"]`: the input embedding of the family's
+        pause token (Coconut: `<|latent|>`; CODI: `bot`).
+        """
+        token = getattr(self.codi_config, self.family_rules.pause_token)
+        if token is None:
+            token = self.codi_config.bot_id
+        weight = self._module.get_input_embeddings().weight
+        return weight[int(token)].detach().clone()
+
+    def pause_feedback(self) -> Feedback:
+        """The pause condition of this model (`Feedback.pause(self.pause_vector())`)."""
+        return Feedback.pause(self.pause_vector())
+
+    def condition_feedback(self, name: str | None) -> Feedback | None:
+        """A named latent-input condition: None / "latent" (the family's own), "pause", "soft"."""
+        if name in (None, "", "latent"):
+            return None
+        if name == "pause":
+            return self.pause_feedback()
+        if name == "soft":
+            return Feedback.soft()
+        raise ValueError(f"unknown feedback condition {name!r}: use latent, pause or soft")
+
     # -- prompts ----------------------------------------------------------------
     def prompt_ids(self, question: str) -> list[int]:
-        """Token ids the model sees for one question: `[q (+suffix)] (+eos) bot` (codi.md §1)."""
+        """Token ids the model sees for one question: `[q (+suffix)] (+eos) bot` (codi.md §1); Coconut:
+        `[q, newline] <|start-latent|>` (the family's question rules, `models.family`).
+        """
         cfg = self.codi_config
-        text = question.strip().replace("  ", " ") + cfg.prompt_suffix
+        rules = self.family_rules
+        text = question.strip().replace("  ", " ") if rules.clean_question else question
+        text = text + rules.question_suffix + cfg.prompt_suffix
         ids = list(self.tokenizer(text)["input_ids"])
         if not cfg.remove_eos:
             if cfg.eos_id is None:
@@ -201,16 +252,20 @@ class CodiModel(TransformersModel):
         ids.append(cfg.bot_id)
         return ids
 
-    def encode(self, questions: Sequence[str]) -> PromptBatch:
-        """Left-padded prompts (ids + attention mask, on the model's device) for `latent_generate`."""
+    def encode(self, questions: Sequence[str], feedback: Feedback | str | None = None) -> PromptBatch:
+        """Left-padded prompts (ids + attention mask, on the model's device) for `latent_generate`,
+        under the latent-input condition `feedback` (a `Feedback`, or a name: `condition_feedback`).
+        """
         if isinstance(questions, str):
             questions = [questions]
         ids, mask = left_pad([self.prompt_ids(q) for q in questions], self.codi_config.pad_id)
-        return PromptBatch(ids.to(self.device), mask.to(self.device))
+        if feedback is None or isinstance(feedback, str):
+            feedback = self.condition_feedback(feedback)
+        return PromptBatch(ids.to(self.device), mask.to(self.device), feedback)
 
     def decode(self, tokens: Tensor) -> list[str]:
-        """Answer texts from `latent_generate`'s token ids (cut at eos)."""
-        return decode_answers(self.tokenizer, tokens, self.codi_config.eos_id)
+        """Answer texts from `latent_generate`'s token ids (cut at eos, by the family's rule)."""
+        return decode_answers(self.tokenizer, tokens, self.codi_config.eos_id, self.family_rules.eos_stops_from)
 
     # -- nnsight batching: a PromptBatch goes to the driver as it is -------------
     def _batch_size(self, *inputs: Any, **kwargs: Any) -> int:
@@ -254,11 +309,18 @@ class CodiModel(TransformersModel):
         return LatentLoopState(
             input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, config=self.codi_config,
             num_latents=k, max_new_tokens=max_new_tokens, masking=masking, sync_every=sync_every,
-            mask_dtype=self.dtype,
+            mask_dtype=self.dtype, feedback=getattr(prompts, "feedback", None),
+            row_latents=getattr(prompts, "row_latents", None),
         )
 
     def _project(self, hidden: Tensor) -> Tensor:
         return self.prj(hidden, hook=True) if self.codi_config.use_prj else hidden
+
+    def _soft_embeddings(self, state: LatentLoopState) -> Tensor | None:
+        """The input embedding matrix, for a run under soft feedback only."""
+        if state.feedback is not None and state.feedback.kind == "soft":
+            return self._module.get_input_embeddings().weight
+        return None
 
     def _step_inputs(self, kwargs: dict) -> dict:
         """Route every step's input embeddings through `step_input`, so occurrence i is step i."""
@@ -302,7 +364,7 @@ class CodiModel(TransformersModel):
             extra["output_attentions"] = True
         with FinalHidden(lm) as final:
             while not state.done and (stop_at is None or state.step < stop_at):
-                kwargs = self._step_inputs(state.call_kwargs(project=self._project))
+                kwargs = self._step_inputs(state.call_kwargs(project=self._project, embeddings=self._soft_embeddings(state)))
                 out = lm(**kwargs, **cache_kwargs(cache), use_cache=True, **extra)
                 cache = output_cache(out)
                 state.observe(final.take(), out.logits[:, -1])
@@ -321,8 +383,8 @@ class CodiModel(TransformersModel):
 
     @torch.inference_mode()
     def answer(self, questions: Sequence[str], num_latents: int | None = None, max_new_tokens: int = 256,
-               masking: Masking = "exact") -> list[str]:
-        """Answer texts for a batch of questions (no tracing)."""
-        tokens = self.latent_generate(self.encode(questions), num_latents=num_latents, max_new_tokens=max_new_tokens,
-                                      masking=masking)
+               masking: Masking = "exact", feedback: Feedback | str | None = None) -> list[str]:
+        """Answer texts for a batch of questions (no tracing), under the latent-input condition `feedback`."""
+        tokens = self.latent_generate(self.encode(questions, feedback), num_latents=num_latents,
+                                      max_new_tokens=max_new_tokens, masking=masking)
         return self.decode(tokens)

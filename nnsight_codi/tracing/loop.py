@@ -10,6 +10,12 @@ index `tracer.iter[i]` in a trace):
 | K+1 (`eot`)     | the eot token (`eot, eos` if not remove_eos)| eot; its logits give answer token 1 |
 | K+1+j (`answer{j}`) | greedy answer token j                   | answer token j         |
 
+The table is CODI's; every latent-reasoning family (`models.family`: CODI, Coconut, …) runs the
+same steps with its own markers (Coconut: question, newline, `<|start-latent|>` at step 0, `<|end-latent|>`
+at K+1), its own latent input (`prj(h)`, `h` itself) and its own decoding rules; a run may replace
+the latent input by a condition's (`Feedback`: the pause control's constant, Soft Thinking's mix).
+Rows may stop their latents early (`row_latents`): their later latent columns are masked.
+
 `LatentLoopState` decides what each call receives (inputs, attention mask, position ids) and
 consumes what it returned (final-normed last hidden state, last logits). The two executors —
 the traced driver `CodiModel.latent_generate` (one nnsight trace over the whole loop) and
@@ -56,6 +62,7 @@ import torch
 from torch import Tensor
 
 from ..models.config import CodiConfig
+from ..models.family import Feedback, LatentFamily, family
 from ..steps import step_name, step_names
 from .batching import extend_mask, next_positions, positions_from_mask, reference_prompt_mask
 from .hooks import Record, StepHook, visit_step
@@ -78,7 +85,8 @@ def check_masking(masking: str) -> Masking:
     if masking not in MASKING_MODES:
         raise ValueError(f"masking must be one of {MASKING_MODES}, got {masking!r}")
     return cast(Masking, masking)
-__all__ = ["LatentLoopState", "LoopSnapshot", "Masking", "MASKING_MODES", "decode_answers", "fork_cache", "greedy_token",
+__all__ = ["LatentLoopState", "LoopSnapshot", "Masking", "MASKING_MODES", "decode_answers", "answer_ids", "soft_input",
+           "fork_cache", "greedy_token",
            "step_name", "step_names", "run_loop", "run_branches", "Branch", "divergence_step"]
 
 
@@ -96,6 +104,10 @@ class LatentLoopState:
         sync_every: read "all rows finished?" on the host only every n-th answer token
             (module docstring); answers do not depend on it.
         mask_dtype: dtype of the 4D prompt mask under reference masking (the model's compute dtype).
+        feedback: the latent input of a condition (`models.family.Feedback`: pause, soft), or None for
+            the family's own (the `project` callable the executor passes, or `h` itself).
+        row_latents: `Long[Tensor, "batch"]`, each row's own number of latents (<= K; exact masking
+            only), or None for K in every row. A row's latent columns past its own count are masked.
     """
 
     input_ids: Int[Tensor, "batch seq"]
@@ -106,9 +118,13 @@ class LatentLoopState:
     masking: Masking = "exact"
     sync_every: int = 1
     mask_dtype: torch.dtype = torch.float32
+    feedback: Feedback | None = None
+    row_latents: Tensor | None = None
     step: int = 0
     mask: Tensor = field(init=False)
+    rules: LatentFamily = field(init=False)
     last_hidden: Tensor | None = field(init=False, default=None)
+    last_logits: Tensor | None = field(init=False, default=None)
     next_tokens: Tensor | None = field(init=False, default=None)
     tokens: list[Tensor] = field(init=False, default_factory=list)
     finished: Tensor = field(init=False)
@@ -127,6 +143,14 @@ class LatentLoopState:
                 f"input_ids {tuple(self.input_ids.shape)} and attention_mask "
                 f"{tuple(self.attention_mask.shape)} differ in shape"
             )
+        if self.row_latents is not None:
+            if self.masking != "exact":
+                raise ValueError("per-row numbers of latents need exact masking")
+            if tuple(self.row_latents.shape) != (self.input_ids.shape[0],):
+                raise ValueError(f"row_latents must have one entry per row, got shape {tuple(self.row_latents.shape)}")
+            if bool((self.row_latents < 0).any()) or bool((self.row_latents > self.num_latents).any()):
+                raise ValueError(f"row_latents must lie in 0..{self.num_latents}")
+        self.rules = family(self.config.latent_family)
         self.mask = self.attention_mask
         device = self.input_ids.device
         self.finished = torch.zeros(self.input_ids.shape[0], dtype=torch.bool, device=device)
@@ -150,11 +174,14 @@ class LatentLoopState:
             return False
         return bool(self.all_finished_at)  # the one host sync
 
-    def call_kwargs(self, project: Callable[[Tensor], Tensor] | None = None) -> dict:
+    def call_kwargs(self, project: Callable[[Tensor], Tensor] | None = None,
+                    embeddings: Tensor | None = None) -> dict:
         """Keyword arguments of the next LM call (without the KV cache).
 
         `project` maps the last final-normed hidden state `Float[Tensor, "batch 1 dim"]` to the
-        next latent input; it is only called on latent steps.
+        next latent input (the family's own feedback; None: the hidden state itself); it is only
+        called on latent steps, and not at all under a condition's `feedback`. `embeddings`
+        (`Float[Tensor, "vocab dim"]`, the input embedding matrix) is what soft feedback mixes.
         """
         if self.step == 0:
             if self.masking == "exact":
@@ -164,9 +191,7 @@ class LatentLoopState:
                 return {"input_ids": self.input_ids, "attention_mask": self.mask}
             return {"input_ids": self.input_ids, "attention_mask": reference_prompt_mask(self.mask, self.mask_dtype)}
         if self.is_latent_step:
-            assert self.last_hidden is not None
-            embeds = project(self.last_hidden) if project is not None else self.last_hidden
-            return self._appended(inputs_embeds=embeds)
+            return self._appended(inputs_embeds=self.latent_input(project, embeddings))
         if self.step == self.eot_step:
             batch = self.input_ids.shape[0]
             eot = [self.config.eot_id] if self.config.remove_eos else [self.config.eot_id, self._eos()]
@@ -175,16 +200,33 @@ class LatentLoopState:
         assert self.next_tokens is not None
         return self._appended(input_ids=self.next_tokens[:, None])
 
+    def latent_input(self, project: Callable[[Tensor], Tensor] | None = None,
+                     embeddings: Tensor | None = None) -> Tensor:
+        """The next latent step's input embeddings `Float[Tensor, "batch 1 dim"]` (see `call_kwargs`)."""
+        hidden = self.last_hidden
+        assert hidden is not None
+        fb = self.feedback
+        if fb is None:
+            return project(hidden) if project is not None else hidden
+        if fb.kind == "constant":
+            vector = fb.vector.to(device=hidden.device, dtype=hidden.dtype)  # pyright: ignore[reportAttributeAccessIssue]
+            return vector.reshape(1, 1, -1).expand(hidden.shape[0], 1, vector.numel())
+        if embeddings is None:
+            raise ValueError("soft feedback needs the input embedding matrix (embeddings=...)")
+        return soft_input(self.last_logits, embeddings, fb.top_k, fb.temperature)[:, None]  # pyright: ignore[reportArgumentType]
+
     def observe(self, last_hidden: Tensor, last_logits: Tensor) -> None:
         """Consume one call's final-normed hidden state `[batch, 1, dim]` and logits `[batch, vocab]`."""
         self._advance_mask()
         self.last_hidden = last_hidden
+        self.last_logits = last_logits
         if self.step >= self.eot_step:
-            nxt = greedy_token(last_logits, self.config.eot_id)
+            nxt = greedy_token(last_logits, self.config.eot_id if self.rules.mask_eot else None)
             eos = self.config.eos_id
             if eos is not None:
                 nxt = torch.where(self.finished, torch.full_like(nxt, eos), nxt)
-                self.finished = self.finished | (nxt == eos)
+                if len(self.tokens) >= self.rules.eos_stops_from:
+                    self.finished = self.finished | (nxt == eos)
             self.tokens.append(nxt)
             if eos is not None:  # on the device: the first answer length at which every row is done
                 first = (self.all_finished_at == 0) & self.finished.all()
@@ -226,6 +268,8 @@ class LatentLoopState:
             k = int(num_latents)
             if k < 0:
                 raise ValueError(f"num_latents must be >= 0, got {k}")
+            if self.row_latents is not None:
+                raise ValueError("cannot change K of a run with per-row numbers of latents")
             if self.step > min(k, self.num_latents) + 1:
                 raise ValueError(f"cannot fork at step {self.step} to {k} latents: step "
                                  f"{min(k, self.num_latents) + 1} already ran as "
@@ -246,17 +290,26 @@ class LatentLoopState:
     def _new_width(self) -> int:
         return 2 if (self.step == self.eot_step and not self.config.remove_eos) else 1
 
+    def _extended(self) -> Tensor:
+        """The running mask with this step's new columns: attended, except a latent column of a row
+        whose own number of latents (`row_latents`) is already reached.
+        """
+        width = self._new_width()
+        if self.row_latents is not None and self.is_latent_step:
+            column = (self.row_latents >= self.step).to(self.mask.dtype)[:, None]
+            return torch.cat([self.mask, column], dim=-1)
+        return extend_mask(self.mask, width)
+
     def _appended(self, **inputs: Tensor) -> dict:
         if self.masking == "reference":
             return inputs
-        width = self._new_width()
-        inputs["attention_mask"] = extend_mask(self.mask, width)
-        inputs["position_ids"] = next_positions(self.mask, width)
+        inputs["attention_mask"] = self._extended()
+        inputs["position_ids"] = next_positions(self.mask, self._new_width())
         return inputs
 
     def _advance_mask(self) -> None:
         if self.step > 0:
-            self.mask = extend_mask(self.mask, self._new_width())
+            self.mask = self._extended()
 
 
 #: cache layer kinds whose `update` concatenates (never writes into the tensors it already holds)
@@ -315,28 +368,55 @@ class LoopSnapshot:
         return LoopSnapshot(self.state.fork(num_latents, max_new_tokens), fork_cache(self.cache))
 
 
-def greedy_token(last_logits: Float[Tensor, "batch vocab"], eot_id: int) -> Int[Tensor, " batch"]:
+def greedy_token(last_logits: Float[Tensor, "batch vocab"], eot_id: int | None) -> Int[Tensor, " batch"]:
     """Greedy next token `Long[Tensor, "batch"]` from `Float[Tensor, "batch vocab"]` logits, eot masked
-    (the reference masks only eot). Reads the logits in their own dtype: no full-vocabulary float copy.
+    (CODI's reference masks only eot; `eot_id=None` masks nothing, as Coconut's). Reads the logits in
+    their own dtype: no full-vocabulary float copy.
 
-    >>> greedy_token(torch.tensor([[0.0, 3.0, 1.0]]), eot_id=1).tolist()
-    [2]
+    >>> greedy_token(torch.tensor([[0.0, 3.0, 1.0]]), eot_id=1).tolist(), greedy_token(torch.tensor([[0.0, 3.0]]), None).tolist()
+    ([2], [1])
     """
-    if eot_id < last_logits.shape[-1]:
+    if eot_id is not None and eot_id < last_logits.shape[-1]:
         logits = last_logits.index_fill(-1, torch.tensor([eot_id], device=last_logits.device), float("-inf"))
     else:
         logits = last_logits
     return logits.argmax(-1)
 
 
-def decode_answers(tokenizer, tokens: Int[Tensor, "batch new"], eos_id: int | None) -> list[str]:
-    """Decode generated ids row by row, stopping before the first eos (special tokens skipped)."""
-    texts = []
-    for row in tokens.tolist():
-        if eos_id is not None and eos_id in row:
-            row = row[: row.index(eos_id)]
-        texts.append(tokenizer.decode(row, skip_special_tokens=True))
-    return texts
+def soft_input(logits: Float[Tensor, "batch vocab"], embeddings: Float[Tensor, "vocab dim"], top_k: int,
+               temperature: float = 1.0) -> Float[Tensor, "batch dim"]:
+    """Soft Thinking's latent input: the softmax (over the top-`top_k` logits, at `temperature`) weighted
+    sum of those tokens' input embeddings.
+
+    >>> e = torch.eye(3)
+    >>> soft_input(torch.tensor([[0.0, 0.0, -50.0]]), e, top_k=2).tolist()
+    [[0.5, 0.5, 0.0]]
+    """
+    values, ids = logits.float().topk(top_k, dim=-1)
+    weights = torch.softmax(values / temperature, dim=-1)
+    return torch.einsum("bk,bkd->bd", weights.to(embeddings.dtype), embeddings[ids])
+
+
+def answer_ids(row: list[int], eos_id: int | None, stops_from: int = 0) -> list[int]:
+    """One row of answer ids cut before its first eos at index >= `stops_from` (the family's rule).
+
+    >>> answer_ids([5, 1, 7], eos_id=1), answer_ids([1, 5, 1, 7], eos_id=1, stops_from=1)
+    ([5], [1, 5])
+    """
+    if eos_id is None:
+        return list(row)
+    for i, token in enumerate(row):
+        if token == eos_id and i >= stops_from:
+            return list(row[:i])
+    return list(row)
+
+
+def decode_answers(tokenizer, tokens: Int[Tensor, "batch new"], eos_id: int | None, stops_from: int = 0) -> list[str]:
+    """Decode generated ids row by row, stopping before the first eos (at index >= `stops_from`;
+    special tokens skipped).
+    """
+    return [tokenizer.decode(answer_ids(row, eos_id, stops_from), skip_special_tokens=True)
+            for row in tokens.tolist()]
 
 
 # -- the runner: one run of the loop with step hooks, on the executor the model picks -----------------

@@ -220,6 +220,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
         input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, config=config,
         num_latents=config.num_latents if num_latents is None else int(num_latents),
         max_new_tokens=max_new_tokens, masking=masking, mask_dtype=_compute_dtype(model, adapter),
+        feedback=getattr(prompts, "feedback", None), row_latents=getattr(prompts, "row_latents", None),
     )
     # A CODI checkpoint run as base LM + interventions (tracing/lora.py): its adapter is a
     # local of this session, so its tensors travel once per session; each call gets a second invoke.
