@@ -279,6 +279,50 @@ def load_simcot(spec: str | Path, base: str | None = None, device: Any = "cpu", 
     return codi
 
 
+def load_soft_thinking(spec: str | Path, num_latents: int = 8, top_k: int = 10, temperature: float = 1.0,
+                       cold_entropy: float | None = None, cold_patience: int = 1,
+                       markers: tuple[str, str] | None = None, device: Any = "cpu", dtype: Any = "float32"):
+    """An instruct LM (`tiny-instruct`, a hub id, a local HF directory) run under Soft Thinking: a
+    `tracing.soft_thinking.SoftThinkingModel` (family `soft_thinking`).
+
+    `markers` are the thinking's opening and closing tokens (each one token of the tokenizer); by default the
+    first pair of `models.soft_thinking.MARKERS` the tokenizer has. `cold_entropy` (nats) and `cold_patience`
+    set the cold stop (None: every row thinks K steps). Errors (not an instruct model, markers missing) are one line.
+    """
+    from torch import nn
+
+    from .models.soft_thinking import MARKERS, SoftThinking
+    from .tracing.soft_thinking import SoftThinkingModel
+
+    soft = SoftThinking(top_k=top_k, temperature=temperature, cold_entropy=cold_entropy, cold_patience=cold_patience)
+    if num_latents < 0:
+        raise ValueError(f"num_latents must be >= 0, got {num_latents}")
+    plain = load_model(spec, device=device, dtype=dtype)
+    if isinstance(plain, CodiModel):
+        raise ValueError(f"{spec} is a latent-reasoning (CODI-family) model; Soft Thinking runs a plain instruct LM")
+    tokenizer = plain.tokenizer
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"{spec}: the tokenizer has no chat template (Soft Thinking needs an instruct model)")
+    vocab = tokenizer.get_vocab()
+    pairs = [markers] if markers is not None else list(MARKERS)
+    found = next((p for p in pairs if all(m in vocab for m in p)), None)
+    if found is None:
+        raise ValueError(f"{spec}: the tokenizer has none of the thinking markers {pairs}; pass markers=(open, close) "
+                         "naming two of its tokens")
+    bot, eot = (int(vocab[m]) for m in found)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{spec}: the tokenizer has no eos token")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    config = CodiConfig(pad_id=int(pad), bot_id=bot, eot_id=eot, num_latents=int(num_latents), remove_eos=True,
+                        use_prj=False, eos_id=int(tokenizer.eos_token_id), family="soft_thinking",
+                        latent_family="soft_thinking", source=str(spec),
+                        extra={"markers": list(found), "soft_thinking": {"top_k": top_k, "temperature": temperature,
+                                                                         "cold_entropy": cold_entropy,
+                                                                         "cold_patience": cold_patience}})
+    return SoftThinkingModel(plain._module, tokenizer=tokenizer, task="text-generation", codi_config=config,
+                             prj=nn.Identity(), soft=soft)
+
+
 def load_plain_lm(spec: str | Path, device: str | torch.device | None = "cpu",
                   dtype: str | torch.dtype | None = "float32") -> TransformersModel:
     """A plain HF causal LM as an nnsight `TransformersModel` (hub id or local directory)."""
