@@ -68,6 +68,7 @@ class CaptureConfig:
     synthetic: dict[str, Any] | None = None
     lens_k: int = 10
     lens_path: str | None = None
+    step_tokens: int = 48
 
     def fingerprint(self, codi: CodiModel | TransformersModel) -> dict[str, Any]:
         """The part of the config that defines the store's content (device, batch size, remote do not)."""
@@ -77,6 +78,8 @@ class CaptureConfig:
         if not any(v.startswith(("lens_", "tuned_lens_")) for v in self.variables):
             data.pop("lens_k")  # likewise for stores without lens read-outs
             data.pop("lens_path")
+        if not any(v in ("step_text", "step_ids") for v in self.variables):
+            data.pop("step_tokens")  # likewise for stores without the step-decoder lens
         for volatile in ("device", "remote", "base", "batch_size", "ndif_model", "lora_mode"):
             data.pop(volatile)
         data["variables"] = list(self.variables)
@@ -108,6 +111,9 @@ def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | Transf
 
     variables = with_tuned(parse_variables(list(config.variables)), config.lens_path)  # unknown names fail here
     lens = LensRequest.from_variables(variables, config.lens_k, config.lens_path)
+    from .lens.step_decoder import StepTextRequest
+
+    steps_req = StepTextRequest.from_variables(variables, config.step_tokens)
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
     if config.interventions and interventions is None:
@@ -131,9 +137,17 @@ def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | Transf
         codi.executor(config.remote)  # base + LoRA interventions: check the (hosted) base before any work
     target = _target(codi, config)
     lens.load(codi)
+    if steps_req.active:
+        if target.positions is not None:
+            raise ValueError("step_text / step_ids need a CODI model with a SIM-CoT step decoder (a plain LM has "
+                             "no latent steps)")
+        steps_req.check(codi)
+        target.step_lens = steps_req
     layers = validate_layers(config.layers, target.num_layers)
     k = target.num_latents
     model_vars = [v for v in variables if v in CAPTURABLE or (v == "hidden" and lens.needs_hidden)]
+    if steps_req.active and not model_vars:
+        model_vars = ["latent_input"]  # the Capture hook needs a variable; the step lens records its own sites
     if lens.needs_hidden and "hidden" not in model_vars:
         model_vars.append("hidden")  # the lens reads the recorded residual stream
     hook = Capture(model_vars, layers, k, positions=target.positions)
@@ -167,7 +181,7 @@ def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | Transf
                 "source_token": [t for t, _ in sources], "source_kind": [k for _, k in sources]},
         sizes={"dim": int(lm_config.hidden_size), "position": width, "head": heads, "head_dim": head_dim,
                "block": target.num_layers, "attention_head": int(lm_config.num_attention_heads),
-               "k": int(config.lens_k)},
+               "k": int(config.lens_k), "step_token": int(config.step_tokens)},
         dtype=config.store_dtype, chunk=config.batch_size, pad_id=target.pad_id,
     )
     written = 0
@@ -201,6 +215,7 @@ class _CodiTarget:
     positions = None
     interventions: Callable[..., list] | None = None  # example indices -> hooks (a steered capture)
     batch_indices: np.ndarray | None = None
+    step_lens: Any = None  # lens.step_decoder.StepTextRequest when step_text / step_ids are captured
 
     def __init__(self, codi: CodiModel, config: CaptureConfig) -> None:
         self.model, self.config = codi, config
@@ -227,6 +242,8 @@ class _CodiTarget:
 
     def run(self, prompts, hook: Capture):
         hooks = [*self.interventions(self.batch_indices), hook] if self.interventions else [hook]
+        if self.step_lens is not None:
+            hooks.append(self.step_lens.hook(self.num_latents, self.num_layers))
         tokens, records = run_loop(self.model, prompts, hooks, num_latents=self.num_latents,
                                    max_new_tokens=self.config.max_new_tokens, masking=check_masking(self.config.masking),
                                    remote=self.config.remote, output_attentions=hook.needs_attentions)
@@ -239,6 +256,7 @@ class _PlainTarget:
     num_latents = 0
     interventions: Callable[..., list] | None = None  # never set: a plain LM has no latent loop
     batch_indices: np.ndarray | None = None
+    step_lens: Any = None  # never set: a plain LM has no step decoder
 
     def __init__(self, model: TransformersModel, config: CaptureConfig) -> None:
         self.model, self.config = model, config
@@ -299,6 +317,10 @@ def _capture_batch(target, hook: Capture, questions: list[str], golds: list[floa
         answers, records = target.run(prompts, hook)
     hidden_size = int(target.model._module.config.hidden_size)
     data = assemble(records, hook, prompts.attention_mask, width, hidden_size) if hook.variables else {}
+    if target.step_lens is not None:
+        if "latent_input" not in variables:
+            data.pop("latent_input", None)  # recorded only so that the Capture hook had a variable
+        data.update(target.step_lens.arrays(target.model, records, target.num_latents))
     extra: dict[str, np.ndarray] = {}
     if answers is not None:
         preds = np.array([extract_prediction(t) for t in answers], dtype=np.float64)

@@ -47,6 +47,7 @@ from .models.hub import download_checkpoint
 from .models.lora_checkpoint import base_checks, base_has_weights, split_reference_state_dict
 from .models.projection import projection_from_state_dict
 from .models.registry import CheckpointEntry, lookup
+from .models.simcot import simcot_entry
 from .models.sources import (
     SHIPPED_INSTRUCT,
     SHIPPED_LATENT,
@@ -185,6 +186,8 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
             raise FileNotFoundError(f"the shipped tiny instruct model {spec_str} is missing at {directory}")
         return load_plain_lm(directory, device, dtype)
     path = Path(spec_str).expanduser()
+    if simcot_entry(spec_str) is not None or (path.exists() and is_simcot_release(path)):
+        return load_simcot(spec_str, base=base, device=device, dtype=dtype, lora_mode=lora_mode, **kwargs)
     if path.exists():
         if is_converted_dir(path):
             if interventions:
@@ -238,6 +241,86 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
         raise ValueError(f"{spec_str} is not a known CODI checkpoint: lora_mode='interventions' needs a reference "
                          "CODI checkpoint (a registry hub id or a local pytorch_model.bin / model.safetensors)")
     return with_hub_errors(lambda: load_plain_lm(spec_str, device, dtype), f"model {spec_str}")
+
+
+def is_simcot_release(path: Path) -> bool:
+    """Whether `path` is a SIM-CoT release (a directory of any of its layouts, or one file with `decoder.*` keys)."""
+    from .models.simcot import _keys, is_release_dir
+
+    if path.is_file():
+        return any(k.startswith("decoder.") for k in _keys(path))
+    return is_release_dir(path)
+
+
+def load_simcot(spec: str | Path, base: str | None = None, device: Any = "cpu", dtype: Any = "float32",
+                lora_mode: str = "merged", num_latents: int | None = None, ndif_repo_id: str | None = None,
+                decoder_base: str | None = None, **unused: Any):
+    """A SIM-CoT CODI release (local path in any layout, or a known hub id) as a `CodiModel` whose
+    `step_decoder` attribute is its `models.simcot.StepDecoder`."""
+    from .models.simcot import convert_release, download_release, simcot_entry
+
+    if lora_mode != "merged" or unused.get("reference_numerics"):
+        raise ValueError(f"{spec}: a SIM-CoT release loads merged only (lora_mode='merged', numerics='default')")
+    entry = simcot_entry(str(spec))
+    path = Path(str(spec)).expanduser()
+    if entry is not None and not path.exists():
+        if base is not None:
+            check_model_source(base, "base")
+        path = download_release(entry)
+    release = with_hub_errors(lambda: convert_release(path, base or (entry.base if entry else None), entry,
+                                                      num_latents=num_latents, dtype=resolve_dtype(dtype),
+                                                      decoder_base=decoder_base),
+                              f"base model {base or (entry.base if entry else None)}")
+    target = resolve_device(device)
+    lm = release.lm.to(target)  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
+    codi = CodiModel(lm, tokenizer=release.tokenizer, task="text-generation", codi_config=release.config,
+                     prj=release.prj, ndif_repo_id=ndif_repo_id)
+    object.__setattr__(codi, "step_decoder", release.decoder.to(target))
+    return codi
+
+
+def load_soft_thinking(spec: str | Path, num_latents: int = 8, top_k: int = 10, temperature: float = 1.0,
+                       cold_entropy: float | None = None, cold_patience: int = 1,
+                       markers: tuple[str, str] | None = None, device: Any = "cpu", dtype: Any = "float32"):
+    """An instruct LM (`tiny-instruct`, a hub id, a local HF directory) run under Soft Thinking: a
+    `tracing.soft_thinking.SoftThinkingModel` (family `soft_thinking`).
+
+    `markers` are the thinking's opening and closing tokens (each one token of the tokenizer); by default the
+    first pair of `models.soft_thinking.MARKERS` the tokenizer has. `cold_entropy` (nats) and `cold_patience`
+    set the cold stop (None: every row thinks K steps). Errors (not an instruct model, markers missing) are one line.
+    """
+    from torch import nn
+
+    from .models.soft_thinking import MARKERS, SoftThinking
+    from .tracing.soft_thinking import SoftThinkingModel
+
+    soft = SoftThinking(top_k=top_k, temperature=temperature, cold_entropy=cold_entropy, cold_patience=cold_patience)
+    if num_latents < 0:
+        raise ValueError(f"num_latents must be >= 0, got {num_latents}")
+    plain = load_model(spec, device=device, dtype=dtype)
+    if isinstance(plain, CodiModel):
+        raise ValueError(f"{spec} is a latent-reasoning (CODI-family) model; Soft Thinking runs a plain instruct LM")
+    tokenizer = plain.tokenizer
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"{spec}: the tokenizer has no chat template (Soft Thinking needs an instruct model)")
+    vocab = tokenizer.get_vocab()
+    pairs = [markers] if markers is not None else list(MARKERS)
+    found = next((p for p in pairs if all(m in vocab for m in p)), None)
+    if found is None:
+        raise ValueError(f"{spec}: the tokenizer has none of the thinking markers {pairs}; pass markers=(open, close) "
+                         "naming two of its tokens")
+    bot, eot = (int(vocab[m]) for m in found)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{spec}: the tokenizer has no eos token")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    config = CodiConfig(pad_id=int(pad), bot_id=bot, eot_id=eot, num_latents=int(num_latents), remove_eos=True,
+                        use_prj=False, eos_id=int(tokenizer.eos_token_id), family="soft_thinking",
+                        latent_family="soft_thinking", source=str(spec),
+                        extra={"markers": list(found), "soft_thinking": {"top_k": top_k, "temperature": temperature,
+                                                                         "cold_entropy": cold_entropy,
+                                                                         "cold_patience": cold_patience}})
+    return SoftThinkingModel(plain._module, tokenizer=tokenizer, task="text-generation", codi_config=config,
+                             prj=nn.Identity(), soft=soft)
 
 
 def load_plain_lm(spec: str | Path, device: str | torch.device | None = "cpu",

@@ -54,6 +54,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--lens-k", type=int, default=10, help="top-k size of lens read-outs (default: 10)")
     p.add_argument("--lens-path", default=None,
                    help="a tuned-lens directory: lens read-outs are also stored through it (tuned_lens_*)")
+    p.add_argument("--step-tokens", type=int, default=48,
+                   help="with --what step_decoder (SIM-CoT releases): tokens decoded per step at most (default: 48)")
     p.add_argument("--attention-detail", choices=["layer", "head"], default=None,
                    help="also store attention per block (attention_layers) or per block and head "
                         "(attention_heads); implies attention")
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         store_dtype=args.store_dtype, model_dtype=args.dtype, device=args.device, base=args.base,
         remote=remote_value(args.remote), positions=args.positions, ndif_model=args.ndif_model,
         synthetic=synthetic_overrides(args) or None, lora_mode=args.lora_mode, lens_k=args.lens_k,
-        lens_path=args.lens_path,
+        lens_path=args.lens_path, step_tokens=args.step_tokens,
     )
     summary = run_capture(args.out, config, progress=not args.json)
     if args.json:

@@ -213,14 +213,20 @@ def convert_reference_checkpoint(file: str | Path, base: str | Path | None, entr
                                  lora_alpha: float | None = None, num_latents: int | None = None,
                                  dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, Any, nn.Module, CodiConfig]:
     """Load a reference checkpoint into `(merged HF LM, tokenizer, prj, CodiConfig)` on CPU."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     if base is None:
         raise CodiFormatError(
             f"{file}: converting a CODI checkpoint needs its base model (--base: hub id or local HF directory "
             "with config and tokenizer); the registry supplies it for known checkpoints"
         )
-    state = read_state_dict(file)
+    return convert_reference_state(read_state_dict(file), file, base, entry, lora_alpha, num_latents, dtype)
+
+
+def convert_reference_state(state: dict[str, Tensor], file: str | Path, base: str | Path, entry: CheckpointEntry | None = None,
+                            lora_alpha: float | None = None, num_latents: int | None = None,
+                            dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, Any, nn.Module, CodiConfig]:
+    """`convert_reference_checkpoint` on a state dict already read (`file` names it in errors and provenance)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     base_config = AutoConfig.from_pretrained(str(base))
     family = family_of(base_config.model_type)
     vocab = int(base_config.vocab_size)

@@ -61,7 +61,8 @@ class VarSpec:
 
     Attributes:
         dims: dimension names, `example` first.
-        kind: "float" (stored in the capture's float dtype), "int32", "float64" or "bool".
+        kind: "float" (stored in the capture's float dtype), "int32", "float64", "bool" or "str"
+            (variable-length text).
         fill: value of positions/examples never written (`None` = the float NaN).
         doc: one line stored in the variable's `description` attribute.
     """
@@ -73,6 +74,8 @@ class VarSpec:
 
     def dtype(self, float_dtype: str) -> str:
         """The numpy dtype this variable is stored with."""
+        if self.kind == "str":
+            return "object"
         return float_dtype if self.kind == "float" else self.kind
 
     def fill_value(self, pad_id: int = -1) -> Any:
@@ -126,6 +129,12 @@ VARIABLES: dict[str, VarSpec] = {
                                "prompt token ids per prompt mode (step), left-aligned, padded with pad_id"),
     "generated_ids": VarSpec(("example", "step", "position"), "int32", "pad",
                              "generated token ids per prompt mode (step), left-aligned, padded with pad_id"),
+    "step_text": VarSpec(("example", "step"), "str", "",
+                         "SIM-CoT step decoder: the text of the reasoning step decoded (greedy) from the vector "
+                         "each step produces (the next latent input; \"\" where none is decoded)"),
+    "step_ids": VarSpec(("example", "step", "step_token"), "int32", -1,
+                        "SIM-CoT step decoder: the token ids of step_text (eos included when written; -1 past "
+                        "the end)"),
     "prompt_length": VarSpec(("example",), "int32", -1,
                              "number of prompt tokens of the example (-1 if not recorded)"),
     "complete": VarSpec(("example",), "bool", False,
@@ -144,7 +153,7 @@ DEFAULT_VARIABLES = ("hidden", "latent_input", "answer_pred", "answer_gold", "co
                      "prompt_ids")
 """What a capture stores when nothing is requested (kv and attention are large/optional)."""
 
-SIZED_DIMS = ("dim", "position", "k", "head", "head_dim", "block", "attention_head")
+SIZED_DIMS = ("dim", "position", "k", "head", "head_dim", "block", "attention_head", "step_token")
 """Dimensions whose size the writer must be told (`example`, `step`, `layer` come from coords)."""
 
 KV_NAMES = ("key", "value")
@@ -154,6 +163,7 @@ KV_NAMES = ("key", "value")
 LENS_GROUPS: dict[str, tuple[str, ...]] = {
     "lens": ("lens_top_ids", "lens_top_probs", "lens_entropy"),
     "tuned_lens": ("tuned_lens_top_ids", "tuned_lens_top_probs", "tuned_lens_entropy"),
+    "step_decoder": ("step_text", "step_ids"),
 }
 """Request names that stand for a lens's read-outs (`--what hidden,lens`)."""
 

@@ -469,6 +469,8 @@ class StoreWriter:
             if inner is not None:
                 encoding[name].update(chunks=inner, shards=self._chunks(name))
         for name in self.all_variables:
+            if VARIABLES[name].kind == "str":  # variable-length UTF-8: no byte compressor
+                encoding[name]["compressors"] = None
             if VARIABLES[name].kind == "int32":
                 encoding[name]["fill_value"] = VARIABLES[name].fill_value(self.pad_id)
         with warnings.catch_warnings():
@@ -699,6 +701,12 @@ def _cast(name: str, spec: Any, x: np.ndarray, float_dtype: str) -> np.ndarray:
         if x.size and (x.min() < np.iinfo(np.int32).min or x.max() > np.iinfo(np.int32).max):
             raise SchemaError(f"write(): {name} values do not fit int32")
         return x.astype(np.int32, copy=False)
+    if kind == "str":
+        if x.dtype.kind not in ("U", "O"):
+            raise SchemaError(f"write(): {name} must be an array of strings, got {x.dtype}")
+        out = np.empty(x.size, dtype=object)
+        out[:] = [str(v) for v in x.ravel()]
+        return out.reshape(x.shape)
     if kind == "bool":
         if x.dtype != bool:
             if np.issubdtype(x.dtype, np.integer) and np.isin(x, (0, 1)).all():

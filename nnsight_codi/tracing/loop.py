@@ -220,6 +220,9 @@ class LatentLoopState:
         self._advance_mask()
         self.last_hidden = last_hidden
         self.last_logits = last_logits
+        rule = getattr(self.feedback, "stop_rule", None)
+        if rule is not None and self.step < self.num_latents:  # a condition's per-row stop (Soft Thinking's cold stop)
+            rule(self, last_logits)
         if self.step >= self.eot_step:
             nxt = greedy_token(last_logits, self.config.eot_id if self.rules.mask_eot else None)
             eos = self.config.eos_id
@@ -233,6 +236,18 @@ class LatentLoopState:
                 self.all_finished_at = torch.where(first, len(self.tokens), self.all_finished_at)
             self.next_tokens = nxt
         self.step += 1
+
+    def stop_rows(self, rows: Tensor) -> None:
+        """End the latents of `rows` (`Bool[Tensor, "batch"]`) after the steps run so far (call it from
+        `observe`, before the step advances): they keep `self.step` latents, their later latent columns are
+        masked (`row_latents`; exact masking only)."""
+        if not bool(rows.any()):
+            return
+        if self.masking != "exact":
+            raise ValueError("per-row stops need exact masking")
+        full = torch.full(rows.shape, self.num_latents, dtype=torch.long, device=rows.device)
+        current = full if self.row_latents is None else self.row_latents
+        self.row_latents = torch.where(rows, torch.clamp(current, max=self.step), current)
 
     def generated(self) -> Int[Tensor, "batch new"]:
         """Answer token ids `Long[Tensor, "batch new"]`; after eos every position holds eos."""

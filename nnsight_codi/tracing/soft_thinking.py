@@ -1,0 +1,48 @@
+"""`SoftThinkingModel`: a plain instruct LM run by the one latent loop under Soft Thinking.
+
+It is a `CodiModel` of the family `soft_thinking` (`models.soft_thinking`): the prompt is the question as one
+user turn through the tokenizer's chat template, then the `bot` marker; latent steps are fed the soft
+input (probability-weighted top-k embeddings) until K or the cold stop; the `eot` marker closes the thinking
+and the answer is decoded greedily. No weights change: there is no projection (`use_prj=False`).
+Build it with `nnsight_codi.loading.load_soft_thinking`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..models.family import Feedback
+from ..models.soft_thinking import SoftThinking
+from .batching import left_pad
+from .codi_model import CodiModel, PromptBatch
+
+
+class SoftThinkingModel(CodiModel):
+    """An instruct LM under Soft Thinking (see the module doc); `soft` is the default condition."""
+
+    def __init__(self, *args: Any, soft: SoftThinking, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        object.__setattr__(self, "soft", soft)
+
+    def prompt_ids(self, question: str) -> list[int]:
+        """`[chat prompt of the question] bot` (the template holds every special token)."""
+        from ..instruct import chat_prompt
+
+        text = chat_prompt(self.tokenizer, question.strip() + self.codi_config.prompt_suffix)
+        return [*self.tokenizer(text, add_special_tokens=False)["input_ids"], self.codi_config.bot_id]
+
+    def condition_feedback(self, name: str | None) -> Feedback | None:
+        """None / "latent" / "soft": this model's Soft Thinking condition; "pause": the constant bot embedding."""
+        if name in (None, "", "latent", "soft"):
+            return self.soft
+        return super().condition_feedback(name)
+
+    def encode(self, questions: Sequence[str], feedback: Feedback | str | None = None) -> PromptBatch:
+        """Left-padded prompts under `feedback` (default: this model's `SoftThinking`)."""
+        if isinstance(questions, str):
+            questions = [questions]
+        ids, mask = left_pad([self.prompt_ids(q) for q in questions], self.codi_config.pad_id)
+        if feedback is None or isinstance(feedback, str):
+            feedback = self.condition_feedback(feedback)
+        return PromptBatch(ids.to(self.device), mask.to(self.device), feedback)
