@@ -1,6 +1,6 @@
 """A study's outputs: `results.json`, `figures/*.png`, `report.md` in one directory.
 
-Every study (DESIGN.md, "Studies") writes the same three things, so the demo can link them:
+Every study (`nnsight_codi.studies`) writes the same three things, so the demo can link them:
 
     out/
       results.json      machine-readable: every figure's numbers, with confidence intervals
