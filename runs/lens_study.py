@@ -144,7 +144,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     result = lens_study.analyse(out, out, probes=config.probes, probe_folds=config.probe_folds, progress=progress)
     result["config"] = {**asdict(config), "seed": seed, "max_new_tokens": budget}
     result["seconds"] = round(time.perf_counter() - start, 1)
-    write_study(out, lens_study, result)
+    write_study(out, lens_study, result, model=codi)
     return result
 
 

@@ -201,7 +201,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
                                       vectors=str(sweep_dir / "vectors.zarr"))
         head_summary = _sweep(config, cfg, head_dir, codi, progress)
     results = steering.analyse(out, out, sweep=summary, config=asdict(config), headroom_sweep=head_summary)
-    write_study(out, steering, results)
+    write_study(out, steering, results, model=codi)
     return results
 
 if __name__ == "__main__":
