@@ -1,7 +1,7 @@
 r"""Lens study: logit lens, tuned lenses, linear probes and latent read-outs on a CODI model.
 
     python runs/lens_study.py --out out/lens_study                       # tiny CODI, about a minute
-    python runs/lens_study.py --limit 1000 --out out/lens_study_1000     # the README measurement
+    python runs/lens_study.py --limit 1000 --out results/lens_1000     # the README measurement
     python runs/lens_study.py --model zen-E/CODI-gpt2 --dataset gsm8k:shipped \
         --tuned-lens out/lens-gpt2 --out out/lens_gpt2
 
