@@ -120,17 +120,19 @@ def provenance(config: Mapping[str, Any] | None = None, model: Any = None) -> di
             "config": config}
 
 
-def write_results(out: str | Path, results: Mapping[str, Any], model: Any = None) -> Path:
+def write_results(out: str | Path, results: Mapping[str, Any], model: Any = None, record: bool = True) -> Path:
     """Write `out/results.json` (NaN as null) with its `provenance` block; return its path.
 
     The block (`provenance(results["config"], model)`) is computed now unless `results` carries one
-    already (a study re-rendered from its old results keeps the provenance of the run that made them).
-    `model` is the loaded model the results came from, for its weights' fingerprint.
+    already (a study re-rendered from its old results keeps the provenance of the run that made them);
+    `record=False` adds none (results re-rendered from before provenance existed: their run is unknown,
+    and today's versions would be wrong). `model` is the loaded model the results came from, for its
+    weights' fingerprint.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
-    if "provenance" not in results:
+    if record and "provenance" not in results:
         results = {**results, "provenance": provenance(results.get("config"), model)}
     path.write_text(json.dumps(_clean(results), indent=2, allow_nan=False) + "\n")
     return path
@@ -216,9 +218,9 @@ def write_study(out: str | Path, study: Any, results: dict[str, Any],
     if headline and hasattr(study, "summary_line"):
         results["summary_line"] = study.summary_line(results)
     results["compared_with_source"] = study.compare_with_source(results)
-    if "provenance" not in results:  # re-rendering results from before provenance existed: unknown, not now's
-        results["provenance"] = provenance(results.get("config"), model) if headline else None
-    write_results(out, results)
+    if headline and "provenance" not in results:  # re-rendered old results keep theirs (or none), not now's
+        results["provenance"] = provenance(results.get("config"), model)
+    write_results(out, results, record=headline)
     return write_report(out, study.TITLE, study.report_sections(results),
                         figures=results.get("figures", []) if figures is None else figures,
                         config=results.get("config"), closing=[comparison_section(results["compared_with_source"])])
