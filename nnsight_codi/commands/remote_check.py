@@ -26,13 +26,12 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .common import add_model_args, remote_value
+from .common import add_model_args, emit_json, remote_value
 
 DEPLOYED_LEVELS = ("HOT", "WARM")
 PROBE_KINDS = ("eval", "capture", "attention", "steer-hidden", "steer-kv", "sweep")
@@ -374,9 +373,7 @@ def run(args: argparse.Namespace) -> int:
                                    COMMAND_PROBES[args.command], env)
     failed = [c for c in checks if not c.ok]
     if args.json:
-        json.dump({"host": host, "model": repo, "ok": not failed, "checks": [asdict(c) for c in checks]},
-                  sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        emit_json({"host": host, "model": repo, "ok": not failed, "checks": [asdict(c) for c in checks]})
     else:
         for check in checks:
             print(check.line())

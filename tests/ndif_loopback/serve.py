@@ -169,17 +169,24 @@ def models() -> dict[str, str]:
     """The model ids the live suite uses: local directories the server loads as they are."""
     return {"tiny-codi": str(REPO / "nnsight_codi" / "assets" / "tiny-codi"),
             "tiny-instruct": str(REPO / "nnsight_codi" / "assets" / "tiny-instruct"),
-            "lora-base": str(RUN_DIR / "lora" / "base")}
+            "lora-base": str(RUN_DIR / "lora" / "hosted-base")}
 
 
 def _make_lora_checkpoint() -> dict:
-    """The GPT-2-shaped base + reference LoRA checkpoint of the test factories (seeded: same every time)."""
+    """The GPT-2-shaped base + reference LoRA checkpoint of the test factories (seeded: same every time), and
+    the base LM as the project's loader builds it from them, saved as a model directory for the server."""
     sys.path.insert(0, str(REPO / "tests"))
     sys.path.insert(0, str(REPO))
     from factories import make_reference_checkpoint
 
+    from nnsight_codi.loading import load_model
+
     ref = make_reference_checkpoint(RUN_DIR / "lora", "gpt2")
-    return {"path": str(ref["path"]), "base_dir": str(ref["base_dir"])}
+    inter = load_model(str(ref["path"]), base=str(ref["base_dir"]), dtype="float32", lora_mode="interventions")
+    hosted = RUN_DIR / "lora" / "hosted-base"
+    inter._module.save_pretrained(hosted)
+    inter.tokenizer.save_pretrained(hosted)
+    return {"path": str(ref["path"]), "base_dir": str(ref["base_dir"]), "hosted_base": str(hosted)}
 
 
 def _deploy(env: Path, environ: dict[str, str], ids: list[str], timeout: float) -> None:
