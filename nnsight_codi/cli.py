@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 
 from .errors import OneLineParser, error_line
 
@@ -41,12 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     from .store.errors import StoreError
 
     try:
-        if args.command != "lm-eval":  # lm-eval checks its own command line
-            from .commands.common import check_minimums
+        with json_on_stdout(args):
+            if args.command != "lm-eval":  # lm-eval checks its own command line
+                from .commands.common import check_minimums
 
-            check_minimums(args)  # count flags in range before any work
-        return int(args.func(args) or 0)
+                check_minimums(args)  # count flags in range before any work
+            return int(args.func(args) or 0)
     except (ValueError, OSError, StoreError) as err:  # user errors (bad path, flag, shape, range, no network)
+        if _hub_id_error(err) and getattr(args, "remote", None) not in (None, "local"):  # a local --ndif-model dir
+            from .tracing.remote import ndif_error
+
+            err = ndif_error(err, getattr(args, "ndif_model", None) or "")
         print(error_line(args.command, err), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -59,6 +66,29 @@ def main(argv: list[str] | None = None) -> int:
 
         print(error_line(args.command, ndif_error(err, getattr(args, "ndif_model", None) or "")), file=sys.stderr)
         return 2
+
+
+@contextmanager
+def json_on_stdout(args: argparse.Namespace) -> Iterator[None]:
+    """With `--json` and a remote run, only the JSON goes to stdout: nnsight's request status lines (which
+    it writes to stdout) and any other print go to stderr."""
+    remote = getattr(args, "remote", None)
+    if not getattr(args, "json", False) or remote in (None, "local"):
+        yield
+        return
+    from .commands.common import JSON_STREAMS
+
+    JSON_STREAMS.append(sys.stdout)
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        JSON_STREAMS.pop()
+
+
+def _hub_id_error(err: BaseException) -> bool:
+    """huggingface_hub's refusal of a repo id that is not `name` or `org/name` (e.g. a local directory)."""
+    return type(err).__name__ == "HFValidationError" or "Repo id must be in the form" in str(err)
 
 
 def _remote_failure(err: BaseException) -> bool:

@@ -125,7 +125,13 @@ def load_codi(args: argparse.Namespace):
     return codi
 
 
+JSON_STREAMS: list[Any] = []
+"""Where `emit_json` writes while a remote command's other output goes to stderr (`cli.json_on_stdout`)."""
+
+
 def emit_json(data: Any) -> None:
     """Print `data` to stdout as indented JSON (non-JSON values as strings)."""
-    json.dump(data, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    out = JSON_STREAMS[-1] if JSON_STREAMS else sys.stdout
+    json.dump(data, out, indent=2, default=str)
+    out.write("\n")
+    out.flush()

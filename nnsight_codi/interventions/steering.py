@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from ..models.kv_cache import cache_part, output_cache
+from ..models.kv_cache import cache_part, served_cache
 from ..steps import resolve_step
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ class KVSteer:
         return ["output"] if step == self.num_latents else []
 
     def visit(self, site: str, value: Any, step: int, sink: list) -> None:
-        cache = output_cache(value)
+        cache = served_cache(value)  # the output's own name: on NDIF, the server's transformers
         blocks = self.blocks if self.blocks is not None else range(self.keys.shape[-3])
         for part, delta, coef in (("keys", self.keys, self.coef_k), ("values", self.values, self.coef_v)):
             if coef == 0.0:

@@ -48,6 +48,25 @@ def output_cache(out: Any, name: str = CACHE_ARG) -> Any:
     return getattr(out, name)
 
 
+def served_cache(out: Any) -> Any:
+    """The KV cache of an LM call's output, by the name *that output* uses (`cache` from transformers
+    5.24, `past_key_values` before): decided where the code runs, from the object itself.
+
+    Hooks that read the cache inside a trace use it: on NDIF they run against the server's output,
+    whose transformers may predate (or postdate) the client's `CACHE_ARG`.
+
+    >>> from types import SimpleNamespace
+    >>> served_cache(SimpleNamespace(past_key_values="old")), served_cache(SimpleNamespace(cache="new"))
+    ('old', 'new')
+    """
+    for name in (CACHE_ARG, "past_key_values" if CACHE_ARG == "cache" else "cache"):
+        value = getattr(out, name, None)
+        if value is not None:
+            return value
+    raise AttributeError(f"{type(out).__name__} carries no KV cache (neither `cache` nor `past_key_values`): "
+                         "call the LM with use_cache=True")
+
+
 def cache_part(cache: Any, block: int, part: str) -> Float[Tensor, "batch head seq head_dim"]:
     """The live `Float[Tensor, "batch head seq head_dim"]` keys (`part="keys"`) or values
     (`"values"`) of block `block`'s cache (a transformers `Cache`, or an nnsight proxy of one);

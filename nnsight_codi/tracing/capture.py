@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..models.kv_cache import cache_part, output_cache
+from ..models.kv_cache import cache_part, served_cache
 from .hooks import Record
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class Capture:
                 if "attention_heads" in self.variables:
                     sink.append(("attention_heads", step, heads.detach().clone()))
             if "kv" in self.variables and step == self.kv_step:
-                cache = output_cache(value)
+                cache = served_cache(value)  # the output's own name: on NDIF, the server's transformers
                 blocks = [l for l in self.layers if l >= 1]
                 kv = torch.stack([torch.stack([cache_part(cache, l - 1, "keys"),
                                                cache_part(cache, l - 1, "values")], 1) for l in blocks], 1)

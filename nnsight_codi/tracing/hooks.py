@@ -31,15 +31,24 @@ if TYPE_CHECKING:
 Record = tuple[str, int, Any]
 
 
-class StepHook(Protocol):
-    """What the runner needs of a hook."""
+if TYPE_CHECKING:
+    class StepHook(Protocol):
+        """What the runner needs of a hook."""
 
-    def sites(self, step: int) -> Iterable[str]:
-        """Sites this hook visits at `step` (`"input"`, `"layer{l}"`, `"output"`)."""
-        ...
+        def sites(self, step: int) -> Iterable[str]:
+            """Sites this hook visits at `step` (`"input"`, `"layer{l}"`, `"output"`)."""
+            ...
 
-    def visit(self, site: str, value: Any, step: int, sink: list[Record]) -> None:
-        """Read or edit `value` in place; append `(name, step, tensor)` records to `sink`."""
+        def visit(self, site: str, value: Any, step: int, sink: list[Record]) -> None:
+            """Read or edit `value` in place; append `(name, step, tensor)` records to `sink`."""
+else:
+    class StepHook:
+        """What the runner needs of a hook: `sites(step)` and `visit(site, value, step, sink)`.
+
+        A `typing.Protocol` for the type checker only. At run time a plain class: functions that name it
+        travel to NDIF by value, and a Protocol subclass would carry the client interpreter's typing
+        internals with it (Python 3.11's `typing._is_callable_members_only` does not exist in 3.12).
+        """
 
 
 def site_order(site: str) -> int:

@@ -84,40 +84,94 @@ def ndif_errors(remote: Any, model_id: str = "") -> Iterator[None]:
         raise ndif_error(err, model_id) from err
 
 
-def ndif_error(err: BaseException, model_id: str = "") -> NdifError:
-    """An `NdifError` for a failed NDIF request: what happened and what to do, one line."""
-    text = " ".join(f"{type(err).__name__}: {err}".split())
-    low = text.lower()
-    if "not whitelisted" in low or "is not allowed" in low:
-        advice = ("NDIF's sandbox refused code in the request (a module or builtin outside its whitelist): "
-                  "`nnsight-codi remote-check --model …` audits the request; report it with that output")
-    elif "no module at" in low or "architecture on this server" in low:
-        advice = ("the server's model has another module tree than yours: install the server's transformers "
-                  "version (`nnsight.ndif` compares environments)")
-    elif "too large" in low or re.search(r"\b413\b", low):
-        advice = ("the request is too large for the server: use a smaller --batch-size (a LoRA adapter travels "
-                  "once per batch) or a bfloat16 host")
-    elif "could not deploy" in low or "error starting model" in low or "no gpu nodes" in low:
-        advice = ("the server could not start the model (a self-hosted NDIF needs a GPU node, a checkpoint "
-                  "its transformers loads, and an nnsight its controller was written for): see the server's "
-                  "log, docs/ndif-self-host.md")
-    elif "not dedicated" in low or "hotswap" in low or "not found" in low or "not hosted" in low \
-            or "no model" in low or "not served" in low:
-        advice = (f"NDIF does not host {model_id or 'this model'} for your key: pick a hosted model "
-                  "(nnsight.status() lists them) or run locally")
-    elif "api key" in low or re.search(r"\b40[13]\b", low) or "unauthori" in low:
-        advice = "NDIF rejected the API key: set NDIF_API_KEY (or `nnsight login`) to a valid key"
-    elif "version" in low or "payload could not be read" in low:
-        advice = ("the nnsight client and the NDIF server disagree on versions: install the nnsight "
-                  "version the server names (pip install -U 'nnsight==X'; `nnsight-codi remote-check` shows both)")
-    elif "timeout" in low or "timed out" in low:
-        advice = ("the NDIF request timed out: use smaller batches (--batch-size) or fewer new tokens; "
-                  "grids resume where they stopped when rerun")
-    elif "connect" in low or "resolve" in low or "network" in low:
-        advice = f"cannot reach NDIF at the configured host: {REMOTE_HINT}"
-    else:
-        advice = REMOTE_HINT
-    return NdifError(f"NDIF run failed ({text[:400]}); {advice}")
+_EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception|Exit|Interrupt|Timeout))\b\s*:?")
+_UNREACHABLE_TYPES = ("ConnectError", "ConnectTimeout", "ConnectionError", "ConnectionRefusedError",
+                      "WebSocketException", "WebSocketConnectionClosedException", "ConnectionClosed",
+                      "gaierror", "NetworkError", "ProxyError")
+_EXECUTION_TYPES = ("AttributeError", "TypeError", "RuntimeError", "KeyError", "IndexError", "ValueError",
+                    "NameError", "AssertionError", "NotImplementedError", "ZeroDivisionError")
+
+
+def exception_line(text: str) -> tuple[str | None, str]:
+    r"""The server's exception: `(its type, the last non-empty line of the text, whole)`.
+
+    NDIF's execution errors carry the server's traceback; the exception itself is its last line.
+
+    >>> exception_line('Traceback (most recent call last):\n  File "/x/versions/3.12/y.py", line 3\n'
+    ...                "AttributeError: 'Out' object has no attribute 'cache'")
+    ('AttributeError', "AttributeError: 'Out' object has no attribute 'cache'")
+    >>> exception_line("Could not deploy this model. No GPU nodes available.")
+    (None, 'Could not deploy this model. No GPU nodes available.')
+    """
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    match = _EXCEPTION_LINE.match(last)
+    return (match.group(1) if match else None), last
+
+
+def _advice(client_type: str, server_type: str | None, last: str, model_id: str) -> str:
+    """What to do, chosen from the exception types and the exception line (never the traceback's text)."""
+    low = last.lower()
+    if client_type in _UNREACHABLE_TYPES or (client_type == "OSError" and "connect" in low):
+        return f"cannot reach NDIF at the configured host: {REMOTE_HINT}"
+    if "repo id must be in the form" in low or "repo_name" in low and "namespace/repo_name" in low:
+        return ("the hosted model must be named by a Hub id (org/name): a local --ndif-model directory works "
+                "only with a self-hosted NDIF that serves that very path and a client that knows it (docs/ndif-self-host.md)")
+    if "payload could not be read" in low or (server_type == "AttributeError" and "can't get attribute" in low):
+        return ("the server could not load the request: its Python or nnsight differs from yours in a way the "
+                "request depends on (`nnsight-codi remote-check` compares them and sends one request of each kind)")
+    if server_type in ("ImportError", "ModuleNotFoundError"):
+        if "whitelist" in low or "not allowed" in low:
+            return ("NDIF's sandbox refused code in the request (a module or builtin outside its whitelist): "
+                    "`nnsight-codi remote-check --model …` audits the request; report it with that output")
+        return "the server lacks a module the request imports: report it with `nnsight-codi remote-check` output"
+    if server_type in ("TimeoutError", "ConnectTimeout") or client_type in ("TimeoutError", "ReadTimeout") \
+            or "timed out" in low or "execution timeout" in low:
+        return ("the NDIF request timed out: use smaller batches (--batch-size) or fewer new tokens; "
+                "grids resume where they stopped when rerun")
+    if "no module at" in low or "architecture on this server" in low:
+        return ("the server's model has another module tree than yours: install the server's transformers "
+                "version (`nnsight.ndif` compares environments)")
+    if server_type in _EXECUTION_TYPES:
+        return ("the request failed while running on the server: rerun with --remote local to reproduce it here; "
+                "if it passes, the server's transformers or nnsight behave differently from yours "
+                "(`nnsight-codi remote-check` compares versions and sends one request of each kind)")
+    if "too large" in low or re.search(r"\b413\b", low):
+        return ("the request is too large for the server: use a smaller --batch-size (a LoRA adapter travels "
+                "once per batch) or a bfloat16 host")
+    if "could not deploy" in low or "error starting model" in low or "no gpu nodes" in low:
+        return ("the server could not start the model (a self-hosted NDIF needs a GPU node, a checkpoint "
+                "its transformers loads, and an nnsight its controller was written for): see the server's "
+                "log, docs/ndif-self-host.md")
+    if any(w in low for w in ("not dedicated", "hotswap", "not found", "not hosted", "no model", "not served")):
+        return (f"NDIF does not host {model_id or 'this model'} for your key: pick a hosted model "
+                "(nnsight.status() lists them) or run locally")
+    if "api key" in low or re.search(r"\b40[13]\b", low) or "unauthori" in low:
+        return "NDIF rejected the API key: set NDIF_API_KEY (or `nnsight login`) to a valid key"
+    if re.search(r"\bversions?\b.*\b(below|above|minimum|maximum|not supported|unsupported|mismatch)", low) \
+            or re.search(r"\b(minimum|unsupported|incompatible)\b.*\bversion\b", low):
+        return ("the nnsight client and the NDIF server disagree on versions: install the nnsight "
+                "version the server names (pip install -U 'nnsight==X'; `nnsight-codi remote-check` shows both)")
+    if "connect" in low or "resolve" in low or "network" in low:
+        return f"cannot reach NDIF at the configured host: {REMOTE_HINT}"
+    return REMOTE_HINT
+
+
+def ndif_error(err: BaseException, model_id: str = "", limit: int = 400) -> NdifError:
+    """An `NdifError` for a failed NDIF request: what happened and what to do, one line.
+
+    The server's exception line (the last line of its traceback) is kept whole; only what comes
+    before it is shortened to `limit` characters. The advice follows the exception's type and line.
+    """
+    client_type = type(err).__name__
+    server_type, last = exception_line(str(err))
+    flat = " ".join(str(err).split())
+    last_flat = " ".join(last.split())
+    if len(flat) > limit and last_flat:
+        before = flat[: max(0, len(flat) - len(last_flat))].rstrip()
+        before = before[: max(0, limit - len(last_flat))].rstrip()
+        flat = (before + " … " if before else "") + last_flat
+    return NdifError(f"NDIF run failed ({client_type}: {flat}); {_advice(client_type, server_type, last, model_id)}")
 
 
 def remote_value(arg: str | None) -> bool | str | None:

@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import dis
 import io
+import os
+import sys
+import sysconfig
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -82,20 +85,65 @@ def allowed(module: str, whitelist: Iterable[tuple[str, bool]] = RUNTIME_MODULES
     return any(module == name if strict else module.startswith(name) for name, strict in whitelist)
 
 
+def stdlib_module(module: str) -> bool:
+    """Whether `module` belongs to Python's standard library (of any version; `builtins` included)."""
+    return module.split(".")[0] in sys.stdlib_module_names
+
+
+def interpreter_private(module: str, name: str) -> bool:
+    """Whether `module.name` is a standard-library name that is private to one interpreter version.
+
+    A private (`_x`, not dunder) attribute of a standard-library module is an implementation detail
+    that comes and goes between Python minors (3.11's `typing._is_callable_members_only` is gone in
+    3.12), so a request referencing one loads only on a server running the client's exact Python.
+
+    >>> interpreter_private("typing", "_is_callable_members_only"), interpreter_private("typing", "Any")
+    (True, False)
+    >>> interpreter_private("torch._utils", "_rebuild_tensor_v2"), interpreter_private("copyreg", "__newobj__")
+    (False, False)
+    """
+    if not stdlib_module(module) or module == "builtins":
+        return False
+    return any(part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+               for part in name.split("."))
+
+
+def _stdlib_code(fn: types.FunctionType) -> str | None:
+    """Where a by-value function's code comes from when that is the client interpreter's standard
+    library (its module or file), else None.
+    """
+    filename = fn.__code__.co_filename
+    if filename.startswith("[") and "] " in filename:  # nnsight's by-source functions: "[name:line] origin"
+        filename = filename.split("] ", 1)[1]
+    module = getattr(fn, "__module__", None) or ""
+    if module != "__main__" and stdlib_module(module):
+        return module
+    paths = sysconfig.get_paths()
+    packages = tuple({paths["purelib"] + os.sep, paths["platlib"] + os.sep})
+    if filename.startswith(paths["stdlib"] + os.sep) and not filename.startswith(packages):
+        return filename
+    return None
+
+
 def _client(module: str) -> bool:
     return module == CLIENT_PACKAGE or module.startswith(CLIENT_PACKAGE + ".")
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One thing NDIF's sandbox would refuse: `kind` is `module`, `import` or `builtin`."""
+    """One thing NDIF's sandbox would refuse (`module`, `import`, `builtin`), or that another Python
+    cannot load (`private`: a name internal to the client's interpreter, `stdlib`: the client's own
+    standard-library code shipped by value).
+    """
 
     kind: str
     name: str
     where: str
 
     def __str__(self) -> str:
-        what = {"module": "references module", "import": "imports", "builtin": "uses builtin"}[self.kind]
+        what = {"module": "references module", "import": "imports", "builtin": "uses builtin",
+                "private": "references the interpreter-private name",
+                "stdlib": "ships by value standard-library code of"}[self.kind]
         return f"{self.where} {what} {self.name!r}"
 
 
@@ -231,6 +279,9 @@ def audit_request(blob: bytes, compressed: bool = False) -> AuditReport:
     for module, name in sorted(pairs):
         if _client(module):
             continue
+        if interpreter_private(module, name):
+            report.findings.append(Finding("private", f"{module}.{name}", "the request"))
+            continue
         if module == "builtins":
             if name not in BUILTINS:  # NDIF's importer hands pickle its safe builtins only
                 report.findings.append(Finding("builtin", name, "the request"))
@@ -247,6 +298,10 @@ def audit_request(blob: bytes, compressed: bool = False) -> AuditReport:
     for fn in functions:
         label = f"function {fn.__qualname__}"
         report.functions.append(fn.__qualname__)
+        origin = _stdlib_code(fn)
+        if origin:
+            report.findings.append(Finding("stdlib", origin, label))
+            continue
         report.findings += audit_code(fn.__code__, set(fn.__globals__), label)
     return report
 
@@ -255,5 +310,6 @@ def check_request(blob: bytes, compressed: bool = False) -> AuditReport:
     """`audit_request`, raising `RequestRefusedError` (one line) when NDIF would refuse the request."""
     report = audit_request(blob, compressed)
     if not report.ok:
-        raise RequestRefusedError(report.summary() + " — ship torch-only code and plain tensors by value")
+        raise RequestRefusedError(report.summary() + " — ship torch-only code and plain tensors by value "
+                                 "(no typing.Protocol subclasses or other standard-library internals)")
     return report

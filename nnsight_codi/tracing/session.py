@@ -247,11 +247,18 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
         from .portable import portable
 
         state, step_fns, adapter, project = portable((state, step_fns, adapter, project))
+    # Attention weights need eager attention on the model that runs the calls: on NDIF the hosted one
+    # (sdpa by default; `eager_attention` switches only a local copy), so the session sets it there
+    # for this request and puts the previous implementation back at its end.
     # The model object travels with the request (its module by reference): its own `codi_adapter`
     # (a dataclass) must not ride along beside the portable copy the block uses.
     with _detached(model, "codi_adapter", bool(remote)), _quiet_cache_deprecation(), model.session(**session_kwargs):
         sinks = nnsight.save([[] for _ in step_fns])
         results = nnsight.save([None for _ in step_fns])
+        attn_before = None
+        if output_attentions:
+            attn_before = model._module.config._attn_implementation
+            model._module.set_attn_implementation("eager")
         trunk, trunk_cache = state, None
         for run, stop in program:
             if run == 0:
@@ -283,4 +290,6 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
                 trunk_cache = cache
             if stop is None:
                 results[run] = state.generated()
+        if attn_before is not None and attn_before != "eager":
+            model._module.set_attn_implementation(attn_before)
     return [(results[i], list(sinks[i])) for i in range(len(step_fns))]

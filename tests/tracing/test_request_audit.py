@@ -4,6 +4,7 @@ the same answers as a local run; a planted by-value helper importing a non-white
 from __future__ import annotations
 
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from nnsight_codi.tracing.request_audit import (
     allowed,
     audit_request,
     check_request,
+    interpreter_private,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cot"))  # cot_testlib: a tiny chat LM
@@ -163,6 +165,54 @@ def test_planted_helper_fails_the_audit(fn, name):
     with pytest.raises(RequestRefusedError, match=f"NDIF's sandbox would refuse.*{fn.__name__}"):
         check_request(blob)
     assert audit_request(_request_with(lambda out: out + 1)).ok
+
+
+class PlantedProtocol(typing.Protocol):
+    """A hook interface declared the typing way: subclasses carry Python's Protocol machinery."""
+
+    def touch(self, x): ...
+
+
+class PlantedHook(PlantedProtocol):
+    def touch(self, x):
+        return x + 1
+
+
+PLANTED_HOOK = PlantedHook()
+
+
+def planted_protocol_hook(x):
+    return PLANTED_HOOK.touch(x)  # ships PlantedHook, its Protocol base's hooks and typing internals by value
+
+
+def test_planted_protocol_hook_fails_the_audit():
+    """A 3.11 client's `typing.Protocol` subclass shipped by value names 3.11-only typing internals
+    (`_is_callable_members_only`), which a 3.12 server cannot load (issue E1): the audit says so."""
+    report = audit_request(_request_with(planted_protocol_hook))
+    assert not report.ok
+    private = {f.name for f in report.findings if f.kind == "private"}
+    assert "typing._ProtocolMeta" in private and all(n.startswith("typing._") for n in private)
+    assert any(f.kind == "stdlib" and "_proto_hook" in f.where for f in report.findings)
+    with pytest.raises(RequestRefusedError, match="interpreter-private name 'typing._"):
+        check_request(_request_with(planted_protocol_hook))
+
+
+def test_step_hook_requests_carry_no_interpreter_internals(codi):
+    """The project's own hooks (`StepHook` is a Protocol for the type checker only) ship nothing private."""
+    prompts = codi.encode(QUESTIONS)
+    _, reports = audited(run_loop, codi, prompts, [Capture(["hidden"], [0, 1], 2)], max_new_tokens=2,
+                         remote="local")
+    for report in reports:
+        assert not any(r.startswith("typing._") for r in report.references)
+        assert not any(f.kind in ("private", "stdlib") for f in report.findings)
+
+
+def test_interpreter_private_names():
+    assert interpreter_private("typing", "_is_callable_members_only")
+    assert interpreter_private("collections", "_tuplegetter")
+    assert not interpreter_private("typing", "Any") and not interpreter_private("builtins", "_x")
+    assert not interpreter_private("torch._utils", "_rebuild_tensor_v2")  # a package, not the interpreter
+    assert not interpreter_private("copyreg", "__newobj__")
 
 
 def test_cli_commands_with_remote_local_pass_the_audit(tmp_path):
