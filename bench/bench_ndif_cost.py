@@ -28,18 +28,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_real_size import build_checkpoint  # noqa: E402
 
-GSM8K = HERE.parent.parent / "shared" / "data" / "gsm8k" / "test.jsonl"
 GSM8K_TEST = 1319
 
 
 def gsm8k_questions(n: int) -> list[str]:
-    candidates = [GSM8K, Path("/work/shared/data/gsm8k/test.jsonl"),
-                  HERE.parent / "tests" / "data" / "fixtures" / "gsm8k_test_head20.jsonl"]
-    for path in candidates:
-        if path.is_file():
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            return [r["question"] for r in rows[:n]]
-    raise FileNotFoundError("no GSM8K test.jsonl found")
+    """The first `n` GSM8K test questions (the copy shipped with the package)."""
+    from nnsight_codi.data.gsm8k import read_shipped
+
+    return [r["question"] for r in read_shipped("test")[:n]]
 
 
 def main() -> None:

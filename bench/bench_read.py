@@ -125,7 +125,7 @@ def main(argv=None) -> dict:
     gb = 0.35 if args.quick else args.gb
     raw = SHAPE["steps"] * SHAPE["layers"] * SHAPE["dim"] * 4 + SHAPE["steps"] * SHAPE["dim"] * 4
     per_example = int(raw * COMPRESSED)  # bytes on disk: blosc keeps about 2/3 of normal float32 noise
-    parent = Path(args.dir or ("/work/tmp" if Path("/work").is_dir() else tempfile.gettempdir()))
+    parent = Path(args.dir or tempfile.gettempdir())
     parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(parent).free
     wanted = int(gb * 1e9)

@@ -47,6 +47,7 @@ from .models.lora_checkpoint import base_checks, base_has_weights, split_referen
 from .models.projection import projection_from_state_dict
 from .models.registry import CheckpointEntry, lookup
 from .models.sources import (
+    SHIPPED_ALIASES,
     SHIPPED_INSTRUCT,
     TINY_MODEL_DIR,
     check_model_source,
@@ -151,7 +152,7 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
     checkpoint. Errors are one line: unknown device, a path that does not exist (and is not a
     known hub id), a hub model that cannot be fetched.
     """
-    spec_str = str(spec)
+    spec_str = SHIPPED_ALIASES.get(str(spec), str(spec))  # `tiny-instruct-v3` is the shipped `tiny-instruct`
     check_lora_mode(lora_mode)
     lora_mode = check_numerics(numerics, lora_mode)
     if numerics == "reference":

@@ -1,9 +1,10 @@
 """A study's outputs: `results.json`, `figures/*.png`, `report.md` in one directory.
 
-Every study (DESIGN.md, "Studies") writes the same three things, so the demo can link them:
+Every study (`nnsight_codi.studies`) writes the same three things, so the demo can link them:
 
     out/
-      results.json      machine-readable: every figure's numbers, with confidence intervals
+      results.json      machine-readable: every figure's numbers, with confidence intervals, and
+                        `provenance` (package version and commit, library versions, model, seed, config)
       figures/*.png     seaborn/matplotlib figures
       report.md         what was run, the headline table, the figures
 
@@ -11,8 +12,9 @@ Example:
     >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp())
     >>> _ = write_results(out, {"accuracy": 0.5, "nan": float("nan")})
-    >>> (out / "results.json").read_text().count("null")
-    1
+    >>> written = json.loads((out / "results.json").read_text())
+    >>> written["nan"], sorted(written["provenance"])
+    (None, ['config', 'git', 'model', 'package', 'python', 'seed', 'versions'])
     >>> print(markdown_table([{"name": "a", "rate": 0.12345}]))
     | name | rate |
     | --- | --- |
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import json
 import math
+import platform
+import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,11 +51,89 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_results(out: str | Path, results: Mapping[str, Any]) -> Path:
-    """Write `out/results.json` (NaN as null) and return its path."""
+PROVENANCE_LIBRARIES = ("torch", "transformers", "nnsight", "numpy", "xarray", "zarr", "datasets")
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def git_state(where: str | Path | None = None) -> dict[str, Any] | None:
+    """`{commit, dirty}` of the git checkout holding `where` (default: this package), None when the
+    package is not in a checkout (an installed wheel) or git is not available.
+    """
+    where = Path(where) if where is not None else Path(__file__).resolve().parent
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        top = Path(git("rev-parse", "--show-toplevel")).resolve()
+        if not Path(__file__).resolve().is_relative_to(top):  # a wheel installed inside someone else's repo
+            return None
+        return {"commit": git("rev-parse", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def model_provenance(model: Any = None, spec: Any = None) -> dict[str, Any]:
+    """What a result was computed with: the model spec as given, the shipped model it names (with its
+    version: `tiny-instruct-v3`, never the plain name that has meant three models) and the weights'
+    fingerprint (`models.fingerprint.model_weights`; None without a loaded model or for a remote one).
+    """
+    from .models.sources import unambiguous_name  # torch-free: analyses write results without torch
+
+    weights = None
+    if model is not None:
+        from .models.fingerprint import model_weights
+
+        weights = model_weights(model)
+        if spec is None:  # a loaded model knows the directory it came from
+            lm = getattr(model, "_module", model)
+            spec = getattr(getattr(lm, "config", None), "name_or_path", None)
+    return {"spec": None if spec is None else str(spec), "shipped_name": unambiguous_name(spec), "weights": weights}
+
+
+def provenance(config: Mapping[str, Any] | None = None, model: Any = None) -> dict[str, Any]:
+    """The `provenance` block every `results.json` carries (see `write_results`).
+
+    `config` is the run's configuration (its `seed` and `model` are lifted out); `model` the loaded model,
+    for its weights' fingerprint.
+
+    Example:
+        >>> p = provenance({"model": "tiny-instruct", "seed": 3})
+        >>> p["package"]["name"], p["model"]["shipped_name"], p["seed"], sorted(p["versions"])[:3]
+        ('nnsight-codi', 'tiny-instruct-v3', 3, ['datasets', 'nnsight', 'numpy'])
+    """
+    from . import __version__
+
+    config = dict(config or {})
+    return {"package": {"name": "nnsight-codi", "version": __version__}, "git": git_state(),
+            "python": platform.python_version(),
+            "versions": {lib: _version(lib) for lib in PROVENANCE_LIBRARIES},
+            "model": model_provenance(model, config.get("model")), "seed": config.get("seed"),
+            "config": config}
+
+
+def write_results(out: str | Path, results: Mapping[str, Any], model: Any = None, record: bool = True) -> Path:
+    """Write `out/results.json` (NaN as null) with its `provenance` block; return its path.
+
+    The block (`provenance(results["config"], model)`) is computed now unless `results` carries one
+    already (a study re-rendered from its old results keeps the provenance of the run that made them);
+    `record=False` adds none (results re-rendered from before provenance existed: their run is unknown,
+    and today's versions would be wrong). `model` is the loaded model the results came from, for its
+    weights' fingerprint.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
+    if record and "provenance" not in results:
+        results = {**results, "provenance": provenance(results.get("config"), model)}
     path.write_text(json.dumps(_clean(results), indent=2, allow_nan=False) + "\n")
     return path
 
@@ -120,7 +202,7 @@ def write_report(out: str | Path, title: str, sections: Iterable[tuple[str, str]
 
 
 def write_study(out: str | Path, study: Any, results: dict[str, Any],
-                figures: Iterable[str | Path] | None = None, headline: bool = True) -> Path:
+                figures: Iterable[str | Path] | None = None, headline: bool = True, model: Any = None) -> Path:
     """A study's `results.json` and `report.md`, written the one way every study writes them.
 
     `study` is the study's `analyses/` module (the study template): `TITLE`, `headline(results)`,
@@ -128,14 +210,17 @@ def write_study(out: str | Path, study: Any, results: dict[str, Any],
     The headline, the summary line and the "Compared with the source" rows are (re)computed from
     `results` and stored in it; the report's configuration block is `results["config"]`, its figures
     `results["figures"]` unless `figures` is given; `headline=False` keeps the headline `results` holds
-    (re-rendering a study written by an older version). Returns the report's path.
+    (re-rendering a study written by an older version). `model` is the loaded model, whose weights'
+    fingerprint goes into `results["provenance"]` (`write_results`). Returns the report's path.
     """
     if headline:
         results["headline"] = study.headline(results)
     if headline and hasattr(study, "summary_line"):
         results["summary_line"] = study.summary_line(results)
     results["compared_with_source"] = study.compare_with_source(results)
-    write_results(out, results)
+    if headline and "provenance" not in results:  # re-rendered old results keep theirs (or none), not now's
+        results["provenance"] = provenance(results.get("config"), model)
+    write_results(out, results, record=headline)
     return write_report(out, study.TITLE, study.report_sections(results),
                         figures=results.get("figures", []) if figures is None else figures,
                         config=results.get("config"), closing=[comparison_section(results["compared_with_source"])])

@@ -1,6 +1,6 @@
 """Bootstrap confidence intervals for rates, means and paired differences (numpy only).
 
-DESIGN.md's rule for every study: percentile bootstrap over examples, at least 1,000 resamples,
+The rule for every study: percentile bootstrap over examples, at least 1,000 resamples,
 seeded; paired where two conditions ran on the same examples.
 
 Example:

@@ -1,4 +1,4 @@
-"""The CODI step convention (DESIGN.md), torch-free so offline analyses can use it.
+"""The CODI step convention, torch-free so offline analyses can use it.
 
 For a question the model sees `[q][bot][z1 .. zK][eot][answer]`; each LM call is one step:
 0 = bot, k = latent k (1..K), K+1 = eot, K+1+j = answer token j.

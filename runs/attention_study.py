@@ -116,7 +116,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
                                  layer=layers[config.screenshot_layer]))
     result.update(config=dataclasses.asdict(config), store=str(store), capture=summary, dashboard=dash,
                   timings=timings, wrong_examples=wrong[:20])
-    write_study(out, attention, result)
+    write_study(out, attention, result, model=codi)
     return result
 
 

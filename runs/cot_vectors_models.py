@@ -1,11 +1,11 @@
 r"""The CoT-vector study's test conditions for several models side by side (from their results.json).
 
-python runs/cot_vectors_models.py "tiny-instruct (v3)=runs/cot_vectors_study_v3/results.json" \
-        "v3, last-prompt vector=runs/cot_vectors_study_v3_last_prompt/results.json" \
-        "v3 without carried modes=runs/cot_vectors_study_v3_nocarry/results.json" \
-        "v3 without carried modes, last-prompt vector=runs/cot_vectors_study_v3_nocarry_last_prompt/results.json" \
-        "tiny-instruct-v2=runs/cot_vectors_study_v2/results.json" \
-        "tiny-instruct-v1=runs/cot_vectors_study_v1/results.json" --out runs/cot_vectors_models.md
+python runs/cot_vectors_models.py "tiny-instruct (v3)=results/cot_vectors_v3/results.json" \
+        "v3, last-prompt vector=results/cot_vectors_v3_last_prompt/results.json" \
+        "v3 without carried modes=results/cot_vectors_v3_nocarry/results.json" \
+        "v3 without carried modes, last-prompt vector=results/cot_vectors_v3_nocarry_last_prompt/results.json" \
+        "tiny-instruct-v2=results/cot_vectors_v2/results.json" \
+        "tiny-instruct-v1=results/cot_vectors_v1/results.json" --out results/cot_vectors_models.md
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@ r"""Why steered chains stop early: the same single injection on the direct promp
 question alone (no instruction), chains compared with the CoT prompt's own.
 
     python runs/cot_vectors_stop_early.py --study out/study_v2_last_prompt --condition single:4:1 \
-        --out runs/cot_vectors_study_v2_last_prompt/stop_early.json
+        --out results/cot_vectors_v2_last_prompt/stop_early.json
 
 Reads the study's vector store and its saved CoT-prompt outputs (`test/cot.json`), re-asks the
 same test questions (the study's config: seed, test_limit, the model's synthetic options).

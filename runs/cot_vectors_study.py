@@ -231,7 +231,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
               "dev_reference": dev_ref, "layers": list(layers), "coefs": list(config.coefs),
               "extraction": extraction, "vector_table": analysis["vectors"], "headline": [],
               "examples": examples, "figures": analysis["figures"], "config": asdict(config)}
-    write_study(out, cot_vectors, result)  # the headline and the comparison with the source, from the results
+    write_study(out, cot_vectors, result, model=model)  # the headline and the comparison with the source, from the results
     return result
 
 

@@ -1,7 +1,7 @@
 r"""Ask an instruct model the same problems under hand-written instructions; print how many outputs
 write a chain and how many are right (what a held-out phrasing's failure is made of).
 
-    python runs/instruct_probe.py --model tiny-instruct --out runs/train_tiny_instruct_v3/negation_probe.md
+    python runs/instruct_probe.py --model tiny-instruct --out results/train_tiny_instruct_v3/negation_probe.md
 
 The default probes take apart the one held-out phrasing v3 misreads ("Do not answer directly ,
 show your work ."): the same negated first clause with other CoT clauses, other negated first

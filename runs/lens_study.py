@@ -1,8 +1,8 @@
 r"""Lens study: logit lens, tuned lenses, linear probes and latent read-outs on a CODI model.
 
     python runs/lens_study.py --out out/lens_study                       # tiny CODI, about a minute
-    python runs/lens_study.py --limit 1000 --out out/lens_study_1000     # the README measurement
-    python runs/lens_study.py --model zen-E/CODI-gpt2 --dataset ../shared/data/gsm8k/test.jsonl \
+    python runs/lens_study.py --limit 1000 --out results/lens_1000     # the README measurement
+    python runs/lens_study.py --model zen-E/CODI-gpt2 --dataset gsm8k:shipped \
         --tuned-lens out/lens-gpt2 --out out/lens_gpt2
 
 Writes into OUT:
@@ -144,7 +144,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     result = lens_study.analyse(out, out, probes=config.probes, probe_folds=config.probe_folds, progress=progress)
     result["config"] = {**asdict(config), "seed": seed, "max_new_tokens": budget}
     result["seconds"] = round(time.perf_counter() - start, 1)
-    write_study(out, lens_study, result)
+    write_study(out, lens_study, result, model=codi)
     return result
 
 

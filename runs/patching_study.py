@@ -121,7 +121,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     results = patching.analyse(out, out)
     results["config"] = cfg
     results["num_latents"] = k
-    write_study(out, patching, results)
+    write_study(out, patching, results, model=codi)
     return results
 
 

@@ -22,8 +22,8 @@ baselines → a second sweep where the unsteered model has room to rise → figu
    significant conditions, difference lens, PCA, and the comparison with the source.
 
     python runs/steering_study.py --out out/steering_study                           # demo-sized
-    nice python runs/steering_study.py --limit 1000 --out runs/steering_study_1000  # the README measurement
-    nice python runs/steering_study.py --limit 300 --out runs/steering_study_300    # the same at 300 problems
+    nice python runs/steering_study.py --limit 1000 --out results/steering_1000  # the README measurement
+    nice python runs/steering_study.py --limit 300 --out results/steering_300    # the same at 300 problems
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
                                       vectors=str(sweep_dir / "vectors.zarr"))
         head_summary = _sweep(config, cfg, head_dir, codi, progress)
     results = steering.analyse(out, out, sweep=summary, config=asdict(config), headroom_sweep=head_summary)
-    write_study(out, steering, results)
+    write_study(out, steering, results, model=codi)
     return results
 
 if __name__ == "__main__":

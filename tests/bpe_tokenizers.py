@@ -35,16 +35,13 @@ tokenizers (and the token splits the tests rely on) are the same on every machin
 
 def gsm8k_texts(split: str = "train", limit: int | None = 600) -> list[str]:
     """Question and answer texts of the first `limit` GSM8K lines of `split`: train from the fixture
-    above; test from the shared data where it exists, else from the 20-line test fixture."""
-    path = TRAIN_TEXT if split == "train" else None
-    for parent in ([] if path else Path(__file__).resolve().parents):
-        candidate = parent / "shared" / "data" / "gsm8k" / f"{split}.jsonl"
-        if candidate.is_file():
-            path = candidate
-            break
-    if path is None:
-        path = FIXTURES / "gsm8k_test_head20.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()[:limit] if line.strip()]
+    above; test from the copy shipped with the package."""
+    if split == "train":
+        rows = [json.loads(line) for line in TRAIN_TEXT.read_text().splitlines()[:limit] if line.strip()]
+    else:
+        from nnsight_codi.data.gsm8k import read_shipped
+
+        rows = read_shipped(split)[:limit]
     return [text for row in rows for text in (row["question"], row["answer"])]
 
 

@@ -22,7 +22,7 @@ LAYERS: list[list[str]] = [
     # imported on first use), so it sits at the bottom: `__version__`, and the package object for
     # `nnsight.register` (shipping the package by value to a remote server), are read from anywhere.
     ["nnsight_codi"],
-    ["nnsight_codi._moved", "nnsight_codi.steps", "nnsight_codi.stats", "nnsight_codi.reporting",
+    ["nnsight_codi._moved", "nnsight_codi.steps", "nnsight_codi.stats",
      "nnsight_codi.config_cli", "nnsight_codi.errors", "nnsight_codi.data", "nnsight_codi.tokenization",
      "nnsight_codi.store"],
     ["nnsight_codi.models"],
@@ -31,7 +31,8 @@ LAYERS: list[list[str]] = [
     ["nnsight_codi.lens", "nnsight_codi.interventions", "nnsight_codi.capture", "nnsight_codi.cot",
      "nnsight_codi.evaluation", "nnsight_codi.instruct", "nnsight_codi.training", "nnsight_codi.probes",
      "nnsight_codi.dashboard", "nnsight_codi.harness"],
-    ["nnsight_codi.studies", "nnsight_codi.demo_index", "nnsight_codi.commands", "nnsight_codi.cli",
+    # reporting records the model's shipped name and weights fingerprint in every results.json
+    ["nnsight_codi.studies", "nnsight_codi.reporting", "nnsight_codi.demo_index", "nnsight_codi.commands", "nnsight_codi.cli",
      "nnsight_codi.__main__"],
     ["analyses"],
     ["runs"],

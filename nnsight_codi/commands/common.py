@@ -37,7 +37,7 @@ def add_numerics_arg(parser: argparse.ArgumentParser) -> None:
 def add_dataset_args(parser: argparse.ArgumentParser) -> None:
     """Add the dataset flags and the synthetic difficulty flags."""
     parser.add_argument("--dataset", default="synthetic",
-                        help="'synthetic', 'gsm8k' (hub) or a local json/jsonl/parquet file (default: synthetic)")
+                        help="'synthetic', 'gsm8k' (Hub when online, else the shipped copy) or a local json/jsonl/parquet file (default: synthetic)")
     parser.add_argument("--split", default="test", help="split for hub datasets / file name filter (default: test)")
     parser.add_argument("--limit", type=int, default=None, help="use the first N examples")
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic problems (default: 1)")

@@ -8,7 +8,7 @@ Examples::
     nnsight-codi cot-vectors eval --model tiny-instruct --vectors out/cot/vectors.zarr \
         --condition continuous:2:4 --dataset synthetic --limit 100 --json
     nnsight-codi cot-vectors eval --model meta-llama/Llama-3.1-8B-Instruct --remote ndif --condition cot \
-        --dataset ../shared/data/gsm8k/test.jsonl --limit 50
+        --dataset gsm8k:shipped --limit 50
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _data_args(p: argparse.ArgumentParser, split: str, limit: int | None) -> None:
     p.add_argument("--dataset", default="synthetic",
-                   help="'synthetic', 'paper' (the paper's mix; network), 'gsm8k' (hub) or a local json/jsonl/parquet")
+                   help="'synthetic', 'paper' (the paper's mix; network), 'gsm8k' (Hub when online, else the shipped copy) or a local json/jsonl/parquet")
     p.add_argument("--split", default=split, help=f"train | dev | test for synthetic (default: {split})")
     p.add_argument("--limit", type=int, default=limit, help="use the first N questions")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic split / of sampling (default: 0)")

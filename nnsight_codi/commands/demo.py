@@ -33,7 +33,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=3, help="worked examples to print")
     p.add_argument("--studies", default="all",
                    help="studies to run after the core demo: all, none, or a comma list of "
-                        "lens,steering,patching,attention,cot_vectors (default: all)")
+                        "lens,steering,patching,attention,cot_vectors and any registered study (default: all)")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -78,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
     # The studies, each at demo size; a CODI model other than the default is handed to them.
     overrides = {} if args.model == "tiny" else {"model": args.model}
     outcomes = []
-    for study in studies:
+    for i, study in enumerate(studies, 1):
         if not quiet:
-            print(f"\n== study: {study.name} ({study.title})", file=sys.stderr)
+            expected = f", about {study.expected_seconds:.0f} s on 2 CPU cores" if study.expected_seconds else ""
+            print(f"\n== study {i}/{len(studies)}: {study.name} ({study.title}{expected})", file=sys.stderr)
         outcome = run_study(study, out / study.name, progress=not quiet,
                             overrides=overrides if study.name != "cot_vectors" else None)
         outcomes.append(outcome)

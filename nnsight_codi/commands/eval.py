@@ -4,7 +4,8 @@ Examples::
 
     nnsight-codi eval --model tiny --dataset synthetic --limit 200
     nnsight-codi eval --model zen-E/CODI-gpt2 --dataset gsm8k --device cuda --dtype bfloat16 --batch-size 128
-    nnsight-codi eval --model out/codi-gpt2 --dataset ../shared/data/gsm8k/test.jsonl --out out/eval --json
+    nnsight-codi eval --model out/codi-gpt2 --dataset gsm8k:shipped --out out/eval --json   # GSM8K shipped, offline
+    nnsight-codi eval --model tiny --dataset my_problems.jsonl          # question/answer lines
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
         from ..store import open_store
 
         store = open_store(args.store)
-    if args.dataset != "synthetic" and not Path(args.dataset).exists() and args.dataset != "gsm8k":
+    if args.dataset != "synthetic" and not Path(args.dataset).exists() and not args.dataset.startswith("gsm8k"):
         raise FileNotFoundError(f"dataset {args.dataset} not found")
     codi = load_codi(args)
     parse_data_mode(args.data, codi.num_latents)  # latent index in range, before any work

@@ -52,7 +52,7 @@ def load_questions(spec: str, split: str = "train", limit: int | None = None, se
         return ds.remove_columns("id").add_column("id", [f"{split}-{i}" for i in ds["id"]])
     if spec == "paper":
         return paper_mix(limit)
-    hub_split = {"dev": "train", "train": "train"}.get(split, split) if spec == "gsm8k" else split
+    hub_split = {"dev": "train", "train": "train"}.get(split, split) if spec.startswith("gsm8k") else split
     return load_eval_dataset(spec, split=hub_split, limit=limit, seed=seed)
 
 

@@ -1,7 +1,9 @@
 """Evaluation datasets by name or path, normalised to `id`, `question`, `answer` (gold text).
 
 `spec` may be:
-- `"gsm8k"`: GSM8K from the hub (`openai/gsm8k`, config `main`; needs network);
+- `"gsm8k"`: GSM8K (`openai/gsm8k`, config `main`) from the Hub when it is reachable, else the copy
+  shipped with the package (test and train splits, `nnsight_codi.data.gsm8k`); `"gsm8k:shipped"`
+  and `"gsm8k:hub"` choose one explicitly. The rows and their ids are the same either way;
 - a local `.json` / `.jsonl` / `.parquet` file (or a directory of them) with `question` and
   `answer` fields (the GSM8K format: the gold number after `####`);
 - `"synthetic"`: the seeded synthetic arithmetic problems (`seed`, `size` options; difficulty
@@ -23,6 +25,7 @@ from datasets import Dataset, load_dataset
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 HUB_NAMES = {"gsm8k": ("openai/gsm8k", "main")}
+GSM8K_SPECS = ("gsm8k", "gsm8k:shipped", "gsm8k:hub")
 QUESTION_FIELDS = ("question", "question_concat", "instruction")
 ANSWER_FIELDS = ("answer", "Answer", "final_ans", "response")
 
@@ -43,21 +46,35 @@ def load_eval_dataset(spec: str | Path, split: str = "test", limit: int | None =
         n = limit if limit is not None else size
         return generate_problems(n, seed=seed, **options)
     path = Path(spec).expanduser()
-    if path.exists():
+    if spec in GSM8K_SPECS:
+        ds, spec = _load_gsm8k(spec, split), "gsm8k"
+    elif path.exists():
         ds = _load_local(path, split)
-    elif spec in HUB_NAMES:
-        name, config = HUB_NAMES[spec]
-        ds = load_dataset(name, config, split=split)
     elif spec.endswith(tuple(FILE_BUILDERS)):
         raise DatasetError(f"dataset file {path} not found")
     else:
         raise DatasetError(
-            f"unknown dataset {spec!r}: use 'gsm8k', 'synthetic', or a local .json/.jsonl/.parquet file"
+            f"unknown dataset {spec!r}: use 'gsm8k' (or 'gsm8k:shipped', 'gsm8k:hub'), 'synthetic', "
+            "or a local .json/.jsonl/.parquet file"
         )
     ds = _normalise(ds, spec)
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return ds
+
+
+def _load_gsm8k(spec: str, split: str) -> Dataset:
+    """GSM8K `split` from the Hub (`gsm8k:hub`, or `gsm8k` when the Hub is reachable) or the shipped copy."""
+    from .gsm8k import SPLITS, load_shipped
+    from .network import offline_reason
+
+    if spec == "gsm8k:shipped" or (spec == "gsm8k" and split in SPLITS and offline_reason() is not None):
+        return load_shipped(split)
+    if spec == "gsm8k:hub" and (reason := offline_reason()) is not None:
+        raise DatasetError(f"gsm8k:hub: the Hub cannot be reached ({reason}); use 'gsm8k' or 'gsm8k:shipped' "
+                           "for the copy shipped with the package")
+    name, config = HUB_NAMES["gsm8k"]
+    return load_dataset(name, config, split=split)
 
 
 def synthetic_options(model: object, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

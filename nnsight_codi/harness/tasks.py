@@ -3,7 +3,7 @@
 | task | data | for |
 |---|---|---|
 | `nnsight_codi_synthetic` | 200 held-out synthetic problems (seed 1000003) from the model's recorded training distribution | tiny CODI / tiny instruct, any model trained on them |
-| `nnsight_codi_gsm8k_local` | local GSM8K lines (`shared/data/gsm8k/test.jsonl` beside the checkout, or `--metadata gsm8k_file=PATH`) | CODI models |
+| `nnsight_codi_gsm8k_local` | GSM8K test lines: the copy shipped with the package (`nnsight_codi/assets/gsm8k/test.jsonl.gz`), or `--metadata gsm8k_file=PATH` | CODI models |
 
 The YAMLs load their data through lm-eval's `custom_dataset` hook (functions below), never through
 paths relative to the working directory, so lm-eval's own `--include_path` uses them from any
@@ -32,7 +32,6 @@ from typing import Any
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 LOCAL_TASKS = ("nnsight_codi_gsm8k_local", "nnsight_codi_synthetic")
 SYNTHETIC_SIZE, SYNTHETIC_SEED = 200, 1000003  # held out: training seeds are small integers
-GSM8K_RELATIVE = Path("shared") / "data" / "gsm8k" / "test.jsonl"
 PAPER_TASKS = {
     # the paper's benchmarks by lm-eval name (need network); generative variants suit a CoT-steered model
     "gsm8k": "generate_until; the answer is read from the generated text (strict '####' and flexible last-number filters)",
@@ -127,20 +126,22 @@ def synthetic_dataset(**metadata: Any):
     return datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows)})
 
 
-def default_gsm8k_file() -> Path | None:
-    """`shared/data/gsm8k/test.jsonl` in a directory above the package (a development checkout)."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / GSM8K_RELATIVE).is_file():
-            return parent / GSM8K_RELATIVE
-    return None
+def default_gsm8k_file() -> Path:
+    """The GSM8K test split shipped with the package (`nnsight_codi/assets/gsm8k/test.jsonl.gz`)."""
+    from ..data.gsm8k import shipped_file
+
+    return shipped_file("test")
 
 
 def gsm8k_local_dataset(**metadata: Any):
     """lm-eval `custom_dataset` of `nnsight_codi_gsm8k_local`: GSM8K jsonl lines (question, answer)."""
-    path = metadata.get("gsm8k_file") or default_gsm8k_file()
-    if path is None:
-        raise FileNotFoundError(f"nnsight_codi_gsm8k_local: no {GSM8K_RELATIVE} above the package; pass "
-                                "--metadata gsm8k_file=PATH (GSM8K test.jsonl lines)")
+    path = metadata.get("gsm8k_file")
+    if not path:
+        import datasets
+
+        from ..data.gsm8k import load_shipped
+
+        return datasets.DatasetDict({"test": load_shipped("test")})
     return _jsonl(path)
 
 

@@ -20,6 +20,11 @@ SHIPPED_INSTRUCT = {"tiny-instruct": TINY_INSTRUCT_DIR,  # v3, the one the studi
                     "tiny-instruct-v2": ASSETS_DIR / "tiny-instruct-v2",
                     "tiny-instruct-v1": ASSETS_DIR / "tiny-instruct-v1"}
 """The shipped tiny instruct models by name (each directory's TRAINING.md says how it was made)."""
+VERSIONED_NAMES = {"tiny-instruct": "tiny-instruct-v3"}
+"""Shipped names that have meant more than one model, and the name of the one they mean now:
+`tiny-instruct` was v1 until 2026-12-06 02:31 UTC, v2 until 06:46 UTC, v3 since. Results record the
+versioned name (`unambiguous_name`); `load_model` accepts it."""
+SHIPPED_ALIASES = {versioned: name for name, versioned in VERSIONED_NAMES.items()}
 
 
 def shipped_name(path: str | Path) -> str | None:
@@ -31,6 +36,24 @@ def shipped_name(path: str | Path) -> str | None:
     where = Path(path).resolve()
     return next((name for name, d in {"tiny": TINY_MODEL_DIR, **SHIPPED_INSTRUCT}.items() if d.resolve() == where),
                 None)
+def unambiguous_name(spec: object) -> str | None:
+    """The shipped model `spec` names (a shipped name, an alias or the shipped directory), with its
+    version where the plain name has meant several models; None for anything not shipped.
+
+    >>> unambiguous_name("tiny-instruct"), unambiguous_name(TINY_INSTRUCT_DIR), unambiguous_name("tiny")
+    ('tiny-instruct-v3', 'tiny-instruct-v3', 'tiny')
+    >>> unambiguous_name("tiny-instruct-v1"), unambiguous_name("gpt2")
+    ('tiny-instruct-v1', None)
+    """
+    if not isinstance(spec, (str, Path)):
+        return None
+    name = SHIPPED_ALIASES.get(str(spec), str(spec))
+    if name not in {"tiny", *SHIPPED_INSTRUCT}:
+        path = Path(name).expanduser()
+        name = shipped_name(path) if path.is_dir() else None
+    return None if name is None else VERSIONED_NAMES.get(name, name)
+
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

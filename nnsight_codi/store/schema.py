@@ -1,7 +1,6 @@
 """The activation-store schema: variable names, their dims, dtypes and fill values.
 
-One zarr group per capture; opened it is an `xarray.Dataset` with these variables (DESIGN.md,
-"Store schema"). Steps follow the CODI step convention: step 0 = `bot`, steps 1..K = `latent1`
+One zarr group per capture; opened it is an `xarray.Dataset` with these variables. Steps follow the CODI step convention: step 0 = `bot`, steps 1..K = `latent1`
 .. `latentK`, step K+1 = `eot`. Layers are 0..L: 0 = embedding output, L = last block output
 (pre final norm).
 

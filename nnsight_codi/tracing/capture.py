@@ -1,4 +1,4 @@
-"""`Capture`: the step hook that records activations for the store (DESIGN.md schema).
+"""`Capture`: the step hook that records activations for the store (`nnsight_codi.store.schema`).
 
 Variables (names as in `nnsight_codi.store.schema`):
 - `hidden`: residual stream at the last position of each step (bot, latents, eot), for the

@@ -7,7 +7,7 @@ latent phase: `codi.prj` (the projection, called at latent steps only) and `codi
 prompt embeddings at step 0, the latent vector z_k at step k, the eot embedding, each answer
 token's embedding). Read or edit `codi.step_input.output` to see or change what a step is fed.
 
-Example (one trace over the whole loop; `tracer.iter[i]` is step i — DESIGN.md convention):
+Example (one trace over the whole loop; `tracer.iter[i]` is step i — see `nnsight_codi.steps`):
 
     >>> codi = load_model("tiny")                                   # doctest: +SKIP
     >>> prompts = codi.encode(["Tom has 3 apples ..."])            # doctest: +SKIP

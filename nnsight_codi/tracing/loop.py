@@ -1,6 +1,6 @@
 """The CODI latent loop, written once as a state machine over LM calls.
 
-Every LM call the loop makes is one **step** (DESIGN.md's convention, also the occurrence
+Every LM call the loop makes is one **step** (the convention of `nnsight_codi.steps`, also the occurrence
 index `tracer.iter[i]` in a trace):
 
 | step            | input fed                                   | position read          |

@@ -25,7 +25,7 @@ def closing_section(report: str) -> str:
 def test_lens_table_is_regenerated_from_the_committed_results_and_follows_them():
     from runs.lens_study import compare_with_source
 
-    out = ROOT / "runs" / "lens_study_1000"
+    out = ROOT / "results" / "lens_1000"
     results = json.loads((out / "results.json").read_text())
     rows = compare_with_source(results)
     assert rows == results["compared_with_source"]
@@ -42,20 +42,20 @@ def test_lens_table_is_regenerated_from_the_committed_results_and_follows_them()
     assert odd_even["verdict"] == "agree" and "-0.30 [-0.35, -0.25]" in odd_even["ours"]
 
 
-@pytest.mark.parametrize("study", ["cot_vectors_study_v2", "cot_vectors_study_v2_last_prompt", "cot_vectors_study_v1"])
+@pytest.mark.parametrize("study", ["cot_vectors_v2", "cot_vectors_v2_last_prompt", "cot_vectors_v1"])
 def test_committed_cot_reports_end_with_the_table_of_their_results(study):
     from analyses.cot_vectors import compare_with_source
 
-    results = json.loads((ROOT / "runs" / study / "results.json").read_text())
+    results = json.loads((ROOT / "results" / study / "results.json").read_text())
     assert results["compared_with_source"] == compare_with_source(results)
-    report = (ROOT / "runs" / study / "report.md").read_text()
+    report = (ROOT / "results" / study / "report.md").read_text()
     assert closing_section(report) == comparison_section(compare_with_source(results))[1].strip()
 
 
 def test_cot_table_reads_the_study_results():
     from analyses.cot_vectors import compare_with_source
 
-    results = json.loads((ROOT / "runs" / "cot_vectors_study_v2" / "results.json").read_text())
+    results = json.loads((ROOT / "results" / "cot_vectors_v2" / "results.json").read_text())
     rows = compare_with_source(results)
     cot = next(r for r in results["conditions"] if r["name"] == "cot")
     assert rows and all(f"{100 * cot['accuracy']:.1f}%" in r["baseline"] for r in rows[:1])

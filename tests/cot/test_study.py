@@ -164,7 +164,7 @@ def test_report_only_rerenders_a_committed_study_from_its_results_without_the_mo
     import nnsight_codi.loading as remote
     from nnsight_codi.reporting import COMPARISON_HEADING
 
-    committed = Path(__file__).resolve().parents[2] / "runs" / "cot_vectors_study_v2"
+    committed = Path(__file__).resolve().parents[2] / "results" / "cot_vectors_v2"
     out = tmp_path / "study"
     shutil.copytree(committed, out)
     # as the study was committed before the comparison section existed

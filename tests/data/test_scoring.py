@@ -1,5 +1,5 @@
-"""Answer extraction and gold parsing on real GSM8K lines (../shared/data/gsm8k/test.jsonl when it
-is beside the checkout, else its first 20 lines in fixtures/; MIT)."""
+"""Answer extraction and gold parsing on real GSM8K lines (the first 20 test lines in fixtures/; MIT),
+and the GSM8K copy shipped with the package."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import pytest
 from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct
 from nnsight_codi.data.sources import DatasetError, load_eval_dataset
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k" / "test.jsonl"
-GSM8K = SHARED if SHARED.exists() else Path(__file__).resolve().parent / "fixtures" / "gsm8k_test_head20.jsonl"
+GSM8K = Path(__file__).resolve().parent / "fixtures" / "gsm8k_test_head20.jsonl"
 
 
 def first_lines(n):

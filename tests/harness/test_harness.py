@@ -32,12 +32,13 @@ def synthetic_lines(tmp_path_factory) -> Path:
     return path
 
 
-def _gsm8k_lines() -> Path | None:
-    for parent in Path(__file__).resolve().parents:
-        path = parent / "shared" / "data" / "gsm8k" / "test.jsonl"
-        if path.is_file():
-            return path
-    return None
+def _gsm8k_lines(tmp_path: Path) -> Path:
+    """The shipped GSM8K test lines, uncompressed into a jsonl file."""
+    from nnsight_codi.data.gsm8k import read_shipped
+
+    path = tmp_path / "gsm8k_test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in read_shipped("test")))
+    return path
 
 
 def _head(src: Path, n: int, dst: Path) -> Path:
@@ -61,9 +62,7 @@ def test_codi_accuracy_equals_nnsight_codi_eval(task, tmp_path, synthetic_lines)
     from nnsight_codi.evaluation import evaluate
     from nnsight_codi.loading import load_model
 
-    src = synthetic_lines if task == "nnsight_codi_synthetic" else _gsm8k_lines()
-    if src is None:
-        pytest.skip("../shared/data/gsm8k not found")
+    src = synthetic_lines if task == "nnsight_codi_synthetic" else _gsm8k_lines(tmp_path)
     data = _head(src, 10, tmp_path / "data.jsonl")
     codi = load_model("tiny")
     ours = evaluate(codi, load_eval_dataset(str(data)), batch_size=4, max_new_tokens=24, progress=False)
