@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import ACCEPTANCE, HERE, SLOW, UNIT, tier_of
+from tiers import ACCEPTANCE, HERE, SLOW, UNIT, tier_of
 
 
 def test_tiers_follow_the_directory():
