@@ -24,10 +24,21 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def error_line(command: str, err: BaseException) -> str:
-    """One line for a user error: the message's lines joined (library messages are often paragraphs)."""
+def one_line(err: BaseException, join: bool = False) -> str:
+    r"""An exception's message on one line: its first non-empty line (a wrapped library error's headline), or
+    with `join` all of them joined by "; " (library messages are often paragraphs).
+
+    Example:
+        >>> one_line(OSError("no file\n  try again")), one_line(OSError("no file\n  try again"), join=True)
+        ('no file', 'no file; try again')
+    """
     lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
-    return f"nnsight-codi {command}: error: " + "; ".join(lines)
+    return "; ".join(lines) if join else lines[0]
+
+
+def error_line(command: str, err: BaseException) -> str:
+    """One line for a user error of `nnsight-codi COMMAND`: `one_line` of the message after the command."""
+    return f"nnsight-codi {command}: error: " + one_line(err, join=True)
 
 
 def one_line_errors(prog: str):

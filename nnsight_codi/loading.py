@@ -28,6 +28,7 @@ from typing import Any, cast
 import torch
 from nnsight import TransformersModel
 
+from .errors import one_line
 from .models.checkpoint import (
     _problem_report,
     _tied_keys,
@@ -55,7 +56,6 @@ from .models.sources import (
     TINY_MODEL_DIR,
     check_model_source,
     looks_like_path,
-    one_line,
     with_hub_errors,
 )
 from .tracing.codi_model import CodiModel

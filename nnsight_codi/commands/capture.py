@@ -59,7 +59,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--attention-detail", choices=["layer", "head"], default=None,
                    help="also store attention per block (attention_layers) or per block and head "
                         "(attention_heads); implies attention")
-    p.add_argument("--layers", type=int_list, default=None, help="layers 0..L to capture (default: all)")
+    p.add_argument("--layers", type=int_list, default=None,
+                   help="residual layers 0..L to capture (0 = the embeddings, l = block l-1's output; default: all)")
     p.add_argument("--positions", type=int_list, default=None,
                    help="plain LMs only: prompt positions from the end that form the step dim (default: -1)")
     p.add_argument("--num-latents", type=int, default=None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..errors import one_line
 from .config import CodiFormatError
 from .registry import lookup
 
@@ -64,12 +65,6 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 class ModelSourceError(OSError):
     """A model could not be found or fetched (bad path, unknown id, no network): a one-line user error."""
-
-
-def one_line(err: BaseException) -> str:
-    """The first non-empty line of an exception's message (library errors are often paragraphs)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
 
 
 def looks_like_path(spec: str) -> bool:
