@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import typing
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,57 @@ def test_base_plus_lora_as_interventions(ndif_server, url):
     remote = timed("base + LoRA as interventions", run_loop, inter, prompts, max_new_tokens=3, remote=url)
     local = local_timed("base + LoRA as interventions", run_loop, inter, prompts, max_new_tokens=3)
     same_runs(local, remote)
+
+
+# -- remote-check against the live server ---------------------------------------------------------------
+
+class _PlantedInterface(typing.Protocol):
+    def sites(self, step: int) -> list: ...
+
+
+class PlantedProtocolHook(_PlantedInterface):
+    """A step hook declared the typing way (what StepHook was before the fix): visits nothing, but its
+    class ships by value with Python 3.11's Protocol internals, which a 3.12 server cannot load."""
+
+    def sites(self, step: int) -> list:
+        return []
+
+    def visit(self, site, value, step, sink) -> None:
+        return None
+
+
+def test_remote_check_probes_every_kind(ndif_server, url, capsys):
+    from nnsight_codi.cli import main
+
+    code = main(["remote-check", "--model", "tiny", "--remote", url, "--ndif-model", ndif_server["models"]["tiny-codi"],
+                 "--skip-audit", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    probes = [c for c in report["checks"] if c["name"].startswith("probe ")]
+    assert code == 0, report
+    assert [c["name"] for c in probes] == [f"probe {k}" for k in
+                                           ("eval", "capture", "attention", "steer-hidden", "steer-kv", "sweep")]
+    env = next(c for c in report["checks"] if c["name"] == "environments")
+    assert "python 3.12" in env["detail"] and "differ: python, transformers" in env["detail"]
+
+
+def test_remote_check_fails_when_the_request_breaks_on_the_servers_python(ndif_server, url, monkeypatch, capsys):
+    """E1 reverted in a planted hook: the audit-free probe sends it, the 3.12 server cannot read it, and
+    remote-check fails naming both Pythons (where before it said ok)."""
+    from nnsight_codi.cli import main
+    from nnsight_codi.commands import remote_check
+
+    original = remote_check._probe_run
+
+    def planted(model, kind, remote):
+        if remote is None:
+            return original(model, kind, remote)
+        return run_loop(model, model.encode(["1 + 1 = ?"]), [PlantedProtocolHook()], max_new_tokens=2, remote=remote)
+
+    monkeypatch.setattr(remote_check, "_probe_run", planted)
+    code = main(["remote-check", "--model", "tiny", "--remote", url, "--ndif-model", ndif_server["models"]["tiny-codi"],
+                 "--skip-audit", "--command", "eval"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    line = next(x for x in out.splitlines() if x.startswith("FAIL probe eval"))
+    assert "_is_callable_members_only" in line and "could not load the request" in line
+    assert "python 3.12.1 / 3.11" in line
