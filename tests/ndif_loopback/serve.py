@@ -205,6 +205,8 @@ def up(deploy_timeout: float = 900) -> dict:
         return state
     if state:
         down()
+    if not shutil.which("redis-server"):
+        raise SystemExit("ndif-loopback: redis-server is not installed (Debian: apt-get install redis-server)")
     env = build()
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copy2(SITECUSTOMIZE, site_packages(env) / "sitecustomize.py")  # the CPU-serving test fixture
@@ -337,7 +339,7 @@ def status() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("action", choices=["up", "down", "status", "build", "env-dir"])
     args = parser.parse_args(argv)
     if args.action == "up":
