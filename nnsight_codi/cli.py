@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 @contextmanager
 def json_on_stdout(args: argparse.Namespace) -> Iterator[None]:
     """With `--json` and a remote run, only the JSON goes to stdout: nnsight's request status lines (which
-    it writes to stdout) and any other print go to stderr."""
+    it writes to stdout) and any other print go to stderr.
+    """
     remote = getattr(args, "remote", None)
     if not getattr(args, "json", False) or remote in (None, "local"):
         yield

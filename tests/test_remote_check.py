@@ -61,7 +61,7 @@ def fake():
 
 
 def check(capsys, *argv: str) -> tuple[int, dict, str]:
-    code = main(["remote-check", "--model", "org/codi-gpt2", "--skip-audit", "--json", *argv])
+    code = main(["remote-check", "--model", "org/codi-gpt2", "--skip-audit", "--skip-probes", "--json", *argv])
     out, err = capsys.readouterr()
     return code, json.loads(out), err
 
@@ -70,7 +70,9 @@ def test_all_fine(fake, capsys):
     server = fake()
     code, report, err = check(capsys, "--remote", server.url)
     assert code == 0 and report["ok"] and err == ""
-    assert [c["name"] for c in report["checks"]] == ["server", "versions", "model"]
+    assert [c["name"] for c in report["checks"]] == ["server", "versions", "environments", "model"]
+    env = report["checks"][2]
+    assert env["ok"] and "python 3.12.1 / 3." in env["detail"] and "(server / client)" in env["detail"]
     assert report["host"] == server.url and report["model"] == "org/codi-gpt2"
 
 
@@ -106,11 +108,13 @@ def test_model_not_served_and_not_running(fake, capsys, monkeypatch):
 
 def test_audit_of_the_tiny_model_and_text_output(fake, capsys):
     server = fake(deployments=deployment("org/tiny-codi"))
-    code = main(["remote-check", "--model", "tiny", "--ndif-model", "org/tiny-codi", "--remote", server.url])
+    code = main(["remote-check", "--model", "tiny", "--ndif-model", "org/tiny-codi", "--remote", server.url,
+                 "--skip-probes"])
     out, err = capsys.readouterr()
     assert code == 0, err
     lines = [line for line in out.splitlines() if line.startswith(("ok", "FAIL"))]
-    assert [line.split(":")[0] for line in lines] == ["ok   server", "ok   versions", "ok   model", "ok   audit eval",
+    assert [line.split(":")[0] for line in lines] == ["ok   server", "ok   versions", "ok   environments", "ok   model",
+                                                     "ok   audit eval",
                                                      "ok   audit capture"]
     assert "passes NDIF's whitelist (028db44)" in out
 

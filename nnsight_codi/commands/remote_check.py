@@ -185,7 +185,8 @@ def describe_pair(server: dict[str, str], client: dict[str, str]) -> str:
 
 def environment_check(env: dict) -> Check:
     """Python and transformers of server and client: reported (they may differ; the probes tell whether
-    this project's requests survive the difference)."""
+    this project's requests survive the difference).
+    """
     server, client = server_environment(env), client_environment()
     differ = [k for k in ("python", "transformers") if minor(server[k]) != minor(client[k])]
     note = f"; differ: {', '.join(differ)} (the probes below check the requests survive it)" if differ else ""

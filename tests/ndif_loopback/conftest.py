@@ -31,9 +31,9 @@ def ndif_server():
     import serve
     from nnsight.modeling import huggingface
 
-    before = serve.load_state()
-    started_here = not (before and before.get("ready"))
+    before = serve.load_state() or {}
     state = serve.up()
+    started_here = state["token"] != before.get("token")
     previous_key = os.environ.get("NDIF_API_KEY")
     os.environ["NDIF_API_KEY"] = state["api_key"]
     # nnsight names a hosted model by its Hub-canonical id; a loopback server serves local directories,

@@ -53,18 +53,22 @@ def log(msg: str) -> None:
 # -- the server's environment -----------------------------------------------------------------------
 
 def python312() -> str:
-    """A Python 3.12 interpreter: $NNSIGHT_CODI_PY312, `python3.12` on PATH, or pyenv's 3.12.x."""
-    explicit = os.environ.get("NNSIGHT_CODI_PY312")
-    if explicit:
-        return explicit
-    found = shutil.which("python3.12")
-    if found:
-        return found
+    """A working Python 3.12 interpreter: $NNSIGHT_CODI_PY312, pyenv's 3.12.x, or `python3.12` on PATH
+    (a pyenv shim on PATH may exist without a 3.12 selected: each candidate is run once to check)."""
     root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
-    candidates = sorted(glob.glob(f"{root}/versions/3.12.*/bin/python3.12"))
-    if candidates:
-        return candidates[-1]
-    raise SystemExit("ndif-loopback: no Python 3.12 found (ndif 0.1.2 needs >= 3.12): set NNSIGHT_CODI_PY312")
+    candidates = [os.environ.get("NNSIGHT_CODI_PY312"), *sorted(glob.glob(f"{root}/versions/3.12.*/bin/python3.12"),
+                                                                 reverse=True), shutil.which("python3.12")]
+    for candidate in candidates:
+        if not candidate:
+            continue
+        try:
+            out = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                                 text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out.returncode == 0 and out.stdout.strip() == "(3, 12)":
+            return candidate
+    raise SystemExit("ndif-loopback: no working Python 3.12 found (ndif 0.1.2 needs >= 3.12): set NNSIGHT_CODI_PY312")
 
 
 def env_dir() -> Path:
@@ -205,6 +209,8 @@ def up(deploy_timeout: float = 900) -> dict:
         return state
     if state:
         down()
+    if not shutil.which("redis-server"):
+        raise SystemExit("ndif-loopback: redis-server is not installed (Debian: apt-get install redis-server)")
     env = build()
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copy2(SITECUSTOMIZE, site_packages(env) / "sitecustomize.py")  # the CPU-serving test fixture
@@ -337,7 +343,7 @@ def status() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("action", choices=["up", "down", "status", "build", "env-dir"])
     args = parser.parse_args(argv)
     if args.action == "up":

@@ -12,7 +12,9 @@ import json
 import os
 import sys
 import time
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.ndif_live
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: factories, cot_testlib
 QUESTIONS = ["1 + 2 = ?", "3 * 4 - 5 = ?"]
 KINDS: dict[str, dict] = {}
-TOL = dict(atol=2e-4, rtol=2e-4)  # float32 on both sides; server transformers 5.19 vs client 5.2x kernels
+TOL: dict[str, Any] = dict(atol=2e-4, rtol=2e-4)  # float32 on both sides; server transformers 5.19 vs client 5.2x kernels
 
 
 def timed(kind: str, fn, *args, **kwargs):
@@ -175,14 +177,14 @@ def test_lens_capture(codi, url, ndif_server, tmp_path):
     from nnsight_codi.store.reader import open_store
 
     variables = ("hidden", "latent_input", "kv", "lens", "answer_pred", "correct")
-    common = dict(model="tiny", limit=4, batch_size=4, max_new_tokens=4, variables=variables, lens_k=3)
+    common: dict[str, Any] = dict(model="tiny", limit=4, batch_size=4, max_new_tokens=4, variables=variables, lens_k=3)
     remote_cfg = CaptureConfig(**common, remote=url, ndif_model=ndif_server["models"]["tiny-codi"])
     timed("capture command (lens)", run_capture, tmp_path / "remote.zarr", remote_cfg, progress=False)
     local_timed("capture command (lens)", run_capture, tmp_path / "local.zarr", CaptureConfig(**common),
                 progress=False)
     remote, local = open_store(tmp_path / "remote.zarr"), open_store(tmp_path / "local.zarr")
     names = [n for n in local.data_vars]
-    assert any("lens" in n for n in names) and set(names) == set(remote.data_vars)
+    assert any("lens" in str(n) for n in names) and set(names) == set(remote.data_vars)
     for name in names:
         a, b = np.asarray(local[name].values), np.asarray(remote[name].values)
         if a.dtype.kind in "fc":
@@ -196,10 +198,9 @@ def test_cot_vectors_on_a_plain_lm(ndif_server, url):
     from nnsight import TransformersModel
 
     from nnsight_codi.cot.generation import generate_ids, position_means
+    from nnsight_codi.cot.prompts import prompt_ids
     from nnsight_codi.cot.steering import Steering
     from nnsight_codi.loading import load_instruct_model
-
-    from nnsight_codi.cot.prompts import prompt_ids
 
     local_model = load_instruct_model("tiny-instruct")
     tok = local_model.tokenizer
@@ -226,3 +227,57 @@ def test_base_plus_lora_as_interventions(ndif_server, url):
     remote = timed("base + LoRA as interventions", run_loop, inter, prompts, max_new_tokens=3, remote=url)
     local = local_timed("base + LoRA as interventions", run_loop, inter, prompts, max_new_tokens=3)
     same_runs(local, remote)
+
+
+# -- remote-check against the live server ---------------------------------------------------------------
+
+class _PlantedInterface(typing.Protocol):
+    def sites(self, step: int) -> list: ...
+
+
+class PlantedProtocolHook(_PlantedInterface):
+    """A step hook declared the typing way (what StepHook was before the fix): visits nothing, but its
+    class ships by value with Python 3.11's Protocol internals, which a 3.12 server cannot load."""
+
+    def sites(self, step: int) -> list:
+        return []
+
+    def visit(self, site, value, step, sink) -> None:
+        return None
+
+
+def test_remote_check_probes_every_kind(ndif_server, url, capsys):
+    from nnsight_codi.cli import main
+
+    code = main(["remote-check", "--model", "tiny", "--remote", url, "--ndif-model", ndif_server["models"]["tiny-codi"],
+                 "--skip-audit", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    probes = [c for c in report["checks"] if c["name"].startswith("probe ")]
+    assert code == 0, report
+    assert [c["name"] for c in probes] == [f"probe {k}" for k in
+                                           ("eval", "capture", "attention", "steer-hidden", "steer-kv", "sweep")]
+    env = next(c for c in report["checks"] if c["name"] == "environments")
+    assert "python 3.12" in env["detail"] and "differ: python, transformers" in env["detail"]
+
+
+def test_remote_check_fails_when_the_request_breaks_on_the_servers_python(ndif_server, url, monkeypatch, capsys):
+    """E1 reverted in a planted hook: the audit-free probe sends it, the 3.12 server cannot read it, and
+    remote-check fails naming both Pythons (where before it said ok)."""
+    from nnsight_codi.cli import main
+    from nnsight_codi.commands import remote_check
+
+    original = remote_check._probe_run
+
+    def planted(model, kind, remote):
+        if remote is None:
+            return original(model, kind, remote)
+        return run_loop(model, model.encode(["1 + 1 = ?"]), [PlantedProtocolHook()], max_new_tokens=2, remote=remote)
+
+    monkeypatch.setattr(remote_check, "_probe_run", planted)
+    code = main(["remote-check", "--model", "tiny", "--remote", url, "--ndif-model", ndif_server["models"]["tiny-codi"],
+                 "--skip-audit", "--command", "eval"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    line = next(x for x in out.splitlines() if x.startswith("FAIL probe eval"))
+    assert "_is_callable_members_only" in line and "could not load the request" in line
+    assert "python 3.12.1 / 3.11" in line

@@ -41,7 +41,7 @@ def _patch_torch(torch: ModuleType) -> None:
 
 
 def _patch_ndif_util(util: ModuleType) -> None:
-    util.verify_device_placement = lambda *a, **k: None
+    setattr(util, "verify_device_placement", lambda *a, **k: None)
 
 
 class _LocalDirIds(dict):
@@ -57,7 +57,7 @@ class _LocalDirIds(dict):
 
 
 def _patch_nnsight_huggingface(hf: ModuleType) -> None:
-    hf._ID_CACHE = _LocalDirIds(hf._ID_CACHE)
+    setattr(hf, "_ID_CACHE", _LocalDirIds(getattr(hf, "_ID_CACHE")))
     model_cls = hf.HuggingFaceModel
     original = model_cls.from_model_key.__func__
 
@@ -106,7 +106,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
                 break
         else:
             return None
-        loader = spec.loader
+        loader: Any = spec.loader
         original = loader.exec_module
 
         def exec_module(module: ModuleType) -> None:
