@@ -35,6 +35,7 @@ from ..data.synthetic import make_train_test
 from ..models.config import CodiConfig
 from ..models.converted import save_converted
 from ..models.family import COCONUT_TOKENS
+from ..models.kv_cache import cache_kwargs, output_cache
 from ..tracing.batching import left_pad, next_positions, positions_from_mask, right_pad
 from .base import embedding_matrix, tiny_base
 from .encode import cot_steps
@@ -71,6 +72,9 @@ class CoconutTrainConfig:
     threads: int = 1
     eval_every: int = 300
     eval_limit: int = 200
+    init_from: str = field(default="", metadata={"help": "start from this CoT-trained LM's weights (a converted "
+                                                          "directory, or 'tiny': the tiny CODI's LM) instead of a "
+                                                          "fresh init; stage 0 may then get 0 steps"})
 
     def __post_init__(self) -> None:
         if len(self.stage_steps) != self.max_latent_stage + 2:
@@ -98,6 +102,17 @@ class Example:
 def coconut_tokenizer_and_model(cfg: CoconutTrainConfig):
     """The tiny word-level GPT-2 (Fourier number init) + Coconut's three tokens, initialised from `<<`."""
     model, tok, ids = tiny_base(999, cfg.n_layer, cfg.n_embd, cfg.n_head, seed=cfg.seed, number_init="fourier")
+    if cfg.init_from:
+        from safetensors.torch import load_file
+
+        from ..models.sources import TINY_MODEL_DIR
+
+        directory = TINY_MODEL_DIR if cfg.init_from == "tiny" else Path(cfg.init_from)
+        state = load_file(str(directory / "model.safetensors"))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if k != "lm_head.weight"]:
+            raise ValueError(f"{directory}: not a tiny GPT-2 of this shape ({missing[:3]}, {unexpected[:3]})")
+        model.tie_weights()
     for token in COCONUT_TOKENS:
         tok.add_tokens(token)
     model.resize_token_embeddings(len(tok), mean_resizing=False)
@@ -135,15 +150,15 @@ def coconut_loss(model, batch: list[Example], stage: int, cfg: CoconutTrainConfi
     suffix, suffix_mask = right_pad(suffix_rows, pad)
     out = model(input_ids=prompt, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=True,
                 output_hidden_states=True)
-    cache, hidden = out.past_key_values, out.hidden_states[-1][:, -1:]
+    cache, hidden = output_cache(out), out.hidden_states[-1][:, -1:]
     for _ in range(n):
         ext = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
         out = model(inputs_embeds=hidden, attention_mask=ext, position_ids=next_positions(mask, 1),
-                    past_key_values=cache, use_cache=True, output_hidden_states=True)
-        cache, hidden, mask = out.past_key_values, out.hidden_states[-1][:, -1:], ext
+                    **cache_kwargs(cache), use_cache=True, output_hidden_states=True)
+        cache, hidden, mask = output_cache(out), out.hidden_states[-1][:, -1:], ext
     full = torch.cat([mask, suffix_mask], dim=-1)
     positions = next_positions(mask, suffix.shape[1])
-    out = model(input_ids=suffix, attention_mask=full, position_ids=positions, past_key_values=cache, use_cache=True)
+    out = model(input_ids=suffix, attention_mask=full, position_ids=positions, **cache_kwargs(cache), use_cache=True)
     logits = out.logits[:, :-1]
     labels = suffix[:, 1:].masked_fill(suffix_mask[:, 1:] == 0, -100)
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
@@ -235,7 +250,7 @@ def train_coconut(cfg: CoconutTrainConfig, stop_at: int | None = None, log=print
             opt.step()
             done += 1
             if done % 50 == 0 or step == steps - 1:
-                row = {"step": done, "stage": stage, "loss": float(loss), "seconds": time.perf_counter() - start_time}
+                row = {"step": done, "stage": stage, "loss": float(loss.detach()), "seconds": time.perf_counter() - start_time}
                 if cfg.eval_every and (done % cfg.eval_every == 0 or step == steps - 1):
                     model.eval()
                     _, n = stage_latents(cfg, stage)
