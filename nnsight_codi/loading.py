@@ -259,7 +259,8 @@ def load_simcot(spec: str | Path, base: str | None = None, device: Any = "cpu", 
                 lora_mode: str = "merged", num_latents: int | None = None, ndif_repo_id: str | None = None,
                 decoder_base: str | None = None, **unused: Any):
     """A SIM-CoT CODI release (local path in any layout, or a known hub id) as a `CodiModel` whose
-    `step_decoder` attribute is its `models.simcot.StepDecoder`."""
+    `step_decoder` attribute is its `models.simcot.StepDecoder`.
+    """
     from .models.simcot import convert_release, download_release, simcot_entry
 
     if lora_mode != "merged" or unused.get("reference_numerics"):

@@ -4,7 +4,8 @@ The page (template `page.html` + `dashboard.js` + `dashboard.css`, inlined) need
 and works from a file URL. Its data is one compact JSON object embedded in the page: a string
 table, and per example the question's source tokens (indices into the table) and kinds, gold,
 prediction, correct, each step's top-K attended positions with weights (units of 1e-4), and
-each step's logit-lens top tokens with probabilities at every captured layer (units of 1e-4).
+each step's logit-lens top tokens with probabilities at every captured layer (units of 1e-4), and, for a
+SIM-CoT release captured with `--what step_decoder`, each step's decoded reasoning step (`step_text`).
 Nothing needs the model or torch: attention comes from `attention`, tokens from the
 `source_token` / `source_kind` coordinates, lens read-outs from `lens_top_ids`,
 `lens_top_probs` and `token_string`.
@@ -116,6 +117,7 @@ def page_data(ds: xr.Dataset, top_k: int = 8, layer: int | None = None, title: s
     has_lens = "lens_top_ids" in ds and "lens_top_probs" in ds
     has_tokens = "source_token" in ds.coords and "source_kind" in ds.coords
     has_answers = all(v in ds for v in ("answer_pred", "answer_gold", "correct"))
+    has_steps = "step_text" in ds
     missing = [key for key, ok in (("attention", has_attention), ("lens", has_lens), ("tokens", has_tokens),
                                    ("answers", has_answers)) if not ok]
     layers = [int(x) for x in ds["layer"].values] if has_lens else []
@@ -143,6 +145,8 @@ def page_data(ds: xr.Dataset, top_k: int = 8, layer: int | None = None, title: s
                 text = str(vocab[i]) if vocab is not None and 0 <= i < len(vocab) else f"#{i}"
                 lens_strings[i] = strings.index(text)
             return lens_strings[i]
+    if has_steps:
+        step_texts = _text(ds["step_text"].values)
     if has_answers:
         pred = np.asarray(ds["answer_pred"].values, dtype=np.float64)
         gold = np.asarray(ds["answer_gold"].values, dtype=np.float64)
@@ -173,6 +177,8 @@ def page_data(ds: xr.Dataset, top_k: int = 8, layer: int | None = None, title: s
             ex["l"] = [[[[lens_token(int(t)) for t in lens_ids[i, s, li] if t >= 0],
                          np.rint(np.nan_to_num(lens_probs[i, s, li][lens_ids[i, s, li] >= 0]) * SCALE).astype(int).tolist()]
                         for li in range(lens_ids.shape[2])] for s in range(lens_ids.shape[1])]
+        if has_steps:  # the SIM-CoT step decoder's text of each step (string-table indices; 0 = "")
+            ex["d"] = [strings.index(str(t)) for t in step_texts[i]]
         examples.append(ex)
     attrs = ds.attrs
     return {

@@ -62,7 +62,8 @@ class StepVectorHook:
 
 def fed_vectors(codi: CodiModel, hidden: Tensor) -> Tensor:
     """`Float[Tensor, "... dim"]` last-layer residuals → the vectors the loop feeds back (final norm, then the
-    model's projection when it uses one)."""
+    model's projection when it uses one).
+    """
     lm = codi._module
     weight = next(lm.parameters())
     with torch.inference_mode():

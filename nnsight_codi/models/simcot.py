@@ -294,7 +294,8 @@ class StepDecoder(nn.Module):
 def build_step_decoder(parts: dict[str, dict[str, Tensor]], base_config: Any, embed: Tensor, eos_id: int,
                        dtype: torch.dtype = torch.float32, where: Any = "release") -> StepDecoder:
     """The `StepDecoder` of a release's `decoder` / `pj_in` / `pj_out` parts on the base architecture
-    (`base_config`, vocab V); every key validated (missing, unexpected, mis-shaped: `CodiFormatError`)."""
+    (`base_config`, vocab V); every key validated (missing, unexpected, mis-shaped: `CodiFormatError`).
+    """
     from transformers import AutoModelForCausalLM
 
     state = parts["decoder"]
@@ -377,7 +378,7 @@ def convert_release(path: str | Path, base: str | Path | None, entry: Checkpoint
     lm, tokenizer, prj, config = convert_reference_state(parts["codi"], path, base, entry, num_latents=num_latents,
                                                          dtype=dtype)
     base_config = AutoConfig.from_pretrained(str(base))
-    embed = lm.get_input_embeddings().weight.detach().float()  # V+3 rows: a pj_out vocabulary may reach them
+    embed = cast(Tensor, lm.get_input_embeddings().weight).detach().float()  # V+3 rows: a pj_out vocabulary may reach them
     if decoder_base is not None:
         base_config = AutoConfig.from_pretrained(str(decoder_base))
     if config.eos_id is None:

@@ -73,7 +73,8 @@ class SoftThinking(Feedback):
 
     def stop_rule(self, state: Any, logits: Tensor) -> None:
         """Called by the loop with the logits that make the next latent: count cold steps per row, stop rows
-        whose count reached `cold_patience` (`state.stop_rows`)."""
+        whose count reached `cold_patience` (`state.stop_rows`).
+        """
         if self.cold_entropy is None:
             return
         cold = entropy(logits) < self.cold_entropy

@@ -240,7 +240,8 @@ class LatentLoopState:
     def stop_rows(self, rows: Tensor) -> None:
         """End the latents of `rows` (`Bool[Tensor, "batch"]`) after the steps run so far (call it from
         `observe`, before the step advances): they keep `self.step` latents, their later latent columns are
-        masked (`row_latents`; exact masking only)."""
+        masked (`row_latents`; exact masking only).
+        """
         if not bool(rows.any()):
             return
         if self.masking != "exact":

@@ -128,6 +128,7 @@
       } else {
         b.appendChild(el("span", "top1 none", "\u2014"));
       }
+      if (e.d && e.d[s]) b.appendChild(el("span", "steptext", S[e.d[s]]));
       b.addEventListener("click", function () { selectStep(s); });
       steps.appendChild(b);
     });
@@ -203,6 +204,17 @@
         li.appendChild(document.createTextNode(" " + fmt(lens[1][r])));
         lensList.appendChild(li);
       });
+    }
+    // step decoder (SIM-CoT): the decoded reasoning step beside the logit lens
+    var box = $("steptext");
+    if (box) {
+      box.textContent = "";
+      $("steptext-title").textContent = "Step decoder: " + name;
+      if (!e.d) {
+        box.appendChild(el("div", "none", "no decoded steps in this store (capture a SIM-CoT release with --what step_decoder)"));
+      } else {
+        box.appendChild(el("div", e.d[state.step] ? "decoded" : "none", e.d[state.step] ? S[e.d[state.step]] : "no step decoded at this step"));
+      }
     }
     writeHash();
   }
