@@ -157,6 +157,10 @@ def test_a_file_or_directory_of_the_wrong_shape_is_refused(command, tmp_path, ca
         target = tmp_path / "grid"
         target.mkdir()
         needle = "is a directory"
+        other = tmp_path / "notes.txt"
+        other.write_text("notes")
+        code, lines = run(argv_for(command, str(other), tmp_path), capsys)
+        assert code == 2 and len(lines) == 1 and "is a file of another kind" in lines[0], lines
     else:
         target = tmp_path / "out.txt"
         target.write_text("notes")
@@ -192,6 +196,7 @@ def test_same_artifact_is_resumed_or_refused_as_documented(tmp_path, capsys):
     code, lines = run(["convert", str(tmp_path / "ckpt"), str(converted)], capsys)
     assert code == 2 and "not empty" in lines[0]
     real = dashboard_stores.make_store(tmp_path / "real.zarr", n=2)
+    assert artifact_at(real) == "capture store"  # a store the writer made, not only the marker files
     for command in ("eval", "dashboard", "capture"):  # replaced / resumed: the command goes on to its work
         target = make(WRITES[command], tmp_path / command)
         argv = argv_for(command, str(target), tmp_path)

@@ -104,7 +104,9 @@ def check_out(path: str | Path | None, command: str, flag: str = "--out") -> Pat
     path = Path(path)
     wants = WRITES[command]
     found = artifact_at(path)
-    if found == "file" or (found is not None and path.is_file() and wants not in FILE_ARTIFACTS):
+    if wants in FILE_ARTIFACTS and found == "file":
+        raise ValueError(f"{flag} {path} is a file of another kind; {command} writes a {wants} (.jsonl)")
+    if wants not in FILE_ARTIFACTS and path.is_file():
         raise ValueError(f"{flag} {path} is a file; {command} writes a {wants} (a directory)")
     if found is not None and found != wants:
         raise ValueError(f"{flag} {path} holds a {found}, not a {wants}; choose another path")

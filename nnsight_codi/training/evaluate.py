@@ -9,7 +9,7 @@ numbers are what training logs and what `TRAINING.md` quotes for the tiny model.
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, cast
 import torch
 from torch import Tensor, nn
 
+from ..data.scoring import extract_prediction
 from ..models.kv_cache import cache_kwargs, output_cache
 from ..tracing.batching import extend_mask, left_pad, next_positions, positions_from_mask
 from .codi import final_norm, run_latents
@@ -25,19 +26,13 @@ from .encode import clean_question
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-_NUM = re.compile(r"-?\d+(?:\.\d+)?")
-
 
 def parse_answer(text: str) -> str | None:
-    """The predicted number: the first number after "answer is", else the last number in `text`."""
-    text = text.replace(",", "")
-    idx = text.rfind("answer is")
-    if idx >= 0:
-        m = _NUM.search(text[idx:])
-        if m:
-            return m.group(0)
-    nums = _NUM.findall(text)
-    return nums[-1] if nums else None
+    """The predicted number (the one answer parser, `data.scoring.extract_prediction`): the first number
+    after "answer is", else the last number in `text`; None if there is none.
+    """
+    value = extract_prediction(text, after="answer is")
+    return None if math.isinf(value) else repr(value)
 
 
 def _unembedding(model: PreTrainedModel) -> nn.Module:
