@@ -75,9 +75,17 @@ def format_summary(info: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `info` standalone: `python -m nnsight_codi.commands.info STORE` (as `nnsight-codi info STORE`)."""
-    from ..cli import main as cli_main
+    from ..errors import OneLineParser, error_line
+    from ..store.errors import StoreError
 
-    return cli_main(["info", *(sys.argv[1:] if argv is None else argv)])
+    parser = OneLineParser(prog="nnsight-codi")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["info", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except (ValueError, OSError, StoreError) as err:  # as `nnsight-codi` prints a user error
+        print(error_line("info", err), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

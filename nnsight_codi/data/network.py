@@ -6,34 +6,35 @@ Callers fall back to shipped data or fail fast with a clear message instead of w
 hub client's retries (about 40 s without network).
 
 Example:
-    >>> import os
-    >>> os.environ["HF_HUB_OFFLINE"] = "1"
-    >>> offline_reason(cache=False)
+    >>> offline_reason(env={"HF_HUB_OFFLINE": "1"})
     'HF_HUB_OFFLINE=1 is set'
-    >>> del os.environ["HF_HUB_OFFLINE"]
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from urllib.parse import urlparse
 
 _TRUE = {"1", "true", "yes", "on"}
 _cached: dict[str, str | None] = {}
 
 
-def hub_endpoint() -> str:
+def hub_endpoint(env: Mapping[str, str] | None = None) -> str:
     """The Hub's base URL (`HF_ENDPOINT`, else https://huggingface.co)."""
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    return (os.environ if env is None else env).get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 
 
-def offline_reason(timeout: float = 1.5, cache: bool = True) -> str | None:
-    """None when the Hub is reachable; else why not, in a few words (see module doc)."""
+def offline_reason(timeout: float = 1.5, cache: bool = True, env: Mapping[str, str] | None = None) -> str | None:
+    """None when the Hub is reachable; else why not, in a few words (see module doc). `env` defaults to
+    the process environment.
+    """
+    env = os.environ if env is None else env
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in _TRUE:
-            return f"{var}={os.environ[var]} is set"
-    endpoint = hub_endpoint()
+        if env.get(var, "").strip().lower() in _TRUE:
+            return f"{var}={env[var]} is set"
+    endpoint = hub_endpoint(env)
     if cache and endpoint in _cached:
         return _cached[endpoint]
     url = urlparse(endpoint)
