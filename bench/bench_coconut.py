@@ -32,7 +32,7 @@ def questions(n: int, tokenizer, room: int) -> list[str]:
     """The first n synthetic problems (seed 1) whose prompt fits `room` tokens (the fabricated LM has 128 positions)."""
     from nnsight_codi.data.synthetic import generate_problems
 
-    pool = list(generate_problems(20 * n, seed=1, min_steps=1, max_steps=2)["question"])
+    pool = [str(q) for q in generate_problems(20 * n, seed=1, min_steps=1, max_steps=2)["question"]]
     fits = [q for q in pool if len(tokenizer(q + "\n")["input_ids"]) + 1 <= room]
     if len(fits) < n:
         raise SystemExit(f"error: only {len(fits)} problems fit the fabricated model's context")
@@ -41,7 +41,7 @@ def questions(n: int, tokenizer, room: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run both, compare, print and write the timings."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--reference-src", required=True, help="checkout of facebookresearch/coconut (27273cb)")
     p.add_argument("--reference-python", required=True, help="python of the reference's environment")
     p.add_argument("--kind", default="gpt2", choices=["gpt2", "llama"])
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(path).exists():
             print(f"error: {what} {path}: no such file or directory", file=sys.stderr)
             return 2
-    from coconut_fixtures import fabricate
+    from coconut_fixtures import fabricate  # pyright: ignore[reportMissingImports]  (tests/models, on sys.path above)
 
     from nnsight_codi.loading import load_model
     from nnsight_codi.tracing.loop import answer_ids

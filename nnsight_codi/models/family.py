@@ -39,7 +39,7 @@ Example:
     >>> family("pcCoT")
     Traceback (most recent call last):
     ...
-    ValueError: unknown latent family 'pcCoT': known are codi, coconut
+    ValueError: unknown latent family 'pcCoT': known are coconut, codi
 """
 
 from __future__ import annotations

@@ -222,7 +222,8 @@ def train_coconut(cfg: CoconutTrainConfig, stop_at: int | None = None, log=print
                              min_steps=cfg.min_steps, max_steps=cfg.max_steps, value_range=(0, cfg.value_max),
                              add_range=(1, cfg.add_max), mul_range=(2, cfg.mul_max))
     model, tok, ids = coconut_tokenizer_and_model(cfg)
-    ids = {**ids, **dict(zip(("start", "end", "latent"), tok.convert_tokens_to_ids(list(COCONUT_TOKENS))))}
+    ids = {**ids, **{name: tok.convert_tokens_to_ids(token)  # pyright: ignore[reportAttributeAccessIssue]
+                     for name, token in zip(("start", "end", "latent"), COCONUT_TOKENS)}}
     config = codi_config_of(tok, ids, cfg)
     train = encode(tok, splits["train"])
     rng = random.Random(cfg.seed)

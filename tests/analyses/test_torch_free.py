@@ -174,6 +174,17 @@ def test_store_overview_runs_without_torch(tmp_path):
     assert 0 <= r["accuracy"] <= 1 and (tmp_path / "fig.png").exists()
 
 
+def test_cross_family_reports_without_torch(tmp_path):
+    results = {"models": [{"model": "m", "latent_family": "coconut", "num_latents": 1, "n": 2,
+                           "accuracy_by_k": {"latent": {"0": 0.5, "1": 1.0}, "pause": {"0": 0.5, "1": 0.5}},
+                           "lens": {}, "ablation": {"latent1": 0.5}}]}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    done = run_blocked(f"from analyses import cross_family\nassert cross_family.main([{str(tmp_path / 'results.json')!r}]) == 0\n"
+                       "assert 'torch' not in sys.modules\n")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| latent | 50% | 100% |" in (tmp_path / "report.md").read_text()
+
+
 def test_every_analysis_module_is_covered():
-    covered = {"steering", "patching", "attention", "cot_vectors", "store_overview", "lens_study"}
+    covered = {"steering", "patching", "attention", "cot_vectors", "store_overview", "lens_study", "cross_family"}
     assert set(MODULES) == covered, "a new analyses module needs a torch-free run here"
