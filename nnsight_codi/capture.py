@@ -88,6 +88,9 @@ class CaptureConfig:
         cfg = getattr(codi, "codi_config", None)
         data["model_id"] = (cfg.source if cfg else None) or str(self.model)
         data["model_revision"] = cfg.revision if cfg else None
+        family = getattr(cfg, "latent_family", "codi") if cfg else None
+        if family not in (None, "codi"):  # absent = codi, so every CODI store keeps its fingerprint
+            data["latent_family"] = family
         data["num_latents"] = (codi.num_latents if self.num_latents is None else self.num_latents) if cfg else 0
         # merged weights only: a base + LoRA-interventions run resumes a merged run's store and back
         data[WEIGHTS_KEY] = model_weights(codi) if self.lora_mode == "merged" else None

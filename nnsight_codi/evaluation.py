@@ -119,8 +119,9 @@ def eval_batches(lengths: Sequence[int], batch_size: int, masking: Masking = "ex
 @torch.inference_mode()
 def generate_answers(codi: CodiModel, questions: Sequence[str], batch_size: int = 32, num_latents: int | None = None,
                      max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
-                     progress: bool = True) -> list[str]:
-    """Answer texts for every question, in input order (batches: `eval_batches`)."""
+                     progress: bool = True, feedback: str | None = None) -> list[str]:
+    """Answer texts for every question, in input order (batches: `eval_batches`); `feedback`: a latent-input
+    condition of any family ("pause", …; `CodiModel.condition_feedback`)."""
     from .tracing.loop import run_loop
 
     if num_latents is not None and (isinstance(num_latents, bool) or int(num_latents) < 0):
@@ -133,7 +134,7 @@ def generate_answers(codi: CodiModel, questions: Sequence[str], batch_size: int 
     for idx in eval_batches(lengths, batch_size, masking):
         prompts = codi.encode([questions[i] for i in idx])
         tokens, _ = run_loop(codi, prompts, num_latents=num_latents, max_new_tokens=max_new_tokens,
-                             masking=masking, remote=remote)
+                             masking=masking, remote=remote, feedback=feedback)
         for i, text in zip(idx, codi.decode(tokens)):
             texts[i] = text
         bar.update(len(idx))
@@ -191,11 +192,13 @@ def evaluate_latent_counts(codi: CodiModel, dataset, latent_counts: Sequence[int
 
 def evaluate(codi: CodiModel, dataset, batch_size: int = 32, num_latents: int | None = None, max_new_tokens: int = 256,
              masking: Masking = "exact", remote: bool | str | None = None, progress: bool = True,
-             model_name: str = "", dataset_name: str = "") -> EvalResult:
-    """Run the latent loop on every example of `dataset` (fields `id`, `question`, `answer`) and score it."""
+             model_name: str = "", dataset_name: str = "", feedback: str | None = None) -> EvalResult:
+    """Run the latent loop on every example of `dataset` (fields `id`, `question`, `answer`) and score it
+    (under the latent-input condition `feedback`, e.g. "pause", if given)."""
     questions = list(dataset["question"])
     golds = [extract_gold(a) for a in dataset["answer"]]
-    texts = generate_answers(codi, questions, batch_size, num_latents, max_new_tokens, masking, remote, progress)
+    texts = generate_answers(codi, questions, batch_size, num_latents, max_new_tokens, masking, remote, progress,
+                             feedback)
     k = codi.num_latents if num_latents is None else int(num_latents)
     result = EvalResult(model=model_name, dataset=dataset_name, num_latents=k)
     for ex_id, q, text, gold in zip(dataset["id"], questions, texts, golds):

@@ -32,6 +32,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     add_numerics_arg(p)
     add_dataset_args(p)
     add_loop_args(p)
+    p.add_argument("--feedback", default="latent", choices=["latent", "pause"],
+                   help="latent input: the family's own (latent) or the pause control (a constant: the same K extra "
+                        "positions, nothing fed back), for a model of any family (default: latent)")
     p.add_argument("--out", default=None, help="write predictions.jsonl and summary.json here")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)
@@ -53,9 +56,11 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = evaluate(codi, dataset, batch_size=args.batch_size, num_latents=args.num_latents,
                       max_new_tokens=args.max_new_tokens, masking=args.masking, remote=remote,
-                      progress=not args.json, model_name=str(args.model), dataset_name=str(args.dataset))
+                      progress=not args.json, model_name=str(args.model), dataset_name=str(args.dataset),
+                      feedback=None if args.feedback == "latent" else args.feedback)
     summary = result.summary() | {"seconds": round(time.perf_counter() - start, 3), "masking": args.masking,
-                                  "numerics": args.numerics}
+                                  "numerics": args.numerics, "latent_family": codi.latent_family,
+                                  "feedback": args.feedback}
     if args.out:
         summary["out"] = str(result.write(args.out))
     if args.json:

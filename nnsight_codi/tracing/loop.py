@@ -445,9 +445,12 @@ def decode_answers(tokenizer, tokens: Int[Tensor, "batch new"], eos_id: int | No
 
 def run_loop(codi: CodiModel, prompts, hooks: Sequence[StepHook] = (), num_latents: int | None = None,
              max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
-             output_attentions: bool = False, answer_steps: int = 0, grad: bool = False
-             ) -> tuple[Int[Tensor, "batch new"], list[Record]]:
+             output_attentions: bool = False, answer_steps: int = 0, grad: bool = False,
+             feedback: Feedback | str | None = None) -> tuple[Int[Tensor, "batch new"], list[Record]]:
     """Run the latent loop with `hooks` on steps bot..eot; return `(answer ids, records)`.
+
+    `feedback` puts the run under a latent-input condition (`Feedback`, or a name: "pause", "soft";
+    `CodiModel.condition_feedback`) whatever the family; None keeps the prompts' own.
 
     `answer_steps` > 0 also hands the hooks the first `answer_steps` answer steps (steps
     K+2 .. K+1+answer_steps); the loop must make at least that many calls (e.g. a hook that
@@ -456,9 +459,21 @@ def run_loop(codi: CodiModel, prompts, hooks: Sequence[StepHook] = (), num_laten
     The loop runs under `torch.inference_mode()` (records are inference tensors); `grad=True`
     runs it under the caller's autograd mode instead, for gradients through the loop.
     """
+    prompts = with_feedback(codi, prompts, feedback)
     with contextlib.nullcontext() if grad else torch.inference_mode():
         return _run_loop(codi, prompts, hooks, num_latents, max_new_tokens, masking, remote, output_attentions,
                          answer_steps)
+
+
+def with_feedback(codi: CodiModel, prompts, feedback: Feedback | str | None):
+    """`prompts` under the latent-input condition `feedback` (None: unchanged)."""
+    if feedback is None:
+        return prompts
+    if isinstance(feedback, str):
+        feedback = codi.condition_feedback(feedback)
+        if feedback is None:
+            return prompts
+    return prompts.with_condition(feedback=feedback)
 
 
 def _run_loop(codi: CodiModel, prompts, hooks: Sequence[StepHook], num_latents: int | None, max_new_tokens: int,
@@ -560,7 +575,8 @@ def _segment(codi: CodiModel, snapshot: LoopSnapshot, hooks: Sequence[StepHook],
 def run_branches(codi: CodiModel, prompts, branches: Sequence[Branch], shared: Sequence[StepHook] = (),
                  num_latents: int | None = None, max_new_tokens: int = 256, masking: Masking = "exact",
                  remote: bool | str | None = None, output_attentions: bool = False, answer_steps: int = 0,
-                 fork: bool = True, grad: bool = False) -> list[tuple[Int[Tensor, "batch new"], list[Record]]]:
+                 fork: bool = True, grad: bool = False, feedback: Feedback | str | None = None
+                 ) -> list[tuple[Int[Tensor, "batch new"], list[Record]]]:
     """Every branch's `run_loop(codi, prompts, [*branch.hooks, *shared], branch K, ...)`, paying for a shared
     prefix once.
 
@@ -579,10 +595,11 @@ def run_branches(codi: CodiModel, prompts, branches: Sequence[Branch], shared: S
     `remote` (or a base + LoRA-interventions model) everything runs in **one** session, so one
     request carries the prefix once and every branch (`session.run_session_branches`).
 
-    Like `run_loop`, it runs under `torch.inference_mode()` unless `grad=True`.
+    Like `run_loop`, it runs under `torch.inference_mode()` unless `grad=True`, and takes a `feedback` condition.
 
     Returns `[(answer ids Long[Tensor, "batch new"], records)]` in the order of `branches`.
     """
+    prompts = with_feedback(codi, prompts, feedback)
     with contextlib.nullcontext() if grad else torch.inference_mode():
         return _run_branches(codi, prompts, branches, shared, num_latents, max_new_tokens, masking, remote,
                              output_attentions, answer_steps, fork)
