@@ -121,7 +121,8 @@ def generate_answers(codi: CodiModel, questions: Sequence[str], batch_size: int 
                      max_new_tokens: int = 256, masking: Masking = "exact", remote: bool | str | None = None,
                      progress: bool = True, feedback: str | None = None) -> list[str]:
     """Answer texts for every question, in input order (batches: `eval_batches`); `feedback`: a latent-input
-    condition of any family ("pause", …; `CodiModel.condition_feedback`)."""
+    condition of any family ("pause", …; `CodiModel.condition_feedback`).
+    """
     from .tracing.loop import run_loop
 
     if num_latents is not None and (isinstance(num_latents, bool) or int(num_latents) < 0):
@@ -194,7 +195,8 @@ def evaluate(codi: CodiModel, dataset, batch_size: int = 32, num_latents: int | 
              masking: Masking = "exact", remote: bool | str | None = None, progress: bool = True,
              model_name: str = "", dataset_name: str = "", feedback: str | None = None) -> EvalResult:
     """Run the latent loop on every example of `dataset` (fields `id`, `question`, `answer`) and score it
-    (under the latent-input condition `feedback`, e.g. "pause", if given)."""
+    (under the latent-input condition `feedback`, e.g. "pause", if given).
+    """
     questions = list(dataset["question"])
     golds = [extract_gold(a) for a in dataset["answer"]]
     texts = generate_answers(codi, questions, batch_size, num_latents, max_new_tokens, masking, remote, progress,
