@@ -360,8 +360,14 @@ def load_coconut_checkpoint(file: str | Path, base: str | Path | None = None, de
     """
     parts = load_coconut_parts(file, base, num_latents, resolve_dtype(dtype), source)
     lm = parts.lm.to(resolve_device(device))
-    return CodiModel(lm, tokenizer=parts.tokenizer, task="text-generation", codi_config=parts.config,
-                     prj=torch.nn.Identity(), ndif_repo_id=ndif_repo_id)
+    model = CodiModel(lm, tokenizer=parts.tokenizer, task="text-generation", codi_config=parts.config,
+                      prj=torch.nn.Identity(), ndif_repo_id=ndif_repo_id)
+    if parts.step_decoder_keys:  # a SIM-CoT Coconut release: its step decoder, for the step-decoder lens
+        from .models.simcot import coconut_step_decoder
+
+        decoder = coconut_step_decoder(file, parts.lm, int(parts.config.eos_id or 0), resolve_dtype(dtype))
+        object.__setattr__(model, "step_decoder", None if decoder is None else decoder.to(resolve_device(device)))
+    return model
 
 
 def load_lora_interventions(file: str | Path, base: str | Path | None, entry: CheckpointEntry | None = None,

@@ -112,3 +112,46 @@ def make_release(tmp: Path, layout: str = "bin", family: str = "gpt2", **kwargs)
     parts["path"] = write_release(tmp / "release", parts["state"], layout)
     parts["family"] = family
     return parts
+
+
+# -- SIM-CoT Coconut releases (`checkpoint_<n>` with `expainable_llm.*`) ---------------------------------------
+
+
+EOS_LEAN = 5.65
+
+
+def make_coconut_release(directory: Path, kind: str = "gpt2") -> dict:
+    """A SIM-CoT Coconut release at `directory/release/checkpoint_28` (0-byte config.json beside it): a fabricated
+    Coconut checkpoint (`models/coconut_fixtures.fabricate`) plus a step decoder `expainable_llm.*` (the base
+    architecture, base vocabulary, weights seeded by name). Returns paths, the decoder and the digest."""
+    import sys
+    import zlib
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "models"))
+    from coconut_fixtures import base_config, fabricate
+    from transformers import AutoModelForCausalLM
+
+    base, ckpt = fabricate(kind, directory)
+    state = torch.load(ckpt, weights_only=True)
+    vocab = int(state["embedding.weight"].shape[0]) - 3
+    dec = AutoModelForCausalLM.from_config(base_config(kind, vocab))
+    with torch.no_grad():
+        for name, param in dec.named_parameters():
+            gen = torch.Generator().manual_seed(zlib.crc32(("expainable_llm." + name).encode()))
+            noise = torch.randn(tuple(param.shape), generator=gen)
+            param.copy_(1.0 + 0.1 * noise if param.ndim == 1 and ("norm" in name or "ln_" in name) else
+                        (0.1 if param.ndim == 1 else 0.5) * noise)
+        # lean the final norm towards eos, so greedy steps end (SIM-CoT's own loop stops only at eos or 512 tokens)
+        eos_row = dec.get_input_embeddings().weight[int(dec.config.eos_token_id)]
+        norm = dec.transformer.ln_f if hasattr(dec, "transformer") else dec.model.norm
+        if getattr(norm, "bias", None) is not None:
+            norm.bias += EOS_LEAN * eos_row / eos_row.norm()
+    dec.tie_weights()
+    for key, value in dec.state_dict().items():
+        state["expainable_llm." + key] = value.detach().clone()
+    release = directory / "release"
+    release.mkdir(parents=True, exist_ok=True)
+    (release / "config.json").write_bytes(b"")
+    path = release / "checkpoint_28"
+    torch.save(state, path)
+    return {"path": path, "base_dir": base, "decoder": dec.eval(), "digest": state_digest(state), "state": state}

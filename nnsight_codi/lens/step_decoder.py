@@ -8,7 +8,9 @@ steps 0..K (`StepVectorHook`, one site per step, any executor), applies the fina
 feedback post hoc, and decodes every (example, step) in one batch.
 
 In a capture (`--what step_decoder`, i.e. `step_text` and `step_ids`) the text sits at the step that
-produced the vector, beside that step's logit lens; the eot step holds "".
+produced the vector, beside that step's logit lens; the eot step holds "". A SIM-CoT *Coconut* release
+decodes groups of c_thought fed vectors (`decode_steps`); a group's text sits at the step that produced its
+last vector, and the other steps hold "".
 
 Example:
     >>> codi = load_model("path/to/SIM_COT-GPT2-CODI", base="openai-community/gpt2")   # doctest: +SKIP
@@ -88,6 +90,33 @@ def decode_vectors(decoder: StepDecoder, vectors: Tensor, max_new_tokens: int = 
     return [flat[i * steps:(i + 1) * steps] for i in range(batch)]
 
 
+def decode_steps(codi: CodiModel, decoder: StepDecoder, residuals: Tensor, max_new_tokens: int = DEFAULT_STEP_TOKENS
+                 ) -> tuple[list[list[list[int]]], list[int], Tensor]:
+    """Decode the reasoning steps of one batch from its last-layer residuals at steps 0..K.
+
+    CODI variant: one step per loop step 0..K, from the vector that step produces. Coconut variant: the fed
+    vectors of latents 1..K (produced at steps 0..K-1) in groups of `decoder.group` (c_thought), each after
+    the optional "Step k of the solution" prompt; a group's text belongs to the step that produced its last
+    vector. Returns `(ids[example][slot], the step of each slot, the fed vectors)`.
+    """
+    vectors = fed_vectors(codi, residuals)
+    if decoder.variant != "coconut":
+        return decode_vectors(decoder, vectors, max_new_tokens), list(range(vectors.shape[1])), vectors
+    k = vectors.shape[1] - 1
+    batch = vectors.shape[0]
+    ids: list[list[list[int]]] = [[] for _ in range(batch)]
+    slots = []
+    for g, start in enumerate(range(0, k, decoder.group)):
+        group = vectors[:, start:min(start + decoder.group, k)]
+        prefix = (list(codi.tokenizer(decoder.prefix_text(g), add_special_tokens=False)["input_ids"])
+                  if decoder.prefix else None)
+        rows = decoder.decode(group, max_new_tokens, prefix_ids=prefix)
+        for i in range(batch):
+            ids[i].append(rows[i])
+        slots.append(start + group.shape[1] - 1)
+    return ids, slots, vectors[:, :k]
+
+
 def step_text(tokenizer: Any, ids: Sequence[int], eos_id: int | None) -> str:
     """The text of one decoded step: up to (not including) eos, special tokens skipped."""
     ids = list(ids)
@@ -104,6 +133,7 @@ class StepDecoding:
     texts: list[list[str]]
     vectors: Tensor
     answers: list[str]
+    steps: list[int]
 
 
 def latent_steps(codi: CodiModel, questions: Sequence[str], num_latents: int | None = None,
@@ -115,11 +145,10 @@ def latent_steps(codi: CodiModel, questions: Sequence[str], num_latents: int | N
     k = codi.num_latents if num_latents is None else int(num_latents)
     hook = StepVectorHook(k, codi.num_layers)
     tokens, records = run_loop(codi, codi.encode(list(questions)), [hook], num_latents=k, remote=remote)
-    vectors = fed_vectors(codi, vectors_from_records(records, k))
-    ids = decode_vectors(decoder, vectors, max_new_tokens)
+    ids, steps, vectors = decode_steps(codi, decoder, vectors_from_records(records, k), max_new_tokens)
     eos = decoder.eos_id
     texts = [[step_text(codi.tokenizer, row, eos) for row in example] for example in ids]
-    return StepDecoding(ids, texts, vectors, codi.decode(tokens))
+    return StepDecoding(ids, texts, vectors, codi.decode(tokens), steps)
 
 
 @dataclass
@@ -152,13 +181,12 @@ class StepTextRequest:
                ) -> dict[str, np.ndarray]:
         """`step_text [batch, K+2]` and `step_ids [batch, K+2, max_tokens]` of one batch ("" / -1 at eot)."""
         decoder = step_decoder_of(codi)
-        vectors = fed_vectors(codi, vectors_from_records(records, num_latents))
-        ids = decode_vectors(decoder, vectors, self.max_tokens)
+        ids, slots, _ = decode_steps(codi, decoder, vectors_from_records(records, num_latents), self.max_tokens)
         batch, steps = len(ids), num_latents + 2
         text = np.full((batch, steps), "", dtype=object)
         table = np.full((batch, steps, self.max_tokens), -1, dtype=np.int32)
         for i, example in enumerate(ids):
-            for s, row in enumerate(example):
+            for s, row in zip(slots, example):
                 text[i, s] = step_text(codi.tokenizer, row, decoder.eos_id)
                 table[i, s, : len(row)] = row
         out = {"step_text": text, "step_ids": table}

@@ -212,12 +212,13 @@ class StepDecoder(nn.Module):
         pj_out: `(U, V)` of the low-rank logits map (None: identity).
         eos_id: the token that ends a step.
         position_offset: first position id (0 for the CODI variant; 1 for the Coconut variant).
-        variant: "codi" or "coconut".
+        variant: "codi" (one vector a step) or "coconut" (a group of `group` = c_thought vectors a step).
+        prefix: the Coconut variant's optional "Step k of the solution" prompt before each group.
     """
 
     def __init__(self, lm: PreTrainedModel, embed: Tensor, eos_id: int, pj_in: nn.Module | None = None,
                  pj_out: tuple[Tensor, Tensor] | None = None, position_offset: int = 0,
-                 variant: str = "codi") -> None:
+                 variant: str = "codi", group: int = 1, prefix: bool = False) -> None:
         super().__init__()
         self.lm = lm.eval()
         self.register_buffer("embed", embed.detach().clone(), persistent=False)
@@ -229,6 +230,21 @@ class StepDecoder(nn.Module):
         self.eos_id = int(eos_id)
         self.position_offset = int(position_offset)
         self.variant = variant
+        self.group = int(group)
+        self.prefix = bool(prefix)
+
+    @staticmethod
+    def prefix_text(index: int) -> str:
+        """The Coconut variant's prompt before the vectors of group `index` (0-based), as SIM-CoT writes it:
+        "Step {index+1} of the solution", and for the third group "Step 3 and all the remaining steps of the
+        solution" (its training merges every step from the third on).
+
+        >>> StepDecoder.prefix_text(0), StepDecoder.prefix_text(2)
+        ('Step 1 of the solution', 'Step 3 and all the remaining steps of the solution')
+        """
+        if index == 2:
+            return "Step 3 and all the remaining steps of the solution"
+        return f"Step {index + 1} of the solution"
 
     @property
     def device(self) -> torch.device:
@@ -291,8 +307,36 @@ class StepDecoder(nn.Module):
         return out_ids
 
 
+def coconut_step_decoder(file: str | Path, lm: PreTrainedModel, eos_id: int, dtype: torch.dtype = torch.float32,
+                         c_thought: int = 2, prefix: bool = False) -> StepDecoder | None:
+    """The step decoder of a SIM-CoT Coconut release (`expainable_llm.*` in `checkpoint_<n>`), or None if it has none.
+
+    It is a copy of the base LM without Coconut's three tokens (the architecture of `lm`, vocabulary = its own
+    embedding rows); it reads a group of `c_thought` fed-back vectors (SIM-CoT's GSM8K setting: 2), optionally
+    after a "Step k of the solution" prompt, with positions from 1, and embeds the tokens it writes with the
+    Coconut LM's input embedding, as SIM-CoT's own decoding does.
+    """
+    state = {k[len(COCONUT_DECODER_PREFIX):]: v for k, v in read_state_dict(file).items()
+             if k.startswith(COCONUT_DECODER_PREFIX)}
+    if not state:
+        return None
+    rows = next((v for k, v in state.items() if k.endswith(("wte.weight", "embed_tokens.weight"))), None)
+    if rows is None:
+        raise CodiFormatError(f"{file}: the step decoder ({COCONUT_DECODER_PREFIX}*) has no input embedding")
+    config = lm.config.__class__(**{**lm.config.to_dict(), "vocab_size": int(rows.shape[0])})
+    embed = cast(Tensor, lm.get_input_embeddings().weight).detach().float()
+    decoder = build_step_decoder({"decoder": state, "pj_in": {}, "pj_out": {}}, config, embed, eos_id, dtype,
+                                 where=file, prefix_name=COCONUT_DECODER_PREFIX)
+    decoder.position_offset, decoder.variant, decoder.group, decoder.prefix = 1, "coconut", int(c_thought), prefix
+    return decoder
+
+
+COCONUT_DECODER_PREFIX = "expainable_llm."  # SIM-CoT's spelling
+
+
 def build_step_decoder(parts: dict[str, dict[str, Tensor]], base_config: Any, embed: Tensor, eos_id: int,
-                       dtype: torch.dtype = torch.float32, where: Any = "release") -> StepDecoder:
+                       dtype: torch.dtype = torch.float32, where: Any = "release",
+                       prefix_name: str = "decoder.") -> StepDecoder:
     """The `StepDecoder` of a release's `decoder` / `pj_in` / `pj_out` parts on the base architecture
     (`base_config`, vocab V); every key validated (missing, unexpected, mis-shaped: `CodiFormatError`).
     """
@@ -304,9 +348,9 @@ def build_step_decoder(parts: dict[str, dict[str, Tensor]], base_config: Any, em
     lm = AutoModelForCausalLM.from_config(base_config, dtype=dtype)
     expected = lm.state_dict()
     tied = _tied_keys(lm)
-    missing = [f"decoder.{k}" for k in expected if k not in state and k not in tied]
-    unexpected = [f"decoder.{k}" for k in state if k not in expected]
-    mismatched = [f"decoder.{k}: checkpoint {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+    missing = [f"{prefix_name}{k}" for k in expected if k not in state and k not in tied]
+    unexpected = [f"{prefix_name}{k}" for k in state if k not in expected]
+    mismatched = [f"{prefix_name}{k}: checkpoint {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
                   for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
     if missing or unexpected or mismatched:
         problems = [f"{title} ({len(items)}): {', '.join(items[:5])}{' …' if len(items) > 5 else ''}"

@@ -27,9 +27,8 @@ class SoftThinkingModel(CodiModel):
 
     def prompt_ids(self, question: str) -> list[int]:
         """`[chat prompt of the question] bot` (the template holds every special token)."""
-        from ..instruct import chat_prompt
-
-        text = chat_prompt(self.tokenizer, question.strip() + self.codi_config.prompt_suffix)
+        messages = [{"role": "user", "content": question.strip() + self.codi_config.prompt_suffix}]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return [*self.tokenizer(text, add_special_tokens=False)["input_ids"], self.codi_config.bot_id]
 
     def condition_feedback(self, name: str | None) -> Feedback | None:

@@ -117,3 +117,27 @@ def test_capture_store_and_dashboard(tmp_path):
     assert [data["strings"][j] for j in data["examples"][0]["d"]] == out.texts[0] + [""]
     html = Path(write_dashboard(ds, tmp_path / "dash")["path"]).read_text()
     assert "Step decoder" in html and '"d":' in html
+
+
+COCONUT = json.loads((Path(__file__).parent / "fixtures" / "simcot_coconut_reference.json").read_text())
+
+
+@pytest.mark.parametrize("mode", ["plain", "prompt"])
+def test_coconut_variant_parity_with_simcot_visualize(tmp_path, mode):
+    """SIM-CoT's Coconut release: groups of c_thought=2 fed vectors (+ "Step k of the solution" when
+    w_prompt), positions from 1, decoded greedily; ids equal SIM-CoT's own decoding loop's."""
+    from simcot_factory import make_coconut_release
+
+    r = make_coconut_release(tmp_path, "gpt2")
+    assert r["digest"] == COCONUT["digest"], "the factory no longer builds the weights the reference ran on"
+    model = load_model(str(r["path"]), base=str(r["base_dir"]), dtype="float64")
+    dec = model.step_decoder
+    assert dec.variant == "coconut" and dec.group == 2 and dec.position_offset == 1
+    dec.prefix = mode == "prompt"
+    for row in COCONUT["modes"][mode]:
+        k = row["num_latents"]
+        out = latent_steps(model, [row["question"]], num_latents=k, max_new_tokens=200)
+        assert out.ids[0] == row["groups"], (row["question"], k)
+        assert out.steps == [min(g + 1, k - 1) for g in range(0, k, 2)]
+        answer = model.latent_generate(model.encode([row["question"]]), num_latents=k, max_new_tokens=4)[0].tolist()
+        assert answer == row["answer"]
