@@ -386,7 +386,7 @@ def compare_with_source(result: dict[str, Any]) -> list[dict[str, str]]:
     """The "Compared with the source" rows of the attention report, from the results alone. Source:
     Goyal et al., "Scratchpad Thinking" (CODI-GPT-2): odd latent steps compute, even steps store.
     """
-    from nnsight_codi.reporting import source_row
+    from nnsight_codi.reporting import source_row, verdict
 
     src = "Scratchpad Thinking (Goyal et al., CODI-GPT-2)"
     rows = []
@@ -395,50 +395,53 @@ def compare_with_source(result: dict[str, Any]) -> list[dict[str, str]]:
     diffs = result.get("odd_minus_even", {})
     blocks = pd.DataFrame(result.get("by_block", []))
 
-    def sig(d):
-        return d["n"] and (d["ci_low"] > 0 or d["ci_high"] < 0)
-
     focus = table[table.readout == "number focus"] if len(table) else table
     if len(focus) and base:
         lo, hi = float(focus.value.min()), float(focus.value.max())
         above = bool((focus.ci_low > base["ci_high"]).all())
+        below = bool((focus.ci_high < base["ci_low"]).all())
+        enough = int(focus.n.max()) >= 30
         rows.append(source_row(
             src, "latent steps attend to number tokens (their 'number focus')",
             f"number share of prompt attention {lo:.3f}–{hi:.3f} across latents (each CI within ±"
             f"{float((focus.ci_high - focus.ci_low).max()) / 2:.3f}; n={int(focus.n.max())})",
             f"number tokens are {100 * base['value']:.1f}% [{100 * base['ci_low']:.1f}, {100 * base['ci_high']:.1f}] "
-            "of prompt tokens (uniform attention)", "agree" if above else "differ",
-            ("above the base rate at every latent" if above else "not above the base rate at every latent")
+            "of prompt tokens (uniform attention)",
+            ("agree" if above else "differ" if below else "inconclusive") if enough else "inconclusive",
+            ("above the base rate at every latent" if above else "below the base rate at every latent" if below
+             else "not above the base rate at every latent")
             + "; their ratio (number / other tokens) and our share differ in form, both compare against no preference"))
     d = diffs.get("number focus")
     if d:
-        verdict = "agree" if sig(d) and d["value"] > 0 else "differ"
-        why = "odd > even averaged over layers and heads" if verdict == "agree" else "no CI above 0, averaged or per block"
+        said = verdict(d["ci_low"], d["ci_high"], above=0.0, n=d.get("n"))
+        why = {"agree": "odd > even averaged over layers and heads",
+               "differ": "odd ≤ even averaged over layers and heads"}.get(said, "the CI includes 0, averaged over blocks")
         per_block = ""
         if len(blocks):
             part = blocks[(blocks.latent == "odd-even") & (blocks.readout == "number focus") & (blocks.n > 0)]
             pos = part[part.ci_low > 0]
             per_block = (f"; per block: odd > even at block(s) {', '.join(str(int(b)) for b in pos.block)}"
                          if len(pos) else "; per block: no block with odd > even")
-            if len(pos) and verdict == "differ":
-                verdict = "agree"
+            if len(pos) and said != "agree" and (d.get("n") or 0) >= 30:
+                said = "agree"
                 why = ("only per block (block " + ", ".join(str(int(b)) for b in pos.block)
                        + "): averaged over layers and heads the latents do not differ")
         rows.append(source_row(src, "odd latents compute: they look at numbers more than even latents",
                                f"number focus odd − even {d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] "
-                               f"(layers and heads averaged, n={d['n']}){per_block}", "0 (no alternation)", verdict,
+                               f"(layers and heads averaged, n={d['n']}){per_block}", "0 (no alternation)", said,
                                why))
     d = diffs.get("previous latent")
     if d:
         prev = table[table.readout == "previous latent"] if len(table) else table
         uni = prev["uniform"].dropna() if "uniform" in prev else pd.Series(dtype=float)
-        verdict = "agree" if sig(d) and d["value"] < 0 else "differ"
+        said = verdict(d["ci_low"], d["ci_high"], below=0.0, n=d.get("n"))
         rows.append(source_row(src, "even latents store: they read the previous latent (scratchpad)",
                                f"previous-latent mass odd − even {d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] "
                                f"(n={d['n']})", "0 (no alternation)" + (
                                    f"; uniform attention gives {uni.min():.3f}–{uni.max():.3f} per latent" if len(uni) else ""),
-                               verdict, "even latents look more at their predecessor" if verdict == "agree"
-                               else "even latents do not look more at their predecessor"))
+                               said, {"agree": "even latents look more at their predecessor",
+                                      "differ": "even latents look less at their predecessor"}.get(
+                                   said, "the CI includes 0: no difference shown")))
     return rows
 
 

@@ -401,13 +401,17 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
+COMPETITIVE = 0.05
+"""An injected vector is "competitive with CoT prompting" when its accuracy is within this of the CoT prompt's."""
+
+
 def compare_with_source(result: dict) -> list[dict]:
     """The "Compared with the source" rows of the CoT-vector report, from the results alone. Source:
     Zhang & Viteri, "Uncovering Latent Chain of Thought Vectors" (arXiv 2409.14026; Llama-3-8B-Instruct,
     Mistral-7B-Instruct on GSM8k): injected CoT vectors are competitive with CoT prompting, and the
     injection schedule matters.
     """
-    from nnsight_codi.reporting import source_row
+    from nnsight_codi.reporting import MIN_N, source_row, verdict
 
     src = "Zhang & Viteri 2024 (CoT vectors, 7–8B instruct LMs)"
     conds = {r["name"]: r for r in result.get("conditions", [])}
@@ -421,26 +425,33 @@ def compare_with_source(result: dict) -> list[dict]:
             f"CoT prompt {100 * cot['accuracy']:.1f}% [{100 * cot['ci_low']:.1f}, {100 * cot['ci_high']:.1f}] (n={cot['n']})")
     best = max(steered, key=lambda r: r["accuracy"])
     c = comps.get(best["name"], {})
-    below = best["ci_high"] < cot["ci_low"]
+    # "competitive" = within COMPETITIVE of the CoT prompt's accuracy; the one verdict rule on the steered CI
+    bound = cot["accuracy"] - COMPETITIVE
+    said = verdict(best["ci_low"], best["ci_high"], above=bound, n=best.get("n", cot.get("n")))
     rec = f", {100 * c['gap_recovered']:.0f}% of the direct→CoT gap" if c.get("gap_recovered") is not None else ""
     rows.append(source_row(
         src, "an injected CoT vector is competitive with CoT prompting on GSM8k",
         f"best schedule {best['name']} (layer {best['layer']}, c={best['coef']:g}): {100 * best['accuracy']:.1f}% "
         f"[{100 * best['ci_low']:.1f}, {100 * best['ci_high']:.1f}]; vs direct {100 * c.get('minus_direct', float('nan')):+.1f} pts "
         f"[{100 * c.get('ci_low', float('nan')):+.1f}, {100 * c.get('ci_high', float('nan')):+.1f}]{rec}",
-        base, "differ" if below else "agree",
-        ("its CI lies below the CoT prompt's" if below else "its CI reaches the CoT prompt's")
+        base, said,
+        {"agree": "its CI lies above", "differ": "its CI lies below",
+         "inconclusive": "its CI spans (or n is too small for)"}[said]
+        + f" the CoT prompt's accuracy less {100 * COMPETITIVE:.0f} pts ({100 * bound:.1f}%)"
         + "; a tiny instruct LM on synthetic problems, not a 7–8B model on GSM8k"))
     if len(steered) >= 2:
         a, b = sorted(steered, key=lambda r: r["name"])[:2]
         ca, cb = comps.get(a["name"], {}), comps.get(b["name"], {})
         if ca and cb:
             apart = ca["ci_high"] < cb["ci_low"] or cb["ci_high"] < ca["ci_low"]
+            n_ab = min(a.get("n", 0) or 0, b.get("n", 0) or 0) or None
             rows.append(source_row(
                 src, "the injection schedule (timing) changes the outcome significantly",
                 f"{a['name']} vs direct {100 * ca['minus_direct']:+.1f} pts [{100 * ca['ci_low']:+.1f}, "
                 f"{100 * ca['ci_high']:+.1f}]; {b['name']} {100 * cb['minus_direct']:+.1f} pts "
                 f"[{100 * cb['ci_low']:+.1f}, {100 * cb['ci_high']:+.1f}] (each at its best dev point)",
-                f"direct prompt {100 * direct['accuracy']:.1f}%", "agree" if apart else "differ",
-                "the two schedules' CIs do not overlap" if apart else "the two schedules' CIs overlap"))
+                f"direct prompt {100 * direct['accuracy']:.1f}%",
+                "agree" if apart and (n_ab is None or n_ab >= MIN_N) else "inconclusive",
+                "the two schedules' CIs do not overlap" if apart else
+                "the two schedules' CIs overlap: no difference shown, none ruled out"))
     return rows

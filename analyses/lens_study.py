@@ -563,7 +563,7 @@ def compare_with_source(result: dict[str, Any]) -> list[dict[str, str]]:
     odd/even reading of CODI-GPT-2 (Goyal et al.: odd steps compute, even steps store the values), and
     accuracy vs the number of latents.
     """
-    from nnsight_codi.reporting import source_row
+    from nnsight_codi.reporting import source_row, verdict
 
     rows = []
     det = result["detection"]
@@ -592,42 +592,43 @@ def compare_with_source(result: dict[str, Any]) -> list[dict[str, str]]:
             "chance = the same read-out scored against another problem's values", "agree" if same else "differ",
             "the two strongest latents are the 3rd and 5th" if same else
             f"here the values show most at {order[0]} (the tiny CODI, 2–3 operations, 6 latents)"))
-        above = top["ci_low"] > top["chance"]
+        said = verdict(top["ci_low"], top["ci_high"], above=top["chance"], n=top.get("n"))
         rows.append(source_row(
             post, "a logit lens reads the intermediate values out of the latents",
-            f"best cell {cell(order[0])}", f"chance {100 * top['chance']:.0f}%", "agree" if above else "differ",
-            "the CI lies above chance" if above else "not above chance"))
+            f"best cell {cell(order[0])}", f"chance {100 * top['chance']:.0f}%", said,
+            {"agree": "the CI lies above chance", "differ": "the CI lies at or below chance"}.get(
+                said, "the CI reaches chance (or too few problems)")))
     par = [p for p in result["parity"] if p["lens"] == "logit" and p["measure"] == "detection"]
     if par:
         p = max(par, key=lambda r: abs(r["odd_minus_even"]))
-        sig = p["ci_low"] > 0 or p["ci_high"] < 0
-        if not sig:
-            verdict, why = "differ", "no odd/even difference in where the lens reads values"
-        elif p["odd_minus_even"] < 0:
-            verdict, why = "agree", "values read more at even latents, where the scratchpad reading stores them"
+        said = verdict(p["ci_low"], p["ci_high"], below=0.0, n=p.get("n"))  # the claim: even > odd
+        if said == "inconclusive":
+            why = "the CI of odd − even includes 0: no odd/even difference shown in where the lens reads values"
+        elif said == "agree":
+            why = "values read more at even latents, where the scratchpad reading stores them"
         else:
-            verdict, why = "differ", ("values read more at odd latents: there is an alternation, but the values "
-                                      "show at the odd latents, which in the scratchpad reading compute, not at "
-                                      "the even latents that store them")
+            why = ("values read more at odd latents: there is an alternation, but the values "
+                   "show at the odd latents, which in the scratchpad reading compute, not at "
+                   "the even latents that store them")
         rows.append(source_row(
             "Scratchpad Thinking (Goyal et al., CODI-GPT-2)",
             "odd latents compute and even latents store the values (so a lens reads values at even latents)",
             f"chain-value detection odd − even {p['odd_minus_even']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] "
             f"(logit lens, layer {p['layer']}; odd {p['odd']:.2f}, even {p['even']:.2f})",
-            "0 (no alternation)", verdict, why))
+            "0 (no alternation)", said, why))
     acc = {r["num_latents"]: r for r in result["accuracy_vs_latents"]}
     k = result.get("default_num_latents")
     if acc and k in acc and 0 in acc:
         a, z = acc[k], acc[0]
         d_lo, d_hi = z.get("diff_ci_low"), z.get("diff_ci_high")
-        rises = d_hi is not None and d_hi < 0
+        rises = verdict(d_lo, d_hi, below=0.0, n=a.get("n"))  # K=0 − K=trained below 0
         enough = min((n for n, r in acc.items() if r["ci_high"] >= a["accuracy"]), default=k)
         rows.append(source_row(
             "Cywiński et al. post (experiment 1)", "accuracy rises with the number of latent iterations (0..6)",
             f"K={k}: {100 * a['accuracy']:.1f}% [{100 * a['ci_low']:.1f}, {100 * a['ci_high']:.1f}]; reached with "
             f"{enough} latent(s); K={max(acc)}: {100 * acc[max(acc)]['accuracy']:.1f}% (n={a.get('n', '')})",
             f"K=0 (answer directly): {100 * z['accuracy']:.1f}% [{100 * z['ci_low']:.1f}, {100 * z['ci_high']:.1f}]",
-            "agree" if rises else "differ",
+            rises,
             ("K=0 − K=trained " + f"{100 * z['diff_vs_default']:+.1f} pts [{100 * d_lo:+.1f}, {100 * d_hi:+.1f}]"
              if d_lo is not None else "") + "; their numbers are not in our notes, so we compare the direction"))
     return rows

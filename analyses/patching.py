@@ -140,7 +140,7 @@ def importance_attention_spearman(ds: xr.Dataset, resamples: int = 2000, seed: i
 
 def compare_with_source(results: dict[str, Any]) -> list[dict[str, str]]:
     """The "Compared with the source" rows of the patching report, from the results alone."""
-    from nnsight_codi.reporting import source_row
+    from nnsight_codi.reporting import source_row, verdict
 
     rows = []
     a, table = results.get("anchors_summary"), results.get("anchors", [])
@@ -160,11 +160,12 @@ def compare_with_source(results: dict[str, Any]) -> list[dict[str, str]]:
             + (f"; {cells}" if cells else "") + f" (n={int(worst['n'])})",
             f"a random latent: {100 * a['random_latent_delta_accuracy'].get(kind, float('nan')):+.1f} pts "
             f"(mean over latents); base accuracy {100 * a['base_accuracy']:.1f}%",
-            "agree" if where & {3, 5} else "differ",
+            ("agree" if where & {3, 5} else "differ") if verdict(worst["dacc_low"], worst["dacc_high"], below=0.0,
+                                                                   n=int(worst["n"])) == "agree" else "inconclusive",
             "another model (the tiny CODI), another ablation (mean of all problems, not of same/different values)"
             + ("" if where & {3, 5} else f"; here the anchor is latent {int(worst['latent'])}")))
         lo, hi = a.get("spearman_ci_low"), a.get("spearman_ci_high")
-        excludes = lo is not None and hi is not None and (lo > 0 or hi < 0)
+        said = verdict(lo, hi, above=0.0, n=a.get("n"))
         rows.append(source_row(
             "Scratchpad Thinking (Goyal et al., CODI-GPT-2; thought anchors)",
             "the latents later steps attend to most are the ones whose ablation matters (anchors)",
@@ -172,9 +173,10 @@ def compare_with_source(results: dict[str, Any]) -> list[dict[str, str]]:
             f"Spearman importance vs attention {a['spearman_importance_attention']:+.2f} "
             f"[{lo:+.2f}, {hi:+.2f}] over {a['spearman_n_latents']} latents (CI: bootstrap over n={a['n']} problems)",
             f"no association: 0; mean attention per latent {a['attention_mean_over_latents']:.3f}",
-            ("agree" if lo > 0 else "differ") if excludes else "not comparable",
-            "the CI excludes 0" if excludes else f"the CI includes 0 (only {a['spearman_n_latents']} latents, "
-            f"{a['n']} problems): the agreement of the two top latents alone is not evidence"))
+            said,
+            {"agree": "the CI lies above 0", "differ": "the CI lies at or below 0"}.get(
+                said, f"the CI includes 0 or rests on too few problems (only {a['spearman_n_latents']} latents, "
+                f"{a['n']} problems): the agreement of the two top latents alone is not evidence")))
         zero = by[by["kind"] == "zero"]
         if len(zero):
             z = zero.loc[zero["delta_accuracy"].idxmin()]

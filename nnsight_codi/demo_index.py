@@ -81,15 +81,21 @@ def _study_section(outcome: StudyOutcome, root: Path) -> str:
 def _core_section(summary: Mapping[str, Any], worked: Sequence[Mapping[str, Any]]) -> str:
     k = summary.get("num_latents")
     n, writes = summary.get("n"), summary.get("k0_free_writes_cot")
-    rows = [(f"with its {k} latents", summary.get("accuracy"), ""),
-            ("0 latents, answering directly", summary.get("accuracy_k0"), ""),
-            ("0 latents, room to write more", summary.get("accuracy_k0_free"),
+    cis = summary.get("accuracy_ci") or {}
+    rows = [(f"with its {k} latents", "accuracy", ""),
+            ("0 latents, answering directly", "accuracy_k0", ""),
+            ("0 latents, room to write more", "accuracy_k0_free",
              f"{writes / n:.1%} of answers write a chain of thought ('<<')" if writes is not None and n else "")]
-    table = "".join(f"<tr><td>{_e(name)}</td><td>{value:.1%}</td><td>{_e(note)}</td></tr>"
-                    for name, value, note in rows if value is not None)
+
+    def cell(key: str) -> str:
+        ci = cis.get(key)
+        return f"{summary[key]:.1%}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+    table = "".join(f"<tr><td>{_e(name)}</td><td>{cell(key)}</td><td>{_e(note)}</td></tr>"
+                    for name, key, note in rows if summary.get(key) is not None)
     parts = ["<section id='core'><h2>The tiny CODI: accuracy and worked examples</h2>",
              f"<p>{_e(summary.get('n'))} held-out synthetic problems; model <code>{_e(summary.get('model'))}</code>.</p>",
-             f"<table><tr><th>condition</th><th>accuracy</th><th>note</th></tr>{table}</table>"]
+             f"<table><tr><th>condition</th><th>accuracy [95% CI]</th><th>note</th></tr>{table}</table>"]
     if worked:
         head = "<tr><th>question</th><th>gold</th><th>answer</th><th>logit lens per step</th></tr>"
         body = "".join(

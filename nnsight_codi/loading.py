@@ -42,7 +42,7 @@ from .models.checkpoint import (
 from .models.config import CodiConfig, CodiFormatError
 from .models.converted import is_converted_dir, load_projection
 from .models.devices import resolve_device, resolve_dtype
-from .models.hub import download_checkpoint
+from .models.hub import download_checkpoint, fail_fast_offline
 from .models.lora_checkpoint import base_checks, base_has_weights, split_reference_state_dict
 from .models.projection import projection_from_state_dict
 from .models.registry import CheckpointEntry, lookup
@@ -204,6 +204,7 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
         if base is not None:
             check_model_source(base, "base")
         ckpt = download_checkpoint(entry)
+        fail_fast_offline(str(base or entry.base), what="base model")
         return with_hub_errors(lambda: load_checkpoint(ckpt, base=base or entry.base, entry=entry, device=device,
                                                         dtype=dtype, **kwargs), f"base model {base or entry.base}")
     if looks_like_path(spec_str):
@@ -216,6 +217,7 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
     if interventions:
         raise ValueError(f"{spec_str} is not a known CODI checkpoint: lora_mode='interventions' needs a reference "
                          "CODI checkpoint (a registry hub id or a local pytorch_model.bin / model.safetensors)")
+    fail_fast_offline(spec_str)  # no network and not cached: say so now, not after the hub client's retries
     return with_hub_errors(lambda: load_plain_lm(spec_str, device, dtype), f"model {spec_str}")
 
 

@@ -226,8 +226,42 @@ def write_study(out: str | Path, study: Any, results: dict[str, Any],
                         config=results.get("config"), closing=[comparison_section(results["compared_with_source"])])
 
 
-VERDICTS = ("agree", "differ", "not comparable")
+VERDICTS = ("agree", "differ", "inconclusive", "not comparable")
 COMPARISON_HEADING = "Compared with the source"
+MIN_N = 30
+"""Fewer examples than this give no verdict: a percentile bootstrap CI over so few is not evidence."""
+
+
+def verdict(ci_low: float | None, ci_high: float | None, above: float | None = None, below: float | None = None,
+            n: int | None = None) -> str:
+    """The one verdict rule of every "Compared with the source" row, the same at every n.
+
+    The source claims the quantity lies above `above` (or below `below`). With its 95% CI
+    `[ci_low, ci_high]`: **agree** when the whole CI is on the claim's side, **differ** when the whole
+    CI is on the other side, **inconclusive** when the CI spans the boundary, is unknown, or rests
+    on fewer than `MIN_N` examples.
+
+    Example:
+        >>> verdict(0.03, 0.60, above=0.0, n=200), verdict(-0.1, 0.4, above=0.0, n=200), verdict(0.03, 0.6, above=0, n=12)
+        ('agree', 'inconclusive', 'inconclusive')
+        >>> verdict(0.2, 0.3, below=0.5, n=300), verdict(0.6, 0.7, below=0.5, n=300)
+        ('agree', 'differ')
+    """
+    if (above is None) == (below is None):
+        raise ValueError("give the claim's boundary as exactly one of above= or below=")
+    if ci_low is None or ci_high is None or not (math.isfinite(ci_low) and math.isfinite(ci_high)):
+        return "inconclusive"
+    if n is not None and n < MIN_N:
+        return "inconclusive"
+    if above is not None:
+        return "agree" if ci_low > above else "differ" if ci_high <= above else "inconclusive"
+    assert below is not None
+    return "agree" if ci_high < below else "differ" if ci_low >= below else "inconclusive"
+
+
+VERDICT_RULE = (f"Verdicts follow one rule at every n: agree when the whole 95% CI lies on the claim's side of its "
+                f"boundary, differ when it lies wholly on the other side, inconclusive when it spans the boundary or "
+                f"rests on fewer than {MIN_N} examples.")
 
 
 def source_row(source: str, claim: str, ours: str, baseline: str, verdict: str, reason: str) -> dict[str, str]:
@@ -245,11 +279,42 @@ def source_row(source: str, claim: str, ours: str, baseline: str, verdict: str, 
             "reason": reason}
 
 
+REFERENCES = {
+    # a row's source begins with the key; the CODI paper is cited in every report (every study runs a CODI model)
+    "CODI": 'Shen et al. 2025, "CODI: Compressing Chain-of-Thought into Continuous Space via Self-Distillation", '
+            "[arXiv:2502.21074](https://arxiv.org/abs/2502.21074); code: "
+            "[zhenyi4/CODI](https://github.com/zhenyi4/CODI)",
+    "Cywiński": 'Cywiński, Bussmann et al. 2025, "Can we interpret latent reasoning…" (Alignment Forum / LessWrong '
+                "post, CODI-Llama-1B); code: [cywinski/codi](https://github.com/cywinski/codi)",
+    "Scratchpad Thinking": 'Goyal et al. 2025, "Scratchpad Thinking: Alternation Between Storage and Computation in '
+                           'Latent Reasoning Models" (NeurIPS 2025 Mech-Interp workshop), '
+                           "[openreview EV30qkZXrR](https://openreview.net/forum?id=EV30qkZXrR); code: "
+                           "[sayam-goyal/Scratchpad-Thinking](https://github.com/sayam-goyal/Scratchpad-Thinking)",
+    "Zhang & Viteri": 'Zhang & Viteri 2024, "Uncovering Latent Chain of Thought Vectors in Language Models", '
+                      "[arXiv:2409.14026](https://arxiv.org/abs/2409.14026)",
+}
+"""Full citations with links, by the short name the report rows use."""
+
+
+def references(rows: Sequence[Mapping[str, str]]) -> list[str]:
+    """The citations of the sources `rows` name, the CODI paper first.
+
+    Example:
+        >>> [r[:22] for r in references([{"source": "Zhang & Viteri 2024 (CoT vectors)"}])]
+        ['Shen et al. 2025, "COD', 'Zhang & Viteri 2024, "']
+    """
+    keys = ["CODI", *(k for k in REFERENCES if k != "CODI" and any(str(r.get("source", "")).startswith(k)
+                                                                   for r in rows))]
+    return [REFERENCES[k] for k in keys]
+
+
 def comparison_section(rows: Sequence[Mapping[str, str]]) -> tuple[str, str]:
     """The closing section of a report, from `results["compared_with_source"]` (no numbers of its own)."""
     body = ("Each row: the source's claim in one line, our measurement on the same footing (95% bootstrap CI), "
-            "its baseline, and whether they agree. Generated from `results.json` (`compared_with_source`).\n\n"
+            "its baseline, and whether they agree. " + VERDICT_RULE + " The sources are cited, with links, "
+            "below the table. Generated from `results.json` (`compared_with_source`).\n\n"
             + markdown_table([{"source": r["source"], "claim": r["claim"], "ours (95% CI)": r["ours"],
                                "baseline": r["baseline"], "verdict": r["verdict"], "why": r["reason"]}
-                              for r in rows]))
+                              for r in rows])
+            + "\n\nReferences:\n\n" + "\n".join(f"- {ref}" for ref in references(rows)))
     return COMPARISON_HEADING, body

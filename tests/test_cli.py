@@ -65,6 +65,16 @@ def test_demo_runs_and_writes_its_outputs(model_dir, tmp_path, capsys):
     assert 0 <= summary["accuracy_k0"] <= 1 and 0 <= summary["accuracy_k0_free"] <= 1
     k0 = [json.loads(line) for line in (out / "eval_k0" / "predictions.jsonl").read_text().splitlines()]
     assert sum(r["correct"] for r in k0) / 4 == summary["accuracy_k0"]
+    # each core accuracy carries its 95% bootstrap CI, computed here independently from the predictions
+    import numpy as np
+
+    correct = np.array([r["correct"] for r in k0], dtype=float)
+    boots = correct[np.random.default_rng(0).integers(0, 4, size=(10_000, 4))].mean(axis=1)
+    low, high = summary["accuracy_ci"]["accuracy_k0"]
+    assert low <= summary["accuracy_k0"] <= high
+    assert abs(low - np.quantile(boots, 0.025)) <= 0.25 and abs(high - np.quantile(boots, 0.975)) <= 0.25
+    assert set(summary["accuracy_ci"]) == {"accuracy", "accuracy_k0", "accuracy_k0_free"}
+    assert "accuracy [95% CI]" in (out / "index.html").read_text()
     worked = json.loads((out / "worked_examples.json").read_text())
     assert len(worked) == 2 and [e["step"] for e in worked[0]["logit_lens"]] == ["bot", "latent1", "latent2", "eot"]
     assert (out / "eval" / "predictions.jsonl").exists() and (out / "capture.zarr" / "manifest.json").exists()

@@ -70,9 +70,11 @@ def run(args: argparse.Namespace) -> int:
     store = out / "capture.zarr"
     capture = run_capture(store, CaptureConfig(model=args.model, limit=min(64, args.limit), seed=args.seed,
                                                max_new_tokens=32), codi=codi, progress=not quiet)
+    cis = {key: _accuracy_ci(result) for key, result in
+           (("accuracy", with_latents), ("accuracy_k0", without), ("accuracy_k0_free", without_free))}
     summary = {"model": args.model, "num_latents": codi.num_latents, "n": with_latents.n,
                "accuracy": with_latents.accuracy, "accuracy_k0": without.accuracy,
-               "accuracy_k0_free": without_free.accuracy, "k0_free_writes_cot": writes_cot,
+               "accuracy_k0_free": without_free.accuracy, "accuracy_ci": cis, "k0_free_writes_cot": writes_cot,
                "out": str(out), "store": str(store), "store_examples": capture["examples"]}
 
     # The studies, each at demo size; a CODI model other than the default is handed to them.
@@ -102,9 +104,11 @@ def run(args: argparse.Namespace) -> int:
         emit_json(summary | {"worked_examples": worked})
         return 1 if failed else 0
     k = codi.num_latents
-    print(f"\naccuracy with {k} latents: {with_latents.accuracy:.1%}   with 0 latents: {without.accuracy:.1%}"
-          f"   ({with_latents.n} held-out synthetic problems, seed {args.seed})")
+    print(f"\naccuracy with {k} latents: {with_latents.accuracy:.1%} {_ci_text(cis['accuracy'])}   with 0 latents: "
+          f"{without.accuracy:.1%} {_ci_text(cis['accuracy_k0'])}   ({with_latents.n} held-out synthetic problems, "
+          f"seed {args.seed}; 95% bootstrap CIs)")
     print(f"accuracy with 0 latents and room to write more: {without_free.accuracy:.1%} "
+          f"{_ci_text(cis['accuracy_k0_free'])} "
           f"({writes_cot}/{without_free.n} = {writes_cot / max(without_free.n, 1):.1%} of answers write an explicit "
           "chain of thought '<<' instead)\n")
     for ex in worked:
@@ -120,6 +124,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{o.status}] {o.study.name}: " + (o.error or o.summary or "done"))
     print(f"\nopen {index} — every study's report, figures and the latent dashboard")
     return 1 if failed else 0
+
+
+def _accuracy_ci(result) -> list[float]:
+    """95% percentile-bootstrap CI `[low, high]` of an evaluation's accuracy (over its problems)."""
+    from ..stats import bootstrap_ci
+
+    interval = bootstrap_ci([float(p.correct) for p in result.predictions])
+    return [interval.low, interval.high]
+
+
+def _ci_text(ci: list[float]) -> str:
+    """`[93.0, 98.7]`: a CI in percent, as the reports write it.
+
+    >>> _ci_text([0.93, 0.987])
+    '[93.0, 98.7]'
+    """
+    return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
 def _best_lens_layers(results_path: Path) -> dict[str, int]:

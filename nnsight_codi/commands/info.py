@@ -25,15 +25,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the summary; exit status 1 (with the reason on stderr) if it cannot be read."""
-    from nnsight_codi.store.errors import StoreError
+    """Print the summary. A store that cannot be read raises (FileNotFoundError, StoreError): `nnsight-codi`
+    prints it as every command does (`nnsight-codi info: error: ...`, exit status 2).
+    """
     from nnsight_codi.store.summary import store_summary
 
-    try:
-        info = store_summary(args.store)
-    except (FileNotFoundError, StoreError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    info = store_summary(args.store)
     if args.json:
         print(json.dumps(info, indent=1, default=str))
     else:
@@ -77,11 +74,10 @@ def format_summary(info: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `info` standalone: `python -m nnsight_codi.commands.info STORE`."""
-    parser = argparse.ArgumentParser(prog="nnsight-codi")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["info", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    """Run `info` standalone: `python -m nnsight_codi.commands.info STORE` (as `nnsight-codi info STORE`)."""
+    from ..cli import main as cli_main
+
+    return cli_main(["info", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

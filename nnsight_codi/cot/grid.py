@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
-from ..store.writer import diff_fingerprints
+from ..store.writer import diff_fingerprints, mismatch_summary
 from .steering import SCHEDULES, Condition, check_schedule
 
 if TYPE_CHECKING:
@@ -92,8 +92,8 @@ def run_grid(model: TransformersModel, dataset, vectors, path: str | Path, sched
     header, rows = read_grid(path)
     diff = diff_fingerprints(header, current) if header is not None else []
     if diff:
-        raise ValueError(f"grid file {path} was written with other settings; differing keys:\n" + "\n".join(diff)
-                         + "\nUse another path or delete it.")
+        raise ValueError(f"grid file {path} was written with other settings ({mismatch_summary(header, current)}): "
+                         "use another path or delete it")
     if header is not None:
         current = header  # equal up to unknown keys: keep the file's own header
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,9 @@ MISSING = {
     "lens": "no lens read-outs in this store (capture with --what lens)",
     "tokens": "no token strings in this store (it was captured before source_token/source_kind "
               "coordinates existed): the question is shown as text",
+    "tokens_no_positions": "no token strings in this store: it holds no per-position variable, so no position "
+                           "axis to label (capture with --what prompt_ids, or attention): the question is shown "
+                           "as text",
     "answers": "no answers in this store (capture with --what answer_pred,answer_gold,correct)",
 }
 
@@ -177,7 +180,8 @@ def page_data(ds: xr.Dataset, top_k: int = 8, layer: int | None = None, title: s
         "model": attrs.get("model_id"), "dataset": (attrs.get("config") or {}).get("dataset"),
         "store": attrs.get("store_path"), "steps": steps, "layers": layers, "layer": chosen,
         "top_k": top_k, "scale": SCALE, "kinds": list(KINDS),
-        "missing": [MISSING[m] for m in missing], "missing_keys": missing,
+        "missing": [MISSING["tokens_no_positions" if m == "tokens" and "position" not in ds.dims else m]
+                    for m in missing], "missing_keys": missing,
         "strings": strings.table, "examples": examples,
     }
 

@@ -16,7 +16,13 @@ class ManifestError(StoreError):
 
 
 class ConfigMismatchError(StoreError):
-    """A capture was started into an existing store with a different configuration."""
+    """A capture was started into an existing store with a different configuration.
+
+    The message names the differing keys in one short line; `differences` lists every differing key
+    with both values.
+    """
+
+    differences: list[str] = []
 
 
 class StoreLockedError(StoreError):

@@ -330,10 +330,11 @@ class StoreWriter:
                     f"version {SCHEMA_VERSION}; use a new output path")
             diff = diff_fingerprints(m.fingerprint, self.fingerprint)
             if diff:
-                raise ConfigMismatchError(
-                    f"store {p} was created with a different configuration; differing keys:\n"
-                    + "\n".join(diff)
-                    + "\nUse another output path, or delete the store to capture again.")
+                err = ConfigMismatchError(
+                    f"store {p} was created with another configuration ({mismatch_summary(m.fingerprint, self.fingerprint)})"
+                    ": use another output path, or delete the store to capture again")
+                err.differences = diff  # every differing key, with both values
+                raise err
             if m.num_examples != self.num_examples:  # covered by the fingerprint; be safe
                 raise ConfigMismatchError(f"store {p} holds {m.num_examples} examples, "
                                           f"not {self.num_examples}")
@@ -761,17 +762,36 @@ existed, a remote model without local weights); they differ only when both sides
 (`nnsight_codi.models.fingerprint`, `nnsight_codi.cot.grid.array_digest`)."""
 
 
+def _differing(stored: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[dict, dict, list[str]]:
+    a, b = _flatten(dict(stored)), _flatten(dict(current))
+    keys = [key for key in sorted(set(a) | set(b))
+            if not (key.rsplit(".", 1)[-1] in UNKNOWABLE_KEYS and (a.get(key) is None or b.get(key) is None))
+            and a.get(key, _MISSING) != b.get(key, _MISSING)]
+    return a, b, keys
+
+
+def mismatch_summary(stored: Mapping[str, Any], current: Mapping[str, Any], limit: int = 4) -> str:
+    """The differing keys in one short line: the configuration's own keys (`limit 3 -> 4`), or the layout's
+    when the configuration is the same (shallow keys first); at most `limit` of them, then how many more.
+
+    >>> mismatch_summary({"config": {"limit": 3, "seed": 1}, "layout": {"n": 3}},
+    ...                  {"config": {"limit": 4, "seed": 1}, "layout": {"n": 4}})
+    'limit 3 -> 4'
+    """
+    a, b, keys = _differing(stored, current)
+    shown = sorted([k for k in keys if k.startswith("config.")] or keys, key=lambda k: (k.count("."), k))
+    parts = [f"{k.removeprefix('config.')} {_short(a.get(k, _MISSING), 28)} -> {_short(b.get(k, _MISSING), 28)}"
+             for k in shown[:limit]]
+    if len(shown) > limit:
+        parts.append(f"{len(shown) - limit} more")
+    return "; ".join(parts)
+
+
 def diff_fingerprints(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Lines `key: store X, now Y` for every flattened key that differs (empty if equal)."""
-    a, b = _flatten(dict(stored)), _flatten(dict(current))
-    lines = []
-    for key in sorted(set(a) | set(b)):
-        if key.rsplit(".", 1)[-1] in UNKNOWABLE_KEYS and (a.get(key) is None or b.get(key) is None):
-            continue
-        if a.get(key, _MISSING) != b.get(key, _MISSING):
-            lines.append(f"  {key}: store has {_short(a.get(key, _MISSING))}, "
-                         f"this run has {_short(b.get(key, _MISSING))}")
-    return lines
+    a, b, keys = _differing(stored, current)
+    return [f"  {key}: store has {_short(a.get(key, _MISSING))}, this run has {_short(b.get(key, _MISSING))}"
+            for key in keys]
 
 
 class _Missing:

@@ -13,11 +13,14 @@ Example (one trace over the whole loop; `tracer.iter[i]` is step i — see `nnsi
     >>> prompts = codi.encode(["Tom has 3 apples ..."])            # doctest: +SKIP
     >>> with codi.latent_generate(prompts, num_latents=6) as tracer:      # doctest: +SKIP
     ...     hidden = nnsight.save([])
-    ...     for step in tracer.iter[:8]:                            # bot, latent1..6, eot
+    ...     for step in tracer.iter[:"answer1"]:                    # bot, latent1..6, eot
     ...         out = codi.transformer.h[1].output
-    ...         if step == 3:
+    ...         if step == "latent3":                               # (or step == 3) a name that is no step raises
     ...             out[:, -1] += 4.0 * direction                   # steer latent3 at layer 1
     ...         hidden.append(out[:, -1].clone())
+
+`tracer.iter` of a local `latent_generate` trace is step-aware (`tracing.step_iter`); saved tensors
+carry no autograd history unless `latent_generate(..., grad=True)`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from ..models.kv_cache import cache_kwargs, output_cache
 from .batching import left_pad
 from .loop import DirectExecutor, LatentLoopState, LoopSnapshot, Masking, decode_answers, step_names
 from .session import SessionExecutor
+from .step_iter import CodiTracer
 
 if TYPE_CHECKING:
     from torch.utils.hooks import RemovableHandle
@@ -115,6 +119,17 @@ class PromptBatch:
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
+
+
+def _check_prompts(inputs: tuple, kwargs: dict) -> None:
+    """`latent_generate` takes `codi.encode(...)`'s PromptBatch (or a LoopSnapshot): say so for text."""
+    prompts = inputs[0] if inputs else kwargs.get("prompts")
+    if prompts is None and not inputs:
+        return  # prompts come later, through tracer.invoke(...)
+    if not isinstance(prompts, (PromptBatch, LoopSnapshot)):
+        what = "a string" if isinstance(prompts, str) else f"a {type(prompts).__name__}"
+        raise TypeError(f"latent_generate takes token ids, not {what}: call codi.latent_generate(codi.encode(questions))"
+                        " (a PromptBatch), or continue a LoopSnapshot")
 
 
 class CodiModel(TransformersModel):
@@ -212,6 +227,16 @@ class CodiModel(TransformersModel):
         """Answer texts from `latent_generate`'s token ids (cut at eos)."""
         return decode_answers(self.tokenizer, tokens, self.codi_config.eos_id)
 
+    def trace(self, *inputs: Any, tracer_cls: Any = None, **kwargs: Any):
+        """The nnsight `trace`; for `latent_generate` it checks the prompts first (token ids from
+        `codi.encode`, not text) and, run locally, makes `tracer.iter` step-aware (`CodiTracer`).
+        """
+        if getattr(kwargs.get("fn"), "__name__", None) == "latent_generate":
+            _check_prompts(inputs, kwargs)
+            if tracer_cls is None and kwargs.get("backend") is None and not kwargs.get("remote"):
+                tracer_cls = CodiTracer
+        return super().trace(*inputs, tracer_cls=tracer_cls, **kwargs)
+
     # -- nnsight batching: a PromptBatch goes to the driver as it is -------------
     def _batch_size(self, *inputs: Any, **kwargs: Any) -> int:
         if inputs and isinstance(inputs[0], (PromptBatch, LoopSnapshot)):
@@ -273,7 +298,7 @@ class CodiModel(TransformersModel):
     def latent_generate(self, prompts: PromptBatch | LoopSnapshot, num_latents: int | None = None,
                         max_new_tokens: int = 256, masking: Masking = "exact",
                         output_attentions: bool = False, full_outputs: bool = False,
-                        stop_at: int | None = None) -> Tensor | LoopSnapshot:
+                        stop_at: int | None = None, grad: bool = False) -> Tensor | LoopSnapshot:
         """Run prompt → bot → K latents → eot → greedy answer; return answer ids `[batch, new]`.
 
         Use as `with codi.latent_generate(codi.encode(questions)) as tracer:` to trace it (each LM call is one
@@ -291,7 +316,10 @@ class CodiModel(TransformersModel):
         next step (its own K, answer bound and masking; those arguments are then ignored), so in
         a trace `tracer.iter[i]` is step `snapshot.step + i`. Continue `snapshot.branch()` to keep
         the snapshot for another continuation (`loop.run_branches` does this).
+
+        The loop runs without autograd (values saved in a trace carry no graph) unless `grad=True`.
         """
+        _check_prompts((prompts,), {})
         if isinstance(prompts, LoopSnapshot):
             state, cache = prompts.state, prompts.cache
         else:
@@ -300,7 +328,7 @@ class CodiModel(TransformersModel):
         extra = {"output_hidden_states": True} if full_outputs else lean_call_kwargs(lm)
         if output_attentions:
             extra["output_attentions"] = True
-        with FinalHidden(lm) as final:
+        with FinalHidden(lm) as final, torch.set_grad_enabled(grad):
             while not state.done and (stop_at is None or state.step < stop_at):
                 kwargs = self._step_inputs(state.call_kwargs(project=self._project))
                 out = lm(**kwargs, **cache_kwargs(cache), use_cache=True, **extra)

@@ -56,8 +56,14 @@ def test_config_mismatch_refused_with_key(partial):
     kw["config"] = dict(kw["config"], num_latents=5, dataset="gsm8k")
     with pytest.raises(ConfigMismatchError) as e:
         StoreWriter(partial, **kw).open()
-    assert "config.num_latents" in str(e.value) and "config.dataset" in str(e.value)
-    assert "config.model_id" not in str(e.value)
+    message = str(e.value)
+    assert f"num_latents {lib.K} -> 5" in message
+    assert "dataset" in message and "model_id" not in message
+    # one short readable line: the differing configuration keys, then what to do
+    assert "\n" not in message and ":;" not in message and len(message) < 300 + len(str(partial)), message
+    assert message.endswith("use another output path, or delete the store to capture again")
+    assert any("config.num_latents" in d for d in e.value.differences)
+    assert not any(k in message for k in ("layout.", "examples_sha256"))  # derived keys only when nothing else differs
     with pytest.raises(ConfigMismatchError, match="layout.dtype"):
         StoreWriter(partial, **lib.writer_kwargs(dtype="float16")).open()
     with pytest.raises(ConfigMismatchError, match="layout.variables"):

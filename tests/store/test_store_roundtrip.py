@@ -185,4 +185,11 @@ def test_info_command(store32, capsys):
     assert info.run(Namespace(store=str(store32), json=False)) == 0
     text = capsys.readouterr().out
     assert "14/14 complete" in text and "hidden" in text and "tiny-test" in text
-    assert info.run(Namespace(store=str(store32) + "-missing", json=False)) == 1
+    from nnsight_codi import cli
+
+    capsys.readouterr()
+    assert cli.main(["info", str(store32) + "-missing"]) == 2  # like every other command: status 2, its prefix
+    err = capsys.readouterr().err
+    assert err.startswith("nnsight-codi info: error: ") and err.count("\n") == 1, err
+    assert info.main([str(store32) + "-missing"]) == 2  # the module's own main says the same
+    assert capsys.readouterr().err == err
