@@ -48,14 +48,25 @@ def execute(source: Path, timeout: int = 600):
     from nbclient import NotebookClient
 
     nb = read_notebook(source)
-    env_path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    os.environ["PYTHONPATH"] = env_path  # the kernel inherits this process's environment
-    with tempfile.TemporaryDirectory(prefix="nnsight-codi-tutorial-") as cwd:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": cwd}},
-                                extra_arguments=[QUIET_KERNEL])
-        start = time.perf_counter()
-        client.execute()
-        seconds = time.perf_counter() - start
+    # The kernel inherits this process's environment: this checkout first on the path, and the inline
+    # backend whatever MPLBACKEND says here (with Agg, plt.show() would show nothing and warn).
+    kernel_env = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+                  "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    saved = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)
+    try:
+        with tempfile.TemporaryDirectory(prefix="nnsight-codi-tutorial-") as cwd:
+            client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": cwd}},
+                                    extra_arguments=[QUIET_KERNEL])
+            start = time.perf_counter()
+            client.execute()
+            seconds = time.perf_counter() - start
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return nb, seconds
 
 

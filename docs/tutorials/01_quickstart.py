@@ -60,20 +60,19 @@ prompts = codi.encode([question])
 # One trace over bot, the six latents and eot (8 steps). At each step we save the last position's
 # output of every block. `codi.transformer.h[i]` is block i; stores and the command line call its
 # output **layer i+1** (layer 0 is the embedding output). The KV cache after each step is
-# `codi.output.cache`. Everything runs under `torch.no_grad()`, so saved tensors carry no autograd
-# history.
+# `codi.output.cache`. The loop runs without autograd, so saved tensors carry no graph
+# (`latent_generate(..., grad=True)` when you want gradients through it).
 
 # %%
 steps = codi.step_names()                     # ['bot', 'latent1', ..., 'latent6', 'eot']
-with torch.no_grad():
-    with codi.latent_generate(prompts, num_latents=6) as tracer:
-        hidden = nnsight.save([])             # hidden[step][block]: [batch, dim]
-        inputs = nnsight.save([])             # what each step is fed (z_k at latent k)
-        for step in tracer.iter[: len(steps)]:
-            inputs.append(codi.step_input.output[:, -1].clone())
-            hidden.append([codi.transformer.h[b].output[:, -1].clone() for b in range(codi.num_layers)])
-            cache = codi.output.cache         # the live KV cache after this step (not needed here)
-        answer_ids = tracer.result.save()
+with codi.latent_generate(prompts, num_latents=6) as tracer:
+    hidden = nnsight.save([])                 # hidden[step][block]: [batch, dim]
+    inputs = nnsight.save([])                 # what each step is fed (z_k at latent k)
+    for step in tracer.iter[: len(steps)]:
+        inputs.append(codi.step_input.output[:, -1].clone())
+        hidden.append([codi.transformer.h[b].output[:, -1].clone() for b in range(codi.num_layers)])
+        cache = codi.output.cache             # the live KV cache after this step (not needed here)
+    answer_ids = tracer.result.save()
 
 print(codi.decode(answer_ids))
 h = torch.stack([torch.stack(per_block) for per_block in hidden])[:, :, 0]   # [step, block, dim]
@@ -112,18 +111,17 @@ plt.show()
 #
 # `codi.step_input.output` is what a step is fed; assigning to it changes the latent the model
 # thinks with. Here each latent's input is zeroed in turn; on this one easy question the model
-# answers the same whatever single latent is lost. Note `if step == k` compares with an **index**: `tracer.iter` yields integers, so `step == "latent1"`
-# would never be true.
+# answers the same whatever single latent is lost. Each `step` compares equal to its index and to
+# its name: `step == 1` and `step == "latent1"` are the same test (a name that is no step raises).
 
 # %%
 def answer_with_zeroed(latent: int) -> str:
     """The answer when latent `latent`'s input vector is replaced by zeros."""
-    with torch.no_grad():
-        with codi.latent_generate(prompts, num_latents=6) as tracer:
-            for step in tracer.iter[: len(steps)]:
-                if step == latent:
-                    codi.step_input.output[:, -1] = 0.0
-            ids = tracer.result.save()
+    with codi.latent_generate(prompts, num_latents=6) as tracer:
+        for step in tracer.iter[: len(steps)]:
+            if step == f"latent{latent}":
+                codi.step_input.output[:, -1] = 0.0
+        ids = tracer.result.save()
     return codi.decode(ids)[0]
 
 
@@ -149,12 +147,11 @@ golds = [extract_gold(a) for a in problems["answer"]]
 
 def accuracy(zeroed: int | None) -> float:
     """Accuracy on the batch with latent `zeroed`'s input set to zero (None: unedited)."""
-    with torch.no_grad():
-        with codi.latent_generate(batch, num_latents=6) as tracer:
-            for step in tracer.iter[: len(steps)]:
-                if step == zeroed:
-                    codi.step_input.output[:, -1] = 0.0
-            ids = tracer.result.save()
+    with codi.latent_generate(batch, num_latents=6) as tracer:
+        for step in tracer.iter[: len(steps)]:
+            if step == zeroed:
+                codi.step_input.output[:, -1] = 0.0
+        ids = tracer.result.save()
     texts = codi.decode(ids)
     return sum(is_correct(extract_prediction(t), g) for t, g in zip(texts, golds)) / len(golds)
 

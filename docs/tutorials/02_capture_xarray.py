@@ -48,7 +48,7 @@ STORE = OUT / "capture.zarr"
 config = CaptureConfig(model="tiny", dataset="synthetic", seed=1_000_003, limit=48, batch_size=48,
                        variables=("hidden", "latent_input", "answer_pred", "answer_gold", "correct", "prompt_ids"))
 summary = run_capture(STORE, config, progress=False)
-print({k: summary[k] for k in ("examples", "bytes")})
+print({k: summary[k] for k in ("examples", "written_now", "bytes")})
 
 # %% [markdown]
 # Running it again finds every example complete and does nothing; a different configuration would
@@ -56,7 +56,7 @@ print({k: summary[k] for k in ("examples", "bytes")})
 
 # %%
 again = run_capture(STORE, config, progress=False)
-print(again["examples"], "examples written on the second call")
+print(again["written_now"], "examples written on the second call;", again["examples"], "complete")
 
 # %% [markdown]
 # ## Open it as xarray

@@ -40,7 +40,7 @@ OUT = Path("out/tutorials/03_lenses")
 OUT.mkdir(parents=True, exist_ok=True)
 
 codi = load_model("tiny", device="cpu")
-N, SEED = 96, 1_000_003
+N, SEED = 64, 1_000_003
 problems = load_eval_dataset("synthetic", limit=N, seed=SEED, **synthetic_options(codi))
 
 # %% [markdown]
@@ -89,8 +89,9 @@ targets = [set(map(float, p["intermediates"])) for p in problems]
 hit = hits(values, targets, k=5).mean(0)                          # (step, layer)
 chance = hits(values, other_problem(targets), k=5).mean(0)
 latents = slice(1, codi.num_latents + 1)
-print("best (latent, layer):", np.unravel_index(hit[latents].argmax(), hit[latents].shape),
-      f"hit rate {hit[latents].max():.2f}, chance there {chance[latents].flat[hit[latents].argmax()]:.2f}")
+k, layer = np.unravel_index(hit[latents].argmax(), hit[latents].shape)
+print(f"best: latent{k + 1}, layer {layer}: hit rate {hit[latents][k, layer]:.2f} "
+      f"(chance there {chance[latents][k, layer]:.2f})")
 
 # %%
 names = [str(n) for n in ds.step_name.values]

@@ -40,13 +40,13 @@ OUT = Path("out/tutorials/04_steering_sweeps")
 OUT.mkdir(parents=True, exist_ok=True)
 
 codi = load_model("tiny", device="cpu")
-problems = load_eval_dataset("synthetic", limit=64, seed=1, **synthetic_options(codi))
+problems = load_eval_dataset("synthetic", limit=48, seed=1, **synthetic_options(codi))
 prompts = codi.encode(problems["question"])
 golds = [extract_gold(a) for a in problems["answer"]]
 
 
 def accuracy(hooks=()) -> float:
-    """Accuracy on the 64 problems with `hooks` attached to the latent loop."""
+    """Accuracy on the 48 problems with `hooks` attached to the latent loop."""
     ids, _records = run_loop(codi, prompts, hooks=list(hooks), max_new_tokens=16)
     texts = codi.decode(ids)
     return float(np.mean([is_correct(extract_prediction(t), g) for t, g in zip(texts, golds)]))
@@ -79,18 +79,18 @@ print("vector norm:", float(vector.norm()))
 generator = torch.Generator().manual_seed(0)
 random_dir = torch.randn(codi.hidden_size, generator=generator)
 random_dir = random_dir / random_dir.norm() * vector.norm()
-coefs = [-4, -2, -1, 0, 1, 2, 4]
+coefs = [-4, -2, 0, 2, 4]
 steered = [accuracy([AddVector(vector, layer=layer, steps=["latent1"], coef=c)]) for c in coefs]
 control = [accuracy([AddVector(random_dir, layer=layer, steps=["latent1"], coef=c)]) for c in coefs]
-print("steered:", steered)
-print("random: ", control)
+print("steered:", np.round(steered, 3))
+print("random: ", np.round(control, 3))
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(coefs, steered, "o-", label="latent1 − latent6 vector")
 ax.plot(coefs, control, "s--", label="random direction, same norm")
 ax.set_xlabel("coefficient")
-ax.set_ylabel("accuracy (n=64)")
+ax.set_ylabel("accuracy (n=48)")
 ax.set_ylim(0, 1.05)
 ax.set_title("hidden steering at latent 1, layer 1")
 ax.legend()

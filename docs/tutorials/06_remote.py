@@ -27,7 +27,6 @@
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import transformers
 
@@ -69,8 +68,8 @@ print("requests:", log.requests, "| bytes sent:", log.raw_bytes)
 print(codi.decode(remote_ids)[:3])
 
 # %% [markdown]
-# The records are `(kind, step, site, tensor)`-like entries in visiting order; the largest absolute
-# difference between the two runs' recorded tensors:
+# The records are `(name, step, value)` tuples in the order the hooks visited their sites; the largest
+# absolute difference between the two runs' recorded tensors:
 
 # %%
 def tensors(records):
@@ -94,10 +93,11 @@ print(report.summary())
 print(len(report.modules), "modules imported by the request, e.g.", sorted(report.modules)[:5])
 
 # %% [markdown]
-# ## Cost grows with what you record, not with the steps
+# ## One request per batch
 #
-# One request per batch whatever the number of LM calls; its size is the request (code, inputs,
-# hook parameters) plus nothing per step. Here the request size for 1, 4 and 16 problems:
+# One request per batch, whatever the number of LM calls (prompt, six latents, eot, answer tokens):
+# the request carries the code, the inputs and the hooks' parameters once. Its size for 1, 4 and 16
+# problems (mostly code; each problem adds its token ids):
 
 # %%
 sizes = {}

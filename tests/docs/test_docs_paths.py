@@ -83,3 +83,19 @@ def test_the_readme_is_a_landing_page():
     assert len(text.splitlines()) <= 200
     assert not re.search(r"(?<![\w/])#\d+\b", text), "internal issue numbers"
     assert "the seed" not in text.lower()
+
+
+def test_the_api_reference_shows_doctests_as_code():
+    import doctest
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("griffe_doctests", DOCS / "griffe_doctests.py")
+    if importlib.util.find_spec("griffe") is None:
+        import pytest
+
+        pytest.skip("griffe (the docs extra) is not installed")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert doctest.testmod(module).failed == 0
+    fenced = module.fence_doctests("Text [a][b].\n\nExample:\n    >>> [s for s in x][:2]\n    [1]\n\nAfter.")
+    assert "```pycon\n    >>> [s for s in x][:2]\n    [1]\n    ```" in fenced and fenced.startswith("Text [a][b].")
