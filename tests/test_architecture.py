@@ -63,9 +63,7 @@ RUNTIME_IMPORTS = {
     "nnsight_codi.studies": "a study's module is named by its registration and lives outside the package",
 }
 # Package modules that read or change `sys.path`, and why.
-SYS_PATH_USERS = {
-    "nnsight_codi.studies": "imports runs/ from the source checkout",  # removed by i32-pkg
-}
+SYS_PATH_USERS: dict[str, str] = {}
 _IMPORT_CALLS = {"import_module", "__import__"}
 
 

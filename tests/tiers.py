@@ -16,11 +16,11 @@ HERE = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "acceptance")
 UNIT = {"store", "data", "test_architecture.py", "test_stats.py", "test_tokenization.py", "test_config_files.py",
         "test_cli_guards.py", "test_tiers.py"}
-ACCEPTANCE = {"test_demo_studies.py", "test_readme_study.py", "test_run_scripts.py", "ndif_loopback"}
+ACCEPTANCE = {"test_demo_studies.py", "test_run_scripts.py", "ndif_loopback", "test_tutorials.py", "test_docs_site.py"}
 # slow: 20 s or more of one test (setup included) on a 2-core machine, measured with --durations; a module
 # name marks all its tests (their shared fixture is the cost).
-SLOW = {"test_source_comparison.py", "test_planted_signal.py", "test_demo_studies.py", "test_readme_study.py",
-        "test_run_scripts.py", "ndif_loopback",
+SLOW = {"test_source_comparison.py", "test_planted_signal.py", "test_demo_studies.py",
+        "test_run_scripts.py", "ndif_loopback", "test_tutorials.py", "test_docs_site.py",
         "test_cot_fork.py::test_forked_grid_equals_unforked",
         "test_cot_synthetic_distribution.py::test_eval_scores_the_tiny_instruct_model_on_its_distribution",
         "test_cot_synthetic_distribution.py::test_extract_records_the_distribution_and_refuses_another_on_resume",

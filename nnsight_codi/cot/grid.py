@@ -91,7 +91,7 @@ def run_grid(model: TransformersModel, dataset, vectors, path: str | Path, sched
     current = json.loads(json.dumps(current, default=str))
     header, rows = read_grid(path)
     diff = diff_fingerprints(header, current) if header is not None else []
-    if diff:
+    if diff and header is not None:
         raise ValueError(f"grid file {path} was written with other settings ({mismatch_summary(header, current)}): "
                          "use another path or delete it")
     if header is not None:

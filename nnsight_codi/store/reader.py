@@ -36,7 +36,7 @@ def open_store(path: str | os.PathLike, *, complete_only: bool = True,
     """Open a store lazily (dask arrays); only complete examples unless told.
 
     Dask chunks follow the stored chunks, except for sharded variables (`hidden`,
-    `latent_input` in stores written since #13: one shard per batch, one step × one layer per chunk
+    `latent_input` in sharded stores (the current layout): one shard per batch, one step × one layer per chunk
     inside), whose dask chunks span up to ~128 MiB of examples, so a slice such as
     `hidden.sel(step=3, layer=6)` is one read of just those chunks. `chunks` overrides this
     (`{}`: exactly as stored).

@@ -16,16 +16,13 @@ OUTSIDE = re.compile(r"\.\./shared|shared/data/|DESIGN\.md|/work/|/home/[a-z]|/U
 LINK = re.compile(r"\]\(([^)\s]+)\)|<img [^>]*src=\"([^\"]+)\"")
 
 
-# The self-hosting page's scratch commands name an interpreter path; its owner's branch (i30-ndif) has
-# replaced it. Drop this exemption when that branch is merged.
-EXEMPT = {DOCS / "ndif-self-host.md"}
 
 
 def documents() -> list[Path]:
     """Every text file of the docs, plus the README, the changelog and the site's config."""
     files = [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "mkdocs.yml"]
     files += [p for p in DOCS.rglob("*") if p.is_file() and p.suffix in (".md", ".py", ".yml", ".ipynb")
-              and "__pycache__" not in p.parts and p not in EXEMPT]
+              and "__pycache__" not in p.parts]
     return files
 
 
