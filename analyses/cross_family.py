@@ -12,10 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from nnsight_codi.errors import one_line_errors
 
 SOURCES = [
     ("Coconut, GPT-2 on GSM8k (Hao et al. 2024, Table 1)", "Coconut 34.1% vs no-CoT 16.5% and CoT 42.9%; "
@@ -68,16 +70,24 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv: list[str]) -> int:
-    """Rewrite report.md from a results.json."""
-    if len(argv) != 1 or not Path(argv[0]).is_file():
-        print("usage: python -m analyses.cross_family RESULTS_JSON (an existing file)", file=sys.stderr)
-        return 2
-    path = Path(argv[0])
+@one_line_errors("analyses.cross_family")
+def main(argv: list[str] | None = None) -> int:
+    """Command line: rewrite report.md from a cross-family study's results.json (or its directory)."""
+    p = argparse.ArgumentParser(prog="python -m analyses.cross_family", description=__doc__.splitlines()[0])
+    p.add_argument("results", help="the study's results.json, or the directory that holds it")
+    p.add_argument("--out", default=None, help="directory for report.md (default: beside results.json)")
+    args = p.parse_args(argv)
+    path = Path(args.results)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no cross-family results at {args.results} (want results.json or its directory)")
     results = json.loads(path.read_text())
-    (path.parent / "report.md").write_text(report(results))
+    out = Path(args.out) if args.out else path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(report(results))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())
