@@ -9,16 +9,17 @@ sys.path.insert(0, str(HERE.parent))   # runs/ and analyses/
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+THREADS = torch.get_num_threads()  # the count every test starts from (a subprocess gets the same default)
+
 
 @pytest.fixture(autouse=True)
 def _keep_torch_threads():
-    """Restore torch's thread count after each test: a test (or a training run it starts) that sets it
-    would change every later test's CPU kernels, and so the last bits of results that later tests
-    compare with a subprocess running at the default count."""
-    threads = torch.get_num_threads()
+    """Put torch's thread count back to the session's default after each test: a test (or a training run
+    it starts, in a module-scoped fixture too) that sets it would change every later test's CPU kernels, and
+    so the last bits of results that later tests compare with a subprocess running at the default count."""
     yield
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    if torch.get_num_threads() != THREADS:
+        torch.set_num_threads(THREADS)
 
 
 from tiers import SLOW, TIERS, tier_of  # noqa: E402

@@ -13,7 +13,8 @@ SUFFIXES = {".py", ".md", ".yaml", ".yml", ".json", ".jsonl", ".toml", ".txt", "
             ".js", ".css"}
 # A sibling `shared/` folder, the design notes kept beside the checkout, or any absolute home of a checkout.
 OUTSIDE = re.compile(r"\.\./shared|shared/data/|DESIGN\.md|/work/|/home/[a-z]|/Users/[A-Za-z]")
-SELF = Path(__file__).resolve()
+# The two path checks themselves (this one, and the docs' one) hold the patterns they look for.
+CHECKERS = {Path(__file__).resolve(), ROOT / "tests" / "docs" / "test_docs_paths.py"}
 
 
 def _files():
@@ -21,7 +22,7 @@ def _files():
         path = ROOT / top
         candidates = [path] if path.is_file() else path.rglob("*")
         for f in candidates:
-            if f.is_file() and f.suffix in SUFFIXES and f.resolve() != SELF and ".zarr" not in f.parts[-3:-1] \
+            if f.is_file() and f.suffix in SUFFIXES and f.resolve() not in CHECKERS and ".zarr" not in f.parts[-3:-1] \
                     and "__pycache__" not in f.parts:
                 yield f
 

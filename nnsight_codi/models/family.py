@@ -39,7 +39,7 @@ Example:
     >>> family("pcCoT")
     Traceback (most recent call last):
     ...
-    ValueError: unknown latent family 'pcCoT': known are coconut, codi
+    ValueError: unknown latent family 'pcCoT': known are ...
 """
 
 from __future__ import annotations

@@ -501,11 +501,11 @@ class DirectExecutor:
         codi = self.codi
         if not hooks:  # nothing to visit: no trace needed
             tokens = codi.latent_generate(prompts, num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
-                                          output_attentions=output_attentions)
+                                          output_attentions=output_attentions, grad=torch.is_grad_enabled())
             return tokens, []
         num_layers = codi.num_layers
         with codi.latent_generate(prompts, num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
-                                  output_attentions=output_attentions) as tracer:
+                                  output_attentions=output_attentions, grad=torch.is_grad_enabled()) as tracer:
             sink = nnsight.save([])
             for step in tracer.iter[: last + 1]:
                 visit_step(codi, step, hooks, sink, num_layers)
@@ -562,9 +562,11 @@ def _segment(codi: CodiModel, snapshot: LoopSnapshot, hooks: Sequence[StepHook],
     first = snapshot.step
     end = last + 1 if stop_at is None else min(last + 1, stop_at)
     if first_visit(hooks, first, end - 1) is None:
-        return codi.latent_generate(snapshot, stop_at=stop_at, output_attentions=output_attentions), []
+        return codi.latent_generate(snapshot, stop_at=stop_at, output_attentions=output_attentions,
+                                    grad=torch.is_grad_enabled()), []
     num_layers = codi.num_layers
-    with codi.latent_generate(snapshot, stop_at=stop_at, output_attentions=output_attentions) as tracer:
+    with codi.latent_generate(snapshot, stop_at=stop_at, output_attentions=output_attentions,
+                              grad=torch.is_grad_enabled()) as tracer:
         sink = nnsight.save([])
         for i in tracer.iter[: end - first]:
             visit_step(codi, first + i, hooks, sink, num_layers)
