@@ -65,7 +65,8 @@ class OracleCodi(CodiModel):
 
     @traceable
     def latent_generate(self, prompts, num_latents=None, max_new_tokens=256, masking="exact",
-                        output_attentions=False, full_outputs=False) -> Tensor:
+                        output_attentions=False, full_outputs=False, grad=False) -> Tensor:
+        # grad: the caller's autograd mode, as the real driver takes it; this oracle runs under whatever mode it is in
         state = self.new_loop_state(prompts, num_latents, max_new_tokens, masking)
         lm = self._module
         cache = None
