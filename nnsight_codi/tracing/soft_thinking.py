@@ -9,13 +9,11 @@ Build it with `nnsight_codi.loading.load_soft_thinking`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from ..models.family import Feedback
 from ..models.soft_thinking import SoftThinking
-from .batching import left_pad
-from .codi_model import CodiModel, PromptBatch
+from .codi_model import CodiModel
 
 
 class SoftThinkingModel(CodiModel):
@@ -36,12 +34,3 @@ class SoftThinkingModel(CodiModel):
         if name in (None, "", "latent", "soft"):
             return self.soft
         return super().condition_feedback(name)
-
-    def encode(self, questions: Sequence[str], feedback: Feedback | str | None = None) -> PromptBatch:
-        """Left-padded prompts under `feedback` (default: this model's `SoftThinking`)."""
-        if isinstance(questions, str):
-            questions = [questions]
-        ids, mask = left_pad([self.prompt_ids(q) for q in questions], self.codi_config.pad_id)
-        if feedback is None or isinstance(feedback, str):
-            feedback = self.condition_feedback(feedback)
-        return PromptBatch(ids.to(self.device), mask.to(self.device), feedback)
