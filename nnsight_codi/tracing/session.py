@@ -229,6 +229,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
     elif remote:  # by value (not as a reference to "model.prj", which the server's model lacks),
         prj = PortableProjection(by_value(prj))  # moved to the server model's device on first use
     project = prj if config.use_prj else None
+    soft = state.feedback is not None and state.feedback.kind == "soft"  # mixes the input embedding matrix
     session_kwargs = {} if not remote else {"remote": remote}
     # The cache goes in as `past_key_values` in every session: nnsight's input processing knows that
     # name only (under another it adds a one-token attention mask, which breaks reference masking),
@@ -259,6 +260,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
         if output_attentions:
             attn_before = model._module.config._attn_implementation
             model._module.set_attn_implementation("eager")
+        embeddings = model._module.get_input_embeddings().weight if soft else None  # the served model's
         trunk, trunk_cache = state, None
         for run, stop in program:
             if run == 0:
@@ -267,7 +269,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
                 state, cache = trunk.fork(*forks[run]), fork_cache(trunk_cache)
             fn, sink = step_fns[run], sinks[run]
             while not state.done and (stop is None or state.step < stop):
-                inputs = state.call_kwargs(project=project)
+                inputs = state.call_kwargs(project=project, embeddings=embeddings)
                 if cache is not None:
                     inputs[REMOTE_CACHE_ARG] = cache
                 elif "position_ids" not in inputs:  # reference masking: nnsight would count real tokens only

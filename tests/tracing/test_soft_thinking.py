@@ -134,3 +134,17 @@ def test_conditions_and_errors():
         load_soft_thinking("tiny-instruct", markers=("<nope>", "<eot>"))
     with pytest.raises(ValueError, match="CODI-family"):
         load_soft_thinking("tiny")
+
+
+@pytest.mark.parametrize("cold_entropy", [None, 0.02])
+def test_session_executor_equals_direct(cold_entropy):
+    """`remote="local"` (the session executor NDIF runs) mixes the served model's embeddings and applies the
+    cold stop exactly as the direct executor does."""
+    model = load_soft_thinking("tiny-instruct", num_latents=K, top_k=5, cold_entropy=cold_entropy, cold_patience=2)
+    direct, _ = run_loop(model, model.encode(QUESTIONS), [], num_latents=K, max_new_tokens=8)
+    session, _ = run_loop(model, model.encode(QUESTIONS), [], num_latents=K, max_new_tokens=8, remote="local")
+    assert torch.equal(direct, session)
+    if cold_entropy is not None:  # the stop changed some row's answer, so equality checks the stop too
+        free = load_soft_thinking("tiny-instruct", num_latents=K, top_k=5)
+        unstopped, _ = run_loop(free, free.encode(QUESTIONS), [], num_latents=K, max_new_tokens=8)
+        assert not torch.equal(unstopped, session)
