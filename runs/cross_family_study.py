@@ -6,7 +6,10 @@ For every model (default: the tiny CODI and the tiny Coconut; any `--models` spe
 2. where intermediate values sit: the logit lens of each step's final-normed last hidden state (the vector a
    Coconut feeds back; what CODI projects) — how often its top-1 token is an intermediate result of the
    problem's chain, or the final answer, by step;
-3. how ablation moves each: latent k alone replaced by the pause input (`PatchLatent`), accuracy by k.
+3. how ablation moves each: latent k alone replaced by the pause input (`PatchLatent`), accuracy by k;
+4. how steering moves each: at latent k+1, add the mean-difference vector mean(latent k) - mean(latent k+1) of
+   the middle layer's residual stream (means over `reference_limit` other problems; `AddVector`, each of
+   `steer_coefs`), against a random vector of the same norm (seeded), accuracy and answers changed by pair.
 
     python runs/cross_family_study.py --out results/cross_family [--limit 100] [--models tiny,tiny-coconut]
 
@@ -34,6 +37,9 @@ class Config:
     seed: int = 1
     max_new_tokens: int = 12
     batch_size: int = 100
+    reference_limit: int = 100
+    reference_seed: int = 2
+    steer_coefs: tuple[float, ...] = (1.0, 4.0, 16.0)
 
 
 class TopToken:
@@ -47,6 +53,19 @@ class TopToken:
 
     def visit(self, site: str, value: Any, step: int, sink: list) -> None:
         sink.append(("top", step, value.logits[:, -1].argmax(-1)))
+
+
+class MeanResidual:
+    """Sums the last position's residual stream at `layer` over the latent steps 1..k (for the step means)."""
+
+    def __init__(self, layer: int, k: int) -> None:
+        self.layer, self.k = layer, k
+
+    def sites(self, step: int) -> list[str]:
+        return [f"layer{self.layer}"] if 1 <= step <= self.k else []
+
+    def visit(self, site: str, value: Any, step: int, sink: list) -> None:
+        sink.append(("residual", step, value[:, -1].float().sum(0), value.shape[0]))
 
 
 def _numbers(tokenizer, ids) -> list[int | None]:
@@ -65,6 +84,7 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
     from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
     from nnsight_codi.data.synthetic import parse_cot
     from nnsight_codi.interventions.patching import PatchLatent
+    from nnsight_codi.interventions.steering import AddVector
     from nnsight_codi.loading import load_codi_model
     from nnsight_codi.tracing.loop import Branch, run_branches, run_loop
 
@@ -100,8 +120,34 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
     branches = [Branch([PatchLatent(k, torch.as_tensor(vector))]) for k in range(1, k_model + 1)]
     runs = run_branches(model, prompts, branches, num_latents=k_model, max_new_tokens=config.max_new_tokens)
     ablation = {f"latent{k}": sum(score(t)) / len(golds) for k, (t, _) in zip(range(1, k_model + 1), runs)}
+    # steering: latent k+1 pushed toward latent k by the mean difference of the middle layer, vs a random vector
+    layer = model.num_layers // 2
+    reference = load_eval_dataset("synthetic", limit=config.reference_limit, seed=config.reference_seed,
+                                  **synthetic_options(model, {}))
+    _, records = run_loop(model, model.encode(list(reference["question"])), [MeanResidual(layer, k_model)],
+                          num_latents=k_model, max_new_tokens=1)
+    means = {step: total / n for _, step, total, n in records}
+    generator = torch.Generator().manual_seed(config.seed)
+    conditions, branches = [], []
+    for k in range(1, k_model):
+        vector = means[k] - means[k + 1]
+        noise = torch.randn(vector.shape, generator=generator)
+        noise = noise * vector.norm() / noise.norm()
+        for coef in config.steer_coefs:
+            for kind, v in (("mean_difference", vector), ("random", noise)):
+                conditions.append((f"latent{k}-latent{k + 1}", coef, kind, float(vector.norm())))
+                branches.append(Branch([AddVector(v, layer, [k + 1], coef)]))
+    plain = model.decode(run_loop(model, prompts, num_latents=k_model, max_new_tokens=config.max_new_tokens)[0])
+    runs = run_branches(model, prompts, branches, num_latents=k_model, max_new_tokens=config.max_new_tokens)
+    steering = []
+    for (pair, coef, kind, norm), (tokens, _) in zip(conditions, runs):
+        texts = model.decode(tokens)
+        steering.append({"pair": pair, "coef": coef, "vector": kind, "vector_norm": norm,
+                         "accuracy": sum(score(tokens)) / len(golds),
+                         "changed": sum(a != b for a, b in zip(texts, plain)) / len(golds)})
     return {"model": spec, "latent_family": model.latent_family, "num_latents": k_model, "n": len(golds),
-            "accuracy_by_k": by_k, "lens": lens, "ablation": ablation}
+            "accuracy_by_k": by_k, "lens": lens, "ablation": ablation,
+            "steering": {"layer": layer, "conditions": steering}}
 
 
 def run(config: Config, out, progress: bool = True) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def specs(tmp_path_factory):
 def test_study_runs_every_family_and_reports(specs, tmp_path):
     from runs import cross_family_study as study
 
-    config = study.Config(models=tuple(specs), limit=3, max_new_tokens=3)
+    config = study.Config(models=tuple(specs), limit=3, max_new_tokens=3, reference_limit=4, steer_coefs=(0.0, 8.0))
     results = study.run(config, tmp_path / "out", progress=False)
     families = [m["latent_family"] for m in results["models"]]
     assert families == ["codi", "coconut"]
@@ -36,6 +36,13 @@ def test_study_runs_every_family_and_reports(specs, tmp_path):
         assert set(m["accuracy_by_k"]["latent"]) == {0, 1, 2} and list(m["ablation"]) == ["latent1", "latent2"]
         assert list(m["lens"]) == ["bot", "latent1", "latent2"]
         assert m["accuracy_by_k"]["latent"][0] == m["accuracy_by_k"]["pause"][0]  # K = 0: nothing to feed back
+        steering = m["steering"]["conditions"]
+        assert [(c["pair"], c["coef"], c["vector"]) for c in steering] == [
+            ("latent1-latent2", coef, kind) for coef in (0.0, 8.0) for kind in ("mean_difference", "random")]
+        for c in steering:
+            assert c["vector_norm"] > 0
+            if c["coef"] == 0:  # coefficient 0: the unsteered run, answer for answer
+                assert c["changed"] == 0 and c["accuracy"] == m["accuracy_by_k"]["latent"][2]
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Compared with the source" in text and "arxiv.org/abs/2412.06769" in text
 
@@ -49,3 +56,14 @@ def test_report_numbers():
     assert "| latent | 25% | 75% |" in text and "| pause | 25% | 50% |" in text
     assert "| bot | 50% | 25% | 0% | 100% |" in text
     assert cross_family.headline(r) == ["m (coconut): 75% with 1 latents, 25% with 0, 50% under pause"]
+
+
+def test_steering_table_rows():
+    m = {"steering": {"layer": 1, "conditions": [
+        {"pair": "latent1-latent2", "coef": 4.0, "vector": "mean_difference", "vector_norm": 2.5, "accuracy": 0.5,
+         "changed": 0.25},
+        {"pair": "latent1-latent2", "coef": 4.0, "vector": "random", "vector_norm": 2.5, "accuracy": 1.0,
+         "changed": 0.0}]}}
+    rows = cross_family.steering_table(m)
+    assert "| latent1-latent2 | 4 | 2.50 | 50% / 25% | 100% / 0% |" in rows
+    assert cross_family.steering_table({}) == []
