@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.scoring import extract_gold, extract_prediction, is_correct
+from .steps import resolve_num_latents
 from .tracing.loop import Masking
 
 if TYPE_CHECKING:
@@ -125,8 +126,7 @@ def generate_answers(codi: CodiModel, questions: Sequence[str], batch_size: int 
     """
     from .tracing.loop import run_loop
 
-    if num_latents is not None and (isinstance(num_latents, bool) or int(num_latents) < 0):
-        raise ValueError(f"num_latents must be >= 0, got {num_latents}")
+    k = resolve_num_latents(num_latents, codi.num_latents)
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     lengths = [len(codi.prompt_ids(q)) for q in questions]
@@ -134,7 +134,7 @@ def generate_answers(codi: CodiModel, questions: Sequence[str], batch_size: int 
     bar = tqdm(total=len(questions), desc="latent loop", unit="q", disable=not progress)
     for idx in eval_batches(lengths, batch_size, masking):
         prompts = codi.encode([questions[i] for i in idx])
-        tokens, _ = run_loop(codi, prompts, num_latents=num_latents, max_new_tokens=max_new_tokens,
+        tokens, _ = run_loop(codi, prompts, num_latents=k, max_new_tokens=max_new_tokens,
                              masking=masking, remote=remote, feedback=feedback)
         for i, text in zip(idx, codi.decode(tokens)):
             texts[i] = text
@@ -199,9 +199,8 @@ def evaluate(codi: CodiModel, dataset, batch_size: int = 32, num_latents: int | 
     """
     questions = list(dataset["question"])
     golds = [extract_gold(a) for a in dataset["answer"]]
-    texts = generate_answers(codi, questions, batch_size, num_latents, max_new_tokens, masking, remote, progress,
-                             feedback)
-    k = codi.num_latents if num_latents is None else int(num_latents)
+    k = resolve_num_latents(num_latents, codi.num_latents)
+    texts = generate_answers(codi, questions, batch_size, k, max_new_tokens, masking, remote, progress, feedback)
     result = EvalResult(model=model_name, dataset=dataset_name, num_latents=k)
     for ex_id, q, text, gold in zip(dataset["id"], questions, texts, golds):
         pred = extract_prediction(text)

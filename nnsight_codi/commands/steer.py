@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset_for(codi, cfg, args.seed, args.limit)
     questions, golds = list(dataset["question"]), [extract_gold(a) for a in dataset["answer"]]
     results = evaluate_conditions(codi, questions, golds, [Condition("none"), cond], res, args.batch_size,
-                                  args.num_latents, args.max_new_tokens, args.masking, remote, progress=not args.json)
+                                  shape.num_latents, args.max_new_tokens, args.masking, remote, progress=not args.json)
     steered, base = results[cond.name], results["none"]
     acc, base_acc = bootstrap_ci(steered["correct"]), bootstrap_ci(base["correct"])
     diff = paired_bootstrap_diff(steered["correct"], base["correct"])
