@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from .data.scoring import extract_gold, extract_prediction
 from .models.architecture import kv_geometry
 from .models.fingerprint import WEIGHTS_KEY, model_weights
+from .runspec import run_spec
 from .steps import resolve_num_latents
 from .store.positions import left_align, pad_counts_from_mask, source_labels
 from .store.schema import parse_variables, validate_layers
@@ -43,23 +44,16 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class CaptureConfig:
-    """What to capture; every field is recorded in the store and must match on resume."""
+class CaptureConfig(run_spec()):
+    """What to capture (and the run: `runspec.RunSpec`); every field is recorded in the store and must match on resume."""
 
-    model: str = "tiny"
-    dataset: str = "synthetic"
-    split: str = "test"
-    seed: int = 1
-    limit: int | None = None
     variables: tuple[str, ...] = ("hidden", "latent_input", "answer_pred", "answer_gold", "correct", "prompt_ids")
     layers: tuple[int, ...] | None = None
     num_latents: int | None = None
-    batch_size: int = 32
     max_new_tokens: int = 256
     masking: str = "exact"
     store_dtype: str = "float32"
     model_dtype: str = "float32"
-    device: str = "cpu"
     base: str | None = None
     remote: Any = None
     positions: tuple[int, ...] | None = None

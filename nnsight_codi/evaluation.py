@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,23 +18,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.scoring import extract_gold, extract_prediction, is_correct
+from .predictions import Prediction, write_predictions
 from .steps import resolve_num_latents
 from .tracing.loop import Masking
 
 if TYPE_CHECKING:
     from .tracing.codi_model import CodiModel
-
-
-@dataclass
-class Prediction:
-    """One example's result (one line of `predictions.jsonl`)."""
-
-    id: str
-    question: str
-    prediction_text: str
-    prediction: float
-    gold: float
-    correct: bool
 
 
 @dataclass
@@ -59,14 +48,9 @@ class EvalResult:
                 "num_latents": self.num_latents, "model": self.model, "dataset": self.dataset}
 
     def write(self, directory: str | Path) -> Path:
-        """Write `predictions.jsonl` (one object per example) and `summary.json` into `directory`."""
+        """Write `predictions.jsonl` (`predictions.write_predictions`) and `summary.json` into `directory`."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / "predictions.jsonl", "w") as handle:
-            for p in self.predictions:
-                row = asdict(p)
-                row["prediction"] = _json_number(row["prediction"])
-                handle.write(json.dumps(row) + "\n")
+        write_predictions(directory, self.predictions)
         (directory / "summary.json").write_text(json.dumps(self.summary(), indent=2) + "\n")
         return directory
 
@@ -82,10 +66,6 @@ def direct_answer_budget(codi: CodiModel, slack: int = 2) -> int:
     """
     template = codi.codi_config.extra.get("answer_template", "The answer is: {answer}")
     return len(codi.tokenizer(template.format(answer=0), add_special_tokens=False)["input_ids"]) + 1 + slack
-
-
-def _json_number(x: float) -> float | str:
-    return x if x == x and abs(x) != float("inf") else str(x)
 
 
 def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -254,21 +254,13 @@ def run_eval(args: argparse.Namespace) -> int:
     summary = res.summary() | {"condition": condition.label(), "seconds": round(time.perf_counter() - start, 3),
                                "model": args.model, "dataset": args.dataset}
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        import math
-
         from ..data.scoring import extract_gold, extract_prediction
+        from ..predictions import Prediction, write_predictions
 
-        def number(x: float):
-            return x if math.isfinite(x) else None  # no number in the text: null, not Infinity
-
-        with open(out / "predictions.jsonl", "w") as handle:
-            for i, q, a, t, c, r in zip(res.ids, data["question"], data["answer"], res.texts, res.correct,
-                                        res.reasoning):
-                handle.write(json.dumps({"id": i, "question": q, "gold": number(extract_gold(a)),
-                                         "prediction": number(extract_prediction(t)), "text": t, "correct": c,
-                                         "writes_chain": r}) + "\n")
+        out = Path(args.out)
+        rows = zip(res.ids, data["question"], data["answer"], res.texts, res.correct, res.reasoning)
+        write_predictions(out, (Prediction(str(i), q, t, extract_prediction(t), extract_gold(a), bool(c),
+                                           writes_chain=bool(r)) for i, q, a, t, c, r in rows))
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         summary["out"] = str(out)
     if args.json:

@@ -46,7 +46,7 @@ def test_extract_sweep_eval(model_dir, tmp_path, capsys):
     assert [r["question"] for r in rows] == list(data["question"])
     assert [r["gold"] for r in rows] == [extract_gold(a) for a in data["answer"]]
     for r in rows:
-        pred = extract_prediction(r["text"])
+        pred = extract_prediction(r["prediction_text"])
         assert r["prediction"] == (pred if pred != float("inf") else None)
         assert r["correct"] == (r["prediction"] == r["gold"]) and isinstance(r["writes_chain"], bool)
 
