@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Iterable
@@ -105,10 +104,11 @@ def check_prediction_row(row: Any) -> Prediction:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise ValueError(f"{PREDICTIONS_FILE}: {name} must be {' or '.join(t.__name__ for t in types)}, "
                              f"got {value!r}")
-    values = {f.name: row.get(f.name) for f in dataclasses.fields(Prediction)}
-    for name in ("prediction", "gold"):
-        values[name] = math.nan if values[name] is None else float(values[name])
-    return Prediction(**values)
+    def number(value: Any) -> float:
+        return math.nan if value is None else float(value)
+
+    return Prediction(row["id"], row["question"], row["prediction_text"], number(row["prediction"]),
+                      number(row["gold"]), row["correct"], row.get("baseline_correct"), row.get("writes_chain"))
 
 
 def write_predictions(directory: str | Path, predictions: Iterable[Prediction]) -> Path:

@@ -157,11 +157,15 @@ def test_the_configs_share_one_run_spec_with_todays_defaults():
         assert tuple(getattr(cls(), name) for name in spec) == values, cls.__name__
 
 
+def _subparser(command: str):
+    subparsers = cli.build_parser()._subparsers
+    assert subparsers is not None
+    return subparsers._group_actions[0].choices[command]  # type: ignore[index]
+
+
 def _options(command: str) -> dict[str, object]:
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command" or getattr(a, "choices", None) and command in a.choices)
     return {opt: (action.dest, action.default, action.type, tuple(action.choices or ()))
-            for action in sub.choices[command]._actions for opt in action.option_strings}  # type: ignore[union-attr]
+            for action in _subparser(command)._actions for opt in action.option_strings}
 
 
 def test_the_loop_flags_are_the_same_in_every_command_that_takes_them():
@@ -186,7 +190,8 @@ def test_no_layers_flag_means_blocks(capsys):
     """`--layers` is residual layers 0..L (0 = the embeddings) in every command that has it; steer's KV blocks
     are `--blocks`, and `steer --layers` is refused with that explanation before any work.
     """
-    for command in ("capture",):
-        assert "0..L" in cli.build_parser()._subparsers._group_actions[0].choices[command].format_help()  # type: ignore[union-attr]
+    helps = {a.dest: a.help for a in _subparser("capture")._actions}
+    assert "layers 0..L" in str(helps["layers"]) and "blocks 0..L-1" in str(
+        {a.dest: a.help for a in _subparser("steer")._actions}["blocks"])
     assert main(["steer", "--mode", "kv", "--pair", "1,2", "--layers", "0,1"]) == 2
     assert "--blocks" in capsys.readouterr().err

@@ -202,6 +202,11 @@ def run_sweep(args: argparse.Namespace) -> int:
         check_schedule(s)
     remote = check_remote(remote_value(args.remote))
     vectors = _vectors(args.vectors)
+    top = len(vectors) - 1  # the store's residual layers 0..L
+    bad = [layer for layer in layers if not 0 <= layer <= top]
+    if bad or not layers:
+        raise ValueError(f"--layers {args.layers}: residual layers 0..{top} (0 = the embeddings, l = block l-1's "
+                         f"output){f'; {bad} out of range' if bad else ''}")
     loaded = _check_data(args)
     model = load_instruct_model(args.model, args.device, args.dtype, remote)
     dev = _questions(args, model, loaded)
