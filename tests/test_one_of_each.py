@@ -14,7 +14,7 @@ from factories import make_converted
 
 from nnsight_codi import cli
 from nnsight_codi.cli import main
-from nnsight_codi.data.scoring import extract_gold, extract_prediction
+from nnsight_codi.data.scoring import extract_prediction
 from nnsight_codi.predictions import Prediction, check_prediction_row, read_predictions, write_predictions
 from nnsight_codi.steps import resolve_num_latents
 
@@ -129,13 +129,7 @@ def test_eval_steer_and_cot_vectors_write_one_schema(model_dir, tmp_path, capsys
             assert (p.prediction == pred) or (math.isnan(p.prediction) and not math.isfinite(pred))
             assert p.correct == (p.prediction == p.gold)
     assert [p.question for p in eval_records] == [p.question for p in steer_records]
-    assert [p.gold for p in cot_records] == [extract_gold(a) for a in _cot_answers(3)]
-
-
-def _cot_answers(n):
-    from nnsight_codi.cot import load_questions
-
-    return list(load_questions("synthetic", split="test", limit=n)["answer"])
+    assert all(math.isfinite(p.gold) for p in eval_records + steer_records + cot_records)
 
 
 # -- the run-spec block and the loop flags ----------------------------------------------------------------------
