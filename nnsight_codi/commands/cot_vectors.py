@@ -202,6 +202,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         check_schedule(s)
     remote = check_remote(remote_value(args.remote))
     vectors = _vectors(args.vectors)
+    assert vectors is not None  # --vectors is required
     top = len(vectors) - 1  # the store's residual layers 0..L
     bad = [layer for layer in layers if not 0 <= layer <= top]
     if bad or not layers:
