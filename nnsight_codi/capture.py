@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 from .data.scoring import extract_gold, extract_prediction
 from .models.architecture import kv_geometry
 from .models.fingerprint import WEIGHTS_KEY, model_weights
+from .runspec import run_spec
+from .steps import resolve_num_latents
 from .store.positions import left_align, pad_counts_from_mask, source_labels
 from .store.schema import parse_variables, validate_layers
 from .tracing.capture import CAPTURABLE, Capture, assemble
@@ -42,23 +44,16 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class CaptureConfig:
-    """What to capture; every field is recorded in the store and must match on resume."""
+class CaptureConfig(run_spec()):
+    """What to capture (and the run: `runspec.RunSpec`); every field is recorded in the store and must match on resume."""
 
-    model: str = "tiny"
-    dataset: str = "synthetic"
-    split: str = "test"
-    seed: int = 1
-    limit: int | None = None
     variables: tuple[str, ...] = ("hidden", "latent_input", "answer_pred", "answer_gold", "correct", "prompt_ids")
     layers: tuple[int, ...] | None = None
     num_latents: int | None = None
-    batch_size: int = 32
     max_new_tokens: int = 256
     masking: str = "exact"
     store_dtype: str = "float32"
     model_dtype: str = "float32"
-    device: str = "cpu"
     base: str | None = None
     remote: Any = None
     positions: tuple[int, ...] | None = None
@@ -91,7 +86,7 @@ class CaptureConfig:
         family = getattr(cfg, "latent_family", "codi") if cfg else None
         if family not in (None, "codi"):  # absent = codi, so every CODI store keeps its fingerprint
             data["latent_family"] = family
-        data["num_latents"] = (codi.num_latents if self.num_latents is None else self.num_latents) if cfg else 0
+        data["num_latents"] = resolve_num_latents(self.num_latents, cfg.num_latents) if cfg else 0
         # merged weights only: a base + LoRA-interventions run resumes a merged run's store and back
         data[WEIGHTS_KEY] = model_weights(codi) if self.lora_mode == "merged" else None
         return data
@@ -224,9 +219,7 @@ class _CodiTarget:
         self.model, self.config = codi, config
         self._decoded: dict[int, str] = {}
         self.num_layers = codi.num_layers
-        self.num_latents = codi.num_latents if config.num_latents is None else int(config.num_latents)
-        if self.num_latents < 0:
-            raise ValueError(f"num_latents must be >= 0, got {self.num_latents}")
+        self.num_latents = resolve_num_latents(config.num_latents, codi.num_latents)
         self.step_names = codi.step_names(self.num_latents)
         self.pad_id = codi.codi_config.pad_id
 

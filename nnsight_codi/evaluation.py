@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,22 +18,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.scoring import extract_gold, extract_prediction, is_correct
+from .predictions import Prediction, write_predictions
+from .steps import resolve_num_latents
 from .tracing.loop import Masking
 
 if TYPE_CHECKING:
     from .tracing.codi_model import CodiModel
-
-
-@dataclass
-class Prediction:
-    """One example's result (one line of `predictions.jsonl`)."""
-
-    id: str
-    question: str
-    prediction_text: str
-    prediction: float
-    gold: float
-    correct: bool
 
 
 @dataclass
@@ -58,14 +48,9 @@ class EvalResult:
                 "num_latents": self.num_latents, "model": self.model, "dataset": self.dataset}
 
     def write(self, directory: str | Path) -> Path:
-        """Write `predictions.jsonl` (one object per example) and `summary.json` into `directory`."""
+        """Write `predictions.jsonl` (`predictions.write_predictions`) and `summary.json` into `directory`."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / "predictions.jsonl", "w") as handle:
-            for p in self.predictions:
-                row = asdict(p)
-                row["prediction"] = _json_number(row["prediction"])
-                handle.write(json.dumps(row) + "\n")
+        write_predictions(directory, self.predictions)
         (directory / "summary.json").write_text(json.dumps(self.summary(), indent=2) + "\n")
         return directory
 
@@ -81,10 +66,6 @@ def direct_answer_budget(codi: CodiModel, slack: int = 2) -> int:
     """
     template = codi.codi_config.extra.get("answer_template", "The answer is: {answer}")
     return len(codi.tokenizer(template.format(answer=0), add_special_tokens=False)["input_ids"]) + 1 + slack
-
-
-def _json_number(x: float) -> float | str:
-    return x if x == x and abs(x) != float("inf") else str(x)
 
 
 def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -125,8 +106,7 @@ def generate_answers(codi: CodiModel, questions: Sequence[str], batch_size: int 
     """
     from .tracing.loop import run_loop
 
-    if num_latents is not None and (isinstance(num_latents, bool) or int(num_latents) < 0):
-        raise ValueError(f"num_latents must be >= 0, got {num_latents}")
+    k = resolve_num_latents(num_latents, codi.num_latents)
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     lengths = [len(codi.prompt_ids(q)) for q in questions]
@@ -134,7 +114,7 @@ def generate_answers(codi: CodiModel, questions: Sequence[str], batch_size: int 
     bar = tqdm(total=len(questions), desc="latent loop", unit="q", disable=not progress)
     for idx in eval_batches(lengths, batch_size, masking):
         prompts = codi.encode([questions[i] for i in idx])
-        tokens, _ = run_loop(codi, prompts, num_latents=num_latents, max_new_tokens=max_new_tokens,
+        tokens, _ = run_loop(codi, prompts, num_latents=k, max_new_tokens=max_new_tokens,
                              masking=masking, remote=remote, feedback=feedback)
         for i, text in zip(idx, codi.decode(tokens)):
             texts[i] = text
@@ -199,9 +179,8 @@ def evaluate(codi: CodiModel, dataset, batch_size: int = 32, num_latents: int | 
     """
     questions = list(dataset["question"])
     golds = [extract_gold(a) for a in dataset["answer"]]
-    texts = generate_answers(codi, questions, batch_size, num_latents, max_new_tokens, masking, remote, progress,
-                             feedback)
-    k = codi.num_latents if num_latents is None else int(num_latents)
+    k = resolve_num_latents(num_latents, codi.num_latents)
+    texts = generate_answers(codi, questions, batch_size, k, max_new_tokens, masking, remote, progress, feedback)
     result = EvalResult(model=model_name, dataset=dataset_name, num_latents=k)
     for ex_id, q, text, gold in zip(dataset["id"], questions, texts, golds):
         pred = extract_prediction(text)

@@ -25,6 +25,28 @@ Step = int | str
 _STEP_NAME = re.compile(r"bot|eot|latent[1-9]\d*|answer[1-9]\d*")
 
 
+def resolve_num_latents(num_latents: int | None, model_latents: int) -> int:
+    """K of a run: `num_latents` checked (an integer >= 0), or the model's own K `model_latents` when None.
+
+    The one place "None means the model's K" is decided. Public entry points (`run_loop`,
+    `CodiModel.latent_generate`, `evaluate`, the studies, the commands) call it once where the user's value
+    enters; everything below them takes K as an `int`. The model's K comes from its config
+    (`CodiConfig.num_latents`, whatever its latent family).
+
+    >>> resolve_num_latents(None, 6), resolve_num_latents(0, 6), resolve_num_latents(3, 6)
+    (6, 0, 3)
+    >>> resolve_num_latents(-1, 6)
+    Traceback (most recent call last):
+    ...
+    ValueError: num_latents must be >= 0, got -1
+    """
+    if num_latents is None:
+        return int(model_latents)
+    if isinstance(num_latents, bool) or int(num_latents) != num_latents or int(num_latents) < 0:
+        raise ValueError(f"num_latents must be >= 0, got {num_latents}")
+    return int(num_latents)
+
+
 def step_names(num_latents: int) -> list[str]:
     """Names of the steps bot..eot: `['bot', 'latent1', …, 'latentK', 'eot']`."""
     if num_latents < 0:

@@ -19,7 +19,7 @@ LAYERS: list[list[str]] = [
     # imported on first use), so it sits at the bottom: `__version__`, and the package object for
     # `nnsight.register` (shipping the package by value to a remote server), are read from anywhere.
     ["nnsight_codi"],
-    ["nnsight_codi.steps", "nnsight_codi.stats",
+    ["nnsight_codi.steps", "nnsight_codi.stats", "nnsight_codi.predictions", "nnsight_codi.runspec",
      "nnsight_codi.config_cli", "nnsight_codi.errors", "nnsight_codi.data", "nnsight_codi.tokenization",
      "nnsight_codi.store"],
     ["nnsight_codi.models"],

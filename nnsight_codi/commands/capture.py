@@ -18,7 +18,15 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_dataset_args, add_model_args, emit_json, int_list, remote_value, synthetic_overrides
+from .common import (
+    add_dataset_args,
+    add_loop_args,
+    add_model_args,
+    emit_json,
+    int_list,
+    remote_value,
+    synthetic_overrides,
+)
 from .outdir import check_out
 
 
@@ -63,13 +71,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="residual layers 0..L to capture (0 = the embeddings, l = block l-1's output; default: all)")
     p.add_argument("--positions", type=int_list, default=None,
                    help="plain LMs only: prompt positions from the end that form the step dim (default: -1)")
-    p.add_argument("--num-latents", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--masking", choices=["exact", "reference"], default="exact")
+    add_loop_args(p)
     p.add_argument("--store-dtype", choices=["float32", "float16"], default="float32")
-    p.add_argument("--remote", default=None, help="'local' (serialised like NDIF) or 'ndif'")
-    p.add_argument("--ndif-model", default=None, help="with --remote ndif: hub id of the merged LM on NDIF")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
     return p

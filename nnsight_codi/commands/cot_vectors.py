@@ -202,6 +202,12 @@ def run_sweep(args: argparse.Namespace) -> int:
         check_schedule(s)
     remote = check_remote(remote_value(args.remote))
     vectors = _vectors(args.vectors)
+    assert vectors is not None  # --vectors is required
+    top = len(vectors) - 1  # the store's residual layers 0..L
+    bad = [layer for layer in layers if not 0 <= layer <= top]
+    if bad or not layers:
+        raise ValueError(f"--layers {args.layers}: residual layers 0..{top} (0 = the embeddings, l = block l-1's "
+                         f"output){f'; {bad} out of range' if bad else ''}")
     loaded = _check_data(args)
     model = load_instruct_model(args.model, args.device, args.dtype, remote)
     dev = _questions(args, model, loaded)
@@ -254,21 +260,13 @@ def run_eval(args: argparse.Namespace) -> int:
     summary = res.summary() | {"condition": condition.label(), "seconds": round(time.perf_counter() - start, 3),
                                "model": args.model, "dataset": args.dataset}
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        import math
-
         from ..data.scoring import extract_gold, extract_prediction
+        from ..predictions import Prediction, write_predictions
 
-        def number(x: float):
-            return x if math.isfinite(x) else None  # no number in the text: null, not Infinity
-
-        with open(out / "predictions.jsonl", "w") as handle:
-            for i, q, a, t, c, r in zip(res.ids, data["question"], data["answer"], res.texts, res.correct,
-                                        res.reasoning):
-                handle.write(json.dumps({"id": i, "question": q, "gold": number(extract_gold(a)),
-                                         "prediction": number(extract_prediction(t)), "text": t, "correct": c,
-                                         "writes_chain": r}) + "\n")
+        out = Path(args.out)
+        rows = zip(res.ids, data["question"], data["answer"], res.texts, res.correct, res.reasoning)
+        write_predictions(out, (Prediction(str(i), q, t, extract_prediction(t), extract_gold(a), bool(c),
+                                           writes_chain=bool(r)) for i, q, a, t, c, r in rows))
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         summary["out"] = str(out)
     if args.json:

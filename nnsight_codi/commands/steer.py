@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset_for(codi, cfg, args.seed, args.limit)
     questions, golds = list(dataset["question"]), [extract_gold(a) for a in dataset["answer"]]
     results = evaluate_conditions(codi, questions, golds, [Condition("none"), cond], res, args.batch_size,
-                                  args.num_latents, args.max_new_tokens, args.masking, remote, progress=not args.json)
+                                  shape.num_latents, args.max_new_tokens, args.masking, remote, progress=not args.json)
     steered, base = results[cond.name], results["none"]
     acc, base_acc = bootstrap_ci(steered["correct"]), bootstrap_ci(base["correct"])
     diff = paired_bootstrap_diff(steered["correct"], base["correct"])
@@ -157,16 +157,13 @@ def run(args: argparse.Namespace) -> int:
                "changed_answers": int(sum(a != b for a, b in zip(steered["texts"], base["texts"]))),
                "seconds": round(time.perf_counter() - start, 3), "model": str(args.model), "dataset": str(args.dataset)}
     if args.out:
+        from ..predictions import Prediction, write_predictions
+
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "predictions.jsonl", "w") as handle:
-            for i, ex in enumerate(dataset["id"]):
-                pred = float(steered["pred"][i])
-                handle.write(json.dumps({"id": str(ex), "question": questions[i],
-                                         "prediction_text": steered["texts"][i],
-                                         "prediction": pred if pred == pred and abs(pred) != float("inf") else str(pred),
-                                         "gold": golds[i], "correct": bool(steered["correct"][i]),
-                                         "baseline_correct": bool(base["correct"][i])}) + "\n")
+        write_predictions(out, (Prediction(str(ex), questions[i], steered["texts"][i], float(steered["pred"][i]),
+                                           golds[i], bool(steered["correct"][i]),
+                                           baseline_correct=bool(base["correct"][i]))
+                                for i, ex in enumerate(dataset["id"])))
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         summary["out"] = str(out)
     if args.json:

@@ -29,6 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
+from ..runspec import run_spec
 from .prompts import MODES, Instructions, prompt_ids, require_chat_template
 
 if TYPE_CHECKING:
@@ -41,22 +42,17 @@ STORE_VARIABLES = ("steering_diff", "mode_prompt_ids", "generated_ids")
 
 
 @dataclass
-class ExtractConfig:
-    """What defines a vector store (all fields but device/batch_size/remote go into its fingerprint)."""
+class ExtractConfig(run_spec(model="tiny-instruct", split="train", seed=0, limit=64, batch_size=16)):
+    """What defines a vector store (the run: `runspec.RunSpec`; all fields but device/batch_size/remote go into its
+    fingerprint).
+    """
 
-    model: str = "tiny-instruct"
-    dataset: str = "synthetic"
-    split: str = "train"
-    seed: int = 0
-    limit: int | None = 64
     cot_instruction: str = Instructions.cot
     direct_instruction: str = Instructions.direct
     greedy: bool = False
     sample_seed: int = 0
     max_new_tokens: int = 48
     positions: str = "generated"
-    batch_size: int = 16
-    device: str = "cpu"
     dtype: str = "float32"
     remote: Any = None
     synthetic: dict[str, Any] = field(default_factory=dict)

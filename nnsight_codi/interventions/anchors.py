@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..steps import resolve_step
+from ..steps import resolve_num_latents, resolve_step
 from ..tracing.capture import Capture
 from ..tracing.loop import Branch, run_branches, run_loop
 from .ablation import ForceAnswer
@@ -71,7 +71,7 @@ def activation_patching(codi: CodiModel, clean: Sequence[str], corrupted: Sequen
     greedy answer == clean answer), `clean_logprob`, `corrupt_logprob`, `corrupt_recovered` `[example]`,
     `clean_text`, `steps`, `layers`.
     """
-    k = codi.num_latents if num_latents is None else int(num_latents)
+    k = resolve_num_latents(num_latents, codi.num_latents)
     steps = list(range(k + 2)) if steps is None else [resolve_step(s, k) for s in steps]  # indices or names
     layers = list(range(codi.num_layers + 1)) if layers is None else list(layers)
     n = len(clean)
@@ -120,7 +120,7 @@ def thought_anchors(codi: CodiModel, questions: Sequence[str], golds: Sequence[f
     """
     from .conditions import score
 
-    k = codi.num_latents if num_latents is None else int(num_latents)
+    k = resolve_num_latents(num_latents, codi.num_latents)
     bad = [x for x in kinds if x not in ABLATIONS]
     if bad:
         raise ValueError(f"unknown ablation(s) {bad}: use {', '.join(ABLATIONS)}")

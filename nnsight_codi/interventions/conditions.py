@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.architecture import kv_geometry
-from ..steps import Step, parse_step, resolve_step
+from ..steps import Step, parse_step, resolve_num_latents, resolve_step
 from ..tracing.loop import Masking
 from .patching import PATCH_KINDS, LatentStats, PatchLatent, latent_patch_values
 from .steering import AddVector, KVSteer, check_kv_positions, check_layer, check_step
@@ -188,8 +188,8 @@ class ModelShape:
     def of(cls, codi: CodiModel, num_latents: int | None = None) -> ModelShape:
         cfg = codi._module.config
         heads, head_dim = kv_geometry(cfg)
-        k = codi.num_latents if num_latents is None else int(num_latents)
-        return cls(codi.num_layers, k, codi.hidden_size, heads, head_dim)
+        return cls(codi.num_layers, resolve_num_latents(num_latents, codi.num_latents), codi.hidden_size, heads,
+                   head_dim)
 
 
 @dataclass

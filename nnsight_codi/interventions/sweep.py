@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from ..config_cli import config_from_dict
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
+from ..runspec import run_spec
 from ..steps import parse_step, resolve_step
 from ..store.sweep import SWEEP_STORE, SWEEP_VARIABLES
 from ..tracing.loop import check_masking
@@ -57,19 +58,12 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class SweepConfig:
-    """A sweep's grid and run options (every field may appear in the CONFIG file)."""
+class SweepConfig(run_spec(limit=100, batch_size=64)):
+    """A sweep's grid and run options (and the run: `runspec.RunSpec`; every field may appear in the CONFIG file)."""
 
-    model: str = "tiny"
-    dataset: str = "synthetic"
-    split: str = "test"
-    limit: int | None = 100
-    seed: int = 1
     num_latents: int | None = None
-    batch_size: int = 64
     max_new_tokens: int = 64
     masking: str = "exact"
-    device: str = "cpu"
     dtype: str = "float32"
     base: str | None = None
     remote: Any = None

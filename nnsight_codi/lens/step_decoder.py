@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from ..models.architecture import final_norm
+from ..steps import resolve_num_latents
 
 if TYPE_CHECKING:
     from ..models.simcot import StepDecoder
@@ -142,7 +143,7 @@ def latent_steps(codi: CodiModel, questions: Sequence[str], num_latents: int | N
     from ..tracing.loop import run_loop
 
     decoder = step_decoder_of(codi)
-    k = codi.num_latents if num_latents is None else int(num_latents)
+    k = resolve_num_latents(num_latents, codi.num_latents)
     hook = StepVectorHook(k, codi.num_layers)
     tokens, records = run_loop(codi, codi.encode(list(questions)), [hook], num_latents=k, remote=remote)
     ids, steps, vectors = decode_steps(codi, decoder, vectors_from_records(records, k), max_new_tokens)

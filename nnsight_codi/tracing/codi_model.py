@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from ..models.config import CodiConfig
 from ..models.family import Feedback, LatentFamily, family
 from ..models.kv_cache import cache_kwargs, output_cache
+from ..steps import resolve_num_latents
 from .batching import left_pad
 from .loop import DirectExecutor, LatentLoopState, LoopSnapshot, Masking, decode_answers, step_names
 from .session import SessionExecutor
@@ -213,7 +214,7 @@ class CodiModel(TransformersModel):
         return next(self._module.parameters()).dtype
 
     def step_names(self, num_latents: int | None = None) -> list[str]:
-        return step_names(self.num_latents if num_latents is None else num_latents)
+        return step_names(resolve_num_latents(num_latents, self.num_latents))
 
     # -- the latent-reasoning family ------------------------------------------------
     @property
@@ -317,10 +318,10 @@ class CodiModel(TransformersModel):
     def new_loop_state(self, prompts: PromptBatch, num_latents: int | None = None,
                        max_new_tokens: int = 256, masking: Masking = "exact",
                        sync_every: int | None = None) -> LatentLoopState:
-        """The loop's state for `prompts`; `sync_every` defaults to 1 on a CPU (host reads are free
+        """The loop's state for `prompts` (K: `num_latents`, None for the model's); `sync_every` defaults to 1 on a CPU (host reads are free
         there) and 8 on an accelerator (one host sync per 8 answer tokens; answers identical).
         """
-        k = self.num_latents if num_latents is None else int(num_latents)
+        k = resolve_num_latents(num_latents, self.num_latents)
         if sync_every is None:
             sync_every = 1 if prompts.input_ids.device.type == "cpu" else 8
         limit = self.max_positions()

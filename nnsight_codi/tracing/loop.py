@@ -63,7 +63,7 @@ from torch import Tensor
 
 from ..models.config import CodiConfig
 from ..models.family import Feedback, LatentFamily, family
-from ..steps import step_name, step_names
+from ..steps import resolve_num_latents, step_name, step_names
 from .batching import extend_mask, next_positions, positions_from_mask, reference_prompt_mask
 from .hooks import Record, StepHook, visit_step
 
@@ -461,8 +461,8 @@ def run_loop(codi: CodiModel, prompts, hooks: Sequence[StepHook] = (), num_laten
     """
     prompts = with_feedback(codi, prompts, feedback)
     with contextlib.nullcontext() if grad else torch.inference_mode():
-        return _run_loop(codi, prompts, hooks, num_latents, max_new_tokens, masking, remote, output_attentions,
-                         answer_steps)
+        return _run_loop(codi, prompts, hooks, resolve_num_latents(num_latents, codi.num_latents), max_new_tokens,
+                         masking, remote, output_attentions, answer_steps)
 
 
 def with_feedback(codi: CodiModel, prompts, feedback: Feedback | str | None):
@@ -476,10 +476,9 @@ def with_feedback(codi: CodiModel, prompts, feedback: Feedback | str | None):
     return prompts.with_condition(feedback=feedback)
 
 
-def _run_loop(codi: CodiModel, prompts, hooks: Sequence[StepHook], num_latents: int | None, max_new_tokens: int,
+def _run_loop(codi: CodiModel, prompts, hooks: Sequence[StepHook], k: int, max_new_tokens: int,
               masking: Masking, remote: bool | str | None, output_attentions: bool,
               answer_steps: int) -> tuple[Int[Tensor, "batch new"], list[Record]]:
-    k = codi.num_latents if num_latents is None else int(num_latents)
     if answer_steps < 0:
         raise ValueError(f"answer_steps must be >= 0, got {answer_steps}")
     last = k + 1 + int(answer_steps)
@@ -603,19 +602,18 @@ def run_branches(codi: CodiModel, prompts, branches: Sequence[Branch], shared: S
     """
     prompts = with_feedback(codi, prompts, feedback)
     with contextlib.nullcontext() if grad else torch.inference_mode():
-        return _run_branches(codi, prompts, branches, shared, num_latents, max_new_tokens, masking, remote,
-                             output_attentions, answer_steps, fork)
+        return _run_branches(codi, prompts, branches, shared, resolve_num_latents(num_latents, codi.num_latents),
+                             max_new_tokens, masking, remote, output_attentions, answer_steps, fork)
 
 
 def _run_branches(codi: CodiModel, prompts, branches: Sequence[Branch], shared: Sequence[StepHook],
-                  num_latents: int | None, max_new_tokens: int, masking: Masking, remote: bool | str | None,
+                  k: int, max_new_tokens: int, masking: Masking, remote: bool | str | None,
                   output_attentions: bool, answer_steps: int, fork: bool
                   ) -> list[tuple[Int[Tensor, "batch new"], list[Record]]]:
-    k = codi.num_latents if num_latents is None else int(num_latents)
     if answer_steps < 0:
         raise ValueError(f"answer_steps must be >= 0, got {answer_steps}")
     shared = list(shared)
-    branch_k = [k if b.num_latents is None else int(b.num_latents) for b in branches]
+    branch_k = [resolve_num_latents(b.num_latents, k) for b in branches]  # a branch's None: the trunk's K
     if not fork:
         return [_run_loop(codi, prompts, [*b.hooks, *shared], bk, max_new_tokens, masking, remote, output_attentions,
                           answer_steps) for b, bk in zip(branches, branch_k)]

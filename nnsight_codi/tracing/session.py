@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from ..models.config import CodiConfig
 from ..models.kv_cache import CACHE_ARG, REMOTE_CACHE_ARG, output_cache
+from ..steps import resolve_num_latents
 from .batching import positions_from_mask
 from .hooks import Record, StepHook, visit_step
 from .loop import LatentLoopState, Masking, fork_cache
@@ -218,7 +219,7 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
         adapter = model.__dict__.get("codi_adapter")
     state = LatentLoopState(
         input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, config=config,
-        num_latents=config.num_latents if num_latents is None else int(num_latents),
+        num_latents=resolve_num_latents(num_latents, config.num_latents),
         max_new_tokens=max_new_tokens, masking=masking, mask_dtype=_compute_dtype(model, adapter),
         feedback=getattr(prompts, "feedback", None), row_latents=getattr(prompts, "row_latents", None),
     )

@@ -27,6 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..models.config import CodiConfig
 from ..models.converted import save_converted
 from ..models.projection import build_projection
+from ..steps import resolve_num_latents
 from .base import embedding_matrix, family_of, hf_base, tiny_base
 from .codi import codi_losses
 from .config import TrainConfig
@@ -206,7 +207,7 @@ def evaluate_all(setup: Setup, cfg: TrainConfig, data, num_latents: int | None =
     """Held-out accuracies: K latents, 0 latents, teacher explicit CoT (each by number of steps)."""
     q, a = list(data["question"]), list(data["answer"])
     steps = list(data["steps"]) if "steps" in data.column_names else None
-    k = cfg.num_latents if num_latents is None else num_latents
+    k = resolve_num_latents(num_latents, cfg.num_latents)
     common: dict[str, Any] = dict(ids=setup.ids, remove_eos=cfg.remove_eos, prompt_suffix=cfg.prompt_suffix, steps=steps)
     res = evaluate_student(setup.model, setup.prj, setup.tokenizer, q, a, num_latents=k, **common)
     out = {"n": len(q), f"acc_k{k}": res.accuracy, f"acc_k{k}_by_steps": res.by_steps}

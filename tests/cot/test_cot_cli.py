@@ -29,6 +29,11 @@ def test_extract_sweep_eval(model_dir, tmp_path, capsys):
                  "--coefs", "0.5,2", "--out", str(grid)]) == 0
     out = _json(capsys)
     assert out["cells"] == 8 and set(out["best"]) == {"single", "continuous"}
+    for layers in ("1,3", "-1"):  # residual layers 0..L (L = 2 here), checked before the model loads
+        bad = tmp_path / f"bad{layers}.jsonl"
+        assert main(["cot-vectors", "sweep", *common, "--vectors", str(store), "--limit", "2", "--layers", layers,
+                     "--coefs", "1", "--out", str(bad)]) == 2
+        assert "out of range" in capsys.readouterr().err and not bad.exists()
     for cond in ("direct", "cot", "single:1:2", "continuous:2:0.5"):
         assert main(["cot-vectors", "eval", *common, "--vectors", str(store), "--condition", cond, "--limit", "3"]) == 0
         out = _json(capsys)
@@ -46,7 +51,7 @@ def test_extract_sweep_eval(model_dir, tmp_path, capsys):
     assert [r["question"] for r in rows] == list(data["question"])
     assert [r["gold"] for r in rows] == [extract_gold(a) for a in data["answer"]]
     for r in rows:
-        pred = extract_prediction(r["text"])
+        pred = extract_prediction(r["prediction_text"])
         assert r["prediction"] == (pred if pred != float("inf") else None)
         assert r["correct"] == (r["prediction"] == r["gold"]) and isinstance(r["writes_chain"], bool)
 
