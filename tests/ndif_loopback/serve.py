@@ -173,6 +173,7 @@ def models() -> dict[str, str]:
     """The model ids the live suite uses: local directories the server loads as they are."""
     return {"tiny-codi": str(REPO / "nnsight_codi" / "assets" / "tiny-codi"),
             "tiny-instruct": str(REPO / "nnsight_codi" / "assets" / "tiny-instruct"),
+            "tiny-coconut": str(REPO / "nnsight_codi" / "assets" / "tiny-coconut"),
             "lora-base": str(RUN_DIR / "lora" / "hosted-base")}
 
 

@@ -217,6 +217,32 @@ def test_cot_vectors_on_a_plain_lm(ndif_server, url):
     torch.testing.assert_close(means, expected, **TOL)
 
 
+@pytest.mark.parametrize("feedback", [None, "pause"])
+def test_coconut_family(ndif_server, url, feedback):
+    """The shipped tiny Coconut (the final-normed hidden state fed back, no projection) and its pause control on
+    the hosted model: answers and the latent inputs equal a local run."""
+    model = load_model("tiny-coconut")
+    assert model.latent_family == "coconut"
+    object.__setattr__(model, "ndif_repo_id", ndif_server["models"]["tiny-coconut"])
+    prompts = model.encode(QUESTIONS, feedback=feedback)
+    hooks = [Capture(["latent_input", "hidden"], [model.num_layers], model.num_latents)]
+    remote = timed(f"Coconut ({feedback or 'latent'})", run_loop, model, prompts, hooks, max_new_tokens=6, remote=url)
+    local = local_timed(f"Coconut ({feedback or 'latent'})", run_loop, model, prompts, hooks, max_new_tokens=6)
+    same_runs(local, remote)
+
+
+def test_soft_thinking_on_the_hosted_instruct_lm(ndif_server, url):
+    """Soft Thinking (top-k embedding mix, cold stop) on the hosted tiny instruct LM equals a local run."""
+    from nnsight_codi.loading import load_soft_thinking
+
+    model = load_soft_thinking("tiny-instruct", num_latents=4, top_k=5, cold_entropy=0.02, cold_patience=2)
+    object.__setattr__(model, "ndif_repo_id", ndif_server["models"]["tiny-instruct"])
+    prompts = model.encode(["tom has 3 pens . he gets 4 more . how many pens ?", "ann has 5 cats . she loses 2 ."])
+    remote = timed("Soft Thinking", run_loop, model, prompts, max_new_tokens=6, remote=url)
+    local = local_timed("Soft Thinking", run_loop, model, prompts, max_new_tokens=6)
+    same_runs(local, remote)
+
+
 def test_base_plus_lora_as_interventions(ndif_server, url):
     """A CODI checkpoint run as the hosted GPT-2-shaped base + its LoRA as interventions, base check first."""
     lora = ndif_server["lora"]
