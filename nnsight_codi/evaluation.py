@@ -153,7 +153,7 @@ def answers_by_latent_count(codi: CodiModel, questions: Sequence[str], latent_co
     latent k (eot next), so the K+1 read-outs cost one loop plus their answer steps (`fork=False`:
     each run made whole; the same texts).
     """
-    from .tracing.loop import Branch, run_branches
+    from .tracing.branches import Branch, run_branches
 
     counts = list(range(codi.num_latents + 1)) if latent_counts is None else [int(k) for k in latent_counts]
     if not counts or any(k < 0 for k in counts) or len(set(counts)) != len(counts):

@@ -208,7 +208,8 @@ def test_string_imports_and_sys_path_edits_are_seen():
 def test_the_root_names_point_at_their_homes():
     import nnsight_codi
     from nnsight_codi.loading import load_model
-    from nnsight_codi.tracing.loop import Branch, run_branches, run_loop
+    from nnsight_codi.tracing.branches import Branch, run_branches
+    from nnsight_codi.tracing.loop import run_loop
 
     assert (nnsight_codi.load_model, nnsight_codi.run_loop, nnsight_codi.run_branches, nnsight_codi.Branch) == \
         (load_model, run_loop, run_branches, Branch)
