@@ -118,9 +118,9 @@ def test_steering_runs_without_torch(tmp_path):
     sweep = _sweep_dir(tmp_path / "sweep")
     out = tmp_path / "out"
     r = _check(run_blocked(
-        "import json\nfrom analyses import steering\n"
+        "import json\nfrom analyses import steering, steering_report\n"
         f"r = steering.analyse({str(sweep)!r}, {str(out)!r})\n"
-        "lines = steering.headline({**r, 'config': {}})\n"
+        "lines = steering_report.headline({**r, 'config': {}})\n"
         "print(json.dumps({'conditions': len(r['table']), 'headline': lines, 'figures': r['figures'],"
         " 'sites': len(r['by_site'])}))\n"))
     assert r["conditions"] == 6 and r["headline"][0].startswith("Unsteered accuracy") and r["sites"] >= 2
