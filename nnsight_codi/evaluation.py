@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.scoring import extract_gold, extract_prediction, is_correct
+from .tracing.batching import batches_by_length
 from .tracing.loop import Masking
 
 if TYPE_CHECKING:
@@ -85,14 +86,6 @@ def direct_answer_budget(codi: CodiModel, slack: int = 2) -> int:
 
 def _json_number(x: float) -> float | str:
     return x if x == x and abs(x) != float("inf") else str(x)
-
-
-def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar prompt length (less padding; results are order-free)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def batches_in_order(n: int, batch_size: int) -> list[list[int]]:

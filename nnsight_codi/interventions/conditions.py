@@ -372,7 +372,7 @@ def evaluate_conditions(codi: CodiModel, questions: Sequence[str], golds: Sequen
 
     Batches outside, conditions inside (`run_conditions`): each batch's shared prefix is computed once.
     """
-    from ..evaluation import batches_by_length
+    from ..tracing.batching import batches_by_length
 
     shape = ModelShape.of(codi, num_latents)
     validate_conditions(conditions, shape, res)
