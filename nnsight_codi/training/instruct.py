@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
+from ..data.rows import Encoded, prepare_cot
 from ..instruct import (
     COT_INSTRUCTION,
     DIRECT_INSTRUCTION,
@@ -38,7 +39,6 @@ from ..models.projection import build_projection
 from ..tokenization import build_word_tokenizer, special_ids
 from .base import build_tiny_gpt2, embedding_matrix, init_number_embeddings
 from .config import TrainConfig
-from .encode import Encoded, prepare_cot
 from .trainer import Setup, load_data, train
 
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
