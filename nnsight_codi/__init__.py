@@ -12,8 +12,8 @@ _LAZY = {
     "CodiConfig": ("nnsight_codi.models", "CodiConfig"),
     "CodiModel": ("nnsight_codi.tracing.codi_model", "CodiModel"),
     "run_loop": ("nnsight_codi.tracing.loop", "run_loop"),
-    "run_branches": ("nnsight_codi.tracing.loop", "run_branches"),
-    "Branch": ("nnsight_codi.tracing.loop", "Branch"),
+    "run_branches": ("nnsight_codi.tracing.branches", "run_branches"),
+    "Branch": ("nnsight_codi.tracing.branches", "Branch"),
     "open_store": ("nnsight_codi.store", "open_store"),
 }
 

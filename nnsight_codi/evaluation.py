@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .data.scoring import extract_gold, extract_prediction, is_correct
 from .predictions import Prediction, write_predictions
 from .steps import resolve_num_latents
+from .tracing.batching import batches_by_length
 from .tracing.loop import Masking
 
 if TYPE_CHECKING:
@@ -68,12 +69,6 @@ def direct_answer_budget(codi: CodiModel, slack: int = 2) -> int:
     return len(codi.tokenizer(template.format(answer=0), add_special_tokens=False)["input_ids"]) + 1 + slack
 
 
-def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar prompt length (less padding; results are order-free)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def batches_in_order(n: int, batch_size: int) -> list[list[int]]:
@@ -133,7 +128,7 @@ def answers_by_latent_count(codi: CodiModel, questions: Sequence[str], latent_co
     latent k (eot next), so the K+1 read-outs cost one loop plus their answer steps (`fork=False`:
     each run made whole; the same texts).
     """
-    from .tracing.loop import Branch, run_branches
+    from .tracing.branches import Branch, run_branches
 
     counts = list(range(codi.num_latents + 1)) if latent_counts is None else [int(k) for k in latent_counts]
     if not counts or any(k < 0 for k in counts) or len(set(counts)) != len(counts):

@@ -118,7 +118,7 @@ def generate_chat(model: PreTrainedModel | TransformersModel, tokenizer, prompts
     `model`: a `transformers` causal LM or an nnsight `TransformersModel`. Returns the decoded
     new tokens (special tokens skipped), in input order.
     """
-    from .evaluation import batches_by_length
+    from .tracing.batching import batches_by_length
 
     lm = _hf_module(model)
     device = next(lm.parameters()).device

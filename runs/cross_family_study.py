@@ -86,7 +86,8 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
     from nnsight_codi.interventions.patching import PatchLatent
     from nnsight_codi.interventions.steering import AddVector
     from nnsight_codi.loading import load_codi_model
-    from nnsight_codi.tracing.loop import Branch, run_branches, run_loop
+    from nnsight_codi.tracing.branches import Branch, run_branches
+    from nnsight_codi.tracing.loop import run_loop
 
     model = load_codi_model(spec)
     data = load_eval_dataset("synthetic", limit=config.limit, seed=config.seed, **synthetic_options(model, {}))

@@ -13,7 +13,7 @@ Writes into OUT:
 - `tuned-<name>.zarr`: each tuned lens's read-outs (`tuned_lens_*`);
 - `acc-k<k>.zarr`: answers with k = 0..K+extra latents (early answering after latent k is the
   same computation as running with k latents: the loop's steps 0..k do not depend on K);
-- `results.json`, `figures/*.png`, `report.md` (from `analyses.lens_study`).
+- `results.json`, `figures/*.png`, `report.md` (from `analyses.lens_study` and `analyses.lens_report`).
 Finished stores and lenses are reused on a rerun; interrupted ones resume.
 """
 
@@ -28,8 +28,6 @@ from typing import Any
 
 if __package__ in (None, ""):  # `python runs/lens_study.py`: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analyses.lens_study import compare_with_source  # noqa: E402,F401  (the report's closing table; tests read it here)
 
 
 @dataclass
@@ -112,7 +110,7 @@ def _train_lenses(codi, config: Config, out: Path, eval_questions: set[str], pro
 
 def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     """Capture, train, analyse; write `results.json`, `figures/`, `report.md`; return the results."""
-    from analyses import lens_study
+    from analyses import lens_report, lens_study
     from nnsight_codi.evaluation import direct_answer_budget
     from nnsight_codi.lens.values import dataset_truth
     from nnsight_codi.loading import load_model
@@ -144,7 +142,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     result = lens_study.analyse(out, out, probes=config.probes, probe_folds=config.probe_folds, progress=progress)
     result["config"] = {**asdict(config), "seed": seed, "max_new_tokens": budget}
     result["seconds"] = round(time.perf_counter() - start, 1)
-    write_study(out, lens_study, result, model=codi)
+    write_study(out, lens_report, result, model=codi)
     return result
 
 

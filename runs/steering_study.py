@@ -179,7 +179,7 @@ def _sweep(config: Config, cfg, sweep_dir: Path, codi, progress: bool) -> dict[s
 
 def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     """Run the steering study into `out` (sweeps, optional headroom sweep, analysis, report); return the results."""
-    from analyses import steering
+    from analyses import steering, steering_report
     from nnsight_codi.loading import load_codi_model
     from nnsight_codi.reporting import write_study
 
@@ -201,7 +201,7 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
                                       vectors=str(sweep_dir / "vectors.zarr"))
         head_summary = _sweep(config, cfg, head_dir, codi, progress)
     results = steering.analyse(out, out, sweep=summary, config=asdict(config), headroom_sweep=head_summary)
-    write_study(out, steering, results, model=codi)
+    write_study(out, steering_report, results, model=codi)
     return results
 
 if __name__ == "__main__":

@@ -43,9 +43,6 @@ sys.path.insert(0, str(ROOT))
 
 from nnsight_codi.training.instruct import (  # noqa: E402
     InstructConfig,
-    carry_report,
-    instruct_report,
-    paraphrase_report,
     train_instruct,
 )
 from nnsight_codi.training.paraphrases import (  # noqa: E402
@@ -55,6 +52,11 @@ from nnsight_codi.training.paraphrases import (  # noqa: E402
     DIRECT_HELDOUT,
     DIRECT_NEGATED,
     DIRECT_TRAIN,
+)
+from nnsight_codi.training.report import (  # noqa: E402
+    carry_report,
+    instruct_report,
+    paraphrase_report,
 )
 
 ASSETS = ROOT / "nnsight_codi" / "assets"

@@ -19,7 +19,7 @@ import pytest
 from nnsight_codi import cli
 from nnsight_codi.commands.common import MINIMUM
 from nnsight_codi.commands.outdir import WRITES, artifact_at
-from nnsight_codi.store.writer import STORE_FORMAT
+from nnsight_codi.store.layout import STORE_FORMAT
 
 _spec = importlib.util.spec_from_file_location("dashboard_stores", Path(__file__).parent / "dashboard" /
                                                "dashboard_stores.py")

@@ -50,8 +50,8 @@ _MARKERS = ("zarr.json", ".zgroup", "sweep.zarr", "train_config.json", "codi.jso
 
 def _zarr_kind(path: Path) -> str:
     """A zarr group's kind from its root attributes (this project's stores carry a `format`)."""
+    from ..store.layout import STORE_FORMAT
     from ..store.vectors import VECTORS_FORMAT
-    from ..store.writer import STORE_FORMAT
 
     try:
         meta = json.loads((path / "zarr.json").read_text())

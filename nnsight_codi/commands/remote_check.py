@@ -198,9 +198,10 @@ def _probe_run(model: Any, kind: str, remote: Any) -> tuple[Any, list]:
     import torch
 
     from ..interventions import AddVector, KVSteer
+    from ..tracing.branches import Branch, run_branches
     from ..tracing.capture import Capture
     from ..tracing.codi_model import eager_attention
-    from ..tracing.loop import Branch, run_branches, run_loop
+    from ..tracing.loop import run_loop
 
     prompts = model.encode(["1 + 1 = ?"])
     k, layers = model.num_latents, model.num_layers

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.scoring import extract_gold, extract_prediction, is_correct
-from ..evaluation import batches_by_length
+from ..tracing.batching import batches_by_length
 from .prompts import Instructions, chain_equations, prompt_ids, require_chat_template, writes_chain
 from .steering import Condition, check_vector, steering_for
 

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
-from ..store.writer import diff_fingerprints, mismatch_summary
+from ..store.fingerprints import diff_fingerprints, mismatch_summary
 from .steering import SCHEDULES, Condition, check_schedule
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ A `Condition` names one intervention as the CLI and sweeps spell it (`mode` none
 patch; the CoT-vector grid's direct | cot | single | continuous are modes of it too); `Resources` holds what conditions draw on (a vector set, a vector file, latent stats).
 `build_hooks` turns a condition into `StepHook`s for one batch, `evaluate_conditions` runs
 conditions over the same examples through the one loop and scores the answers; `run_conditions`
-runs a batch's conditions as branches of one unsteered trunk (`loop.run_branches`), so the prompt
+runs a batch's conditions as branches of one unsteered trunk (`branches.run_branches`), so the prompt
 and the latents they share are computed once.
 
 Example:
@@ -335,11 +335,11 @@ def run_conditions(codi: CodiModel, prompts, conditions: Sequence[Condition], sh
                    example_seeds: Sequence[int], max_new_tokens: int = 256, masking: Masking = "exact",
                    remote: Any = None, fork: bool = True) -> list[torch.Tensor]:
     """Answer ids of one batch under each of `conditions` (`run_condition` for each), computing the prefix the
-    conditions share once (`loop.run_branches`): the unsteered run is the trunk; a KV condition forks
+    conditions share once (`branches.run_branches`): the unsteered run is the trunk; a KV condition forks
     at the last latent, a patch of latent k at step k, hidden steering at its step (with its extra latent).
     Equal to `run_condition` per condition, token for token; `fork=False` runs that instead.
     """
-    from ..tracing.loop import Branch, run_branches
+    from ..tracing.branches import Branch, run_branches
 
     if not fork:
         return [run_condition(codi, prompts, c, shape, res, example_seeds, max_new_tokens, masking, remote)
@@ -372,7 +372,7 @@ def evaluate_conditions(codi: CodiModel, questions: Sequence[str], golds: Sequen
 
     Batches outside, conditions inside (`run_conditions`): each batch's shared prefix is computed once.
     """
-    from ..evaluation import batches_by_length
+    from ..tracing.batching import batches_by_length
 
     shape = ModelShape.of(codi, num_latents)
     validate_conditions(conditions, shape, res)

@@ -106,7 +106,7 @@ def _final_normed(model: CodiModel | PreTrainedModel, h_last: Tensor) -> Tensor:
 
 def teacher_ids(codi: CodiModel, row: dict) -> list[int]:
     """The teacher sequence `[question][bot][CoT][eot][answer]` of one dataset row."""
-    from ..training.encode import encode_example
+    from ..data.rows import encode_example
 
     cfg = codi.codi_config
     template = cfg.extra.get("answer_template", "The answer is: {answer}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -36,7 +35,6 @@ import sys
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +47,14 @@ from nnsight_codi.store.errors import (
     StoreError,
     StoreLockedError,
 )
+from nnsight_codi.store.fingerprints import diff_fingerprints, mismatch_summary
+from nnsight_codi.store.layout import COMPRESSIONS, LOCK_NAME, StoreLayout
 from nnsight_codi.store.manifest import MANIFEST_NAME, Manifest, remove_stale_temp_files
 from nnsight_codi.store.schema import (
     AUTOMATIC,
     FLOAT_DTYPES,
-    KV_NAMES,
-    LAYER_DOC,
-    POSITION_DOC,
     SCHEMA_VERSION,
     SIZED_DIMS,
-    SOURCE_DOC,
-    STEP_DOC,
     VARIABLES,
     needed_sizes,
     step_names,
@@ -68,22 +63,8 @@ from nnsight_codi.store.schema import (
     validate_variables,
 )
 
-LOCK_NAME = ".nnsight_codi.lock"
-STORE_FORMAT = "nnsight-codi activation store"
-PROMOTED_CONFIG_KEYS = ("model_id", "model_revision", "num_latents", "interventions", "dataset")
-"""Config keys also written as top-level provenance attributes."""
-COMPRESSIONS = ("blosc", "zstd", "none")
-SHARDED = ("hidden", "latent_input")
-"""Variables stored as one shard per batch with one-step(-one-layer) chunks inside (`_inner_chunks`)."""
-SHARD_MIN_BYTES = 64 * 2 ** 10
-"""Shard only when one chunk inside the shard (`chunk` examples × one step × one layer) is at least
-this big: below it whole-batch chunks are cheap to read, while sharding triples the write cost of
-small batches (tiny model, batch 64: ~30 → ~95 ms per write)."""
-VERSIONED_PACKAGES = ("nnsight-codi", "nnsight", "torch", "transformers", "xarray", "zarr",
-                      "dask", "numpy")
 
-
-class StoreWriter:
+class StoreWriter(StoreLayout):
     """Write a capture into a zarr v3 store, resumably; use as a context manager.
 
     Args:
@@ -237,35 +218,6 @@ class StoreWriter:
     def _vars_with(self, dim: str) -> list[str]:
         return [v for v in self.all_variables if dim in VARIABLES[v].dims]
 
-    def _layout(self) -> dict[str, Any]:
-        ids = "\n".join(self.coords["example"]).encode()
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "variables": list(self.variables),
-            "dtype": self.dtype,
-            "pad_id": self.pad_id,
-            "num_examples": len(self.coords["example"]),
-            "examples_sha256": hashlib.sha256(ids).hexdigest(),
-            "step_name": self.coords.get("step_name"),
-            "layer": self.coords.get("layer"),
-            "sizes": self.sizes,
-        }
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        """Full stored shape of a variable."""
-        return tuple(self._dim_size(d) for d in VARIABLES[name].dims)
-
-    def _dim_size(self, dim: str) -> int:
-        if dim == "example":
-            return self.num_examples
-        if dim == "step":
-            return len(self.coords["step_name"])
-        if dim == "layer":
-            return len(self.coords["layer"])
-        if dim == "kv_part":
-            return 2
-        return self.sizes[dim]
-
     # ----------------------------------------------------------------- lifecycle
     def __enter__(self) -> StoreWriter:
         return self.open()
@@ -377,132 +329,6 @@ class StoreWriter:
         # chunk and compression are storage details, not part of the fingerprint: a resumed
         # capture with another batch size keeps the store's chunking
         self.chunk = int(self._arrays["complete"].chunks[0])
-
-    # ----------------------------------------------------------------- template
-    def template(self) -> Any:
-        """The lazy `xarray.Dataset` the store is created from (dask fill arrays + coords)."""
-        import dask.array as da
-        import xarray as xr
-
-        data_vars = {}
-        for name in self.all_variables:
-            spec = VARIABLES[name]
-            shape = self.shape(name)
-            dtype = spec.dtype(self.dtype)
-            chunks = self._chunks(name)
-            fill = spec.fill_value(self.pad_id)
-            attrs: dict[str, Any] = {"description": spec.doc}
-            if "step" in spec.dims:
-                attrs["step_convention"] = STEP_DOC
-            if "layer" in spec.dims:
-                attrs["layer_convention"] = LAYER_DOC
-            if "position" in spec.dims:
-                attrs["position_convention"] = POSITION_DOC
-            if name == "prompt_ids":
-                attrs["pad_id"] = self.pad_id
-            data_vars[name] = (spec.dims, da.full(shape, fill, dtype=dtype, chunks=chunks), attrs)
-        coords: dict[str, Any] = {"example": ("example", _strings(self.coords["example"]),
-                                              {"description": "stable example id"})}
-        if "question" in self.coords:
-            coords["question"] = ("example", _strings(self.coords["question"]))
-        if "step_name" in self.coords:
-            coords["step"] = ("step", np.arange(len(self.coords["step_name"])),
-                              {"description": STEP_DOC})
-            coords["step_name"] = ("step", _strings(self.coords["step_name"]))
-        if "layer" in self.coords:
-            coords["layer"] = ("layer", np.asarray(self.coords["layer"], dtype=np.int64),
-                               {"description": LAYER_DOC})
-        if "position" in self.sizes:
-            coords["position"] = ("position", np.arange(self.sizes["position"]),
-                                  {"description": POSITION_DOC})
-            for name in ("source_token", "source_kind"):
-                if name in self.coords:
-                    coords[name] = (("example", "position"),
-                                    _string_table(self.coords[name], self.sizes["position"], name),
-                                    {"description": SOURCE_DOC[name]})
-        if "cot" in self.coords:
-            coords["cot"] = ("example", _strings(self.coords["cot"]),
-                             {"description": "reference chain of thought (<<a op b=c>> annotations)"})
-        for dim in ("block", "attention_head"):
-            if dim in self.sizes:
-                coords[dim] = (dim, np.arange(self.sizes[dim]))
-        if "k" in self.sizes:
-            coords["k"] = ("k", np.arange(self.sizes["k"]))
-        if "kv" in self.variables:
-            coords["kv_part"] = ("kv_part", _strings(KV_NAMES))
-        return xr.Dataset(data_vars, coords=coords, attrs=self.provenance())
-
-    def _chunks(self, name: str) -> tuple[int, ...]:
-        """The unit one `write()` fills: `chunk` examples × everything else (a shard where sharded)."""
-        dims = VARIABLES[name].dims
-        shape = self.shape(name)
-        return tuple(min(self.chunk, n) if d == "example" else (1 if d == "layer" and name == "kv"
-                                                                  else n)
-                     for d, n in zip(dims, shape, strict=True))
-
-    def _inner_chunks(self, name: str) -> tuple[int, ...] | None:
-        """Read units inside each shard of the big per-step variables (`hidden`, `latent_input`):
-        one step × one layer × `chunk` examples, so the analyses' slices (one step/layer × all
-        examples, one example × all steps) read only what they need, while a batch still writes
-        one file per variable. None: not sharded (other variables, or batches under
-        `SHARD_MIN_BYTES`).
-        """
-        if name not in SHARDED:
-            return None
-        dims = VARIABLES[name].dims
-        inner = tuple(1 if d in ("step", "layer") else n for d, n in zip(dims, self._chunks(name), strict=True))
-        itemsize = 2 if self.dtype == "float16" else 4
-        return inner if itemsize * int(np.prod(inner)) >= SHARD_MIN_BYTES else None
-
-    def _create_template(self) -> None:
-        from zarr.codecs import BloscCodec, ZstdCodec
-
-        ds = self.template()
-        codec = {
-            "blosc": [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")],
-            "zstd": [ZstdCodec(level=1)],
-            "none": None,
-        }[self.compression]
-        encoding = {name: {"chunks": self._chunks(name), "compressors": codec}
-                    for name in self.all_variables}
-        for name in self.all_variables:
-            inner = self._inner_chunks(name)
-            if inner is not None:
-                encoding[name].update(chunks=inner, shards=self._chunks(name))
-        for name in self.all_variables:
-            if VARIABLES[name].kind == "str":  # variable-length UTF-8: no byte compressor
-                encoding[name]["compressors"] = None
-            if VARIABLES[name].kind == "int32":
-                encoding[name]["fill_value"] = VARIABLES[name].fill_value(self.pad_id)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds.to_zarr(self.path, mode="a", compute=False, zarr_format=3, consolidated=True,
-                       encoding=encoding)
-
-    def provenance(self) -> dict[str, Any]:
-        """Group attributes: schema version, what was captured, config, versions, time."""
-        attrs: dict[str, Any] = {
-            "format": STORE_FORMAT,
-            "schema_version": SCHEMA_VERSION,
-            "variables": list(self.variables),
-            "dtype": self.dtype,
-            "num_examples": self.num_examples,
-        }
-        for key in PROMOTED_CONFIG_KEYS:
-            attrs[key] = self.config.get(key)
-        attrs["layers"] = self.coords.get("layer")
-        attrs["num_layers"] = self.num_layers
-        attrs["layer_convention"] = LAYER_DOC
-        attrs["step_convention"] = STEP_DOC
-        attrs["pad_id"] = self.pad_id
-        attrs["chunk"] = self.chunk
-        attrs["compression"] = self.compression
-        attrs["config"] = self.config
-        attrs["command"] = self.command
-        attrs["versions"] = package_versions()
-        attrs["python"] = sys.version.split()[0]
-        attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        return attrs
 
     # ----------------------------------------------------------------- progress
     def _check_open(self) -> Manifest:
@@ -723,21 +549,6 @@ def _insert_nan_layer(x: np.ndarray, at: int) -> np.ndarray:
     return np.concatenate([x[:, :at], nan, x[:, at:]], axis=1)
 
 
-def _strings(values: Sequence[Any]) -> np.ndarray:
-    return np.asarray([str(v) for v in values], dtype=object)
-
-
-def _string_table(rows: Sequence[Sequence[str]], width: int, name: str) -> np.ndarray:
-    """Ragged rows of strings → an `(example, position)` object array padded with ""."""
-    out = np.full((len(rows), width), "", dtype=object)
-    for i, row in enumerate(rows):
-        if len(row) > width:
-            raise SchemaError(f"coords[{name!r}] row {i} has {len(row)} positions; the store's "
-                              f"width is {width}")
-        out[i, : len(row)] = row
-    return out
-
-
 def _jsonable(obj: Any, what: str) -> Any:
     def default(o: Any) -> Any:
         if isinstance(o, os.PathLike):
@@ -752,67 +563,6 @@ def _jsonable(obj: Any, what: str) -> Any:
         return json.loads(json.dumps(obj, default=default, sort_keys=True))
     except (TypeError, ValueError) as e:
         raise SchemaError(f"{what} must be JSON-serializable: {e}") from None
-
-
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """`{"a": {"b": 1}} → {"a.b": 1}` (lists and scalars are leaves)."""
-    if isinstance(obj, dict) and obj:
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: obj}
-
-
-UNKNOWABLE_KEYS = frozenset({"model_weights", "vector_table"})
-"""Content hashes that may be unknown (absent or None: a store or grid written before the key
-existed, a remote model without local weights); they differ only when both sides know them
-(`nnsight_codi.models.fingerprint`, `nnsight_codi.cot.grid.array_digest`)."""
-
-
-def _differing(stored: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[dict, dict, list[str]]:
-    a, b = _flatten(dict(stored)), _flatten(dict(current))
-    keys = [key for key in sorted(set(a) | set(b))
-            if not (key.rsplit(".", 1)[-1] in UNKNOWABLE_KEYS and (a.get(key) is None or b.get(key) is None))
-            and a.get(key, _MISSING) != b.get(key, _MISSING)]
-    return a, b, keys
-
-
-def mismatch_summary(stored: Mapping[str, Any], current: Mapping[str, Any], limit: int = 4) -> str:
-    """The differing keys in one short line: the configuration's own keys (`limit 3 -> 4`), or the layout's
-    when the configuration is the same (shallow keys first); at most `limit` of them, then how many more.
-
-    >>> mismatch_summary({"config": {"limit": 3, "seed": 1}, "layout": {"n": 3}},
-    ...                  {"config": {"limit": 4, "seed": 1}, "layout": {"n": 4}})
-    'limit 3 -> 4'
-    """
-    a, b, keys = _differing(stored, current)
-    shown = sorted([k for k in keys if k.startswith("config.")] or keys, key=lambda k: (k.count("."), k))
-    parts = [f"{k.removeprefix('config.')} {_short(a.get(k, _MISSING), 28)} -> {_short(b.get(k, _MISSING), 28)}"
-             for k in shown[:limit]]
-    if len(shown) > limit:
-        parts.append(f"{len(shown) - limit} more")
-    return "; ".join(parts)
-
-
-def diff_fingerprints(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """Lines `key: store X, now Y` for every flattened key that differs (empty if equal)."""
-    a, b, keys = _differing(stored, current)
-    return [f"  {key}: store has {_short(a.get(key, _MISSING))}, this run has {_short(b.get(key, _MISSING))}"
-            for key in keys]
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "(absent)"
-
-
-_MISSING = _Missing()
-
-
-def _short(v: Any, n: int = 80) -> str:
-    s = repr(v)
-    return s if len(s) <= n else s[: n - 3] + "..."
 
 
 def _acquire_lock(directory: Path) -> int:
@@ -839,14 +589,3 @@ def _acquire_lock(directory: Path) -> int:
 def _session_record(command: str) -> dict[str, Any]:
     return {"started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "pid": os.getpid(), "command": command}
-
-
-def package_versions() -> dict[str, str | None]:
-    """Installed versions of the packages that shape a capture (None if not installed)."""
-    out: dict[str, str | None] = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out

@@ -79,3 +79,11 @@ def reference_prompt_mask(mask: Tensor, dtype: torch.dtype = torch.float32) -> T
 def extend_mask(mask: Tensor, n: int = 1) -> Tensor:
     """Append `n` attended positions to every row of `mask`."""
     return torch.cat([mask, mask.new_ones(mask.shape[0], n)], dim=-1)
+
+
+def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar prompt length (less padding; results are order-free)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]

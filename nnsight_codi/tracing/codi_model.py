@@ -378,7 +378,7 @@ class CodiModel(TransformersModel):
         instead of the answer ids; passing a snapshot as `prompts` continues it in place from its
         next step (its own K, answer bound and masking; those arguments are then ignored), so in
         a trace `tracer.iter[i]` is step `snapshot.step + i`. Continue `snapshot.branch()` to keep
-        the snapshot for another continuation (`loop.run_branches` does this).
+        the snapshot for another continuation (`branches.run_branches` does this).
 
         The loop runs without autograd (values saved in a trace carry no graph) unless `grad=True`.
         """

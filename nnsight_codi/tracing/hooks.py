@@ -2,7 +2,7 @@
 
 A hook names the **sites** it needs at each step and is handed each site's live value inside
 the step's trace, where it may read it (append to the sink) or edit it in place. The runner
-(`loop.run_loop`, `loop.run_branches`) visits sites in forward order (`visit_step`) — `input`
+(`loop.run_loop`, `branches.run_branches`) visits sites in forward order (`visit_step`) — `input`
 (the step's input embeddings), `layer0` … `layerL` (the residual stream: layer 0 = embedding
 output = block 0's input, layer l = block l-1's output, pre final norm), `output` (the LM's
 output object: logits, attentions, KV cache) — so any set of hooks composes without nnsight's

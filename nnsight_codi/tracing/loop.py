@@ -47,7 +47,7 @@ first call of a branch already holds tensors of its own, and an in-place edit of
 (KV steering) touches only the branch's copy. Caches that write in place (static, offloaded, or of
 an unknown kind) are refused by `fork_cache`. Both executors continue a snapshot (`CodiModel.latent_generate`
 takes one in place of the prompts, `session.run_session_branches` forks inside one session);
-`run_branches` (below) groups runs by the step where they first differ.
+`branches.run_branches` groups runs by the step where they first differ.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def check_masking(masking: str) -> Masking:
     return cast(Masking, masking)
 __all__ = ["LatentLoopState", "LoopSnapshot", "Masking", "MASKING_MODES", "decode_answers", "answer_ids", "soft_input",
            "fork_cache", "greedy_token",
-           "step_name", "step_names", "run_loop", "run_branches", "Branch", "divergence_step"]
+           "step_name", "step_names", "run_loop"]
 
 
 @dataclass
@@ -439,7 +439,7 @@ def decode_answers(tokenizer, tokens: Int[Tensor, "batch new"], eos_id: int | No
 #
 # `run_loop` runs the hooks on either executor: the traced driver (`CodiModel.latent_generate`, local)
 # or the NDIF-shaped session (`remote="local"` / `True`, and every run of a base + LoRA-interventions
-# model). `run_branches` runs several hook sets (and numbers of latents) over the same prompts as
+# model). `branches.run_branches` runs several hook sets (and numbers of latents) over the same prompts as
 # branches of one hookless trunk, each forked (`LoopSnapshot`) at the first step where it can differ,
 # so the prefix they share is computed once; results equal `run_loop` per hook set exactly.
 
@@ -518,15 +518,7 @@ class DirectExecutor:
                                 masking, output_attentions, answer_steps, trunk_needed)
 
 
-# -- forking: runs that share a prefix ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Branch:
-    """One run of `run_branches`: its own hooks, and its own number of latents (None: the trunk's K)."""
-
-    hooks: Sequence[StepHook] = ()
-    num_latents: int | None = None
+# -- forking on the traced driver: the trunk in segments (`branches.run_branches` picks the forks) ------
 
 
 def first_visit(hooks: Sequence[StepHook], first: int, last: int) -> int | None:
@@ -535,22 +527,6 @@ def first_visit(hooks: Sequence[StepHook], first: int, last: int) -> int | None:
         if any(list(hook.sites(step)) for hook in hooks):
             return step
     return None
-
-
-def divergence_step(hooks: Sequence[StepHook], num_latents: int, trunk_latents: int,
-                    answer_steps: int = 0) -> int | None:
-    """The first step at which a run with `hooks` and K = `num_latents` can differ from the hookless
-    run with K = `trunk_latents`: the first step a hook visits, or the first step whose kind differs
-    (eot under the smaller K, a latent under the larger: `min(K, K') + 1`). None: they never differ.
-
-    >>> divergence_step([], 4, 6), divergence_step([], 7, 6), divergence_step([], 6, 6)
-    (5, 7, None)
-    """
-    last = num_latents + 1 + int(answer_steps)
-    kind = None if num_latents == trunk_latents else min(num_latents, trunk_latents) + 1
-    hooked = first_visit(hooks, 0, last)
-    steps = [s for s in (kind, hooked) if s is not None]
-    return min(steps) if steps else None
 
 
 def _segment(codi: CodiModel, snapshot: LoopSnapshot, hooks: Sequence[StepHook], stop_at: int | None, last: int,
@@ -571,69 +547,6 @@ def _segment(codi: CodiModel, snapshot: LoopSnapshot, hooks: Sequence[StepHook],
             visit_step(codi, first + i, hooks, sink, num_layers)
         result = tracer.result.save()
     return result, list(sink)
-
-
-def run_branches(codi: CodiModel, prompts, branches: Sequence[Branch], shared: Sequence[StepHook] = (),
-                 num_latents: int | None = None, max_new_tokens: int = 256, masking: Masking = "exact",
-                 remote: bool | str | None = None, output_attentions: bool = False, answer_steps: int = 0,
-                 fork: bool = True, grad: bool = False, feedback: Feedback | str | None = None
-                 ) -> list[tuple[Int[Tensor, "batch new"], list[Record]]]:
-    """Every branch's `run_loop(codi, prompts, [*branch.hooks, *shared], branch K, ...)`, paying for a shared
-    prefix once.
-
-    A *trunk* runs the loop with K = `num_latents` and the `shared` hooks only. Each branch forks from
-    it at its `divergence_step` (the first step its hooks visit, or where its K changes the step's
-    kind) and continues under its own hooks + `shared`: a KV-cache condition from the last latent, a
-    patch of latent k from step k, an extra latent step from step K, early answering after latent k
-    from step k+1; a branch that never differs (no hooks, same K) is the trunk. The records of a branch
-    are the trunk's for the steps before its fork and its own after, exactly what the unforked run
-    records (the `shared` hooks see the same values in both). Results equal the unforked runs
-    (`fork=False`, which calls `run_loop` per branch) token for token and activation for activation:
-    the same calls on the same tensors, only fewer of them.
-
-    Locally (traced driver) the trunk stops at each fork step, its branches run one after another
-    from copies (`LoopSnapshot.branch`), then it goes on, so one prefix is held at a time. With
-    `remote` (or a base + LoRA-interventions model) everything runs in **one** session, so one
-    request carries the prefix once and every branch (`session.run_session_branches`).
-
-    Like `run_loop`, it runs under `torch.inference_mode()` unless `grad=True`, and takes a `feedback` condition.
-
-    Returns `[(answer ids Long[Tensor, "batch new"], records)]` in the order of `branches`.
-    """
-    prompts = with_feedback(codi, prompts, feedback)
-    with contextlib.nullcontext() if grad else torch.inference_mode():
-        return _run_branches(codi, prompts, branches, shared, resolve_num_latents(num_latents, codi.num_latents),
-                             max_new_tokens, masking, remote, output_attentions, answer_steps, fork)
-
-
-def _run_branches(codi: CodiModel, prompts, branches: Sequence[Branch], shared: Sequence[StepHook],
-                  k: int, max_new_tokens: int, masking: Masking, remote: bool | str | None,
-                  output_attentions: bool, answer_steps: int, fork: bool
-                  ) -> list[tuple[Int[Tensor, "batch new"], list[Record]]]:
-    if answer_steps < 0:
-        raise ValueError(f"answer_steps must be >= 0, got {answer_steps}")
-    shared = list(shared)
-    branch_k = [resolve_num_latents(b.num_latents, k) for b in branches]  # a branch's None: the trunk's K
-    if not fork:
-        return [_run_loop(codi, prompts, [*b.hooks, *shared], bk, max_new_tokens, masking, remote, output_attentions,
-                          answer_steps) for b, bk in zip(branches, branch_k)]
-    # the answer bound of each run as run_loop gives it (the model's context length may cut it per K)
-    bounds = {kk: codi.new_loop_state(prompts, kk, max_new_tokens, masking).max_new_tokens
-              for kk in {k, *branch_k}}
-    starts = [divergence_step(b.hooks, bk, k, answer_steps) for b, bk in zip(branches, branch_k)]
-    forked = [i for i, d in enumerate(starts) if d is not None]
-    trunk_needed = len(forked) < len(branches)
-    trunk, runs = codi.executor(remote).branches(prompts, branches, shared, starts, branch_k, bounds, k,
-                                                 max_new_tokens, masking, output_attentions, answer_steps,
-                                                 trunk_needed)
-    out = []
-    for i, d in enumerate(starts):
-        if d is None:
-            out.append(trunk)
-        else:
-            tokens, records = runs[i]
-            out.append((tokens, [r for r in trunk[1] if r[1] < d] + records))
-    return out
 
 
 def _driver_branches(codi: CodiModel, prompts, branches, shared, starts, branch_k, bounds, k, max_new_tokens, masking,

@@ -88,7 +88,7 @@ def plain_lm_model(codi: CodiModel, remote: bool | str | None = "local") -> Tran
 
 
 class SessionExecutor:
-    """The NDIF-shaped executor of `loop.run_loop` / `loop.run_branches`: one trace per LM call in a session,
+    """The NDIF-shaped executor of `loop.run_loop` / `branches.run_branches`: one trace per LM call in a session,
     local (`remote=None`), serialised like NDIF (`"local"`) or on NDIF (`True` / a host URL).
 
     `model` is the stock LM the session traces (default: `codi.session_model(remote)`, built at the first

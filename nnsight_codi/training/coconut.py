@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..data.rows import cot_steps
 from ..data.synthetic import make_train_test
 from ..models.config import CodiConfig
 from ..models.converted import save_converted
@@ -38,7 +39,6 @@ from ..models.family import COCONUT_TOKENS
 from ..models.kv_cache import cache_kwargs, output_cache
 from ..tracing.batching import left_pad, next_positions, positions_from_mask, right_pad
 from .base import embedding_matrix, tiny_base
-from .encode import cot_steps
 
 ANSWER_TEMPLATE = "The answer is : {answer}"
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, cast
 import torch
 from torch import Tensor, nn
 
+from ..data.rows import clean_question
 from ..data.scoring import extract_prediction
 from ..models.kv_cache import cache_kwargs, output_cache
 from ..tracing.batching import extend_mask, left_pad, next_positions, positions_from_mask
 from .codi import final_norm, run_latents
-from .encode import clean_question
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

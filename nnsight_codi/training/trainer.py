@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..data.rows import Encoded, clean_question, encode_answer, prepare_cot
 from ..models.config import CodiConfig
 from ..models.converted import save_converted
 from ..models.projection import build_projection
@@ -31,7 +32,7 @@ from ..steps import resolve_num_latents
 from .base import embedding_matrix, family_of, hf_base, tiny_base
 from .codi import codi_losses
 from .config import TrainConfig
-from .encode import Encoded, clean_question, collate, encode_answer, prepare_cot
+from .encode import collate
 from .evaluate import evaluate_student, evaluate_teacher
 
 CHECKPOINT = "checkpoint/state.pt"

@@ -9,7 +9,9 @@ import pytest
 
 import analyses
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(analyses.__path__) if not m.name.startswith("_"))
+# `<study>_report` modules are an analysis's report sections (rendered by `reporting.write_study`), not commands.
+MODULES = sorted(m.name for m in pkgutil.iter_modules(analyses.__path__)
+                 if not m.name.startswith("_") and not m.name.endswith("_report"))
 
 
 def test_every_analysis_module_has_a_main():

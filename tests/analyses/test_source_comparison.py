@@ -23,7 +23,7 @@ def closing_section(report: str) -> str:
 
 
 def test_lens_table_is_regenerated_from_the_committed_results_and_follows_them():
-    from runs.lens_study import compare_with_source
+    from analyses.lens_report import compare_with_source
 
     out = ROOT / "results" / "lens_1000"
     results = json.loads((out / "results.json").read_text())
@@ -121,7 +121,7 @@ def test_steering_sites_are_read_back_as_run_and_the_table_comes_from_results(st
 
     out, config, results = steering_study
     saved = json.loads((out / "results.json").read_text())
-    from analyses.steering import compare_with_source
+    from analyses.steering_report import compare_with_source
 
     assert compare_with_source(saved) == saved["compared_with_source"]
     assert closing_section((out / "report.md").read_text()) == comparison_section(saved["compared_with_source"])[1].strip()

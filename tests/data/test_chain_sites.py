@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from nnsight_codi.cot.prompts import chain_equations, writes_chain
+from nnsight_codi.data.rows import cot_steps
 from nnsight_codi.data.synthetic import parse_cot
 from nnsight_codi.instruct import chain_steps, contains_chain
 from nnsight_codi.lens.values import calculator_results
-from nnsight_codi.training.encode import cot_steps
 
 CASES = json.loads((Path(__file__).parent / "fixtures" / "chain_sites.json").read_text())
 

@@ -13,11 +13,11 @@ from torch_blocker import run_blocked
 def test_analysis_and_report_with_torch_and_nnsight_blocked(study_dir, tmp_path):
     out = tmp_path / "b"
     done = run_blocked(
-        "import json\nfrom analyses import lens_study\nfrom nnsight_codi.reporting import write_study\n"
+        "import json\nfrom analyses import lens_report, lens_study\nfrom nnsight_codi.reporting import write_study\n"
         f"r = lens_study.analyse({str(study_dir)!r}, {str(out)!r}, probe_folds=2)\n"
         "assert 'torch' not in sys.modules and 'nnsight' not in sys.modules\n"
         "r['config'] = {'limit': 12}\n"
-        f"write_study({str(out)!r}, lens_study, r)\n"
+        f"write_study({str(out)!r}, lens_report, r)\n"
         "print(json.dumps(r['headline']))\n")
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())

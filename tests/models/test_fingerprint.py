@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from nnsight_codi.models.fingerprint import same_weights, weights_fingerprint
-from nnsight_codi.store.writer import diff_fingerprints
+from nnsight_codi.store.fingerprints import diff_fingerprints
 
 
 def _mlp(seed: int) -> torch.nn.Module:

@@ -109,7 +109,7 @@ def test_heldout_paraphrases_and_no_instruction_behave_like_the_trained_ones(mod
     answered directly (as trained)."""
     import json
 
-    from nnsight_codi.training.instruct import paraphrase_families
+    from nnsight_codi.training.report import paraphrase_families
 
     tok = model.tokenizer
     meta = json.loads((TINY_INSTRUCT_DIR / "instruct.json").read_text())

@@ -21,9 +21,10 @@ import torch
 
 from nnsight_codi.interventions import AddVector, ForceAnswer, KVSteer, PatchLatent
 from nnsight_codi.loading import load_model
+from nnsight_codi.tracing.branches import Branch, run_branches
 from nnsight_codi.tracing.capture import CAPTURABLE, Capture
 from nnsight_codi.tracing.codi_model import eager_attention
-from nnsight_codi.tracing.loop import Branch, run_branches, run_loop
+from nnsight_codi.tracing.loop import run_loop
 from nnsight_codi.tracing.remote import count_requests
 
 pytestmark = pytest.mark.ndif_live

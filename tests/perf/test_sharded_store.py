@@ -11,14 +11,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
 import store_testlib as lib  # noqa: E402
 
-import nnsight_codi.store.writer as writer_module  # noqa: E402
+import nnsight_codi.store.layout as layout_module  # noqa: E402
 from nnsight_codi.store import BackgroundStoreWriter, open_store  # noqa: E402
 
 
 def test_sharded_store_equals_unsharded_and_slices_read_back(tmp_path, monkeypatch):
     plain = tmp_path / "plain.zarr"
     lib.write_all(plain)  # the test's batches are far under SHARD_MIN_BYTES: not sharded
-    monkeypatch.setattr(writer_module, "SHARD_MIN_BYTES", 0)  # shard even these tiny batches
+    monkeypatch.setattr(layout_module, "SHARD_MIN_BYTES", 0)  # shard even these tiny batches
     path = tmp_path / "sharded.zarr"
     with BackgroundStoreWriter(path, **lib.writer_kwargs()) as w:
         for idx in w.batches():

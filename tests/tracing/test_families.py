@@ -16,7 +16,8 @@ from coconut_fixtures import fabricate  # noqa: E402
 
 from nnsight_codi.loading import load_model  # noqa: E402
 from nnsight_codi.models.family import Feedback, family  # noqa: E402
-from nnsight_codi.tracing.loop import Branch, run_branches, run_loop  # noqa: E402
+from nnsight_codi.tracing.branches import Branch, run_branches  # noqa: E402
+from nnsight_codi.tracing.loop import run_loop  # noqa: E402
 
 CODI_QUESTIONS = ["tom has 3 pens . he gets 4 more . how many pens ?", "how many pens ?",
                   "he loses 2 pens .", "tom has 12 pens . he loses 5 pens . he gets 9 more . how many ?"]

@@ -16,8 +16,9 @@ from factories import make_converted
 from nnsight_codi.interventions import AddVector, ForceAnswer, KVSteer, PatchLatent, PatchResidual
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing import loop as loop_module
+from nnsight_codi.tracing.branches import Branch, divergence_step, run_branches
 from nnsight_codi.tracing.capture import Capture
-from nnsight_codi.tracing.loop import Branch, LoopSnapshot, _segment, divergence_step, run_branches, run_loop
+from nnsight_codi.tracing.loop import LoopSnapshot, _segment, run_loop
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more . how many pens ?", "how many pens ?",
              "he loses 2 pens .", "tom has 12 pens . he loses 5 pens . he gets 9 more . how many ?"]

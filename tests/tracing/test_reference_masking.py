@@ -14,8 +14,9 @@ import pytest
 import torch
 from factories import make_converted
 
-from nnsight_codi.evaluation import batches_by_length, batches_in_order, eval_batches, generate_answers
+from nnsight_codi.evaluation import batches_in_order, eval_batches, generate_answers
 from nnsight_codi.loading import load_model
+from nnsight_codi.tracing.batching import batches_by_length
 from nnsight_codi.tracing.loop import run_loop
 
 # Left padding of 0, 3 and 6 positions: the pads' rows are fully masked in the prompt call.

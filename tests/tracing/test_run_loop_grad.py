@@ -67,7 +67,7 @@ def test_gradients_through_the_loop_match_finite_differences(codi):
 
 @pytest.mark.parametrize("fork", [True, False])
 def test_run_branches_inference_mode_by_default_grad_opt_in(codi, fork):
-    from nnsight_codi.tracing.loop import Branch, run_branches
+    from nnsight_codi.tracing.branches import Branch, run_branches
 
     prompts = codi.encode(["Tom has 3 pens and buys 4 more . How many pens ?"])
     for grad in (False, True):

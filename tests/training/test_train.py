@@ -10,11 +10,12 @@ import math
 import pytest
 import torch
 
+from nnsight_codi.data.rows import encode_example, prepare_cot
 from nnsight_codi.data.synthetic import make_train_test
 from nnsight_codi.models.config import CodiConfig
 from nnsight_codi.training.codi import codi_losses, distillation_loss, run_latents
 from nnsight_codi.training.config import TrainConfig
-from nnsight_codi.training.encode import collate, encode_example, prepare_cot
+from nnsight_codi.training.encode import collate
 from nnsight_codi.training.trainer import build_setup, encode_dataset, train
 
 SMALL = dict(n_layer=2, n_embd=32, n_head=2, max_number=99, num_latents=2, batch_size=16, lr=3e-3,
