@@ -29,8 +29,8 @@ from nnsight_codi.reporting import (
     save_figure,  # noqa: E402
 )
 from nnsight_codi.store import open_store  # noqa: E402
-from nnsight_codi.store.sweep import SWEEP_STORE, condition_table, open_sweep  # noqa: E402
-from nnsight_codi.store.vectors import open_vectors  # noqa: E402
+from nnsight_codi.store.sweep_store import SWEEP_STORE, condition_table, open_sweep  # noqa: E402
+from nnsight_codi.store.vector_store import open_vectors  # noqa: E402
 
 
 def accuracy_table(sweep_dir: str | Path, seed: int = 0) -> pd.DataFrame:

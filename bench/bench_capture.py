@@ -41,11 +41,11 @@ BATCH = {"tiny": 64, "gpt2": 8}
 
 
 def bench_model(size: str, device: str, batches: int, repeats: int, max_new_tokens: int) -> dict:
-    from nnsight_codi.capture import CaptureConfig, _capture_batch, _target, run_capture
+    from nnsight_codi.activation_capture import CaptureConfig, _capture_batch, _target, run_capture
+    from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
     from nnsight_codi.data.scoring import extract_gold
-    from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
     from nnsight_codi.store import BackgroundStoreWriter, StoreWriter
-    from nnsight_codi.tracing.capture import Capture
+    from nnsight_codi.tracing.capture_hook import Capture
 
     codi = build(size, device)
     batch = BATCH[size]
@@ -132,7 +132,7 @@ def bench_model(size: str, device: str, batches: int, repeats: int, max_new_toke
 PEAK_SCRIPT = """
 import resource, sys, tempfile
 from pathlib import Path
-from nnsight_codi.capture import CaptureConfig, run_capture
+from nnsight_codi.activation_capture import CaptureConfig, run_capture
 n = int(sys.argv[1])
 run_capture(Path(tempfile.mkdtemp()) / "s.zarr", CaptureConfig(model="tiny", limit=n, batch_size=32,
             max_new_tokens=16), progress=False)

@@ -45,7 +45,7 @@ COEFS = [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0]
 
 
 def _timed_sweep(codi, cfg, tmp: Path) -> tuple[float, Path]:
-    from nnsight_codi.interventions.sweep import run_sweep
+    from nnsight_codi.interventions.steering_sweep import run_sweep
 
     out = Path(tempfile.mkdtemp(dir=tmp))
     start = time.perf_counter()
@@ -54,7 +54,7 @@ def _timed_sweep(codi, cfg, tmp: Path) -> tuple[float, Path]:
 
 
 def marginal(codi, grid: dict, examples: int, rounds: int, tmp: Path) -> dict:
-    from nnsight_codi.interventions.sweep import SweepConfig
+    from nnsight_codi.interventions.steering_sweep import SweepConfig
 
     none = dict(grid, modes=[], baselines=[], pairs=[])
     kv = dict(grid, modes=["kv"], pairs=KV_PAIRS, coefs=COEFS, baselines=[])
@@ -85,8 +85,8 @@ def ndif_shaped(codi, vectors_path: str, batch: int, rounds: int) -> dict:
     from common import tiny_questions
 
     from nnsight_codi.interventions.conditions import ModelShape, Resources, run_conditions
-    from nnsight_codi.interventions.sweep import SweepConfig, expand_conditions
-    from nnsight_codi.store.vectors import open_vectors
+    from nnsight_codi.interventions.steering_sweep import SweepConfig, expand_conditions
+    from nnsight_codi.store.vector_store import open_vectors
 
     cfg = SweepConfig(pairs=[[1, 6], [6, 1]], coefs=[1.0])
     shape = ModelShape.of(codi)
@@ -119,7 +119,7 @@ def ndif_shaped(codi, vectors_path: str, batch: int, rounds: int) -> dict:
 
 
 def study(codi, vectors_path: str, limit: int, tmp: Path) -> dict:
-    from nnsight_codi.store.sweep import condition_table, open_sweep
+    from nnsight_codi.store.sweep_store import condition_table, open_sweep
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from runs.steering_study import Config
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.examples, args.rounds, args.study_limit = 64, 1, 10
 
-    from nnsight_codi.interventions.sweep import SweepConfig, reference_vectors
+    from nnsight_codi.interventions.steering_sweep import SweepConfig, reference_vectors
     from nnsight_codi.loading import load_codi_model
 
     torch.set_num_threads(1)

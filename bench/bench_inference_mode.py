@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default=str(RESULTS / "inference_mode.json"))
     args = parser.parse_args(argv)
 
-    from nnsight_codi.tracing.capture import Capture
+    from nnsight_codi.tracing.capture_hook import Capture
     from nnsight_codi.tracing.loop import run_loop
 
     codi = build("tiny")

@@ -78,7 +78,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", default=str(RESULTS / "bench_loop.json"))
     args = ap.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
-    from nnsight_codi.tracing.capture import Capture, assemble
+    from nnsight_codi.tracing.capture_hook import Capture, assemble
     from nnsight_codi.tracing.loop import run_loop
     from nnsight_codi.tracing.session import plain_lm_model, run_latent_session
 

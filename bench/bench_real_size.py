@@ -80,8 +80,8 @@ def main() -> None:
     parser.add_argument("--json", default=str(Path(__file__).resolve().parent / "results" / "bench_real_size.json"))
     args = parser.parse_args()
 
-    from nnsight_codi.capture import CaptureConfig, run_capture
-    from nnsight_codi.data.sources import load_eval_dataset
+    from nnsight_codi.activation_capture import CaptureConfig, run_capture
+    from nnsight_codi.data.eval_datasets import load_eval_dataset
     from nnsight_codi.evaluation import generate_answers
     from nnsight_codi.loading import load_model
     from nnsight_codi.models.checkpoint import convert_reference_checkpoint

@@ -71,8 +71,8 @@ def saved_bytes(tokens, records) -> int:
 
 
 def bench_model(size: str, repeats: int, max_new_tokens: int) -> dict:
-    from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
-    from nnsight_codi.tracing.capture import Capture
+    from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
+    from nnsight_codi.tracing.capture_hook import Capture
     from nnsight_codi.tracing.loop import run_loop
     from nnsight_codi.tracing.session import plain_lm_model, run_latent_session
 

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     import shutil
     import statistics
 
-    from nnsight_codi.interventions.sweep import SweepConfig, reference_vectors, run_sweep
+    from nnsight_codi.interventions.steering_sweep import SweepConfig, reference_vectors, run_sweep
     from nnsight_codi.loading import load_codi_model
 
     codi = load_codi_model("tiny", args.device)

@@ -81,7 +81,7 @@ def round_robin(fns: dict[str, Callable[[], object]], repeats: int, baseline: st
 
 
 def tiny_questions(codi, n: int, seed: int = 3) -> list[str]:
-    from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
+    from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
 
     return list(load_eval_dataset("synthetic", limit=n, seed=seed, **synthetic_options(codi, None))["question"])
 
@@ -94,7 +94,7 @@ def build(size: str, device: str = "cpu"):
         return load_model("tiny", device=device)
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from nnsight_codi.models.config import CodiConfig
+    from nnsight_codi.models.codi_config import CodiConfig
     from nnsight_codi.models.converted import save_converted
     from nnsight_codi.models.projection import build_projection
     from nnsight_codi.tokenization import build_word_tokenizer

@@ -35,7 +35,7 @@ import sys
 sys.path.insert(0, {bench!r})
 import torch
 from common import build, tiny_questions, bare_loop_pre13
-from nnsight_codi.tracing.capture import Capture, assemble
+from nnsight_codi.tracing.capture_hook import Capture, assemble
 from nnsight_codi.tracing.loop import run_loop
 variant, batch, iters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 codi = build("tiny")
@@ -63,7 +63,7 @@ MATMUL = ("Conv1D.forward", "Linear.forward", "linear")
 RULES: list[tuple[str, object]] = [
     ("tokenisation", lambda st, leaf, f: "encode (nnsight_codi/tracing/codi_model.py" in st),
     ("decoding", lambda st, leaf, f: "decode_answers" in st),
-    ("capture assembly (records → numpy)", lambda st, leaf, f: "assemble (nnsight_codi/tracing/capture.py" in st),
+    ("capture assembly (records → numpy)", lambda st, leaf, f: "assemble (nnsight_codi/tracing/capture_hook.py" in st),
     ("KV-cache handling", lambda st, leaf, f: f.endswith("cache_utils.py")),
     ("attention-mask building", lambda st, leaf, f: f.endswith("masking_utils.py")),
     ("hidden-state collection", lambda st, leaf, f: "output_capturing" in f),

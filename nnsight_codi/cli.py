@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         args = argparse.Namespace(command="lm-eval", func=lambda _: run_cli(argv[1:]))
     else:
         args = build_parser().parse_args(argv)
-    from .store.errors import StoreError
+    from .store.store_errors import StoreError
 
     try:
         with json_on_stdout(args):

@@ -49,7 +49,7 @@ def one_line_errors(prog: str):
     def wrap(main):
         @functools.wraps(main)
         def run(argv=None) -> int:
-            from .store.errors import StoreError
+            from .store.store_errors import StoreError
 
             try:
                 return main(argv)

@@ -40,16 +40,13 @@ from .models.checkpoint import (
     read_state_dict,
     reference_codi_config,
 )
-from .models.coconut import find_coconut_checkpoint, load_coconut_parts
-from .models.config import CodiConfig, CodiFormatError
+from .models.coconut_checkpoint import find_coconut_checkpoint, load_coconut_parts
+from .models.codi_config import CodiConfig, CodiFormatError
 from .models.converted import is_converted_dir, load_projection
 from .models.devices import resolve_device, resolve_dtype
 from .models.hub import download_checkpoint, fail_fast_offline
 from .models.lora_checkpoint import base_checks, base_has_weights, split_reference_state_dict
-from .models.projection import projection_from_state_dict
-from .models.registry import CheckpointEntry, lookup
-from .models.simcot import simcot_entry
-from .models.sources import (
+from .models.model_sources import (
     SHIPPED_ALIASES,
     SHIPPED_INSTRUCT,
     SHIPPED_LATENT,
@@ -58,8 +55,11 @@ from .models.sources import (
     looks_like_path,
     with_hub_errors,
 )
+from .models.projection import projection_from_state_dict
+from .models.registry import CheckpointEntry, lookup
+from .models.simcot import simcot_entry
 from .tracing.codi_model import CodiModel
-from .tracing.lora import LoraAdapter, LoraCodiModel
+from .tracing.lora_interventions import LoraAdapter, LoraCodiModel
 from .tracing.remote import PortableProjection, is_ndif, ndif_errors
 
 LORA_MODES = ("merged", "interventions")
@@ -296,7 +296,7 @@ def load_soft_thinking(spec: str | Path, num_latents: int = 8, top_k: int = 10, 
     from torch import nn
 
     from .models.soft_thinking import MARKERS, SoftThinking
-    from .tracing.soft_thinking import SoftThinkingModel
+    from .tracing.soft_thinking_model import SoftThinkingModel
 
     soft = SoftThinking(top_k=top_k, temperature=temperature, cold_entropy=cold_entropy, cold_patience=cold_patience)
     if num_latents < 0:

@@ -86,7 +86,7 @@ def model_provenance(model: Any = None, spec: Any = None) -> dict[str, Any]:
     version: `tiny-instruct-v3`, never the plain name that has meant three models) and the weights'
     fingerprint (`models.fingerprint.model_weights`; None without a loaded model or for a remote one).
     """
-    from .models.sources import unambiguous_name  # torch-free: analyses write results without torch
+    from .models.model_sources import unambiguous_name  # torch-free: analyses write results without torch
 
     weights = None
     if model is not None:

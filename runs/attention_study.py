@@ -79,7 +79,7 @@ def measure_page(page: Path, example: str, step: int, shot: Path, layer: int | N
 def run(config: Config, out, progress: bool = True) -> dict:
     """Run the attention study into `out`: capture, analysis, dashboard, report; return the results."""
     from analyses import attention
-    from nnsight_codi.capture import CaptureConfig, run_capture
+    from nnsight_codi.activation_capture import CaptureConfig, run_capture
     from nnsight_codi.dashboard import write_dashboard
     from nnsight_codi.loading import load_model
     from nnsight_codi.reporting import write_study

@@ -70,7 +70,7 @@ def _condition_result(model, data, condition, vectors, config: Config, path: Pat
     `prompt_mode` overrides the condition's prompt (e.g. "none": no instruction).
     """
     from nnsight_codi.cot import evaluate_condition
-    from nnsight_codi.cot.evaluate import ConditionResult
+    from nnsight_codi.cot.cot_accuracy import ConditionResult
     from nnsight_codi.cot.grid import array_digest
     from nnsight_codi.models.fingerprint import same_weights
 
@@ -108,7 +108,7 @@ def run(config: Config, out, progress: bool = True) -> dict:
         most_chains_points,
         run_grid,
     )
-    from nnsight_codi.cot.steering import check_schedule
+    from nnsight_codi.cot.cot_steering import check_schedule
     from nnsight_codi.loading import load_instruct_model
     from nnsight_codi.models.fingerprint import model_weights
     from nnsight_codi.reporting import write_study

@@ -80,8 +80,8 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
     """Every measurement of one model (see the module doc)."""
     import torch
 
+    from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
     from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct
-    from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
     from nnsight_codi.data.synthetic import parse_cot
     from nnsight_codi.interventions.patching import PatchLatent
     from nnsight_codi.interventions.steering import AddVector

@@ -63,7 +63,7 @@ def _mode_name(mode: str) -> str:
 
 
 def _dataset(codi, config: Config, seed: int, limit: int):
-    from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
+    from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
 
     if config.dataset == "synthetic":
         return load_eval_dataset("synthetic", limit=limit, seed=seed, **synthetic_options(codi))
@@ -71,7 +71,7 @@ def _dataset(codi, config: Config, seed: int, limit: int):
 
 
 def _capture(out: Path, codi, config: Config, seed: int, variables, progress: bool, **kw) -> None:
-    from nnsight_codi.capture import CaptureConfig, run_capture
+    from nnsight_codi.activation_capture import CaptureConfig, run_capture
 
     cfg = CaptureConfig(model=config.model, dataset=config.dataset, seed=seed, limit=config.limit,
                         variables=tuple(variables), batch_size=config.batch_size, device=config.device,
@@ -80,7 +80,7 @@ def _capture(out: Path, codi, config: Config, seed: int, variables, progress: bo
 
 
 def _train_lenses(codi, config: Config, out: Path, eval_questions: set[str], progress: bool) -> dict[str, Path]:
-    from nnsight_codi.lens.train import TrainConfig, collect, default_steps, parse_data_mode, train_tuned_lens
+    from nnsight_codi.lens.lens_training import TrainConfig, collect, default_steps, parse_data_mode, train_tuned_lens
 
     if config.tuned_lens:
         paths = [Path(p) for p in config.tuned_lens.split(",") if p.strip()]

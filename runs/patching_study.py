@@ -69,9 +69,9 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     import xarray as xr
 
     from analyses import patching
-    from nnsight_codi.capture import CaptureConfig, run_capture
+    from nnsight_codi.activation_capture import CaptureConfig, run_capture
+    from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
     from nnsight_codi.data.scoring import extract_gold
-    from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
     from nnsight_codi.interventions.anchors import activation_patching, thought_anchors
     from nnsight_codi.interventions.corrupt import corrupt_problem
     from nnsight_codi.loading import load_codi_model

@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from nnsight_codi.config_cli import config_from_dict
     from nnsight_codi.data.synthetic import generate_problems
-    from nnsight_codi.training.config import TrainConfig
-    from nnsight_codi.training.evaluate import evaluate_student, evaluate_teacher
     from nnsight_codi.training.report import load_trained
+    from nnsight_codi.training.train_config import TrainConfig
+    from nnsight_codi.training.train_evaluator import evaluate_student, evaluate_teacher
     from nnsight_codi.training.trainer import train
 
     out = f"out/pilot-{args.name}"

@@ -119,7 +119,7 @@ class Config:
         return [c.as_dict() for c in out]
 
     def sweep_config(self, num_latents: int, num_layers: int, **over):
-        from nnsight_codi.interventions.sweep import SweepConfig
+        from nnsight_codi.interventions.steering_sweep import SweepConfig
 
         pairs = sorted({p for p in self.pair_list(num_latents)})
         cfg = dict(model=self.model, dataset=self.dataset, limit=self.limit, seed=self.seed,
@@ -138,8 +138,8 @@ def demo_config() -> Config:
 
 def _ensure_lens(sweep_dir: Path, model: str, device: str) -> None:
     """Add the activation-difference lens to a vector store written without it."""
-    from nnsight_codi.interventions.vectors import difference_lens
-    from nnsight_codi.store.vectors import open_vectors, save_vectors
+    from nnsight_codi.interventions.steering_vectors import difference_lens
+    from nnsight_codi.store.vector_store import open_vectors, save_vectors
 
     path = sweep_dir / "vectors.zarr"
     if not path.exists():
@@ -152,7 +152,7 @@ def _ensure_lens(sweep_dir: Path, model: str, device: str) -> None:
 
 
 def _write_headroom_problems(config: Config, codi, path: Path) -> str:
-    from nnsight_codi.data.sources import synthetic_options
+    from nnsight_codi.data.eval_datasets import synthetic_options
     from nnsight_codi.data.synthetic import generate_problems
 
     if config.headroom_steps < 1:
@@ -166,8 +166,8 @@ def _write_headroom_problems(config: Config, codi, path: Path) -> str:
 
 
 def _sweep(config: Config, cfg, sweep_dir: Path, codi, progress: bool) -> dict[str, Any]:
-    from nnsight_codi.interventions.sweep import run_sweep
-    from nnsight_codi.store.sweep import open_sweep
+    from nnsight_codi.interventions.steering_sweep import run_sweep
+    from nnsight_codi.store.sweep_store import open_sweep
 
     if config.analyze_only:
         ds = open_sweep(sweep_dir)

@@ -52,8 +52,8 @@ def run_variant(name: str, overrides: dict, out_root: str, device: str, eval_siz
     import torch
 
     torch.set_num_threads(1)
-    from nnsight_codi.training.evaluate import lens_table
     from nnsight_codi.training.report import load_trained, unseen_problems
+    from nnsight_codi.training.train_evaluator import lens_table
     from nnsight_codi.training.trainer import Setup, evaluate_all, train
 
     cfg = recipe(f"{out_root}/{name}", overrides, device)

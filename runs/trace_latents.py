@@ -15,7 +15,7 @@ import torch
 
 from nnsight_codi import load_model
 from nnsight_codi.commands.common import step_arg
-from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
+from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
 from nnsight_codi.errors import one_line_errors
 from nnsight_codi.lens import logit_lens, top_tokens
 from nnsight_codi.steps import resolve_step

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nnsight_codi.config_cli import parse_config  # noqa: E402
-from nnsight_codi.training.coconut import CoconutTrainConfig, final_report, train_coconut  # noqa: E402
+from nnsight_codi.training.coconut_curriculum import CoconutTrainConfig, final_report, train_coconut  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -41,7 +41,7 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnsight_codi.training.instruct import (  # noqa: E402
+from nnsight_codi.training.instruct_training import (  # noqa: E402
     InstructConfig,
     train_instruct,
 )

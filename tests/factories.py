@@ -9,7 +9,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from nnsight_codi.models.config import CodiConfig
+from nnsight_codi.models.codi_config import CodiConfig
 from nnsight_codi.models.converted import save_converted
 from nnsight_codi.models.projection import build_projection
 

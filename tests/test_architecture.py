@@ -21,7 +21,7 @@ LAYER4: dict[str, list[str]] = {
     "4a read-outs": ["nnsight_codi.lens", "nnsight_codi.evaluation", "nnsight_codi.instruct", "nnsight_codi.probes",
                      "nnsight_codi.dashboard"],
     # a dataset through the model: capture stores (with lens read-outs) and training (with chat prompts)
-    "4b runs": ["nnsight_codi.capture", "nnsight_codi.training"],
+    "4b runs": ["nnsight_codi.activation_capture", "nnsight_codi.training"],
     # step hooks, conditions and sweeps, written through capture
     "4c interventions": ["nnsight_codi.interventions"],
     # CoT steering vectors of instruct LMs, built on the interventions' conditions

@@ -17,7 +17,7 @@ import torch
 from factories import make_converted
 from reference_impl import reference_capture
 
-from nnsight_codi.capture import CaptureConfig, run_capture
+from nnsight_codi.activation_capture import CaptureConfig, run_capture
 from nnsight_codi.cli import main
 from nnsight_codi.loading import load_model
 from nnsight_codi.store import open_store

@@ -8,8 +8,8 @@ import pytest
 from factories import make_converted
 
 from nnsight_codi.cli import main
+from nnsight_codi.data.eval_datasets import load_eval_dataset
 from nnsight_codi.data.scoring import extract_gold, extract_prediction
-from nnsight_codi.data.sources import load_eval_dataset
 from nnsight_codi.loading import load_model
 
 

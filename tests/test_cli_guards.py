@@ -28,9 +28,9 @@ _spec.loader.exec_module(dashboard_stores)
 
 WORK = ["nnsight_codi.loading.load_codi_model", "nnsight_codi.commands.common.load_codi_model",
         "nnsight_codi.loading.load_instruct_model", "nnsight_codi.training.trainer.train",
-        "nnsight_codi.dashboard.write_dashboard", "nnsight_codi.interventions.sweep.run_sweep",
+        "nnsight_codi.dashboard.write_dashboard", "nnsight_codi.interventions.steering_sweep.run_sweep",
         "nnsight_codi.models.checkpoint.find_checkpoint_file", "nnsight_codi.evaluation.evaluate",
-        "nnsight_codi.capture.run_capture", "nnsight_codi.lens.train.train_tuned_lens"]
+        "nnsight_codi.activation_capture.run_capture", "nnsight_codi.lens.lens_training.train_tuned_lens"]
 
 
 @pytest.fixture(autouse=True)

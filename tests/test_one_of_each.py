@@ -104,7 +104,7 @@ def _same_schema(path):
 
 
 def test_eval_steer_and_cot_vectors_write_one_schema(model_dir, tmp_path, capsys):
-    from nnsight_codi.interventions.vectors import save_vector_file
+    from nnsight_codi.interventions.steering_vectors import save_vector_file
 
     common = ["--limit", "3", "--max-new-tokens", "3", "--json"]
     assert main(["eval", "--model", str(model_dir), *common, "--out", str(tmp_path / "e")]) == 0
@@ -136,9 +136,9 @@ def test_eval_steer_and_cot_vectors_write_one_schema(model_dir, tmp_path, capsys
 
 
 def test_the_configs_share_one_run_spec_with_todays_defaults():
-    from nnsight_codi.capture import CaptureConfig
-    from nnsight_codi.cot.vectors import ExtractConfig
-    from nnsight_codi.interventions.sweep import SweepConfig
+    from nnsight_codi.activation_capture import CaptureConfig
+    from nnsight_codi.cot.vector_estimation import ExtractConfig
+    from nnsight_codi.interventions.steering_sweep import SweepConfig
     from nnsight_codi.runspec import RunSpec
 
     spec = [f.name for f in dataclasses.fields(RunSpec)]

@@ -136,8 +136,8 @@ for latent in range(1, 7):
 # problems with confidence intervals).
 
 # %%
+from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
 from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct
-from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
 
 # problems drawn like the model's training data (its codi.json records how), from a seed never trained on
 problems = load_eval_dataset("synthetic", limit=64, seed=1_000_003, **synthetic_options(codi))

@@ -29,7 +29,7 @@ import numpy as np
 import transformers
 import xarray as xr
 
-from nnsight_codi.capture import CaptureConfig, run_capture
+from nnsight_codi.activation_capture import CaptureConfig, run_capture
 from nnsight_codi.store import open_store, select_correct, select_steps
 
 transformers.logging.disable_progress_bar()

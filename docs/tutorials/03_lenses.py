@@ -29,8 +29,8 @@ import numpy as np
 import transformers
 
 from nnsight_codi import load_model
-from nnsight_codi.capture import CaptureConfig, run_capture
-from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
+from nnsight_codi.activation_capture import CaptureConfig, run_capture
+from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
 from nnsight_codi.lens import store_lens
 from nnsight_codi.lens.values import hits, other_problem, token_values
 from nnsight_codi.store import open_store
@@ -114,7 +114,7 @@ plt.show()
 # gives held-out KL to the final distribution per layer, for the logit and the tuned lens.
 
 # %%
-from nnsight_codi.lens.train import TrainConfig, collect, evaluate_lens, train_tuned_lens
+from nnsight_codi.lens.lens_training import TrainConfig, collect, evaluate_lens, train_tuned_lens
 
 data = collect(codi, problems, "latents", progress=False)
 train, held_out = data.split(0.25)

@@ -29,9 +29,9 @@ import torch
 import transformers
 
 from nnsight_codi import load_model, run_loop
-from nnsight_codi.capture import CaptureConfig, run_capture
+from nnsight_codi.activation_capture import CaptureConfig, run_capture
+from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
 from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct
-from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
 from nnsight_codi.interventions.steering import AddVector
 from nnsight_codi.store import open_store, select_steps
 
@@ -108,8 +108,8 @@ plt.show()
 # bootstrap CIs. (CLI: `nnsight-codi sweep CONFIG.json --out DIR`, which also writes `table.csv`.)
 
 # %%
-from nnsight_codi.interventions.sweep import SweepConfig, run_sweep
-from nnsight_codi.store.sweep import condition_table, open_sweep
+from nnsight_codi.interventions.steering_sweep import SweepConfig, run_sweep
+from nnsight_codi.store.sweep_store import condition_table, open_sweep
 
 config = SweepConfig(model="tiny", limit=48, reference_limit=48, batch_size=48, max_new_tokens=16,
                      modes=["hidden", "kv"], pairs=[[1, 6]], coefs=[-2.0, 2.0], baselines=["zero", "mean"])

@@ -36,7 +36,7 @@ import transformers
 from nnsight_codi import load_model
 from nnsight_codi.cot import ExtractConfig, evaluate_conditions, extract_vectors, load_vectors, parse_condition
 from nnsight_codi.cot.questions import load_questions
-from nnsight_codi.data.sources import synthetic_options
+from nnsight_codi.data.eval_datasets import synthetic_options
 
 transformers.logging.disable_progress_bar()
 OUT = Path("out/tutorials/05_cot_vectors")

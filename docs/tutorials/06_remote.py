@@ -31,9 +31,9 @@ import torch
 import transformers
 
 from nnsight_codi import load_model, run_loop
-from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
+from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
 from nnsight_codi.interventions.steering import AddVector
-from nnsight_codi.tracing.capture import Capture
+from nnsight_codi.tracing.capture_hook import Capture
 from nnsight_codi.tracing.remote import count_requests
 from nnsight_codi.tracing.request_audit import audit_request
 

@@ -114,7 +114,7 @@ def demo_config() -> Config:
 
 def run(config: Config, out, progress: bool = True) -> dict:
     """Capture the latent inputs and answers, analyse the store, write the study's files."""
-    from nnsight_codi.capture import CaptureConfig, run_capture
+    from nnsight_codi.activation_capture import CaptureConfig, run_capture
 
     out = Path(out)
     store = out / "store.zarr"

@@ -80,7 +80,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run `nnsight-codi capture` from parsed arguments; return the exit code."""
-    from ..capture import CaptureConfig, run_capture
+    from ..activation_capture import CaptureConfig, run_capture
     from ..store.schema import parse_variables
 
     check_out(args.out, "capture")

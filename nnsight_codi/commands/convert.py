@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     """Run `nnsight-codi convert` from parsed arguments; return the exit code."""
     from ..models.checkpoint import convert_reference_checkpoint, find_checkpoint_file
     from ..models.converted import save_converted
+    from ..models.model_sources import check_model_source, with_hub_errors
     from ..models.registry import lookup
-    from ..models.sources import check_model_source, with_hub_errors
 
     check_out(args.dst, "convert", flag="DST")
     dst = Path(args.dst)

@@ -57,7 +57,7 @@ def _questions(args: argparse.Namespace, model: TransformersModel, loaded=None):
     `codi.json`) with the difficulty flags on top.
     """
     from ..cot.questions import load_questions
-    from ..data.sources import synthetic_options
+    from ..data.eval_datasets import synthetic_options
 
     if args.dataset != "synthetic":
         return loaded if loaded is not None else load_questions(args.dataset, split=args.split, limit=args.limit,
@@ -71,7 +71,7 @@ def _check_data(args: argparse.Namespace):
     Returns a non-synthetic question set (read once, before the model loads), else None.
     """
     from ..cot.questions import load_questions
-    from ..data.sources import synthetic_options
+    from ..data.eval_datasets import synthetic_options
 
     if args.dataset != "synthetic":
         if synthetic_overrides(args):
@@ -148,7 +148,7 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 def _vectors(path: str | None):
-    from ..cot.vectors import load_vectors
+    from ..cot.vector_estimation import load_vectors
 
     if path is None:
         return None
@@ -159,7 +159,7 @@ def _vectors(path: str | None):
 
 def run_extract(args: argparse.Namespace) -> int:
     """Run `nnsight-codi cot-vectors extract` from parsed arguments; return the exit code."""
-    from ..cot.vectors import ExtractConfig, extract_vectors
+    from ..cot.vector_estimation import ExtractConfig, extract_vectors
     from ..loading import load_instruct_model
     from ..tracing.remote import check_remote
 
@@ -174,7 +174,7 @@ def run_extract(args: argparse.Namespace) -> int:
     model = load_instruct_model(args.model, args.device, args.dtype, remote)
     questions = _questions(args, model, loaded)
     if args.dataset == "synthetic":  # the distribution goes into the store's fingerprint (a resume must match)
-        from ..data.sources import synthetic_options
+        from ..data.eval_datasets import synthetic_options
 
         cfg.synthetic = {k: list(v) if isinstance(v, tuple) else v
                          for k, v in synthetic_options(model, synthetic_overrides(args)).items()}
@@ -196,7 +196,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     check_out(args.out, "cot-vectors sweep")
     schedules = [s.strip() for s in args.schedules.split(",") if s.strip()]
     layers, coefs = _ints(args.layers, "layers"), _floats(args.coefs, "coefs")
-    from ..cot.steering import check_schedule
+    from ..cot.cot_steering import check_schedule
 
     for s in schedules:
         check_schedule(s)
@@ -215,7 +215,7 @@ def run_sweep(args: argparse.Namespace) -> int:
                    "split": args.split, "limit": args.limit, "seed": args.seed, "max_new_tokens": args.max_new_tokens,
                    "instructions": [_instructions(args).cot, _instructions(args).direct]}
     if args.dataset == "synthetic":
-        from ..data.sources import synthetic_options
+        from ..data.eval_datasets import synthetic_options
 
         fingerprint["synthetic"] = synthetic_options(model, synthetic_overrides(args))
     start = time.perf_counter()
@@ -239,8 +239,8 @@ def run_eval(args: argparse.Namespace) -> int:
     """Run `nnsight-codi cot-vectors eval` from parsed arguments; return the exit code."""
     import json
 
-    from ..cot.evaluate import evaluate_condition
-    from ..cot.steering import parse_condition
+    from ..cot.cot_accuracy import evaluate_condition
+    from ..cot.cot_steering import parse_condition
     from ..loading import load_instruct_model
     from ..tracing.remote import check_remote
 

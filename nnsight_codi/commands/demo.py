@@ -45,8 +45,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run `nnsight-codi demo` from parsed arguments; return the exit code (1 if a study failed)."""
-    from ..capture import CaptureConfig, run_capture
-    from ..data.sources import load_eval_dataset, synthetic_options
+    from ..activation_capture import CaptureConfig, run_capture
+    from ..data.eval_datasets import load_eval_dataset, synthetic_options
     from ..demo_index import write_index
     from ..evaluation import direct_answer_budget, evaluate
     from ..loading import load_codi_model
@@ -166,7 +166,7 @@ def _worked_examples(codi: CodiModel, shown, best_layers: dict[str, int], k: int
     when it ran, else the layer whose top-1 is most confident (the last layer is often uninformative).
     """
     from ..lens import logit_lens, top_tokens
-    from ..tracing.capture import Capture
+    from ..tracing.capture_hook import Capture
     from ..tracing.loop import run_loop
 
     layers = list(range(codi.num_layers + 1))

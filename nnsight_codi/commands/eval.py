@@ -46,7 +46,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run `nnsight-codi eval` from parsed arguments; return the exit code."""
-    from ..data.sources import load_eval_dataset, synthetic_options
+    from ..data.eval_datasets import load_eval_dataset, synthetic_options
     from ..evaluation import evaluate
 
     check_out(args.out, "eval")

@@ -76,7 +76,7 @@ def format_summary(info: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run `info` standalone: `python -m nnsight_codi.commands.info STORE` (as `nnsight-codi info STORE`)."""
     from ..errors import OneLineParser, error_line
-    from ..store.errors import StoreError
+    from ..store.store_errors import StoreError
 
     parser = OneLineParser(prog="nnsight-codi")
     register(parser.add_subparsers(dest="command", required=True))

@@ -96,13 +96,13 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _check_syntax(mode: str) -> None:
-    from ..lens.train import parse_data_mode
+    from ..lens.lens_training import parse_data_mode
 
     parse_data_mode(mode, num_latents=10 ** 6)  # unknown modes fail before the model loads
 
 
 def _dataset(args, codi: CodiModel | TransformersModel, default_limit: int = 1000):
-    from ..data.sources import load_eval_dataset, synthetic_options
+    from ..data.eval_datasets import load_eval_dataset, synthetic_options
 
     limit = args.limit or default_limit
     if args.dataset == "synthetic":
@@ -113,7 +113,7 @@ def _dataset(args, codi: CodiModel | TransformersModel, default_limit: int = 100
 
 def run_train(args: argparse.Namespace) -> int:
     """Run `nnsight-codi lens train` from parsed arguments; return the exit code."""
-    from ..lens.train import CHECKPOINT, TrainConfig, collect, default_steps, parse_data_mode, train_tuned_lens
+    from ..lens.lens_training import CHECKPOINT, TrainConfig, collect, default_steps, parse_data_mode, train_tuned_lens
     from ..lens.tuned import PARAMS_NAME
 
     _check_syntax(args.data)
@@ -154,7 +154,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """Run `nnsight-codi lens eval` from parsed arguments; return the exit code."""
     import json
 
-    from ..lens.train import collect, evaluate_lens, parse_data_mode
+    from ..lens.lens_training import collect, evaluate_lens, parse_data_mode
     from ..lens.tuned import CONFIG_NAME, LEGACY_KEY, SIDECAR_NAME, TunedLens
 
     lens_dir = Path(args.lens)

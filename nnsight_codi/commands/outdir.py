@@ -51,7 +51,7 @@ _MARKERS = ("zarr.json", ".zgroup", "sweep.zarr", "train_config.json", "codi.jso
 def _zarr_kind(path: Path) -> str:
     """A zarr group's kind from its root attributes (this project's stores carry a `format`)."""
     from ..store.layout import STORE_FORMAT
-    from ..store.vectors import VECTORS_FORMAT
+    from ..store.vector_store import VECTORS_FORMAT
 
     try:
         meta = json.loads((path / "zarr.json").read_text())

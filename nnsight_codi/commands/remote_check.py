@@ -199,7 +199,7 @@ def _probe_run(model: Any, kind: str, remote: Any) -> tuple[Any, list]:
 
     from ..interventions import AddVector, KVSteer
     from ..tracing.branches import Branch, run_branches
-    from ..tracing.capture import Capture
+    from ..tracing.capture_hook import Capture
     from ..tracing.codi_model import eager_attention
     from ..tracing.loop import run_loop
 
@@ -303,7 +303,7 @@ def audit_checks(args: argparse.Namespace) -> tuple[list[Check], str | None]:
                        ndif_repo_id=args.ndif_model)
     checks: list[Check] = []
     if isinstance(model, CodiModel):
-        from ..tracing.capture import Capture
+        from ..tracing.capture_hook import Capture
         from ..tracing.loop import run_loop
 
         repo = model.ndif_repo_id

@@ -113,14 +113,14 @@ def run(args: argparse.Namespace) -> int:
     from ..data.scoring import extract_gold
     from ..interventions import Condition, Resources
     from ..interventions.conditions import evaluate_conditions
-    from ..interventions.sweep import SweepConfig, load_dataset_for, reference_vectors
+    from ..interventions.steering_sweep import SweepConfig, load_dataset_for, reference_vectors
     from ..stats import bootstrap_ci, paired_bootstrap_diff, significant
 
     check_out(args.out, "steer")
     remote = remote_value(args.remote)
     cond = condition_from_args(args)
     if args.dataset != "synthetic":
-        from ..data.sources import load_eval_dataset
+        from ..data.eval_datasets import load_eval_dataset
 
         load_eval_dataset(args.dataset, split=args.split, limit=args.limit, seed=args.seed)
     if synthetic_overrides(args):

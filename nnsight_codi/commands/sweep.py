@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     """Run `nnsight-codi sweep` from parsed arguments; return the exit code."""
     from pathlib import Path
 
-    from ..interventions.sweep import SweepConfig, run_sweep
+    from ..interventions.steering_sweep import SweepConfig, run_sweep
     from ..models.devices import resolve_device
-    from ..store.sweep import condition_table, open_sweep
+    from ..store.sweep_store import condition_table, open_sweep
 
     check_out(args.out, "sweep")
     if args.device:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config_cli import add_config_args, config_kwargs
-from ..training.config import TrainConfig
+from ..training.train_config import TrainConfig
 from .outdir import artifact_at, check_out
 
 _HELP = {

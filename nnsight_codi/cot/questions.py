@@ -41,7 +41,7 @@ def synthetic_seed(split: str, seed: int) -> int:
 
 def load_questions(spec: str, split: str = "train", limit: int | None = None, seed: int = 0, **options: Any):
     """A `datasets.Dataset` with `id`, `question` (and `answer` where the source has one)."""
-    from ..data.sources import load_eval_dataset
+    from ..data.eval_datasets import load_eval_dataset
 
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")

@@ -112,7 +112,7 @@ class NnsightCodiLM(TemplateLM):
                            if p not in ("self", "unknown", "loaded", "max_batch_size"))
             raise ValueError(f"unknown nnsight-codi model arg(s) {sorted(unknown)}; valid: {valid}")
         super().__init__()
-        from ..cot.steering import parse_condition
+        from ..cot.cot_steering import parse_condition
         from ..loading import load_instruct_model
         from ..tracing.codi_model import CodiModel
         from ..tracing.remote import check_remote, remote_value
@@ -151,8 +151,8 @@ class NnsightCodiLM(TemplateLM):
             if self.condition.name != "direct" or prompt_mode != "raw":
                 raise ValueError("steering conditions and prompt modes are for plain instruct LMs, not CODI models")
         else:
-            from ..cot.evaluate import check_condition
-            from ..cot.vectors import load_vectors
+            from ..cot.cot_accuracy import check_condition
+            from ..cot.vector_estimation import load_vectors
 
             if vectors:
                 self.vectors = load_vectors(vectors)
@@ -225,7 +225,7 @@ class NnsightCodiLM(TemplateLM):
 
     # -- helpers -------------------------------------------------------------------------------
     def _hooks(self, context_mask=None) -> list:
-        from ..cot.steering import steering_for
+        from ..cot.cot_steering import steering_for
 
         c = self.condition
         mask = context_mask if c.schedule == "single" else None  # single: the prompt (context) only

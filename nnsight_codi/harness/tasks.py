@@ -45,7 +45,7 @@ PAPER_TASKS = {
 
 def _model_dir(spec: Any) -> Path | None:
     """The directory a model spec (or a loaded model) was loaded from, without loading it."""
-    from ..models.sources import SHIPPED_INSTRUCT, TINY_MODEL_DIR
+    from ..models.model_sources import SHIPPED_INSTRUCT, TINY_MODEL_DIR
 
     if spec is None or spec == "":
         return None
@@ -65,7 +65,7 @@ def recorded_synthetic_options(spec: Any) -> dict[str, Any] | None:
     `instruct.json` beside its weights; None when it has no record (or is a hub id).
     """
     from ..instruct import INSTRUCT_FILE
-    from ..models.config import CODI_JSON
+    from ..models.codi_config import CODI_JSON
 
     directory = _model_dir(spec)
     if directory is None:
@@ -94,7 +94,7 @@ def synthetic_options_from(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """`SyntheticOptions` fields for the task: the model's record (`model=` / `pretrained=` /
     `loaded=`), then `min_steps`, `max_steps`, `value_max`, `ops` from the metadata on top.
     """
-    from ..data.sources import synthetic_options
+    from ..data.eval_datasets import synthetic_options
 
     model = metadata.get("loaded") or metadata.get("model") or metadata.get("pretrained")
     options = dict(recorded_synthetic_options(model) or {})
@@ -114,7 +114,7 @@ def synthetic_dataset(**metadata: Any):
     """
     import datasets
 
-    from ..data.sources import load_eval_dataset
+    from ..data.eval_datasets import load_eval_dataset
 
     if metadata.get("synthetic_file"):
         return _jsonl(metadata["synthetic_file"])

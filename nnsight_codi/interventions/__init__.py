@@ -9,7 +9,7 @@
 - `sweep`: a resumable grid of conditions in one store with a `condition` dim.
 """
 
-from ..store.vectors import open_vectors, save_vectors, vectors_from_store
+from ..store.vector_store import open_vectors, save_vectors, vectors_from_store
 from .ablation import ForceAnswer, answer_mask
 from .conditions import (
                          Condition,
@@ -22,7 +22,7 @@ from .conditions import (
 )
 from .patching import PATCH_KINDS, LatentStats, PatchLatent, PatchResidual, latent_patch_values
 from .steering import KV_POSITIONS, AddVector, KVSteer
-from .vectors import load_vector_file, save_vector_file
+from .steering_vectors import load_vector_file, save_vector_file
 
 __all__ = ["ForceAnswer", "answer_mask", "Condition", "ModelShape", "Resources", "build_hooks",
            "evaluate_conditions", "run_conditions", "validate_conditions", "PATCH_KINDS", "LatentStats", "PatchLatent",

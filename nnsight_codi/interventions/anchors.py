@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..steps import resolve_num_latents, resolve_step
 from ..tracing.branches import Branch, run_branches
-from ..tracing.capture import Capture
+from ..tracing.capture_hook import Capture
 from ..tracing.loop import run_loop
 from .ablation import ForceAnswer
 from .patching import LatentStats, PatchLatent, PatchResidual

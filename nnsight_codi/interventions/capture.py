@@ -1,4 +1,4 @@
-"""A steered capture: `nnsight_codi.capture.run_capture` with its intervention hooks built here.
+"""A steered capture: `nnsight_codi.activation_capture.run_capture` with its intervention hooks built here.
 
 `capture` (layer 4) takes the hooks' builder as a parameter instead of importing `interventions`, so the
 two study modules import each other in one direction only (interventions → capture).
@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..capture import CaptureConfig
-from ..capture import run_capture as _run_capture
+from ..activation_capture import CaptureConfig
+from ..activation_capture import run_capture as _run_capture
 from .conditions import capture_interventions
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | TransformersModel | None = None,
                 progress: bool = True) -> dict[str, Any]:
-    """`nnsight_codi.capture.run_capture`, with `config.interventions` (condition dicts, each optionally with
+    """`nnsight_codi.activation_capture.run_capture`, with `config.interventions` (condition dicts, each optionally with
     a `vectors` store path) run as steering hooks before `Capture`.
     """
     return _run_capture(out, config, codi=codi, progress=progress, interventions=capture_interventions)

@@ -38,7 +38,7 @@ from ..steps import Step, parse_step, resolve_num_latents, resolve_step
 from ..tracing.loop import Masking
 from .patching import PATCH_KINDS, LatentStats, PatchLatent, latent_patch_values
 from .steering import AddVector, KVSteer, check_kv_positions, check_layer, check_step
-from .vectors import check_pair, load_vector_file
+from .steering_vectors import check_pair, load_vector_file
 
 if TYPE_CHECKING:
     from ..tracing.codi_model import CodiModel
@@ -404,7 +404,7 @@ def capture_interventions(codi: CodiModel, interventions: Sequence[dict], num_la
     Conditions that change the number of latents (`extra_latent_step`) are refused: the store's steps
     would no longer be bot..eot of the model's K.
     """
-    from ..store.vectors import open_vectors
+    from ..store.vector_store import open_vectors
 
     shape = ModelShape.of(codi, num_latents)
     conds: list[tuple[Condition, Resources]] = []

@@ -168,7 +168,7 @@ def base_model_name(model: CodiModel | PreTrainedModel) -> str:
     """
     import re
 
-    from ..models.sources import shipped_name
+    from ..models.model_sources import shipped_name
     from .logit import _module
 
     lm = _module(model)

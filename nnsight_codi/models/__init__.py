@@ -3,7 +3,7 @@
 Assembling a model from them is `nnsight_codi.loading` (`load_model`).
 """
 
-from .config import CodiConfig, CodiFormatError
+from .codi_config import CodiConfig, CodiFormatError
 from .registry import CheckpointEntry, known_checkpoints, lookup, register_checkpoint
 
 __all__ = ["CodiConfig", "CodiFormatError", "CheckpointEntry", "known_checkpoints", "lookup", "register_checkpoint"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import Tensor, nn
 
-from .config import CodiConfig, CodiFormatError
+from .codi_config import CodiConfig, CodiFormatError
 from .projection import projection_from_state_dict
 from .registry import CheckpointEntry
 

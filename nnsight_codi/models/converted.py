@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import PRJ_FILE, CodiConfig, CodiFormatError
+from .codi_config import PRJ_FILE, CodiConfig, CodiFormatError
 from .projection import projection_from_state_dict
 
 if TYPE_CHECKING:

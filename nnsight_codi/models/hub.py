@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .model_sources import ModelSourceError, one_line
 from .registry import CheckpointEntry
-from .sources import ModelSourceError, one_line
 
 ADVICE = ("download it where there is network and pass its local path (or convert it once with "
           "`nnsight-codi convert`)")

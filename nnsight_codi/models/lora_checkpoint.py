@@ -5,7 +5,7 @@ base's own state (embedding/head rows < V, every target module's `base_layer`), 
 `(A [r, in], B [out, r])` in forward order, the three added tokens' rows (V, V+1, V+2) and the
 projection, validating every key. `base_checks` picks a few base tensors whose checksums
 (`BaseCheck`) let `tracing.lora.verify_base` refuse a (hosted) base with other weights.
-Running it as interventions is `nnsight_codi.tracing.lora`; assembling the model `nnsight_codi.loading`.
+Running it as interventions is `nnsight_codi.tracing.lora_interventions`; assembling the model `nnsight_codi.loading`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .architecture import FINAL_NORM_PATHS, first_attribute
 from .checkpoint import LORA_TARGETS, PREFIX, _problem_report, _tied_keys
-from .config import CodiFormatError
+from .codi_config import CodiFormatError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

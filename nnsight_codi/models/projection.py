@@ -37,7 +37,7 @@ def build_projection(hidden_size: int, prj_dim: int | None = None, layer_norm: b
 
 def projection_from_state_dict(state: dict[str, torch.Tensor]) -> nn.Sequential:
     """Build a projection whose shapes match `state` (keys without the `prj.` prefix), load it strictly."""
-    from .config import CodiFormatError
+    from .codi_config import CodiFormatError
 
     required = ["1.weight", "1.bias", "3.weight", "3.bias"]
     missing = [k for k in required if k not in state]

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import _tied_keys, convert_reference_state, read_state_dict
-from .config import CodiFormatError
+from .codi_config import CodiFormatError
 from .kv_cache import cache_kwargs, output_cache
 from .registry import CheckpointEntry
 
@@ -438,7 +438,7 @@ def download_release(entry: CheckpointEntry) -> Path:
     from huggingface_hub import snapshot_download
 
     from .hub import ADVICE, _offline
-    from .sources import ModelSourceError, one_line
+    from .model_sources import ModelSourceError, one_line
 
     try:
         return Path(snapshot_download(entry.repo_id, revision=entry.revision,

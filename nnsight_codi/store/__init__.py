@@ -9,14 +9,6 @@ Example (see `StoreWriter` for a runnable one)::
 """
 
 from nnsight_codi.store.background import BackgroundStoreWriter
-from nnsight_codi.store.errors import (
-    ConfigMismatchError,
-    ManifestError,
-    SchemaError,
-    SchemaVersionError,
-    StoreError,
-    StoreLockedError,
-)
 from nnsight_codi.store.manifest import Manifest
 from nnsight_codi.store.positions import left_align, pad_counts_from_mask
 from nnsight_codi.store.reader import (
@@ -35,6 +27,14 @@ from nnsight_codi.store.schema import (
     step_names,
     validate_layers,
     validate_variables,
+)
+from nnsight_codi.store.store_errors import (
+    ConfigMismatchError,
+    ManifestError,
+    SchemaError,
+    SchemaVersionError,
+    StoreError,
+    StoreLockedError,
 )
 from nnsight_codi.store.summary import store_summary
 from nnsight_codi.store.writer import StoreWriter

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from nnsight_codi.store.errors import StoreError
 from nnsight_codi.store.manifest import Manifest
+from nnsight_codi.store.store_errors import StoreError
 from nnsight_codi.store.writer import StoreWriter
 
 _STOP = object()

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from nnsight_codi.store.errors import SchemaError
 from nnsight_codi.store.schema import (
     KV_NAMES,
     LAYER_DOC,
@@ -29,6 +28,7 @@ from nnsight_codi.store.schema import (
     STEP_DOC,
     VARIABLES,
 )
+from nnsight_codi.store.store_errors import SchemaError
 
 LOCK_NAME = ".nnsight_codi.lock"
 STORE_FORMAT = "nnsight-codi activation store"

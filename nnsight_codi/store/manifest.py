@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from nnsight_codi.store.errors import ManifestError
 from nnsight_codi.store.schema import SCHEMA_VERSION
+from nnsight_codi.store.store_errors import ManifestError
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "nnsight-codi-manifest"

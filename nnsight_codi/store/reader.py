@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from nnsight_codi.store.errors import SchemaVersionError, StoreError
 from nnsight_codi.store.manifest import Manifest
 from nnsight_codi.store.schema import SCHEMA_VERSION, VARIABLES
+from nnsight_codi.store.store_errors import SchemaVersionError, StoreError
 
 StoreLike = str | os.PathLike | xr.Dataset
 

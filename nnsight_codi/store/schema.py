@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from nnsight_codi.steps import step_names as _step_names
-from nnsight_codi.store.errors import SchemaError
+from nnsight_codi.store.store_errors import SchemaError
 
 SCHEMA_VERSION = 1
 """Bumped whenever the layout changes in a way old readers cannot read."""
@@ -121,7 +121,7 @@ VARIABLES: dict[str, VarSpec] = {
     "correct": VarSpec(("example",), "bool", False, "answer_pred == answer_gold"),
     "prompt_ids": VarSpec(("example", "position"), "int32", "pad",
                           "prompt token ids, left-aligned, padded with pad_id"),
-    # CoT-vector stores (nnsight_codi.cot.vectors): the step dim holds the prompt mode (cot, direct)
+    # CoT-vector stores (nnsight_codi.cot.vector_estimation): the step dim holds the prompt mode (cot, direct)
     "steering_diff": VarSpec(("example", "layer", "dim"), "float", None,
                              "per-example difference of mean residual streams (CoT - direct prompt)"),
     "mode_prompt_ids": VarSpec(("example", "step", "position"), "int32", "pad",

@@ -40,13 +40,6 @@ from typing import Any
 
 import numpy as np
 
-from nnsight_codi.store.errors import (
-    ConfigMismatchError,
-    SchemaError,
-    SchemaVersionError,
-    StoreError,
-    StoreLockedError,
-)
 from nnsight_codi.store.fingerprints import diff_fingerprints, mismatch_summary
 from nnsight_codi.store.layout import COMPRESSIONS, LOCK_NAME, StoreLayout
 from nnsight_codi.store.manifest import MANIFEST_NAME, Manifest, remove_stale_temp_files
@@ -61,6 +54,13 @@ from nnsight_codi.store.schema import (
     uses_position,
     validate_layers,
     validate_variables,
+)
+from nnsight_codi.store.store_errors import (
+    ConfigMismatchError,
+    SchemaError,
+    SchemaVersionError,
+    StoreError,
+    StoreLockedError,
 )
 
 

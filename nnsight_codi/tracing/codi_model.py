@@ -36,7 +36,7 @@ from nnsight import TransformersModel
 from nnsight.intervention.envoy import traceable
 from torch import Tensor, nn
 
-from ..models.config import CodiConfig
+from ..models.codi_config import CodiConfig
 from ..models.family import Feedback, LatentFamily, family
 from ..models.kv_cache import cache_kwargs, output_cache
 from ..steps import resolve_num_latents

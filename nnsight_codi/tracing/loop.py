@@ -61,7 +61,7 @@ import nnsight
 import torch
 from torch import Tensor
 
-from ..models.config import CodiConfig
+from ..models.codi_config import CodiConfig
 from ..models.family import Feedback, LatentFamily, family
 from ..steps import resolve_num_latents, step_name, step_names
 from .batching import extend_mask, next_positions, positions_from_mask, reference_prompt_mask

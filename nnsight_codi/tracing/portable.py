@@ -12,7 +12,7 @@ containers and closures are converted element by element, and tensors are untouc
 server computes exactly what a local run computes (tested: `remote="local"` before and after).
 
 Example:
-    >>> from nnsight_codi.models.config import CodiConfig
+    >>> from nnsight_codi.models.codi_config import CodiConfig
     >>> twin = portable(CodiConfig(pad_id=0, bot_id=1, eot_id=2))
     >>> twin.bot_id, hasattr(type(twin), "__dataclass_fields__")
     (1, False)

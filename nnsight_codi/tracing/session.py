@@ -32,7 +32,7 @@ import torch
 from nnsight import TransformersModel
 from torch import Tensor, nn
 
-from ..models.config import CodiConfig
+from ..models.codi_config import CodiConfig
 from ..models.kv_cache import CACHE_ARG, REMOTE_CACHE_ARG, output_cache
 from ..steps import resolve_num_latents
 from .batching import positions_from_mask

@@ -16,7 +16,7 @@ Example:
     >>> train(TrainConfig(out="out/tiny", steps=3200))             # doctest: +SKIP
 """
 
-from .config import TrainConfig
+from .train_config import TrainConfig
 from .trainer import export_checkpoint, train
 
 __all__ = ["TrainConfig", "train", "export_checkpoint"]

@@ -32,13 +32,13 @@ from ..instruct import (
     score_outputs,
     with_instruction,
 )
-from ..models.config import CodiConfig
+from ..models.codi_config import CodiConfig
 from ..models.converted import load_projection
-from .config import TrainConfig
-from .evaluate import evaluate_student, evaluate_teacher, lens_table, lens_top_tokens
+from .train_config import TrainConfig
+from .train_evaluator import evaluate_student, evaluate_teacher, lens_table, lens_top_tokens
 
 if TYPE_CHECKING:
-    from .instruct import InstructConfig
+    from .instruct_training import InstructConfig
 
 
 def load_trained(directory: str | Path):

@@ -25,15 +25,15 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data.rows import Encoded, clean_question, encode_answer, prepare_cot
-from ..models.config import CodiConfig
+from ..models.codi_config import CodiConfig
 from ..models.converted import save_converted
 from ..models.projection import build_projection
 from ..steps import resolve_num_latents
 from .base import embedding_matrix, family_of, hf_base, tiny_base
 from .codi import codi_losses
-from .config import TrainConfig
 from .encode import collate
-from .evaluate import evaluate_student, evaluate_teacher
+from .train_config import TrainConfig
+from .train_evaluator import evaluate_student, evaluate_teacher
 
 CHECKPOINT = "checkpoint/state.pt"
 
@@ -59,7 +59,7 @@ def build_setup(cfg: TrainConfig) -> Setup:
     torch.manual_seed(cfg.seed + 1)
     prj = build_projection(hidden, cfg.prj_dim or hidden, layer_norm=cfg.prj_layer_norm)
     if cfg.lora_r > 0:
-        from .lora import apply_lora
+        from .lora_layers import apply_lora
 
         apply_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, seed=cfg.seed, train_token_ids=[
             ids["pad_id"], ids["bot_id"], ids["eot_id"]])
@@ -197,7 +197,7 @@ def load_checkpoint(path: Path, setup: Setup, opt: torch.optim.Optimizer) -> tup
 def final_model_for_saving(setup: Setup) -> PreTrainedModel:
     """The LM to save: LoRA adapters merged if present."""
     if any(hasattr(m, "lora_a") for m in setup.model.modules()):
-        from .lora import merge_lora
+        from .lora_layers import merge_lora
 
         return merge_lora(setup.model)
     return setup.model

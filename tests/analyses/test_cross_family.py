@@ -9,7 +9,7 @@ import pytest
 from factories import make_converted
 
 from analyses import cross_family
-from nnsight_codi.training.coconut import CoconutTrainConfig, train_coconut
+from nnsight_codi.training.coconut_curriculum import CoconutTrainConfig, train_coconut
 
 
 @pytest.fixture(scope="module")

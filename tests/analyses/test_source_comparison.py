@@ -117,7 +117,7 @@ def steering_study(tmp_path_factory):
 
 
 def test_steering_sites_are_read_back_as_run_and_the_table_comes_from_results(steering_study):
-    from nnsight_codi.store.sweep import open_sweep
+    from nnsight_codi.store.sweep_store import open_sweep
 
     out, config, results = steering_study
     saved = json.loads((out / "results.json").read_text())

@@ -42,7 +42,7 @@ def _sweep_dir(path):
     """A hand-made sweep directory: unsteered, the extra step alone, hidden and KV at latent 1, KV at all
     latents, a zero patch; 12 problems."""
     from nnsight_codi.store import StoreWriter
-    from nnsight_codi.store.sweep import SWEEP_STORE, SWEEP_VARIABLES
+    from nnsight_codi.store.sweep_store import SWEEP_STORE, SWEEP_VARIABLES
 
     conds = [{"name": "none", "mode": "none"},
              {"name": "none+x", "mode": "none", "extra_latent_step": True},

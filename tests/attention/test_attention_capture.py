@@ -12,7 +12,7 @@ import pytest
 import torch
 from factories import make_converted
 
-from nnsight_codi.capture import CaptureConfig, run_capture
+from nnsight_codi.activation_capture import CaptureConfig, run_capture
 from nnsight_codi.loading import load_model
 from nnsight_codi.store import open_store
 

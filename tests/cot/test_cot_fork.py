@@ -13,7 +13,7 @@ import torch
 from nnsight_codi.cot import Condition, Steering, evaluate_conditions, load_questions, run_grid
 from nnsight_codi.cot.generation import generate_forked, generate_ids, prompt_cache
 from nnsight_codi.cot.prompts import prompt_ids
-from nnsight_codi.models.sources import TINY_INSTRUCT_DIR
+from nnsight_codi.models.model_sources import TINY_INSTRUCT_DIR
 
 TINY = pytest.param("tiny-instruct", marks=pytest.mark.skipif(not (TINY_INSTRUCT_DIR / "config.json").is_file(),
                                                               reason="the tiny instruct model is not installed"))

@@ -11,9 +11,9 @@ import pytest
 from nnsight_codi.cli import main
 from nnsight_codi.commands.cot_vectors import _questions
 from nnsight_codi.cot.questions import load_questions
-from nnsight_codi.data.sources import synthetic_options
+from nnsight_codi.data.eval_datasets import synthetic_options
 from nnsight_codi.loading import load_model
-from nnsight_codi.models.sources import TINY_INSTRUCT_DIR
+from nnsight_codi.models.model_sources import TINY_INSTRUCT_DIR
 
 
 @pytest.fixture(scope="module")

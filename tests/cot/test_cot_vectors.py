@@ -23,7 +23,7 @@ from nnsight_codi.cot import (
 )
 from nnsight_codi.cot.generation import generate_ids, position_means
 from nnsight_codi.cot.prompts import prompt_ids
-from nnsight_codi.cot.vectors import stored_ids
+from nnsight_codi.cot.vector_estimation import stored_ids
 from nnsight_codi.tracing.remote import NdifError, check_remote, ndif_errors
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from nnsight_codi.models.sources import TINY_INSTRUCT_DIR
+from nnsight_codi.models.model_sources import TINY_INSTRUCT_DIR
 
 pytestmark = pytest.mark.skipif(not (TINY_INSTRUCT_DIR / "config.json").is_file(),
                                 reason="the tiny instruct model is not installed")
@@ -24,7 +24,7 @@ def test_vectors_and_steering_on_tiny_instruct(model, tmp_path):
     from nnsight_codi.cot import ExtractConfig, Steering, extract_vectors, load_questions, load_vectors
     from nnsight_codi.cot.generation import generate_ids
     from nnsight_codi.cot.prompts import prompt_ids
-    from nnsight_codi.cot.vectors import stored_ids
+    from nnsight_codi.cot.vector_estimation import stored_ids
 
     path = tmp_path / "v.zarr"
     extract_vectors(path, ExtractConfig(model="tiny-instruct", limit=3, max_new_tokens=12), model=model,

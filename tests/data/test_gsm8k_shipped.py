@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from nnsight_codi.data import gsm8k, network
+from nnsight_codi.data.eval_datasets import DatasetError, load_eval_dataset
 from nnsight_codi.data.scoring import extract_gold
-from nnsight_codi.data.sources import DatasetError, load_eval_dataset
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "gsm8k_test_head20.jsonl"
 TRAIN_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "gsm8k_train_head600.jsonl"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from nnsight_codi.data.eval_datasets import DatasetError, load_eval_dataset
 from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct
-from nnsight_codi.data.sources import DatasetError, load_eval_dataset
 
 GSM8K = Path(__file__).resolve().parent / "fixtures" / "gsm8k_test_head20.jsonl"
 

@@ -58,7 +58,7 @@ def test_registered():
 
 @pytest.mark.parametrize("task", ["nnsight_codi_synthetic", "nnsight_codi_gsm8k_local"])
 def test_codi_accuracy_equals_nnsight_codi_eval(task, tmp_path, synthetic_lines):
-    from nnsight_codi.data.sources import load_eval_dataset
+    from nnsight_codi.data.eval_datasets import load_eval_dataset
     from nnsight_codi.evaluation import evaluate
     from nnsight_codi.loading import load_model
 
@@ -116,7 +116,7 @@ def steered(tmp_path_factory):
 
 def test_steered_instruct_lm_equals_own_evaluation(steered, tmp_path, synthetic_lines):
     from nnsight_codi.cot import evaluate_condition, load_vectors, parse_condition
-    from nnsight_codi.data.sources import load_eval_dataset
+    from nnsight_codi.data.eval_datasets import load_eval_dataset
 
     model, store = steered
     data = _head(synthetic_lines, 6, tmp_path / "syn.jsonl")
@@ -176,7 +176,7 @@ def _steps(rows) -> set[int]:
 
 
 def test_synthetic_task_follows_the_models_recorded_distribution(tmp_path):
-    from nnsight_codi.data.sources import load_eval_dataset
+    from nnsight_codi.data.eval_datasets import load_eval_dataset
     from nnsight_codi.harness.tasks import SYNTHETIC_SEED, SYNTHETIC_SIZE
 
     recorded = json.loads((Path(nnsight_codi.__file__).parent / "assets" / "tiny-instruct" / "instruct.json")

@@ -12,7 +12,7 @@ from reference_impl import blocks_of
 from nnsight_codi.interventions import AddVector, ForceAnswer, KVSteer, PatchLatent, PatchResidual
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.kv_cache import cache_kwargs, output_cache
-from nnsight_codi.tracing.capture import Capture
+from nnsight_codi.tracing.capture_hook import Capture
 from nnsight_codi.tracing.loop import run_loop
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more . how many pens ?", "how many pens ?",

@@ -10,8 +10,8 @@ from factories import make_converted
 
 from nnsight_codi.cli import main
 from nnsight_codi.interventions import Condition
-from nnsight_codi.interventions.sweep import SweepConfig, expand_conditions
-from nnsight_codi.lens.train import parse_data_mode
+from nnsight_codi.interventions.steering_sweep import SweepConfig, expand_conditions
+from nnsight_codi.lens.lens_training import parse_data_mode
 from nnsight_codi.steps import parse_step, resolve_step, step_names
 
 

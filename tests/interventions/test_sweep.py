@@ -16,11 +16,11 @@ from factories import make_converted
 
 from nnsight_codi.cli import main
 from nnsight_codi.interventions import Condition, ModelShape, Resources, build_hooks, save_vector_file
-from nnsight_codi.interventions.sweep import SweepConfig, expand_conditions, run_sweep
+from nnsight_codi.interventions.steering_sweep import SweepConfig, expand_conditions, run_sweep
 from nnsight_codi.loading import load_model
 from nnsight_codi.store import open_store
-from nnsight_codi.store.sweep import condition_table, open_sweep
-from nnsight_codi.store.vectors import open_vectors
+from nnsight_codi.store.sweep_store import condition_table, open_sweep
+from nnsight_codi.store.vector_store import open_vectors
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def _file(tmp_path, name, **tensors):
 
 
 def _small_vectors(model_dir, tmp_path):
-    from nnsight_codi.capture import CaptureConfig, run_capture
+    from nnsight_codi.activation_capture import CaptureConfig, run_capture
     from nnsight_codi.interventions import save_vectors, vectors_from_store
 
     store = tmp_path / "ref.zarr"

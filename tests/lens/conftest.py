@@ -19,8 +19,8 @@ def tiny():
 @pytest.fixture(scope="session")
 def tiny_lens(tiny, tmp_path_factory):
     """A tuned lens trained for a few steps on latents of 48 training problems (seed 2)."""
-    from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
-    from nnsight_codi.lens.train import TrainConfig, collect, train_tuned_lens
+    from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
+    from nnsight_codi.lens.lens_training import TrainConfig, collect, train_tuned_lens
 
     ds = load_eval_dataset("synthetic", limit=48, seed=2, **synthetic_options(tiny))
     data = collect(tiny, ds, "latents", progress=False)
@@ -33,8 +33,8 @@ def tiny_lens(tiny, tmp_path_factory):
 @pytest.fixture(scope="session")
 def study_dir(tiny, tiny_lens, tmp_path_factory):
     """What runs/lens_study.py writes, small: lens.zarr, tuned-latents.zarr, acc-k{0,2}.zarr, truth.jsonl."""
-    from nnsight_codi.capture import CaptureConfig, run_capture
-    from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
+    from nnsight_codi.activation_capture import CaptureConfig, run_capture
+    from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
     from nnsight_codi.lens.values import dataset_truth
 
     out = tmp_path_factory.mktemp("study")

@@ -88,7 +88,7 @@ def test_probe_beats_chance_on_signal_not_on_noise():
 
 def test_early_answer_is_running_with_fewer_latents(tiny):
     """Stopping after latent k and feeding eot = running with k latents: steps 0..k are the same."""
-    from nnsight_codi.tracing.capture import Capture, assemble
+    from nnsight_codi.tracing.capture_hook import Capture, assemble
     from nnsight_codi.tracing.loop import run_loop
 
     prompts = tiny.encode(["Tom has 4 boxes with 6 pens each . He loses 3 pens . How many pens does Tom have now ?",

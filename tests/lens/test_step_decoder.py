@@ -90,7 +90,7 @@ def test_batched_equals_one_at_a_time(tmp_path):
 
 
 def test_capture_store_and_dashboard(tmp_path):
-    from nnsight_codi.capture import CaptureConfig, run_capture
+    from nnsight_codi.activation_capture import CaptureConfig, run_capture
     from nnsight_codi.dashboard.builder import page_data, write_dashboard
     from nnsight_codi.store import open_store
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from factories import make_converted
 
-from nnsight_codi.capture import CaptureConfig, run_capture
+from nnsight_codi.activation_capture import CaptureConfig, run_capture
 from nnsight_codi.cli import main as cli_main
-from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
+from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
+from nnsight_codi.lens.lens_training import collect, evaluate_lens, parse_data_mode
 from nnsight_codi.lens.readout import lens_readouts
-from nnsight_codi.lens.train import collect, evaluate_lens, parse_data_mode
 from nnsight_codi.lens.tuned import TunedLens
 from nnsight_codi.store import open_store
 
@@ -48,7 +48,7 @@ def test_killed_training_resumes_to_the_same_lens_and_refuses_other_weights(tmp_
     """Killed after its step-10 checkpoint, a rerun ends with the uninterrupted run's translators;
     the same checkpoint is refused for a model whose weights changed under the same path; the
     checkpoint is gone once training finishes."""
-    from nnsight_codi.lens.train import TrainConfig, train_tuned_lens
+    from nnsight_codi.lens.lens_training import TrainConfig, train_tuned_lens
     from nnsight_codi.loading import load_model
 
     codi = load_model("tiny")

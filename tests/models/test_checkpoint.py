@@ -10,7 +10,7 @@ from reference_impl import attach_lora, reference_run
 
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.checkpoint import convert_reference_checkpoint
-from nnsight_codi.models.config import CodiFormatError
+from nnsight_codi.models.codi_config import CodiFormatError
 from nnsight_codi.models.converted import save_converted
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more .", "how many pens ?", "he loses 2 pens . the answer is"]

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from coconut_fixtures import KINDS, LATENT_TOKENS, MAX_NEW_TOKENS, QUESTIONS, checksum, fabricate, reference  # noqa: E402
 
 from nnsight_codi.loading import load_model  # noqa: E402
-from nnsight_codi.models.config import CodiFormatError  # noqa: E402
+from nnsight_codi.models.codi_config import CodiFormatError  # noqa: E402
 from nnsight_codi.tracing.loop import answer_ids, run_loop  # noqa: E402
 
 

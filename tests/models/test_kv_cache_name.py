@@ -15,7 +15,7 @@ from transformers import GPT2LMHeadModel, LlamaForCausalLM
 
 from nnsight_codi.loading import load_model
 from nnsight_codi.models.kv_cache import CACHE_ARG, cache_kwargs, output_cache
-from nnsight_codi.tracing.capture import Capture
+from nnsight_codi.tracing.capture_hook import Capture
 from nnsight_codi.tracing.loop import run_loop
 
 

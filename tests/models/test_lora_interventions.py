@@ -21,15 +21,15 @@ from factories import (
     word_tokenizer,
 )
 
-from nnsight_codi.capture import CaptureConfig, run_capture
+from nnsight_codi.activation_capture import CaptureConfig, run_capture
 from nnsight_codi.loading import load_model
-from nnsight_codi.models.config import CodiFormatError
+from nnsight_codi.models.codi_config import CodiFormatError
 from nnsight_codi.models.lora_checkpoint import BaseMismatchError
 from nnsight_codi.models.projection import build_projection
 from nnsight_codi.store import open_store
-from nnsight_codi.tracing.capture import Capture
+from nnsight_codi.tracing.capture_hook import Capture
 from nnsight_codi.tracing.loop import run_loop
-from nnsight_codi.tracing.lora import LoraCodiModel
+from nnsight_codi.tracing.lora_interventions import LoraCodiModel
 from nnsight_codi.tracing.remote import count_requests
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more .", "how many pens ?", "he loses 2 pens . the answer is"]

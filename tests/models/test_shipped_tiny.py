@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
 from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct
-from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
 from nnsight_codi.evaluation import direct_answer_budget
 from nnsight_codi.loading import load_model
-from nnsight_codi.models.sources import TINY_MODEL_DIR
-from nnsight_codi.training.evaluate import student_generate
+from nnsight_codi.models.model_sources import TINY_MODEL_DIR
 from nnsight_codi.training.report import load_trained
+from nnsight_codi.training.train_evaluator import student_generate
 
 HELD_OUT_SEED = 1_000_004  # never used to train the shipped model (codi.json: train_seed 3, test_seed 1000003)
 

@@ -13,7 +13,7 @@ from factories import make_reference_checkpoint
 from simcot_factory import LAYOUTS, make_release, release_state, write_release
 
 from nnsight_codi.loading import load_model
-from nnsight_codi.models.config import CodiFormatError
+from nnsight_codi.models.codi_config import CodiFormatError
 from nnsight_codi.models.simcot import SIMCOT_RELEASES, read_release, release_files, simcot_entry
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more .", "how many pens ?"]
@@ -121,7 +121,7 @@ def test_known_releases_and_offline_hub_error(monkeypatch):
     assert simcot_entry("internlm/SIM_COT-LLaMA3-CODI-8B").base == "meta-llama/Llama-3.1-8B-Instruct"
     assert {e.family for e in SIMCOT_RELEASES.values()} == {"gpt2", "llama"}
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from nnsight_codi.models.sources import ModelSourceError
+    from nnsight_codi.models.model_sources import ModelSourceError
 
     with pytest.raises(ModelSourceError, match="cannot download internlm/SIM_COT-GPT2-CODI"):
         load_model("internlm/SIM_COT-GPT2-CODI")

@@ -13,7 +13,7 @@ from nnsight_codi.instruct import (
     score_outputs,
 )
 from nnsight_codi.loading import load_model
-from nnsight_codi.models.sources import TINY_INSTRUCT_DIR
+from nnsight_codi.models.model_sources import TINY_INSTRUCT_DIR
 
 pytestmark = pytest.mark.skipif(not (TINY_INSTRUCT_DIR / "model.safetensors").is_file(),
                                 reason="tiny-instruct not shipped")
@@ -28,7 +28,7 @@ def model():
 def heldout():
     import json
 
-    from nnsight_codi.training.instruct import InstructConfig
+    from nnsight_codi.training.instruct_training import InstructConfig
     from nnsight_codi.training.report import unseen_problems
 
     meta = json.loads((TINY_INSTRUCT_DIR / "instruct.json").read_text())
@@ -167,7 +167,7 @@ def test_earlier_models_load_by_name_and_each_starts_from_the_one_before():
 
     from safetensors.torch import load_file
 
-    from nnsight_codi.models.sources import SHIPPED_INSTRUCT
+    from nnsight_codi.models.model_sources import SHIPPED_INSTRUCT
 
     weights = {}
     for name, directory in SHIPPED_INSTRUCT.items():

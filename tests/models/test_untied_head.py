@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from nnsight_codi.cli import main
 from nnsight_codi.loading import load_model
-from nnsight_codi.models.config import CodiFormatError
+from nnsight_codi.models.codi_config import CodiFormatError
 from nnsight_codi.models.lora_checkpoint import BaseMismatchError
 from nnsight_codi.models.projection import build_projection
 from nnsight_codi.tracing.loop import run_loop

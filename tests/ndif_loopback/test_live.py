@@ -22,7 +22,7 @@ import torch
 from nnsight_codi.interventions import AddVector, ForceAnswer, KVSteer, PatchLatent
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing.branches import Branch, run_branches
-from nnsight_codi.tracing.capture import CAPTURABLE, Capture
+from nnsight_codi.tracing.capture_hook import CAPTURABLE, Capture
 from nnsight_codi.tracing.codi_model import eager_attention
 from nnsight_codi.tracing.loop import run_loop
 from nnsight_codi.tracing.remote import count_requests
@@ -174,7 +174,7 @@ def test_lens_capture(codi, url, ndif_server, tmp_path):
     """The capture pipeline with lens read-outs, remote vs local: the same store."""
     import numpy as np
 
-    from nnsight_codi.capture import CaptureConfig, run_capture
+    from nnsight_codi.activation_capture import CaptureConfig, run_capture
     from nnsight_codi.store.reader import open_store
 
     variables = ("hidden", "latent_input", "kv", "lens", "answer_pred", "correct")
@@ -198,9 +198,9 @@ def test_cot_vectors_on_a_plain_lm(ndif_server, url):
     """CoT vectors: steered generation and position means on the hosted tiny instruct LM."""
     from nnsight import TransformersModel
 
+    from nnsight_codi.cot.cot_steering import Steering
     from nnsight_codi.cot.generation import generate_ids, position_means
     from nnsight_codi.cot.prompts import prompt_ids
-    from nnsight_codi.cot.steering import Steering
     from nnsight_codi.loading import load_instruct_model
 
     local_model = load_instruct_model("tiny-instruct")

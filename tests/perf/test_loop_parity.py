@@ -9,9 +9,9 @@ import torch
 from factories import make_converted
 from oracle import as_oracle
 
-from nnsight_codi.data.sources import load_eval_dataset, synthetic_options
+from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
 from nnsight_codi.loading import load_model
-from nnsight_codi.tracing.capture import Capture
+from nnsight_codi.tracing.capture_hook import Capture
 from nnsight_codi.tracing.loop import run_loop
 from nnsight_codi.tracing.session import plain_lm_model, run_latent_session
 

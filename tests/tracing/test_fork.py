@@ -17,7 +17,7 @@ from nnsight_codi.interventions import AddVector, ForceAnswer, KVSteer, PatchLat
 from nnsight_codi.loading import load_model
 from nnsight_codi.tracing import loop as loop_module
 from nnsight_codi.tracing.branches import Branch, divergence_step, run_branches
-from nnsight_codi.tracing.capture import Capture
+from nnsight_codi.tracing.capture_hook import Capture
 from nnsight_codi.tracing.loop import LoopSnapshot, _segment, run_loop
 
 QUESTIONS = ["tom has 3 pens . he gets 4 more . how many pens ?", "how many pens ?",

@@ -14,7 +14,7 @@ from nnsight_codi.interventions.ablation import ForceAnswer
 from nnsight_codi.interventions.patching import PatchLatent, PatchResidual
 from nnsight_codi.interventions.steering import AddVector, KVSteer
 from nnsight_codi.loading import load_model
-from nnsight_codi.tracing.capture import CAPTURABLE, Capture
+from nnsight_codi.tracing.capture_hook import CAPTURABLE, Capture
 from nnsight_codi.tracing.loop import run_loop
 from nnsight_codi.tracing.remote import count_requests
 from nnsight_codi.tracing.request_audit import (
@@ -103,9 +103,9 @@ def test_steer_and_sweep_hook_requests(codi):
 def test_cot_vector_requests():
     import cot_testlib as lib
 
+    from nnsight_codi.cot.cot_steering import Steering
     from nnsight_codi.cot.generation import generate_ids, position_means
     from nnsight_codi.cot.prompts import prompt_ids
-    from nnsight_codi.cot.steering import Steering
 
     model = lib.chat_lm()
     prompts = [prompt_ids(model.tokenizer, q, "cot") for q in ["tom has 3 pens .", "he gets 4 more ."]]

@@ -8,7 +8,7 @@ import torch
 
 from nnsight_codi.data.synthetic import make_train_test
 from nnsight_codi.models.family import COCONUT_TOKENS
-from nnsight_codi.training.coconut import (
+from nnsight_codi.training.coconut_curriculum import (
     CoconutTrainConfig,
     coconut_loss,
     coconut_tokenizer_and_model,

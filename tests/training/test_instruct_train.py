@@ -9,7 +9,12 @@ import torch
 from nnsight_codi.data.synthetic import make_train_test
 from nnsight_codi.instruct import contains_chain, instruct_prompt
 from nnsight_codi.training.encode import collate
-from nnsight_codi.training.instruct import InstructConfig, build_instruct_setup, encode_instruct_dataset, train_instruct
+from nnsight_codi.training.instruct_training import (
+    InstructConfig,
+    build_instruct_setup,
+    encode_instruct_dataset,
+    train_instruct,
+)
 
 SMALL = dict(n_layer=2, n_embd=32, n_head=2, max_number=99, batch_size=16, lr=3e-3, min_steps=2, max_steps=2,
              value_max=30, add_max=5, mul_max=3, progress=False, threads=0, eval_every=0, checkpoint_every=0,
@@ -114,7 +119,7 @@ def test_warm_start_with_paraphrases_keeps_old_ids_and_trains_none_as_direct(dat
 def test_carried_problems_train_the_reply_to_keep_the_mode_its_first_token_chose(data):
     """`carry_fraction`: those problems get the other mode's reply with its first token in the
     unlabelled prompt; the instruction (and mode per problem) is unchanged; the rest are as before."""
-    from nnsight_codi.training.instruct import carry_flags
+    from nnsight_codi.training.instruct_training import carry_flags
 
     base = InstructConfig(**SMALL)
     cfg = InstructConfig(**{**SMALL, "carry_fraction": 0.4})

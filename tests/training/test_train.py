@@ -12,10 +12,10 @@ import torch
 
 from nnsight_codi.data.rows import encode_example, prepare_cot
 from nnsight_codi.data.synthetic import make_train_test
-from nnsight_codi.models.config import CodiConfig
+from nnsight_codi.models.codi_config import CodiConfig
 from nnsight_codi.training.codi import codi_losses, distillation_loss, run_latents
-from nnsight_codi.training.config import TrainConfig
 from nnsight_codi.training.encode import collate
+from nnsight_codi.training.train_config import TrainConfig
 from nnsight_codi.training.trainer import build_setup, encode_dataset, train
 
 SMALL = dict(n_layer=2, n_embd=32, n_head=2, max_number=99, num_latents=2, batch_size=16, lr=3e-3,
@@ -143,7 +143,7 @@ def test_resume_continues_exactly(tmp_path, data):
 
 
 def test_lora_merge_matches():
-    from nnsight_codi.training.lora import LoraLinear, apply_lora, merge_lora
+    from nnsight_codi.training.lora_layers import LoraLinear, apply_lora, merge_lora
 
     cfg = TrainConfig(**SMALL)
     setup = build_setup(cfg)

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import family_of, read_state_dict
-from .config import CodiConfig, CodiFormatError
+from .codi_config import CodiConfig, CodiFormatError
 from .family import COCONUT_TOKENS
 
 if TYPE_CHECKING:

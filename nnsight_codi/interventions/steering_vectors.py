@@ -1,7 +1,7 @@
 """Steering vectors: vector files for `--vector`, the pair check, and the activation-difference lens.
 
 The vector stores themselves (`vectors_from_store`, `save_vectors`, `open_vectors`, the table below) live
-in `nnsight_codi.store.vectors` (torch-free).
+in `nnsight_codi.store.vector_store` (torch-free).
 
 Vector files for `--vector` are safetensors with `vector` (dim) or `keys` and `values`
 (block, head, head_dim): `save_vector_file` / `load_vector_file`.
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from ..store.vectors import VECTORS_FORMAT
+from ..store.vector_store import VECTORS_FORMAT
 
 if TYPE_CHECKING:
     from ..tracing.codi_model import CodiModel

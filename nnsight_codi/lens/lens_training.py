@@ -149,7 +149,7 @@ def collect_text(codi: CodiModel, dataset, batch_size: int = 32, progress: bool 
 def collect_latents(codi: CodiModel, dataset, steps: tuple[int, ...], batch_size: int = 32,
                     progress: bool = True) -> LensData:
     """The residual stream at latent `steps` of CODI runs (the one latent loop with a `Capture` hook)."""
-    from ..tracing.capture import Capture, assemble
+    from ..tracing.capture_hook import Capture, assemble
     from ..tracing.loop import run_loop
 
     L = codi.num_layers

@@ -13,7 +13,7 @@ condition is lost or duplicated. Example batches run outside, conditions inside,
 holds every condition on the same examples. Within a batch the conditions run as branches of one
 unsteered trunk (`conditions.run_conditions`): the prompt and the latents they share are computed
 once, and each condition continues from where it first differs (`fork: false` re-runs each whole;
-the store is the same either way). `nnsight_codi.store.sweep.open_sweep(DIR)` reshapes it to
+the store is the same either way). `nnsight_codi.store.sweep_store.open_sweep(DIR)` reshapes it to
 `(condition, example)`; `condition_table` there gives accuracy and the paired-bootstrap difference from
 `none` per condition (both torch-free, for the analyses).
 
@@ -39,7 +39,7 @@ from ..config_cli import config_from_dict
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from ..runspec import run_spec
 from ..steps import parse_step, resolve_step
-from ..store.sweep import SWEEP_STORE, SWEEP_VARIABLES
+from ..store.sweep_store import SWEEP_STORE, SWEEP_VARIABLES
 from ..tracing.loop import check_masking
 from .conditions import (
     MODES,
@@ -173,7 +173,7 @@ def expand_conditions(cfg: SweepConfig, num_latents: int) -> list[Condition]:
 
 def load_dataset_for(codi: CodiModel | None, cfg, seed: int, limit: int | None, dataset: str | None = None):
     """The evaluation problems of `dataset` (default `cfg.dataset`); synthetic ones from the model's distribution."""
-    from ..data.sources import load_eval_dataset, synthetic_options
+    from ..data.eval_datasets import load_eval_dataset, synthetic_options
 
     dataset = dataset or cfg.dataset
     if dataset == "synthetic":
@@ -183,10 +183,10 @@ def load_dataset_for(codi: CodiModel | None, cfg, seed: int, limit: int | None, 
 
 def reference_vectors(codi: CodiModel, cfg, out: Path, progress: bool = True):
     """The vector set of a sweep: `cfg.vectors`, or a reference capture (hidden, latent_input, kv) → vectors."""
-    from ..capture import CaptureConfig, run_capture
+    from ..activation_capture import CaptureConfig, run_capture
     from ..store import open_store
-    from ..store.vectors import open_vectors, save_vectors, vectors_from_store
-    from .vectors import difference_lens
+    from ..store.vector_store import open_vectors, save_vectors, vectors_from_store
+    from .steering_vectors import difference_lens
 
     if cfg.vectors:
         return open_vectors(cfg.vectors)

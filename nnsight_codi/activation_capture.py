@@ -34,7 +34,7 @@ from .runspec import run_spec
 from .steps import resolve_num_latents
 from .store.positions import left_align, pad_counts_from_mask, source_labels
 from .store.schema import parse_variables, validate_layers
-from .tracing.capture import CAPTURABLE, Capture, assemble
+from .tracing.capture_hook import CAPTURABLE, Capture, assemble
 from .tracing.loop import check_masking, run_loop
 
 if TYPE_CHECKING:
@@ -101,11 +101,11 @@ def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | Transf
     (`nnsight_codi.interventions.conditions.capture_interventions`; `nnsight_codi.interventions.capture.run_capture`
     passes it). The hooks run before `Capture`, so the store records the steered run.
     """
-    from .data.sources import load_eval_dataset, synthetic_options
+    from .data.eval_datasets import load_eval_dataset, synthetic_options
     from .store import BackgroundStoreWriter, StoreWriter
 
     start = time.perf_counter()
-    from .lens.capture import LensRequest, with_tuned
+    from .lens.lens_readouts import LensRequest, with_tuned
 
     variables = with_tuned(parse_variables(list(config.variables)), config.lens_path)  # unknown names fail here
     lens = LensRequest.from_variables(variables, config.lens_k, config.lens_path)

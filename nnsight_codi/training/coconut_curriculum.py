@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..data.rows import cot_steps
 from ..data.synthetic import make_train_test
-from ..models.config import CodiConfig
+from ..models.codi_config import CodiConfig
 from ..models.converted import save_converted
 from ..models.family import COCONUT_TOKENS
 from ..models.kv_cache import cache_kwargs, output_cache
@@ -105,7 +105,7 @@ def coconut_tokenizer_and_model(cfg: CoconutTrainConfig):
     if cfg.init_from:
         from safetensors.torch import load_file
 
-        from ..models.sources import TINY_MODEL_DIR
+        from ..models.model_sources import TINY_MODEL_DIR
 
         directory = TINY_MODEL_DIR if cfg.init_from == "tiny" else Path(cfg.init_from)
         state = load_file(str(directory / "model.safetensors"))

@@ -38,7 +38,7 @@ from ..instruct import (
 from ..models.projection import build_projection
 from ..tokenization import build_word_tokenizer, special_ids
 from .base import build_tiny_gpt2, embedding_matrix, init_number_embeddings
-from .config import TrainConfig
+from .train_config import TrainConfig
 from .trainer import Setup, load_data, train
 
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
@@ -292,7 +292,7 @@ def encode_instruct_dataset(tokenizer, data, cfg: InstructConfig) -> tuple[list[
 
 def _source_name(init_from: str | None) -> str | None:
     """A shipped model's name (`tiny-instruct-v2`), else the path as given: what `instruct.json` records."""
-    from ..models.sources import shipped_name
+    from ..models.model_sources import shipped_name
 
     return None if init_from is None else shipped_name(init_from) or init_from
 

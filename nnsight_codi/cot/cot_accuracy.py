@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from ..data.scoring import extract_gold, extract_prediction, is_correct
 from ..tracing.batching import batches_by_length
+from .cot_steering import Condition, check_vector, steering_for
 from .prompts import Instructions, chain_equations, prompt_ids, require_chat_template, writes_chain
-from .steering import Condition, check_vector, steering_for
 
 if TYPE_CHECKING:
     from nnsight import TransformersModel

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ..errors import one_line
-from .config import CodiFormatError
+from .codi_config import CodiFormatError
 from .registry import lookup
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"

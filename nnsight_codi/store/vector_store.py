@@ -15,7 +15,7 @@ one `xarray.Dataset`:
 `layer` follows the store (0 = embedding output, l = block l-1's output). `save_vectors` writes it as
 a zarr group (`open_vectors` reads it back; plain `xarray.open_zarr` works too), so vectors can be
 inspected, reused and plotted. Torch-free (the analyses read vector stores offline); the steering
-vector files, the pair check and the difference lens live in `nnsight_codi.interventions.vectors`.
+vector files, the pair check and the difference lens live in `nnsight_codi.interventions.steering_vectors`.
 
 Example:
     >>> vs = vectors_from_store(open_store("ref.zarr"))               # doctest: +SKIP
