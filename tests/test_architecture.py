@@ -25,7 +25,10 @@ LAYERS: list[list[str]] = [
     ["nnsight_codi.models"],
     ["nnsight_codi.tracing"],
     ["nnsight_codi.loading"],
-    ["nnsight_codi.lens", "nnsight_codi.interventions", "nnsight_codi.capture", "nnsight_codi.cot",
+    # The intervention sweep is a driver (a reference capture, then every condition) and a unit of its own:
+    # it imports `capture`, which imports the interventions' hooks (a steered capture builds them itself).
+    ["nnsight_codi.lens", "nnsight_codi.interventions", "nnsight_codi.interventions.sweep", "nnsight_codi.capture",
+     "nnsight_codi.cot",
      "nnsight_codi.evaluation", "nnsight_codi.instruct", "nnsight_codi.training", "nnsight_codi.probes",
      "nnsight_codi.dashboard", "nnsight_codi.harness"],
     # reporting records the model's shipped name and weights fingerprint in every results.json
@@ -38,10 +41,11 @@ LAYER_OF = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 
 
 def _unit(module: str) -> str | None:
-    """The layer unit of a dotted module (`nnsight_codi.tracing.loop` → `nnsight_codi.tracing`); a name read
-    from the package itself (`from nnsight_codi import load_model`) belongs to its root facade."""
+    """The layer unit of a dotted module (`nnsight_codi.tracing.loop` → `nnsight_codi.tracing`; a module that is a
+    unit of its own, such as `nnsight_codi.interventions.sweep`, is itself); a name read from the package itself
+    (`from nnsight_codi import load_model`) belongs to its root facade."""
     parts = module.split(".")
-    for depth in (2, 1):
+    for depth in (3, 2, 1):
         if ".".join(parts[:depth]) in LAYER_OF:
             return ".".join(parts[:depth])
     return None
