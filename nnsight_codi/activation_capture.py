@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data.scoring import extract_gold, extract_prediction
+from .interventions.conditions import capture_interventions
 from .models.architecture import kv_geometry
 from .models.fingerprint import WEIGHTS_KEY, model_weights
 from .runspec import run_spec
@@ -36,6 +37,7 @@ from .store.positions import left_align, pad_counts_from_mask, source_labels
 from .store.schema import parse_variables, validate_layers
 from .tracing.capture_hook import CAPTURABLE, Capture, assemble
 from .tracing.loop import check_masking, run_loop
+from .tracing.plain_lm import PlainLM
 
 if TYPE_CHECKING:
     from nnsight import TransformersModel
@@ -93,13 +95,12 @@ class CaptureConfig(run_spec()):
 
 
 def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | TransformersModel | None = None,
-                progress: bool = True, interventions=None) -> dict[str, Any]:
+                progress: bool = True) -> dict[str, Any]:
     """Capture `config` into the store at `out`; return a summary (`examples`, `bytes`, `seconds`, `path`).
 
-    A steered capture (`config.interventions`, condition dicts) needs `interventions`, the function that
-    builds their hooks: `(codi, condition_dicts, num_latents, seed) -> hooks_for(example_indices) -> [StepHook]`
-    (`nnsight_codi.interventions.conditions.capture_interventions`; `nnsight_codi.interventions.capture.run_capture`
-    passes it). The hooks run before `Capture`, so the store records the steered run.
+    A steered capture (`config.interventions`: condition dicts, each optionally with a `vectors` store
+    path) runs their hooks (`interventions.conditions.capture_interventions`) before `Capture`, so the
+    store records the steered run.
     """
     from .data.eval_datasets import load_eval_dataset, synthetic_options
     from .store import BackgroundStoreWriter, StoreWriter
@@ -114,10 +115,6 @@ def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | Transf
     steps_req = StepTextRequest.from_variables(variables, config.step_tokens)
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
-    if config.interventions and interventions is None:
-        raise ValueError("config.interventions needs the builder of their hooks: call "
-                         "nnsight_codi.interventions.capture.run_capture, or pass "
-                         "interventions=nnsight_codi.interventions.conditions.capture_interventions")
     _check_writable(Path(out))
     if config.dataset != "synthetic":  # a bad path fails before the model loads
         dataset = load_eval_dataset(config.dataset, split=config.split, limit=config.limit, seed=config.seed)
@@ -152,10 +149,7 @@ def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | Transf
     if config.interventions:  # a steered capture: the intervention hooks run before Capture
         if target.positions is not None:
             raise ValueError("interventions need a CODI model (a plain LM capture has no latent loop)")
-        if interventions is None:
-            raise ValueError("a steered capture needs `interventions`, the builder of its hooks "
-                             "(nnsight_codi.interventions.capture.run_capture passes it)")
-        target.interventions = interventions(codi, config.interventions, target.num_latents, config.seed)
+        target.interventions = capture_interventions(codi, config.interventions, target.num_latents, config.seed)
     if target.positions is not None and set(variables) & set(ANSWER_VARIABLES):
         raise ValueError(f"{sorted(set(variables) & set(ANSWER_VARIABLES))} need a CODI model; "
                          "a plain LM capture records activations only")
@@ -177,7 +171,7 @@ def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | Transf
         coords={"example": [str(i) for i in dataset["id"]], "question": questions,
                 "step_name": target.step_names, "layer": list(layers), "cot": cots,
                 "source_token": [t for t, _ in sources], "source_kind": [k for _, k in sources]},
-        sizes={"dim": int(lm_config.hidden_size), "position": width, "head": heads, "head_dim": head_dim,
+        sizes={"dim": target.hidden_size, "position": width, "head": heads, "head_dim": head_dim,
                "block": target.num_layers, "attention_head": int(lm_config.num_attention_heads),
                "k": int(config.lens_k), "step_token": int(config.step_tokens)},
         dtype=config.store_dtype, chunk=config.batch_size, pad_id=target.pad_id,
@@ -218,7 +212,7 @@ class _CodiTarget:
     def __init__(self, codi: CodiModel, config: CaptureConfig) -> None:
         self.model, self.config = codi, config
         self._decoded: dict[int, str] = {}
-        self.num_layers = codi.num_layers
+        self.num_layers, self.hidden_size = codi.num_layers, codi.hidden_size
         self.num_latents = resolve_num_latents(config.num_latents, codi.num_latents)
         self.step_names = codi.step_names(self.num_latents)
         self.pad_id = codi.codi_config.pad_id
@@ -256,28 +250,20 @@ class _PlainTarget:
 
     def __init__(self, model: TransformersModel, config: CaptureConfig) -> None:
         self.model, self.config = model, config
+        self.lm = PlainLM.of(model)
         self._decoded: dict[int, str] = {}
         self.positions = tuple(config.positions or (-1,))
-        self.num_layers = int(model._module.config.num_hidden_layers)
+        self.num_layers, self.hidden_size, self.pad_id = self.lm.num_layers, self.lm.hidden_size, self.lm.pad_id
         self.step_names = [f"pos{p}" for p in self.positions]
-        tok = model.tokenizer
-        self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
 
     def prompt_length(self, question: str) -> int:
-        return len(self.model.tokenizer(question)["input_ids"])
+        return len(self.lm.prompt_ids(question))
 
     def source_labels(self, question: str) -> tuple[list[str], list[str]]:
-        return source_labels(_token_strings(self.model.tokenizer, self.model.tokenizer(question)["input_ids"],
-                                            self._decoded), None)
+        return source_labels(_token_strings(self.model.tokenizer, self.lm.prompt_ids(question), self._decoded), None)
 
     def encode(self, questions: list[str]):
-        from .tracing.codi_model import PromptBatch
-
-        tok = self.model.tokenizer
-        tok.padding_side = "left"
-        enc = tok(questions, padding=True, return_tensors="pt")
-        device = next(self.model._module.parameters()).device
-        return PromptBatch(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+        return self.lm.encode(questions)
 
     def run(self, prompts, hook: Capture):
         import nnsight
@@ -311,8 +297,7 @@ def _capture_batch(target, hook: Capture, questions: list[str], golds: list[floa
     prompts = target.encode(questions)
     with torch.inference_mode():
         answers, records = target.run(prompts, hook)
-    hidden_size = int(target.model._module.config.hidden_size)
-    data = assemble(records, hook, prompts.attention_mask, width, hidden_size) if hook.variables else {}
+    data = assemble(records, hook, prompts.attention_mask, width, target.hidden_size) if hook.variables else {}
     if target.step_lens is not None:
         if "latent_input" not in variables:
             data.pop("latent_input", None)  # recorded only so that the Capture hook had a variable

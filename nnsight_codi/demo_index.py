@@ -96,17 +96,23 @@ def _core_section(summary: Mapping[str, Any], worked: Sequence[Mapping[str, Any]
     parts = ["<section id='core'><h2>The tiny CODI: accuracy and worked examples</h2>",
              f"<p>{_e(summary.get('n'))} held-out synthetic problems; model <code>{_e(summary.get('model'))}</code>.</p>",
              f"<table><tr><th>condition</th><th>accuracy [95% CI]</th><th>note</th></tr>{table}</table>"]
-    if worked:
-        head = "<tr><th>question</th><th>gold</th><th>answer</th><th>logit lens per step</th></tr>"
-        body = "".join(
-            f"<tr><td>{_e(w['question'])}</td><td>{_e(w['gold'])}</td><td>{_e(w['answer'])}</td><td>"
-            + " ".join(f"{_e(e['step'])}→<code>{_e(e['token'])}</code>" + (f"<small>@L{e['layer']}</small>"
-                                                                             if "layer" in e else "")
-                       for e in w["logit_lens"]) + "</td></tr>" for w in worked)
-        parts.append(f"<h3>Worked examples</h3><table>{head}{body}</table>")
+    if worked:  # the lens study's worked examples (its results.json's `worked_examples`)
+        head = "<tr><th>question</th><th>gold</th><th>correct</th><th>logit lens per step (top-1 @ layer)</th></tr>"
+        body = "".join(_worked_row(w) for w in worked)
+        parts.append("<h3>Worked examples</h3><p>From the <a href='#lens'>lens study</a>: each step's read-out at "
+                     f"the layer where the study found chain values most often.</p><table>{head}{body}</table>")
     parts.append("<p><a href='eval/predictions.jsonl'>predictions</a> · <a href='summary.json'>summary.json</a> · "
                  "activation store <code>capture.zarr</code> (<code>nnsight-codi info</code>)</p></section>")
     return "\n".join(parts)
+
+
+def _worked_row(example: Mapping[str, Any]) -> str:
+    """One table row of a lens-study worked example: question, gold, correct, each step's top-1 token @ layer."""
+    correct, gold = example.get("correct"), f"{example['answer']:g}"
+    steps = " ".join(f"{_e(e['step_name'])}→<code>{_e(e['tokens'][0] if e['tokens'] else '')}</code>"
+                     f"<small>@L{e['layer']}</small>" for e in example["steps"])
+    return (f"<tr><td>{_e(example['question'])}</td><td>{_e(gold)}</td>"
+            f"<td>{'' if correct is None else ('yes' if correct else 'no')}</td><td>{steps}</td></tr>")
 
 
 def write_index(root: Path, summary: Mapping[str, Any], worked: Sequence[Mapping[str, Any]],

@@ -20,14 +20,16 @@ LAYER4: dict[str, list[str]] = {
     # read-outs, scoring and chat prompts over one model run; none imports another layer-4 unit
     "4a read-outs": ["nnsight_codi.lens", "nnsight_codi.evaluation", "nnsight_codi.instruct", "nnsight_codi.probes",
                      "nnsight_codi.dashboard"],
-    # a dataset through the model: capture stores (with lens read-outs) and training (with chat prompts)
-    "4b runs": ["nnsight_codi.activation_capture", "nnsight_codi.training"],
-    # step hooks, conditions and sweeps, written through capture
-    "4c interventions": ["nnsight_codi.interventions"],
+    # step hooks and conditions (a steered capture builds its hooks from them)
+    "4b interventions": ["nnsight_codi.interventions"],
+    # a dataset through the model: capture stores (with lens read-outs and steering hooks) and training
+    "4c runs": ["nnsight_codi.activation_capture", "nnsight_codi.training"],
+    # the intervention sweep: a driver (a reference capture, then every condition), a unit of its own
+    "4d sweep": ["nnsight_codi.interventions.steering_sweep"],
     # CoT steering vectors of instruct LMs, built on the interventions' conditions
-    "4d cot": ["nnsight_codi.cot"],
+    "4e cot": ["nnsight_codi.cot"],
     # the lm-eval model, over all of the above
-    "4e harness": ["nnsight_codi.harness"],
+    "4f harness": ["nnsight_codi.harness"],
 }
 SUBLAYER_OF = {unit: i for i, units in enumerate(LAYER4.values()) for unit in units}
 
@@ -55,10 +57,11 @@ LAYER_OF = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 
 
 def _unit(module: str) -> str | None:
-    """The layer unit of a dotted module (`nnsight_codi.tracing.loop` → `nnsight_codi.tracing`); a name read
-    from the package itself (`from nnsight_codi import load_model`) belongs to its root facade."""
+    """The layer unit of a dotted module (`nnsight_codi.tracing.loop` → `nnsight_codi.tracing`; a module that is a
+    unit of its own, such as `nnsight_codi.interventions.steering_sweep`, is itself); a name read from the package itself
+    (`from nnsight_codi import load_model`) belongs to its root facade."""
     parts = module.split(".")
-    for depth in (2, 1):
+    for depth in (3, 2, 1):
         if ".".join(parts[:depth]) in LAYER_OF:
             return ".".join(parts[:depth])
     return None

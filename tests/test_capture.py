@@ -172,9 +172,11 @@ def test_plain_lm_capture_positions_equal_hf_hidden_states(tmp_path):
     tok.pad_token = "<eos>"
     tok.save_pretrained(lm_dir)
     model = load_plain_lm(lm_dir)
+    model.tokenizer.padding_side = "right"  # the caller's setting: capture left-pads without changing it
     config = CaptureConfig(model=str(lm_dir), limit=3, variables=("hidden", "attention", "prompt_ids"),
                            positions=(-2, -1), batch_size=3)
     run_capture(tmp_path / "p.zarr", config, codi=model, progress=False)
+    assert model.tokenizer.padding_side == "right"
     ds = open_store(tmp_path / "p.zarr")
     assert list(ds["step_name"].values) == ["pos-2", "pos-1"]
     hf = model._module

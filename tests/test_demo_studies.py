@@ -84,9 +84,11 @@ def test_studies_run_fail_alone_and_the_index_links_every_output(study_modules, 
     assert missing.status == "unavailable"
 
     summary = {"model": "tiny", "num_latents": 2, "n": 4, "accuracy": 0.75, "accuracy_k0": 0.25}
-    worked = [{"question": "Q?", "gold": "1", "answer": "1", "logit_lens": [{"step": "bot", "token": "x", "layer": 1}]}]
+    worked = [{"question": "Q?", "answer": 1.0, "correct": True,  # a lens-study worked example
+               "steps": [{"step_name": "bot", "layer": 1, "tokens": ["x", "y"], "probs": [0.5, 0.25]}]}]
     index = write_index(root, summary, worked, [ok, failed, missing])
     page = index.read_text()
+    assert "<td>Q?</td><td>1</td><td>yes</td><td>bot→<code>x</code><small>@L1</small></td>" in page
     assert "a &lt;b&gt; tag is escaped" in page and "75.0%" in page and "boom" in page
     parser = Links()
     parser.feed(page)

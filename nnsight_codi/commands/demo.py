@@ -1,9 +1,11 @@
 """`nnsight-codi demo`: the whole framework on the shipped tiny models, in a few minutes on a CPU.
 
-The tiny CODI end to end (accuracy with and without latents, worked examples with each latent's
-logit-lens read-out at its most informative layer, an activation store), then every study of
+The tiny CODI end to end (accuracy with and without latents, an activation store), then every study of
 `nnsight_codi.studies.STUDIES` at demo size, each writing its report, figures and results.json
-under `out/demo/<study>/`, and one page `out/demo/index.html` that links them all.
+under `out/demo/<study>/`, and one page `out/demo/index.html` that links them all. The worked
+examples (each step's logit-lens read-out at its most informative layer) are the lens study's own
+(`worked_examples` of its results.json, at the layers its `best_layer` rule picks), so they are
+shown when the lens study ran.
 
     nnsight-codi demo                                 # writes out/demo/ (index.html)
     nnsight-codi demo --studies lens,attention --json
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +25,7 @@ from .common import emit_json
 from .outdir import check_out
 
 if TYPE_CHECKING:
-    from ..tracing.codi_model import CodiModel
+    from ..studies import StudyOutcome
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -31,7 +34,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", default="tiny")
     p.add_argument("--limit", type=int, default=300, help="synthetic test problems (default: 300)")
     p.add_argument("--seed", type=int, default=1, help="seed of the test problems (never used in training)")
-    p.add_argument("--examples", type=int, default=3, help="worked examples to print")
+    p.add_argument("--examples", type=int, default=3,
+                   help="worked examples to print, from the lens study's results (which hold 3; default: 3)")
     p.add_argument("--studies", default="all",
                    help="studies to run after the core demo: all, none, or a comma list of "
                         "lens,steering,patching,attention,cot_vectors and any registered study (default: all)")
@@ -53,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from ..studies import run_study, select_studies
 
     studies = select_studies(args.studies)  # a bad name fails before any work
+    if args.examples < 0:
+        raise ValueError(f"--examples must be >= 0, got {args.examples}")
     check_out(args.out, "demo")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"   {outcome.status}" + (f": {outcome.error}" if outcome.error else f" in {outcome.seconds:.0f} s"),
                   file=sys.stderr)
 
-    best_layers = _best_lens_layers(out / "lens" / "results.json")
-    worked = _worked_examples(codi, dataset.select(range(min(args.examples, len(dataset)))), best_layers)
+    worked = lens_worked_examples(outcomes, args.examples)
     (out / "worked_examples.json").write_text(json.dumps(worked, indent=2) + "\n")
     summary["studies"] = {o.study.name: {"status": o.status, "seconds": round(o.seconds, 1), "headline": o.headline,
                                          "error": o.error, "out": str(o.out)} for o in outcomes}
@@ -115,15 +120,20 @@ def run(args: argparse.Namespace) -> int:
           f"{_ci_text(cis['accuracy_k0_free'])} "
           f"({writes_cot}/{without_free.n} = {writes_cot / max(without_free.n, 1):.1%} of answers write an explicit "
           "chain of thought '<<' instead)\n")
+    if worked:
+        print("worked examples of the lens study (its problems; top-3 logit-lens read-outs at each step's most "
+              "informative layer, as the study found it):\n")
+    elif args.examples:
+        print("worked examples come from the lens study: run it too (--studies lens) to see them\n")
     for ex in worked:
         print(f"Q: {ex['question']}")
-        if ex["cot"]:
-            print(f"   chain of thought (not shown to the model): {ex['cot']}")
-        print("   logit lens (top-3 at each step's most informative layer):")
-        for e in ex["logit_lens"]:
-            tops = "  ".join(f"{t!r} {p:.2f}" for t, p in zip(e["top_tokens"], e["top_probs"]))
-            print(f"     {e['step']:>8} @ layer {e['layer']}: {tops}")
-        print(f"   answer: {ex['answer']!r}   gold: {ex['gold']}\n")
+        if ex.get("intermediates"):
+            print(f"   intermediate results (not shown to the model): {', '.join(f'{v:g}' for v in ex['intermediates'])}")
+        for e in ex["steps"]:
+            tops = "  ".join(f"{t!r} {p:.2f}" for t, p in zip(e["tokens"][:3], e["probs"][:3]))
+            print(f"     {e['step_name']:>8} @ layer {e['layer']}: {tops}")
+        verdict = "" if ex.get("correct") is None else ("   answered correctly" if ex["correct"] else "   answered wrongly")
+        print(f"   gold: {ex['answer']:g}{verdict}\n")
     for o in outcomes:  # one line per study: its summary line (else its first headline)
         print(f"[{o.status}] {o.study.name}: " + (o.error or o.summary or "done"))
     print(f"\nopen {index} — every study's report, figures and the latent dashboard")
@@ -147,49 +157,12 @@ def _ci_text(ci: list[float]) -> str:
     return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
-def _best_lens_layers(results_path: Path) -> dict[str, int]:
-    """Per step name, the layer where the lens study found intermediate values most often (logit lens, top-k)."""
-    if not results_path.exists():
-        return {}
-    best: dict[str, tuple[float, int]] = {}
-    for row in json.loads(results_path.read_text()).get("detection", []):
-        if row.get("lens") not in (None, "logit") or row.get("target") != "intermediate" or row.get("rate") is None:
-            continue
-        name, layer, rate = row["step_name"], int(row["layer"]), float(row["rate"])
-        if name not in best or rate > best[name][0]:
-            best[name] = (rate, layer)
-    return {name: layer for name, (_, layer) in best.items()}
-
-
-def _worked_examples(codi: CodiModel, shown, best_layers: dict[str, int], k: int = 3) -> list[dict]:
-    """Each step's top-k logit-lens tokens at its most informative layer: the lens study's choice
-    when it ran, else the layer whose top-1 is most confident (the last layer is often uninformative).
+def lens_worked_examples(outcomes: Sequence[StudyOutcome], count: int) -> list[dict[str, Any]]:
+    """The first `count` worked examples of the lens study's `results.json` when it ran in this demo and
+    succeeded (each step's top read-outs at the layer its `best_layer` rule picks), else none.
     """
-    from ..lens import logit_lens, top_tokens
-    from ..tracing.capture_hook import Capture
-    from ..tracing.loop import run_loop
-
-    layers = list(range(codi.num_layers + 1))
-    tokens, records = run_loop(codi, codi.encode(list(shown["question"])),
-                               [Capture(["hidden"], layers, codi.num_latents)], max_new_tokens=32)
-    hidden: dict[int, dict[int, Any]] = {}  # step -> layer -> Float[Tensor, "batch dim"]
-    for name, step, tensor in records:  # ("hidden/<layer>", step, [batch, dim])
-        hidden.setdefault(step, {})[int(name.split("/")[1])] = tensor
-    answers = codi.decode(tokens)
-    names = codi.step_names()
-    worked = []
-    for row in range(len(shown)):
-        lens = []
-        for step in sorted(hidden):
-            reads = {layer: top_tokens(logit_lens(codi, h[row]), k=k) for layer, h in hidden[step].items()}
-            layer = best_layers.get(names[step])
-            if layer not in reads:
-                layer = max((l for l in reads if l > 0), key=lambda l: float(reads[l][1][0]))
-            ids, probs = reads[layer]
-            lens.append({"step": names[step], "layer": layer,
-                         "top_tokens": [codi.tokenizer.decode([int(i)]).strip() for i in ids],
-                         "top_probs": [round(float(p), 3) for p in probs],
-                         "token": codi.tokenizer.decode([int(ids[0])]).strip(), "prob": round(float(probs[0]), 3)})
-        worked.append({"question": shown["question"][row], "cot": shown["cot"][row] if "cot" in shown.column_names
-                       else None, "gold": shown["answer"][row], "answer": answers[row], "logit_lens": lens})
-    return worked
+    lens = next((o for o in outcomes if o.study.name == "lens" and o.status == "ok"), None)
+    results = lens.out / "results.json" if lens is not None else None
+    if results is None or not results.is_file():
+        return []
+    return list(json.loads(results.read_text()).get("worked_examples", []))[:count]

@@ -66,7 +66,7 @@ class ConditionResult:
 
 def check_condition(model: TransformersModel, condition: Condition, vectors) -> None:
     """Fail before any work when the condition cannot run on this model."""
-    from .generation import hidden_size, num_layers
+    from ..tracing.plain_lm import PlainLM
 
     require_chat_template(model.tokenizer)
     if condition.schedule is not None:
@@ -76,7 +76,8 @@ def check_condition(model: TransformersModel, condition: Condition, vectors) -> 
             raise ValueError(f"condition {condition.label()} needs a layer")
         import torch
 
-        check_vector(torch.as_tensor(vectors), condition.layer, hidden_size(model), num_layers(model))
+        lm = PlainLM.of(model)
+        check_vector(torch.as_tensor(vectors), condition.layer, lm.hidden_size, lm.num_layers)
 
 
 def evaluate_condition(model: TransformersModel, dataset, condition: Condition, vectors=None,

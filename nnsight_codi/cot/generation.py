@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 import nnsight
@@ -25,8 +26,9 @@ import torch
 from torch import Tensor
 
 from ..models.kv_cache import cache_kwargs, output_cache
-from ..tracing.batching import left_pad, positions_from_mask
+from ..tracing.batching import positions_from_mask
 from ..tracing.hooks import visit_step
+from ..tracing.plain_lm import PlainLM
 from ..tracing.remote import ndif_errors, remote_kwargs
 
 if TYPE_CHECKING:
@@ -34,43 +36,7 @@ if TYPE_CHECKING:
     from nnsight import TransformersModel
 
 
-def num_layers(model: TransformersModel) -> int:
-    """The number of transformer blocks of the model's LM."""
-    return int(model._module.config.num_hidden_layers)
-
-
-def hidden_size(model: TransformersModel) -> int:
-    """The residual-stream width of the model's LM."""
-    return int(model._module.config.hidden_size)
-
-
-def model_id(model: TransformersModel) -> str:
-    """The LM's `name_or_path` (else its class name), to name the model in stores and reports."""
-    return str(getattr(model._module.config, "_name_or_path", "") or type(model._module).__name__)
-
-
-def pad_id(tokenizer) -> int:
-    """The tokenizer's pad id, else its eos id (`ValueError` if it has neither)."""
-    pid = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pid is None:
-        raise ValueError("the tokenizer has neither a pad nor an eos token")
-    return int(pid)
-
-
-def stop_ids(model: TransformersModel) -> set[int]:
-    """Token ids that end a generation: the tokenizer's eos and the generation config's eos ids."""
-    ids: set[int] = set()
-    tok = model.tokenizer
-    if tok.eos_token_id is not None:
-        ids.add(int(tok.eos_token_id))
-    gen = getattr(model._module, "generation_config", None)
-    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
-    if eos is not None:
-        ids.update(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
-    return {i for i in ids if i < model._module.config.vocab_size}
-
-
-def truncate_at_stop(rows: Sequence[Sequence[int]], stop_ids: set[int]) -> list[list[int]]:
+def truncate_at_stop(rows: Sequence[Sequence[int]], stop_ids: AbstractSet[int]) -> list[list[int]]:
     """Each row up to and including its first stop token."""
     out = []
     for row in rows:
@@ -78,15 +44,6 @@ def truncate_at_stop(rows: Sequence[Sequence[int]], stop_ids: set[int]) -> list[
         cut = next((i for i, t in enumerate(row) if t in stop_ids), None)
         out.append(row if cut is None else row[: cut + 1])
     return out
-
-
-def _device(model: TransformersModel) -> torch.device:
-    """Where inputs go: the model's device, or the CPU for a remote model (its local copy is on `meta`)."""
-    try:
-        device = next(model._module.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-    return torch.device("cpu") if device.type == "meta" else device
 
 
 def generate_ids(model: TransformersModel, prompts: Sequence[Sequence[int]], hooks: Sequence[Any] = (),
@@ -104,11 +61,12 @@ def generate_ids(model: TransformersModel, prompts: Sequence[Sequence[int]], hoo
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    ids, mask = left_pad(prompts, pad_id(model.tokenizer))
+    lm = PlainLM.of(model)
+    ids, mask = lm.pad(prompts)
     if not greedy:
         torch.manual_seed(seed)  # local runs; NDIF samples with the server's generator
-    new, sink, _ = _generate(model, ids, mask, hooks, max_new_tokens, greedy, remote)
-    return truncate_at_stop(new.tolist(), stop_ids(model)), sink
+    new, sink, _ = _generate(lm, ids, mask, hooks, max_new_tokens, greedy, remote)
+    return truncate_at_stop(new.tolist(), lm.stop_ids), sink
 
 
 def generate_forked(model: TransformersModel, prompts: Sequence[Sequence[int]], hook_sets: Sequence[Sequence[Any]],
@@ -130,9 +88,10 @@ def generate_forked(model: TransformersModel, prompts: Sequence[Sequence[int]], 
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if not hook_sets:
         return []
-    ids, mask = left_pad(prompts, pad_id(model.tokenizer))
-    stops = stop_ids(model)
-    first, sink, cache = _generate(model, ids, mask, hook_sets[0], max_new_tokens, True, None, return_cache=True)
+    lm = PlainLM.of(model)
+    ids, mask = lm.pad(prompts)
+    stops = lm.stop_ids
+    first, sink, cache = _generate(lm, ids, mask, hook_sets[0], max_new_tokens, True, None, return_cache=True)
     out = [(truncate_at_stop(first.tolist(), stops), sink)]
     if len(hook_sets) == 1:
         return out
@@ -143,7 +102,7 @@ def generate_forked(model: TransformersModel, prompts: Sequence[Sequence[int]], 
         ids1, mask1 = torch.cat([ids, token], 1), torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
         rest = []
         for hooks in hook_sets[1:]:
-            new, records, _ = _generate(model, ids1, mask1, hooks, max_new_tokens - 1, True, None,
+            new, records, _ = _generate(lm, ids1, mask1, hooks, max_new_tokens - 1, True, None,
                                         cache=prompt_cache(cache, ids.shape[1]), step_offset=1)
             rest.append((torch.cat([token.to(new.device), new], 1), records))
     return out + [(truncate_at_stop(new.tolist(), stops), records) for new, records in rest]
@@ -169,7 +128,7 @@ def prompt_cache(cache: Any, length: int) -> Any:
     return other
 
 
-def _generate(model: TransformersModel, ids: Tensor, mask: Tensor, hooks: Sequence[Any], max_new_tokens: int,
+def _generate(lm: PlainLM, ids: Tensor, mask: Tensor, hooks: Sequence[Any], max_new_tokens: int,
               greedy: bool, remote: Any, cache: Any = None, step_offset: int = 0, return_cache: bool = False
               ) -> tuple[Tensor, list, Any]:
     """One `model.generate` trace: `(new ids Long[Tensor, "batch new"] (untruncated), records, KV cache)`.
@@ -178,9 +137,8 @@ def _generate(model: TransformersModel, ids: Tensor, mask: Tensor, hooks: Sequen
     hooks see step `step_offset + i` at its i-th forward; hooks acting only at steps before
     `step_offset` are not visited. The cache is returned only with `return_cache` (else None).
     """
-    tok = model.tokenizer
-    device = _device(model)
-    ids, mask = ids.to(device), mask.to(device)
+    model = lm.model
+    ids, mask = ids.to(lm.device), mask.to(lm.device)
     sample = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None} if greedy else {"do_sample": True}
     extra = dict(cache_kwargs(cache)) if cache is not None else {}
     if return_cache:
@@ -190,11 +148,11 @@ def _generate(model: TransformersModel, ids: Tensor, mask: Tensor, hooks: Sequen
         from ..tracing.portable import portable
 
         hooks = portable(hooks)
-    layers = num_layers(model)
+    layers = lm.num_layers  # a plain int inside the trace (a remote request ships what the body reads)
     every_step = any(list(h.sites(step_offset + 1)) for h in hooks)  # hooks that act after the first forward
-    with warnings.catch_warnings(), ndif_errors(remote, model_id(model)):
+    with warnings.catch_warnings(), ndif_errors(remote, lm.model_id):
         warnings.filterwarnings("ignore", message=".*was never reached.*")  # the open iter loop ends by design
-        with model.generate(max_new_tokens=max_new_tokens, pad_token_id=pad_id(tok), **sample, **extra,
+        with model.generate(max_new_tokens=max_new_tokens, pad_token_id=lm.pad_id, **sample, **extra,
                             **remote_kwargs(remote)) as tracer:
             with tracer.invoke(input_ids=ids, attention_mask=mask):
                 sink = nnsight.save([])
@@ -245,8 +203,9 @@ def position_means(model: TransformersModel, prompts: Sequence[Sequence[int]], g
     """
     if positions not in POSITION_SETS:
         raise ValueError(f"positions must be one of {', '.join(POSITION_SETS)}, got {positions!r}")
+    lm = PlainLM.of(model)
     seqs = [list(p) + list(g) for p, g in zip(prompts, generated, strict=True)]
-    ids, mask = left_pad(seqs, pad_id(model.tokenizer))
+    ids, mask = lm.pad(seqs)
     weights = mask.float().clone()
     if positions == "generated":
         for row, g in enumerate(generated):
@@ -255,10 +214,10 @@ def position_means(model: TransformersModel, prompts: Sequence[Sequence[int]], g
         weights.zero_()
         for row, g in enumerate(generated):
             weights[row, ids.shape[1] - len(g) - 1] = 1.0
-    layers = list(range(num_layers(model) + 1))
+    layers = list(range(lm.num_layers + 1))
     hook = PositionMean(layers, weights)
-    device = _device(model)
-    with ndif_errors(remote, model_id(model)):
+    device = lm.device
+    with ndif_errors(remote, lm.model_id):
         with model.trace(input_ids=ids.to(device), attention_mask=mask.to(device),
                          position_ids=positions_from_mask(mask).to(device), **remote_kwargs(remote)):
             sink = nnsight.save([])

@@ -62,12 +62,12 @@ class ExtractConfig(run_spec(model="tiny-instruct", split="train", seed=0, limit
         return Instructions(self.cot_instruction, self.direct_instruction)
 
     def fingerprint(self, model: TransformersModel) -> dict[str, Any]:
-        from .generation import model_id
+        from ..tracing.plain_lm import PlainLM
 
         data = dataclasses.asdict(self)
         for volatile in ("device", "batch_size", "remote"):
             data.pop(volatile)
-        data["model_id"] = model_id(model) if model is not None else self.model
+        data["model_id"] = PlainLM.of(model).model_id if model is not None else self.model
         data[WEIGHTS_KEY] = model_weights(model) if model is not None else None
         data["kind"] = "cot_vectors"
         return data
@@ -94,8 +94,9 @@ def extract_vectors(out: str | Path, config: ExtractConfig, model: TransformersM
     """
     from ..loading import load_instruct_model
     from ..store import StoreWriter
+    from ..tracing.plain_lm import PlainLM
     from ..tracing.remote import check_remote
-    from .generation import generate_ids, hidden_size, num_layers, position_means
+    from .generation import generate_ids, position_means
     from .questions import load_questions
 
     start = time.perf_counter()
@@ -112,11 +113,12 @@ def extract_vectors(out: str | Path, config: ExtractConfig, model: TransformersM
     texts = list(questions["question"])
     prompts = {mode: [prompt_ids(tok, q, mode, config.instructions) for q in texts] for mode in MODES}
     width = max(len(p) for ps in prompts.values() for p in ps) + config.max_new_tokens
-    layers = num_layers(model)
+    lm = PlainLM.of(model)
+    layers = lm.num_layers
     writer = StoreWriter(out, variables=list(STORE_VARIABLES), config=config.fingerprint(model),
                          coords={"example": [str(i) for i in questions["id"]], "question": texts,
                                  "step_name": list(MODES), "layer": list(range(layers + 1))},
-                         sizes={"dim": hidden_size(model), "position": width}, num_layers=layers,
+                         sizes={"dim": lm.hidden_size, "position": width}, num_layers=layers,
                          chunk=config.batch_size, pad_id=STORE_PAD)
     written = 0
     with writer:
@@ -146,7 +148,7 @@ def extract_vectors(out: str | Path, config: ExtractConfig, model: TransformersM
     vectors = load_vectors(out) if complete else None
     return {"path": str(out), "examples": len(questions), "written_now": written, "complete": complete,
             "seconds": round(time.perf_counter() - start, 3), "num_layers": layers,
-            "hidden_size": hidden_size(model),
+            "hidden_size": lm.hidden_size,
             "vector_norms": None if vectors is None else np.linalg.norm(vectors, axis=-1).round(4).tolist()}
 
 

@@ -346,13 +346,14 @@ def continuation_logprobs(model: TransformersModel, pairs, hooks_for, remote=Non
     """
     import nnsight
 
-    from ..cot.generation import _device, num_layers, pad_id
-    from ..tracing.batching import left_pad, positions_from_mask
+    from ..tracing.batching import positions_from_mask
     from ..tracing.hooks import visit_step
+    from ..tracing.plain_lm import PlainLM
     from ..tracing.remote import ndif_errors, remote_kwargs
 
+    lm = PlainLM.of(model)
     seqs = [(list(c) + list(x))[:-1] for c, x in pairs]
-    ids, mask = left_pad(seqs, pad_id(model.tokenizer))
+    ids, mask = lm.pad(seqs)
     width = ids.shape[1]
     context_mask = torch.zeros_like(mask, dtype=torch.bool)
     targets = torch.zeros_like(ids)
@@ -362,12 +363,12 @@ def continuation_logprobs(model: TransformersModel, pairs, hooks_for, remote=Non
         scored[row, width - len(x):] = True
         targets[row, width - len(x):] = torch.tensor(x)
     hooks = hooks_for(context_mask)
-    device = _device(model)
+    device, layers = lm.device, lm.num_layers  # plain values inside the trace
     with ndif_errors(remote, ""):
         with model.trace(input_ids=ids.to(device), attention_mask=mask.to(device),
                          position_ids=positions_from_mask(mask).to(device), **remote_kwargs(remote)):
             sink = nnsight.save([])
-            visit_step(model, 0, hooks, sink, num_layers(model))
+            visit_step(model, 0, hooks, sink, layers)
             logits = model.output.logits
             t = targets.to(logits.device)
             lp = logits.float().log_softmax(-1).gather(-1, t[..., None])[..., 0]

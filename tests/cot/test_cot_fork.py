@@ -99,23 +99,24 @@ def test_killed_forked_grid_resumes_to_the_same_file(tmp_path):
 def _branch_then_sibling(model, prompts, sets, steps=8):
     """Run sets[0] whole, continue sets[1] from its cut cache and edit that branch's cache in place, then
     continue sets[2]: `(source cache untouched, sibling's ids)`."""
-    from nnsight_codi.cot.generation import _generate, pad_id, stop_ids, truncate_at_stop
-    from nnsight_codi.tracing.batching import left_pad
+    from nnsight_codi.cot.generation import _generate, truncate_at_stop
+    from nnsight_codi.tracing.plain_lm import PlainLM
 
-    ids, mask = left_pad(prompts, pad_id(model.tokenizer))
-    first, _, cache = _generate(model, ids, mask, sets[0], steps, True, None, return_cache=True)
+    lm = PlainLM.of(model)
+    ids, mask = lm.pad(prompts)
+    first, _, cache = _generate(lm, ids, mask, sets[0], steps, True, None, return_cache=True)
     before = [(layer.keys, layer.values, layer.keys.clone()) for layer in cache.layers]
     ids1, mask1 = torch.cat([ids, first[:, :1]], 1), torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
     branch = prompt_cache(cache, ids.shape[1])
-    _generate(model, ids1, mask1, sets[1], steps - 1, True, None, cache=branch, step_offset=1)
+    _generate(lm, ids1, mask1, sets[1], steps - 1, True, None, cache=branch, step_offset=1)
     for layer in branch.layers:  # the branch edits its own cache in place after its calls
         layer.keys.add_(100.0)
         layer.values.add_(100.0)
     intact = all(layer.keys is k and layer.values is v and torch.equal(layer.keys, copy)
                  for layer, (k, v, copy) in zip(cache.layers, before))
-    new, _, _ = _generate(model, ids1, mask1, sets[2], steps - 1, True, None, cache=prompt_cache(cache, ids.shape[1]),
+    new, _, _ = _generate(lm, ids1, mask1, sets[2], steps - 1, True, None, cache=prompt_cache(cache, ids.shape[1]),
                           step_offset=1)
-    return intact, truncate_at_stop(torch.cat([first[:, :1], new], 1).tolist(), stop_ids(model))
+    return intact, truncate_at_stop(torch.cat([first[:, :1], new], 1).tolist(), lm.stop_ids)
 
 
 def test_a_branch_never_leaks_into_a_sibling(monkeypatch):

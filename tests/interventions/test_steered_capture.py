@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from factories import make_converted
 
-from nnsight_codi.activation_capture import CaptureConfig
+from nnsight_codi.activation_capture import CaptureConfig, run_capture
 from nnsight_codi.interventions import save_vector_file
-from nnsight_codi.interventions.capture import run_capture
 from nnsight_codi.store import open_store
 
 
