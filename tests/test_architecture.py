@@ -219,7 +219,6 @@ def test_a_sublayer_edge_upward_is_seen():
     assert [u for u in sorted(units) if SUBLAYER_OF[u] > SUBLAYER_OF["nnsight_codi.lens"]] == ["nnsight_codi.training"]
 
 
-@pytest.mark.xfail(strict=True, reason="renamed by the lead after merge")
 def test_no_two_package_modules_share_a_file_name():
     names: dict[str, list[str]] = {}
     for path in sorted(ROOT.glob("nnsight_codi/**/*.py")):
@@ -261,8 +260,6 @@ def test_the_root_names_point_at_their_homes():
 
 def test_a_deprecation_warning_from_the_project_fails_the_tests():
     import warnings
-
-    import pytest
 
     for module in ("nnsight_codi.tracing.loop", "analyses.steering", "runs.lens_study"):
         with pytest.raises(DeprecationWarning):
