@@ -135,3 +135,18 @@ def make_reference_checkpoint(directory: Path, family: str = "gpt2", rank: int =
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     return {"path": path, "base_dir": base_dir, "lm": lm, "lora": lora, "prj": prj.eval(),
             "scale": alpha / rank, "state": state, "family": family}
+
+
+class LatentInputs:
+    """A step hook recording what each latent step 1..k is fed (the `input` site: the last position's input
+    embedding), as `(name, step, Float[Tensor, "batch dim"])`."""
+
+    def __init__(self, k: int, name: str = "input") -> None:
+        self.k, self.name = k, name
+
+    def sites(self, step):
+        return ["input"] if 1 <= step <= self.k else []
+
+    def visit(self, site, value, step, sink):
+        sink.append((self.name, step, value[:, -1].detach().clone()))
+

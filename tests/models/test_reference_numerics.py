@@ -12,7 +12,7 @@ import copy
 
 import pytest
 import torch
-from factories import make_converted, make_reference_checkpoint
+from factories import LatentInputs, make_converted, make_reference_checkpoint
 from reference_impl import attach_lora, reference_run
 
 from nnsight_codi.cli import main
@@ -22,19 +22,6 @@ from nnsight_codi.tracing.loop import run_loop
 QUESTIONS = ["tom has 3 pens . he gets 4 more .", "how many pens ?", "he loses 2 pens . the answer is"]
 MAX_NEW = 6
 BF16 = torch.bfloat16
-
-
-class LatentInputs:
-    """Records what each latent step is fed."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-
-    def sites(self, step):
-        return ["input"] if 1 <= step <= self.k else []
-
-    def visit(self, site, value, step, sink):
-        sink.append(("z", step, value[:, -1].detach().clone()))
 
 
 def hand_model(ref: dict, cast_buffers: bool = True):
@@ -65,7 +52,7 @@ def our_answers(codi):
     answers, latents = [], []
     eos = codi.codi_config.eos_id
     for question in QUESTIONS:  # batch size 1, as the oracle
-        tokens, records = run_loop(codi, codi.encode([question]), [LatentInputs(codi.num_latents)],
+        tokens, records = run_loop(codi, codi.encode([question]), [LatentInputs(codi.num_latents, "z")],
                                    max_new_tokens=MAX_NEW)
         row = tokens[0].tolist()
         answers.append(row[: row.index(eos) + 1] if eos in row else row)

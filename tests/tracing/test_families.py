@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from factories import make_converted
+from factories import LatentInputs, make_converted
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 from coconut_fixtures import QUESTIONS as COCONUT_QUESTIONS  # noqa: E402
@@ -30,19 +30,6 @@ def model_and_questions(request, tmp_path_factory):
         return load_model(make_converted(root, "gpt2", num_latents=3)), CODI_QUESTIONS
     base, ckpt = fabricate("gpt2", root)
     return load_model(ckpt, base=str(base), num_latents=3), COCONUT_QUESTIONS[:4]
-
-
-class LatentInputs:
-    """Records the input embeddings of every latent step (the `input` site)."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-
-    def sites(self, step):
-        return ["input"] if 1 <= step <= self.k else []
-
-    def visit(self, site, value, step, sink):
-        sink.append(("input", step, value[:, -1].clone()))
 
 
 @pytest.mark.parametrize("remote", [None, "local"])
