@@ -4,6 +4,9 @@
     nice -n 10 python runs/train_tiny_coconut.py --install       # also copies out/tiny-coconut/model to the assets
     python runs/train_tiny_coconut.py --seed 4 --out out/c4      # flags override the recipe (CoconutTrainConfig)
 
+The shipped model is the default run plus 600 more final-stage steps from its weights
+(`--init-from out/tiny-coconut/model --stage-steps 0,0,0,0,600 --lr 1e-3`; the assets' TRAINING.md).
+
 Fixed seed → same data, init and batch order (bit-exact on the same CPU and thread count).
 """
 

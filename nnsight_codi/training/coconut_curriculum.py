@@ -100,8 +100,13 @@ class Example:
 
 
 def coconut_tokenizer_and_model(cfg: CoconutTrainConfig):
-    """The tiny word-level GPT-2 (Fourier number init) + Coconut's three tokens, initialised from `<<`."""
+    """The tiny word-level GPT-2 (Fourier number init) + Coconut's three tokens, initialised from `<<`.
+
+    `cfg.init_from` starts from saved weights instead: a CoT-trained tiny GPT-2 (the three rows are then
+    added and initialised from `<<`), or a tiny Coconut (which has them: its training goes on).
+    """
     model, tok, ids = tiny_base(999, cfg.n_layer, cfg.n_embd, cfg.n_head, seed=cfg.seed, number_init="fourier")
+    state = None
     if cfg.init_from:
         from safetensors.torch import load_file
 
@@ -109,19 +114,35 @@ def coconut_tokenizer_and_model(cfg: CoconutTrainConfig):
 
         directory = TINY_MODEL_DIR if cfg.init_from == "tiny" else Path(cfg.init_from)
         state = load_file(str(directory / "model.safetensors"))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if k != "lm_head.weight"]:
-            raise ValueError(f"{directory}: not a tiny GPT-2 of this shape ({missing[:3]}, {unexpected[:3]})")
-        model.tie_weights()
+    base_rows = len(tok)
     for token in COCONUT_TOKENS:
         tok.add_tokens(token)
+    wte = None if state is None else state.get("transformer.wte.weight")
+    coconut = wte is not None and wte.shape[0] == len(tok)  # a tiny Coconut: the three rows are trained
+    if state is not None and not coconut:
+        _load(model, state, cfg.init_from)
     model.resize_token_embeddings(len(tok), mean_resizing=False)
+    if coconut:
+        _load(model, state, cfg.init_from)
+        return model, tok, ids
     source = tok.convert_tokens_to_ids("<<")
     with torch.no_grad():
         emb = embedding_matrix(model)
         for token in COCONUT_TOKENS:
             emb[tok.convert_tokens_to_ids(token)] = emb[source]
+    assert embedding_matrix(model).shape[0] == base_rows + len(COCONUT_TOKENS)
     return model, tok, ids
+
+
+def _load(model, state: dict, source: str) -> None:
+    """Load a tiny GPT-2 state dict (strict but for the tied head), or fail in one line."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a shape mismatch
+        raise ValueError(f"{source}: not a tiny GPT-2 of this shape ({str(err).splitlines()[-1].strip()})") from None
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise ValueError(f"{source}: not a tiny GPT-2 of this shape ({missing[:3]}, {unexpected[:3]})")
+    model.tie_weights()
 
 
 def encode(tok, data) -> list[Example]:
