@@ -80,3 +80,14 @@ def test_a_few_curriculum_steps_write_a_coconut_model(tmp_path):
     assert model.latent_family == "coconut" and model.num_latents == 6
     assert len(model.answer(["Tom has 3 pens . He gets 4 more . How many pens does Tom have now ?"],
                             max_new_tokens=3)) == 1
+    # a second phase starts from the saved tiny Coconut: every weight, its three token rows included
+    phase2 = CoconutTrainConfig(n_layer=2, n_embd=32, n_head=2, seed=9, init_from=str(tmp_path / "run" / "model"))
+    continued, tok, _ = coconut_tokenizer_and_model(phase2)
+    saved = model._module.state_dict()
+    for name, value in continued.state_dict().items():
+        assert torch.equal(value, saved[name]), name
+    assert tok.convert_tokens_to_ids(list(COCONUT_TOKENS)) == [model.codi_config.bot_id, model.codi_config.eot_id,
+                                                                model.codi_config.latent_id]
+    wrong = CoconutTrainConfig(n_layer=2, n_embd=64, n_head=2, init_from=str(tmp_path / "run" / "model"))
+    with pytest.raises(ValueError, match="not a tiny GPT-2 of this shape"):
+        coconut_tokenizer_and_model(wrong)
