@@ -30,6 +30,26 @@ SOURCES = [
 ]
 
 
+def observed(results: dict[str, Any]) -> list[str]:
+    """What this study saw, one line per source row of `SOURCES` (same order)."""
+    coconut = [m for m in results["models"] if m["latent_family"] == "coconut"]
+    first = ("; ".join(f"{m['model']}: {_acc(m, 'latent', int(m['num_latents'])):.0%} with its thoughts, "
+                       f"{_acc(m, 'latent', 0):.0%} with none, {_acc(m, 'pause', int(m['num_latents'])):.0%} under pause "
+                       "(at inference only: not trained with pause tokens)"
+                       for m in coconut) or "no Coconut model in this run")
+    drift = []
+    for m in results["models"]:
+        norms = {}
+        for row in m.get("steering", {}).get("conditions", []):
+            norms.setdefault(row["pair"], row["vector_norm"])
+        if norms:
+            pairs = list(norms)
+            drift.append(f"{m['model']}: ‖mean(latent k) - mean(latent k+1)‖ {norms[pairs[0]]:.2f} ({pairs[0]}) → "
+                         f"{norms[pairs[-1]]:.2f} ({pairs[-1]})")
+    second = "; ".join(drift) or "no steering vectors in this run"
+    return [first, second]
+
+
 def steering_table(model: dict[str, Any]) -> list[str]:
     """Markdown rows: accuracy and answers changed, mean-difference vs random vector, by latent pair and coef."""
     rows = model.get("steering", {}).get("conditions", [])
@@ -86,8 +106,9 @@ def report(results: dict[str, Any]) -> str:
                 "| " + " | ".join(m["ablation"]) + " |", "|" + "---|" * len(m["ablation"]),
                 "| " + " | ".join(f"{v:.0%}" for v in m["ablation"].values()) + " |", ""]
         out += steering_table(m)
-    out += ["## Compared with the source", "", "| source | published claim | link |", "|---|---|---|"]
-    out += [f"| {name} | {claim} | {link} |" for name, claim, link in SOURCES]
+    out += ["## Compared with the source", "", "| source | published claim | here (tiny models, synthetic arithmetic) | link |",
+            "|---|---|---|---|"]
+    out += [f"| {name} | {claim} | {seen} | {link} |" for (name, claim, link), seen in zip(SOURCES, observed(results))]
     return "\n".join(out) + "\n"
 
 

@@ -18,7 +18,6 @@ Writes results.json and report.md (`analyses/cross_family.py`, torch-free).
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -154,15 +153,27 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
 def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     """Run every model, write results.json and report.md; return the results (with a headline)."""
     from analyses import cross_family
+    from nnsight_codi.reporting import write_results
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
                "models": [study_model(spec, config, progress) for spec in config.models]}
     results["headline"] = cross_family.headline(results)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_results(out, cross_family_provenance(results))
     (out / "report.md").write_text(cross_family.report(results))
     return results
+
+
+def cross_family_provenance(results: dict[str, Any]) -> dict[str, Any]:
+    """`results` with the `provenance` block of a run over several models (each named by its shipped name)."""
+    from nnsight_codi.reporting import model_provenance, provenance
+
+    block = provenance(results["config"])
+    models = [model_provenance(spec=spec) for spec in results["config"]["models"]]
+    block["model"] = {"spec": ", ".join(str(m["spec"]) for m in models),
+                      "shipped_name": ", ".join(str(m["shipped_name"] or m["spec"]) for m in models), "weights": None}
+    return {**results, "provenance": block}
 
 
 if __name__ == "__main__":

@@ -67,3 +67,8 @@ def test_steering_table_rows():
     rows = cross_family.steering_table(m)
     assert "| latent1-latent2 | 4 | 2.50 | 50% / 25% | 100% / 0% |" in rows
     assert cross_family.steering_table({}) == []
+    coconut = {**m, "model": "c", "latent_family": "coconut", "num_latents": 1,
+               "accuracy_by_k": {"latent": {"0": 0.25, "1": 0.75}, "pause": {"0": 0.25, "1": 0.5}}}
+    seen = cross_family.observed({"models": [coconut]})
+    assert seen[0].startswith("c: 75% with its thoughts, 25% with none, 50% under pause")
+    assert seen[1] == "c: ‖mean(latent k) - mean(latent k+1)‖ 2.50 (latent1-latent2) → 2.50 (latent1-latent2)"
