@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnsight_codi.studies import study_main
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -122,8 +124,6 @@ def run(config: Config, out, progress: bool = True) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of the attention study; return the exit code."""
-    from nnsight_codi.studies import study_main
-
     return study_main(Config, run, "out/attention", __doc__, argv)
 
 

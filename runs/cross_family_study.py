@@ -24,6 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from analyses import cross_family
+from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -81,7 +84,6 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
     import torch
 
     from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
-    from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct
     from nnsight_codi.data.synthetic import parse_cot
     from nnsight_codi.interventions.patching import PatchLatent
     from nnsight_codi.interventions.steering import AddVector
@@ -153,8 +155,6 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
 
 def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     """Run every model, write results.json and report.md; return the results (with a headline)."""
-    from analyses import cross_family
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},

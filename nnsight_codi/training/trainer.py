@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -271,7 +272,6 @@ def train(cfg: TrainConfig, resume: bool = False, data=None, stop_at: int | None
     log = (out / "log.jsonl").open("a")
     setup.model.train(); setup.prj.train()
     t0 = time.time() - elapsed0
-    import sys
     bar = tqdm(total=total, initial=step, disable=not cfg.progress, dynamic_ncols=True,
                mininterval=5 if sys.stderr.isatty() else 60)
     sums: dict[str, float] = {}
