@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nnsight_codi.reporting import write_study
-from nnsight_codi.stats import paired_bootstrap_diff, significant
-
 if __package__ in (None, ""):  # `python runs/cot_vectors_study.py`: import the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nnsight_codi.reporting import write_study  # noqa: E402
+from nnsight_codi.stats import paired_bootstrap_diff, significant  # noqa: E402
 
 
 @dataclass

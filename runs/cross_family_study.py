@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from analyses import cross_family
-from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct
-
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analyses import cross_family  # noqa: E402
+from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct  # noqa: E402
 
 
 @dataclass

@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nnsight_codi.data.scoring import extract_gold
-
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nnsight_codi.data.scoring import extract_gold  # noqa: E402
 
 
 @dataclass

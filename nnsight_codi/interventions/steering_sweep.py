@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,8 +104,6 @@ class SweepConfig(run_spec(limit=100, batch_size=64)):
 
                 data = yaml.safe_load(text)
             elif path.suffix == ".toml":
-                import tomllib
-
                 data = tomllib.loads(text)
             else:
                 data = json.loads(text)
