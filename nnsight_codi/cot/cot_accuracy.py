@@ -27,6 +27,7 @@ from ..stats import bootstrap_ci
 from ..tracing.batching import batches_by_length
 from ..tracing.plain_lm import PlainLM
 from .cot_steering import Condition, check_vector, steering_for
+from .generation import generate_forked, generate_ids
 from .prompts import Instructions, chain_equations, prompt_ids, require_chat_template, writes_chain
 
 if TYPE_CHECKING:
@@ -102,8 +103,6 @@ def evaluate_conditions(model: TransformersModel, dataset, conditions: Sequence[
     prompt forward and first token once per batch and branch from there (`generate_forked`); the
     answers are bit-identical to whole runs. Sampled or remote runs evaluate every condition whole.
     """
-    from .generation import generate_forked, generate_ids
-
     conditions = list(conditions)
     for condition in conditions:
         check_condition(model, condition, vectors)

@@ -34,7 +34,9 @@ from ..runspec import run_spec
 from ..store import StoreWriter, open_store
 from ..tracing.plain_lm import PlainLM
 from ..tracing.remote import check_remote
+from .generation import POSITION_SETS, generate_ids, position_means
 from .prompts import MODES, Instructions, prompt_ids, require_chat_template
+from .questions import load_questions
 
 if TYPE_CHECKING:
     from jaxtyping import Float, Int
@@ -77,8 +79,6 @@ class ExtractConfig(run_spec(model="tiny-instruct", split="train", seed=0, limit
 
 def check_extract_config(config: ExtractConfig) -> None:
     """Raise `ValueError` unless `config.positions` names a known position set."""
-    from .generation import POSITION_SETS
-
     if config.positions not in POSITION_SETS:
         raise ValueError(f"positions must be one of {', '.join(POSITION_SETS)}, got {config.positions!r}")
     if config.batch_size < 1:
@@ -94,9 +94,6 @@ def extract_vectors(out: str | Path, config: ExtractConfig, model: TransformersM
     `questions` (a dataset with `id`, `question`) overrides `config.dataset`. Returns a summary:
     `path`, `examples`, `written_now`, `seconds`, `num_layers`, `hidden_size`, `vector_norms`.
     """
-    from .generation import generate_ids, position_means
-    from .questions import load_questions
-
     start = time.perf_counter()
     check_extract_config(config)
     remote = check_remote(config.remote)
@@ -201,8 +198,6 @@ def stored_ids(path: str | Path) -> dict[str, dict[str, list[list[int]]]]:
 def recompute_vectors(path: str | Path, model: TransformersModel, positions: str | None = None, batch_size: int = 16,
                       remote: Any = None) -> Float[np.ndarray, "layer dim"]:
     """Rebuild the vectors from the stored prompt and generated ids (no sampling): `(layer, dim)`."""
-    from .generation import position_means
-
     ds = open_store(path)
     where: str = positions or ds.attrs["config"]["positions"]
     ids = stored_ids(path)

@@ -33,6 +33,7 @@ from ..steps import resolve_num_latents
 from .base import embedding_matrix, family_of, hf_base, tiny_base
 from .codi import codi_losses
 from .encode import collate
+from .lora_layers import apply_lora, merge_lora
 from .train_config import TrainConfig
 from .train_evaluator import evaluate_student, evaluate_teacher
 
@@ -60,8 +61,6 @@ def build_setup(cfg: TrainConfig) -> Setup:
     torch.manual_seed(cfg.seed + 1)
     prj = build_projection(hidden, cfg.prj_dim or hidden, layer_norm=cfg.prj_layer_norm)
     if cfg.lora_r > 0:
-        from .lora_layers import apply_lora
-
         apply_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, seed=cfg.seed, train_token_ids=[
             ids["pad_id"], ids["bot_id"], ids["eot_id"]])
     model.to(cfg.device)  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
@@ -198,8 +197,6 @@ def load_checkpoint(path: Path, setup: Setup, opt: torch.optim.Optimizer) -> tup
 def final_model_for_saving(setup: Setup) -> PreTrainedModel:
     """The LM to save: LoRA adapters merged if present."""
     if any(hasattr(m, "lora_a") for m in setup.model.modules()):
-        from .lora_layers import merge_lora
-
         return merge_lora(setup.model)
     return setup.model
 
