@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lm_eval.tasks import TaskManager
+import lm_eval.tasks
 
 from ..data.gsm8k import load_shipped, shipped_file
 from ..instruct import INSTRUCT_FILE
@@ -153,4 +153,4 @@ def task_manager(metadata: Mapping[str, Any] | None = None, include_path: str | 
     paths: list[str | Path] = [str(TASKS_DIR)]
     if include_path:
         paths.append(str(include_path))
-    return TaskManager(include_path=paths, include_defaults=include_defaults, metadata=dict(metadata or {}))
+    return lm_eval.tasks.TaskManager(include_path=paths, include_defaults=include_defaults, metadata=dict(metadata or {}))
