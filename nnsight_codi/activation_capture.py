@@ -24,29 +24,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import nnsight
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from .data.scoring import extract_gold, extract_prediction
 from .interventions.conditions import capture_interventions
-from .lens.lens_readouts import LensRequest, with_tuned
-from .lens.step_decoder import StepTextRequest
-from .loading import load_model
 from .models.architecture import kv_geometry
 from .models.fingerprint import WEIGHTS_KEY, model_weights
 from .runspec import run_spec
 from .steps import resolve_num_latents
-from .store import BackgroundStoreWriter, StoreWriter
 from .store.positions import left_align, pad_counts_from_mask, source_labels
 from .store.schema import parse_variables, validate_layers
 from .tracing.capture_hook import CAPTURABLE, Capture, assemble
-from .tracing.codi_model import CodiModel, eager_attention
-from .tracing.hooks import visit_step
 from .tracing.loop import check_masking, run_loop
 from .tracing.plain_lm import PlainLM
-from .tracing.remote import remote_kwargs
 
 if TYPE_CHECKING:
     from nnsight import TransformersModel
@@ -112,9 +103,15 @@ def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | Transf
     store records the steered run.
     """
     from .data.eval_datasets import load_eval_dataset, synthetic_options
+    from .store import BackgroundStoreWriter, StoreWriter
+
     start = time.perf_counter()
+    from .lens.lens_readouts import LensRequest, with_tuned
+
     variables = with_tuned(parse_variables(list(config.variables)), config.lens_path)  # unknown names fail here
     lens = LensRequest.from_variables(variables, config.lens_k, config.lens_path)
+    from .lens.step_decoder import StepTextRequest
+
     steps_req = StepTextRequest.from_variables(variables, config.step_tokens)
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
@@ -122,6 +119,8 @@ def run_capture(out: str | Path, config: CaptureConfig, codi: CodiModel | Transf
     if config.dataset != "synthetic":  # a bad path fails before the model loads
         dataset = load_eval_dataset(config.dataset, split=config.split, limit=config.limit, seed=config.seed)
     if codi is None:
+        from .loading import load_model
+
         codi = load_model(config.model, device=config.device, dtype=config.model_dtype, base=config.base,
                           lora_mode=config.lora_mode)
     if config.dataset == "synthetic":  # problems from the distribution the model was trained on
@@ -267,6 +266,11 @@ class _PlainTarget:
         return self.lm.encode(questions)
 
     def run(self, prompts, hook: Capture):
+        import nnsight
+
+        from .tracing.hooks import visit_step
+        from .tracing.remote import remote_kwargs
+
         extra = {"output_attentions": True} if hook.needs_attentions else {}
         extra.update(remote_kwargs(self.config.remote))  # ships this package's hook code by value
         with self.model.trace(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask,
@@ -277,6 +281,8 @@ class _PlainTarget:
 
 
 def _target(model: CodiModel | TransformersModel, config: CaptureConfig):
+    from .tracing.codi_model import CodiModel
+
     if isinstance(model, CodiModel):
         if config.positions is not None:
             raise ValueError("positions are for plain LMs; a CODI capture's steps are bot, latents and eot")
@@ -286,6 +292,8 @@ def _target(model: CodiModel | TransformersModel, config: CaptureConfig):
 
 def _capture_batch(target, hook: Capture, questions: list[str], golds: list[float], config: CaptureConfig,
                    width: int, variables: tuple[str, ...]) -> dict[str, np.ndarray]:
+    import torch
+
     prompts = target.encode(questions)
     with torch.inference_mode():
         answers, records = target.run(prompts, hook)
@@ -321,6 +329,8 @@ def _token_strings(tokenizer, ids: list[int], cache: dict[int, str]) -> list[str
 
 def _maybe_eager(model: TransformersModel, needed: bool):
     """Eager attention while capturing attention weights (sdpa returns none)."""
+    from .tracing.codi_model import eager_attention
+
     return eager_attention(model._module) if needed else nullcontext()
 
 
