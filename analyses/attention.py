@@ -34,6 +34,7 @@ import xarray as xr
 
 from nnsight_codi.data.chains import annotations
 from nnsight_codi.errors import one_line_errors
+from nnsight_codi.reporting import markdown_table, save_figure, source_row, verdict, write_results
 from nnsight_codi.stats import Interval, bootstrap_ci, paired_bootstrap_diff
 from nnsight_codi.store import open_store
 from nnsight_codi.store.positions import number_spans, top_k_sources
@@ -322,8 +323,6 @@ def headline(summary: dict[str, Any]) -> list[str]:
 
 def report_sections(result: dict[str, Any]) -> list[tuple[str, str]]:
     """The report's sections (before the figures and the comparison with the source), from the results."""
-    from nnsight_codi.reporting import markdown_table
-
     dash = result.get("dashboard", {})
     table = [r for r in result["alternation"]]
     odd_even = [{"read-out": k, **v} for k, v in result["odd_minus_even"].items()]
@@ -386,8 +385,6 @@ def compare_with_source(result: dict[str, Any]) -> list[dict[str, str]]:
     """The "Compared with the source" rows of the attention report, from the results alone. Source:
     Goyal et al., "Scratchpad Thinking" (CODI-GPT-2): odd latent steps compute, even steps store.
     """
-    from nnsight_codi.reporting import source_row, verdict
-
     src = "Scratchpad Thinking (Goyal et al., CODI-GPT-2)"
     rows = []
     table = pd.DataFrame(result.get("alternation", []))
@@ -453,8 +450,6 @@ def plot_by_source(ds: xr.Dataset, out: str | Path) -> Path:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from nnsight_codi.reporting import save_figure
-
     mass = role_mass(ds).mean("example", skipna=True)
     frame = pd.DataFrame(mass.values, index=[str(s) for s in ds["step_name"].values], columns=list(ROLES))
     fig, ax = plt.subplots(figsize=(8.5, 0.5 * len(frame) + 1.6))
@@ -474,8 +469,6 @@ def plot_alternation(ds: xr.Dataset, out: str | Path, seed: int = 0) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
-
-    from nnsight_codi.reporting import save_figure
 
     table = alternation_table(ds, seed)
     names = list(dict.fromkeys(table.readout))
@@ -509,8 +502,6 @@ def plot_by_block(table: pd.DataFrame, out: str | Path) -> Path:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from nnsight_codi.reporting import save_figure
-
     names = list(dict.fromkeys(table.readout))
     fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 0.55 * table.block.nunique() + 2.0))
     for ax, name in zip(np.atleast_1d(axes), names, strict=True):
@@ -536,8 +527,6 @@ def analyse(store: str | Path | xr.Dataset, out: str | Path | None = None, seed:
     result["headline"] = headline(result)
     result["compared_with_source"] = compare_with_source(result)
     if out is not None:
-        from nnsight_codi.reporting import write_results
-
         result["figures"] = [str(plot_by_source(ds, out)), str(plot_alternation(ds, out, seed))]
         if "by_block" in result:
             result["figures"].append(str(plot_by_block(pd.DataFrame(result["by_block"]), out)))

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nnsight_codi.errors import one_line_errors
+from nnsight_codi.reporting import MIN_N, markdown_table, save_figure, source_row, verdict
 from nnsight_codi.store import open_store
 
 TITLE = "CoT steering vectors"
@@ -118,8 +119,6 @@ def plot_grid(grid: pd.DataFrame, out: str | Path, best: dict | None = None,
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from nnsight_codi.reporting import save_figure
-
     schedules = sorted(grid["schedule"].unique())
     metrics = [("accuracy", "dev accuracy", "viridis"), ("reasoning_rate", "share writing a chain", "magma")]
     fig, axes = plt.subplots(2, len(schedules), figsize=(1.2 + 4.2 * len(schedules), 7.0), squeeze=False)
@@ -149,8 +148,6 @@ def plot_conditions(rows: Sequence[dict], out: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nnsight_codi.reporting import save_figure
-
     labels = [r["name"] if r.get("layer") is None else f"{r['name']}\nl={r['layer']}, c={r['coef']:g}"
               + ("\n(most chains)" if r.get("selected_by") == "reasoning_rate" else "") for r in rows]
     acc = np.array([r["accuracy"] for r in rows], dtype=float)
@@ -179,8 +176,6 @@ def plot_vectors(table: pd.DataFrame, out: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from nnsight_codi.reporting import save_figure
 
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     ax.plot(table.layer, table.norm, "o-", label="‖v_l‖ (mean difference)")
@@ -309,8 +304,6 @@ def summary_line(result: dict) -> str:
 
 def report_sections(result: dict) -> list[tuple[str, str]]:
     """The report's sections (before the figures and the comparison with the source), from the results."""
-    from nnsight_codi.reporting import markdown_table
-
     config = result["config"]
     rows, best, comparisons = result["conditions"], result["best"], result["comparisons"]
     chain_points = result.get("chain_points", [])
@@ -411,8 +404,6 @@ def compare_with_source(result: dict) -> list[dict]:
     Mistral-7B-Instruct on GSM8k): injected CoT vectors are competitive with CoT prompting, and the
     injection schedule matters.
     """
-    from nnsight_codi.reporting import MIN_N, source_row, verdict
-
     src = "Zhang & Viteri 2024 (CoT vectors, 7–8B instruct LMs)"
     conds = {r["name"]: r for r in result.get("conditions", [])}
     comps = result.get("comparisons", {})

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from nnsight_codi.errors import one_line_errors
 from nnsight_codi.lens.numbers import NumberTokens, hits_ids, one_op_candidates, store_tokenizer, tokenizer_encoder
@@ -52,6 +53,8 @@ from nnsight_codi.lens.values import (
     target_sets,
     token_values,
 )
+from nnsight_codi.probes import probe_grid
+from nnsight_codi.reporting import _clean, save_figure, write_results
 from nnsight_codi.stats import bootstrap_ci, paired_bootstrap_diff
 from nnsight_codi.store import open_store
 
@@ -244,8 +247,6 @@ def answer_histogram(truth) -> list[dict[str, Any]]:
 
 def probe_table(ds, truth, folds: int = 3, seed: int = 0, max_chain: int = 2, progress: bool = False) -> list[dict]:
     """Linear probes from `hidden` to each intermediate result (1st, 2nd, …) and to the answer."""
-    from nnsight_codi.probes import probe_grid
-
     if "hidden" not in ds:
         return []
     labels = {"answer": np.array([t["answer"] for t in truth], dtype=np.float64)}
@@ -310,8 +311,6 @@ def _plt():
 def figure_lens_heatmap(readouts, truth, out, example: int = 0):
     """Layer × step heatmap of top-1 tokens (annotated) coloured by probability, one panel per lens."""
     plt, sns = _plt()
-    from nnsight_codi.reporting import save_figure
-
     lenses = list(readouts)
     first = readouts[lenses[0]][3]
     steps = [str(s) for s in first["step_name"].values]
@@ -338,10 +337,6 @@ def figure_lens_heatmap(readouts, truth, out, example: int = 0):
 def figure_detection(det_rows, out):
     """Plot top-k detection rates by step, per lens and target (one line per layer); save the figure."""
     plt, sns = _plt()
-    import pandas as pd
-
-    from nnsight_codi.reporting import save_figure
-
     df = pd.DataFrame(det_rows)
     kmax = df["k"].max()
     df = df[df["k"] == kmax]
@@ -371,10 +366,6 @@ def figure_detection(det_rows, out):
 def figure_entropy(oe_rows, out, lens: str = "logit"):
     """Plot one lens's entropy and chain-value detection by latent, per layer; save it (None without rows)."""
     plt, sns = _plt()
-    import pandas as pd
-
-    from nnsight_codi.reporting import save_figure
-
     df = pd.DataFrame([r for r in oe_rows if r["lens"] == lens and "entropy" in r])
     if df.empty:
         return None
@@ -398,10 +389,6 @@ def figure_entropy(oe_rows, out, lens: str = "logit"):
 def figure_probes(probe_rows, out):
     """Plot linear-probe accuracy heatmaps (layer × step), one per target; save it (None without rows)."""
     plt, sns = _plt()
-    import pandas as pd
-
-    from nnsight_codi.reporting import save_figure
-
     if not probe_rows:
         return None
     df = pd.DataFrame(probe_rows)
@@ -423,8 +410,6 @@ def figure_probes(probe_rows, out):
 def figure_accuracy(acc, out):
     """Plot accuracy against the number of latents with its CI; save it (None without rows)."""
     plt, _ = _plt()
-    from nnsight_codi.reporting import save_figure
-
     rows = acc["accuracy_vs_latents"]
     if not rows:
         return None
@@ -446,8 +431,6 @@ def figure_accuracy(acc, out):
 def figure_answers(hist, out):
     """Plot the gold-answer frequencies as a bar chart; save the figure."""
     plt, _ = _plt()
-    from nnsight_codi.reporting import save_figure
-
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.bar([h["answer"] for h in hist], [h["count"] for h in hist], width=0.9)
     ax.set_xlabel("gold answer")
@@ -533,12 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = analyse(args.store, args.out, probes=not args.no_probes, tokenizer=args.tokenizer)
     if args.out:
-        from nnsight_codi.reporting import write_results
-
         write_results(args.out, result)
     if args.json:
-        from nnsight_codi.reporting import _clean
-
         print(json.dumps(_clean(result)))
     else:
         print(f"{result['examples']} examples; lenses {result['lenses']}; "

@@ -25,7 +25,7 @@ import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from nnsight_codi.errors import one_line_errors
-from nnsight_codi.reporting import markdown_table, save_figure  # noqa: E402
+from nnsight_codi.reporting import markdown_table, save_figure, source_row, verdict, write_results  # noqa: E402
 from nnsight_codi.stats import bootstrap_ci, paired_bootstrap_diff, significant  # noqa: E402
 
 TITLE = "Patching study: activation patching and thought anchors"
@@ -140,8 +140,6 @@ def importance_attention_spearman(ds: xr.Dataset, resamples: int = 2000, seed: i
 
 def compare_with_source(results: dict[str, Any]) -> list[dict[str, str]]:
     """The "Compared with the source" rows of the patching report, from the results alone."""
-    from nnsight_codi.reporting import source_row, verdict
-
     rows = []
     a, table = results.get("anchors_summary"), results.get("anchors", [])
     if a and table:
@@ -288,8 +286,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    from nnsight_codi.reporting import write_results
-
     results = analyse(args.store, args.out)
     write_results(args.out, results)
     summary = {k: v for k, v in results.items() if k.endswith("summary") or k == "figures"}

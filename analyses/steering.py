@@ -23,11 +23,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 
 from nnsight_codi.errors import one_line_errors
 from nnsight_codi.reporting import (
     save_figure,  # noqa: E402
+    write_results,
 )
+from nnsight_codi.stats import bootstrap_ci, holm, mcnemar_exact, paired_bootstrap_diff
 from nnsight_codi.store import open_store  # noqa: E402
 from nnsight_codi.store.sweep_store import SWEEP_STORE, condition_table, open_sweep  # noqa: E402
 from nnsight_codi.store.vector_store import open_vectors  # noqa: E402
@@ -82,9 +86,6 @@ def heatmaps(table: pd.DataFrame, out: str | Path) -> list[Path]:
 
 def _colorbar(fig, axes, cmap: str, vmin: float, vmax: float, label: str) -> None:
     """One colorbar for a row of equally sized heatmaps."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
     fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap), ax=list(axes.ravel()), label=label, shrink=0.8,
                  pad=0.02)
 
@@ -230,8 +231,6 @@ def by_site(ds, table: pd.DataFrame, seed: int = 0) -> list[dict[str, Any]]:
     conditions (pairs × coefficients) per problem, with bootstrap CIs over problems; for hidden sites the
     paired difference hidden − KV twin (same latent) in answers changed.
     """
-    from nnsight_codi.stats import bootstrap_ci, paired_bootstrap_diff
-
     correct = ds["correct"].values.astype(np.float64)
     keep = ~np.isnan(correct).any(axis=0)
     correct = correct[:, keep]
@@ -266,8 +265,6 @@ def seed_design(ds, table: pd.DataFrame, seed: int = 0) -> list[dict[str, Any]]:
     """The seed's own design read out of the sweep: hidden at latents 1–4 at the last layer swept (+ the
     extra step), and KV at every latent entry of the cache eot reads; mean over its conditions.
     """
-    from nnsight_codi.stats import bootstrap_ci
-
     correct = ds["correct"].values.astype(np.float64)
     keep = ~np.isnan(correct).any(axis=0)
     correct = correct[:, keep]
@@ -429,8 +426,6 @@ def headroom_tests(sweep_dir: str | Path, out: str | Path, what: str = "") -> di
     """Does any steering condition beat the unsteered run? Exact McNemar per condition vs `none`,
     Holm-corrected over all steering conditions (hidden rows also vs `none+x`, Holm over the hidden rows).
     """
-    from nnsight_codi.stats import holm, mcnemar_exact
-
     ds = open_sweep(sweep_dir)
     table = add_sites(condition_table(ds), ds)
     correct = ds["correct"].values.astype(np.float64)
@@ -476,8 +471,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     results = analyse(args.store, args.out)
-    from nnsight_codi.reporting import write_results
-
     write_results(args.out, results)
     if args.json:
         json.dump({k: results[k] for k in ("baseline", "by_mode", "figures")}, sys.stdout, indent=2, default=str)

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from analyses.steering import _latent_order, significant_conditions
-from nnsight_codi.reporting import markdown_table
+from nnsight_codi.reporting import markdown_table, source_row
 
 TITLE = "Steering study: activation-difference steering of the latent loop"
 
@@ -146,8 +146,6 @@ def compare_with_source(results: dict[str, Any]) -> list[dict[str, str]]:
     "Latent Reasoning Sprint #3", CODI-Llama-1B; its numbers are not in our reference notes, so the
     rows compare the pattern the seed reported, not sizes).
     """
-    from nnsight_codi.reporting import source_row
-
     src = "Sprint #3 (seed, CODI-Llama-1B)"
     rows = []
 

@@ -21,7 +21,7 @@ _LAZY = {
 def __getattr__(name: str):
     # Lazy, so `nnsight_codi.store` and offline analyses do not import torch or nnsight.
     if name in _LAZY:
-        import importlib
+        import importlib  # noqa: PLC0415  the root package imports nothing at import time
 
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 
+from . import __version__
+from .commands.lm_eval import run_cli
 from .errors import OneLineParser, error_line
 
 COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "dashboard", "lens", "steer", "sweep", "cot-vectors", "lm-eval", "remote-check")
@@ -15,8 +17,6 @@ COMMANDS = ("eval", "convert", "capture", "info", "train", "demo", "dashboard", 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `nnsight-codi` argument parser with every available subcommand registered."""
-    from . import __version__
-
     parser = OneLineParser(prog="nnsight-codi", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nnsight-codi {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -35,8 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run `nnsight-codi` on `argv`; user errors become one stderr line and exit status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["lm-eval"]:  # lm-eval's own command line, parsed by lm-eval itself
-        from .commands.lm_eval import run_cli
-
         args = argparse.Namespace(command="lm-eval", func=lambda _: run_cli(argv[1:]))
     else:
         args = build_parser().parse_args(argv)

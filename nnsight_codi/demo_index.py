@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import markdown
+
 from .studies import StudyOutcome
 
 CSS = """
@@ -35,8 +37,6 @@ def _e(text: Any) -> str:
 
 def render_report_html(report_md: Path) -> Path:
     """Render `report.md` to `report.html` beside it (tables and code blocks kept)."""
-    import markdown
-
     body = markdown.markdown(report_md.read_text(), extensions=["tables", "fenced_code"])
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(report_md.parent.name)}</title>"
             f"<style>{CSS} img{{max-width:100%}}</style></head><body>{body}</body></html>")

@@ -21,7 +21,8 @@ from .data.scoring import extract_gold, extract_prediction, is_correct
 from .predictions import Prediction, write_predictions
 from .steps import resolve_num_latents
 from .tracing.batching import batches_by_length
-from .tracing.loop import Masking
+from .tracing.branches import Branch, run_branches
+from .tracing.loop import Masking, run_loop
 
 if TYPE_CHECKING:
     from .tracing.codi_model import CodiModel
@@ -99,8 +100,6 @@ def generate_answers(codi: CodiModel, questions: Sequence[str], batch_size: int 
     """Answer texts for every question, in input order (batches: `eval_batches`); `feedback`: a latent-input
     condition of any family ("pause", …; `CodiModel.condition_feedback`).
     """
-    from .tracing.loop import run_loop
-
     k = resolve_num_latents(num_latents, codi.num_latents)
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -128,8 +127,6 @@ def answers_by_latent_count(codi: CodiModel, questions: Sequence[str], latent_co
     latent k (eot next), so the K+1 read-outs cost one loop plus their answer steps (`fork=False`:
     each run made whole; the same texts).
     """
-    from .tracing.branches import Branch, run_branches
-
     counts = list(range(codi.num_latents + 1)) if latent_counts is None else [int(k) for k in latent_counts]
     if not counts or any(k < 0 for k in counts) or len(set(counts)) != len(counts):
         raise ValueError(f"latent_counts must be distinct integers >= 0, got {latent_counts}")

@@ -35,6 +35,7 @@ import torch
 
 from .data.chains import count_annotations, has_annotation
 from .data.scoring import extract_gold, extract_prediction, is_correct
+from .tracing.batching import batches_by_length
 
 if TYPE_CHECKING:
     from nnsight import TransformersModel
@@ -118,8 +119,6 @@ def generate_chat(model: PreTrainedModel | TransformersModel, tokenizer, prompts
     `model`: a `transformers` causal LM or an nnsight `TransformersModel`. Returns the decoded
     new tokens (special tokens skipped), in input order.
     """
-    from .tracing.batching import batches_by_length
-
     lm = _hf_module(model)
     device = next(lm.parameters()).device
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]

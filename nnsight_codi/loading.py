@@ -27,6 +27,8 @@ from typing import Any, cast
 
 import torch
 from nnsight import TransformersModel
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from .errors import one_line
 from .models.checkpoint import (
@@ -57,10 +59,12 @@ from .models.model_sources import (
 )
 from .models.projection import projection_from_state_dict
 from .models.registry import CheckpointEntry, lookup
-from .models.simcot import simcot_entry
+from .models.simcot import _keys, coconut_step_decoder, convert_release, download_release, is_release_dir, simcot_entry
+from .models.soft_thinking import MARKERS, SoftThinking
 from .tracing.codi_model import CodiModel
 from .tracing.lora_interventions import LoraAdapter, LoraCodiModel
 from .tracing.remote import PortableProjection, is_ndif, ndif_errors
+from .tracing.soft_thinking_model import SoftThinkingModel
 
 LORA_MODES = ("merged", "interventions")
 
@@ -75,8 +79,6 @@ def check_lora_mode(lora_mode: str) -> str:
 def load_converted(directory: str | Path, device: str | torch.device | None = "cpu",
                    dtype: str | torch.dtype | None = "float32", ndif_repo_id: str | None = None):
     """Load a converted CODI directory as a `CodiModel` (no network); `ndif_repo_id`: its LM's hub id on NDIF."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     directory = Path(directory)
     config = CodiConfig.load(directory)
     prj: torch.nn.Module = load_projection(directory) if config.use_prj else torch.nn.Identity()
@@ -248,8 +250,6 @@ def load_model(spec: str | Path, device: str | torch.device | None = "cpu",
 
 def is_simcot_release(path: Path) -> bool:
     """Whether `path` is a SIM-CoT release (a directory of any of its layouts, or one file with `decoder.*` keys)."""
-    from .models.simcot import _keys, is_release_dir
-
     if path.is_file():
         return any(k.startswith("decoder.") for k in _keys(path))
     return is_release_dir(path)
@@ -261,8 +261,6 @@ def load_simcot(spec: str | Path, base: str | None = None, device: Any = "cpu", 
     """A SIM-CoT CODI release (local path in any layout, or a known hub id) as a `CodiModel` whose
     `step_decoder` attribute is its `models.simcot.StepDecoder`.
     """
-    from .models.simcot import convert_release, download_release, simcot_entry
-
     if lora_mode != "merged" or unused.get("reference_numerics"):
         raise ValueError(f"{spec}: a SIM-CoT release loads merged only (lora_mode='merged', numerics='default')")
     entry = simcot_entry(str(spec))
@@ -293,11 +291,6 @@ def load_soft_thinking(spec: str | Path, num_latents: int = 8, top_k: int = 10, 
     first pair of `models.soft_thinking.MARKERS` the tokenizer has. `cold_entropy` (nats) and `cold_patience`
     set the cold stop (None: every row thinks K steps). Errors (not an instruct model, markers missing) are one line.
     """
-    from torch import nn
-
-    from .models.soft_thinking import MARKERS, SoftThinking
-    from .tracing.soft_thinking_model import SoftThinkingModel
-
     soft = SoftThinking(top_k=top_k, temperature=temperature, cold_entropy=cold_entropy, cold_patience=cold_patience)
     if num_latents < 0:
         raise ValueError(f"num_latents must be >= 0, got {num_latents}")
@@ -330,8 +323,6 @@ def load_soft_thinking(spec: str | Path, num_latents: int = 8, top_k: int = 10, 
 def load_plain_lm(spec: str | Path, device: str | torch.device | None = "cpu",
                   dtype: str | torch.dtype | None = "float32") -> TransformersModel:
     """A plain HF causal LM as an nnsight `TransformersModel` (hub id or local directory)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
     lm = AutoModelForCausalLM.from_pretrained(str(spec), dtype=torch_dtype).to(device).eval()  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
     tokenizer = AutoTokenizer.from_pretrained(str(spec), padding_side="left")
@@ -363,8 +354,6 @@ def load_coconut_checkpoint(file: str | Path, base: str | Path | None = None, de
     model = CodiModel(lm, tokenizer=parts.tokenizer, task="text-generation", codi_config=parts.config,
                       prj=torch.nn.Identity(), ndif_repo_id=ndif_repo_id)
     if parts.step_decoder_keys:  # a SIM-CoT Coconut release: its step decoder, for the step-decoder lens
-        from .models.simcot import coconut_step_decoder
-
         decoder = coconut_step_decoder(file, parts.lm, int(parts.config.eos_id or 0), resolve_dtype(dtype))
         object.__setattr__(model, "step_decoder", None if decoder is None else decoder.to(resolve_device(device)))
     return model
@@ -384,8 +373,6 @@ def load_lora_interventions(file: str | Path, base: str | Path | None, entry: Ch
     run with `remote=True` uses the hosted model `base` (hub id; registry default) instead and
     checks it before the first session.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     if base is None:
         raise CodiFormatError(
             f"{file}: running a CODI checkpoint as base + interventions needs its base model (--base: hub id or "

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .stats import bootstrap_ci
+
 
 @dataclass
 class ProbeResult:
@@ -95,8 +97,6 @@ def probe_grid(hidden: np.ndarray, labels: Mapping[str, np.ndarray], step_names:
         (bootstrap CI over examples).
     """
     from tqdm.auto import tqdm
-
-    from .stats import bootstrap_ci
 
     steps = list(range(hidden.shape[1])) if steps is None else list(steps)
     cells = [(t, s, i) for t in labels for s in steps for i in range(len(layers))]

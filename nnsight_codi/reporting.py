@@ -28,10 +28,14 @@ import math
 import platform
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from . import __version__
+from .models.model_sources import unambiguous_name
 
 
 def _clean(value: Any) -> Any:
@@ -55,8 +59,6 @@ PROVENANCE_LIBRARIES = ("torch", "transformers", "nnsight", "numpy", "xarray", "
 
 
 def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(dist)
     except PackageNotFoundError:
@@ -86,8 +88,6 @@ def model_provenance(model: Any = None, spec: Any = None) -> dict[str, Any]:
     version: `tiny-instruct-v3`, never the plain name that has meant three models) and the weights'
     fingerprint (`models.fingerprint.model_weights`; None without a loaded model or for a remote one).
     """
-    from .models.model_sources import unambiguous_name  # torch-free: analyses write results without torch
-
     weights = None
     if model is not None:
         from .models.fingerprint import model_weights
@@ -110,8 +110,6 @@ def provenance(config: Mapping[str, Any] | None = None, model: Any = None) -> di
         >>> p["package"]["name"], p["model"]["shipped_name"], p["seed"], sorted(p["versions"])[:3]
         ('nnsight-codi', 'tiny-instruct-v3', 3, ['datasets', 'nnsight', 'numpy'])
     """
-    from . import __version__
-
     config = dict(config or {})
     return {"package": {"name": "nnsight-codi", "version": __version__}, "git": git_state(),
             "python": platform.python_version(),

@@ -25,14 +25,20 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
 import re
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
+
+from .config_cli import add_config_args, config_kwargs
+from .errors import OneLineParser, one_line_errors
 
 ENTRY_POINT_GROUP = "nnsight_codi.studies"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -154,8 +160,6 @@ def unregister_study(name: str) -> None:
 
 def entry_point_studies() -> list[Study]:
     """The studies that installed packages declare in the entry-point group `nnsight_codi.studies`."""
-    from importlib.metadata import entry_points
-
     found = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if _NAME.match(ep.name) and ep.name not in ("all", "none"):
@@ -248,12 +252,6 @@ def study_main(config_cls: type, run, default_out: str, description: str | None 
         if __name__ == "__main__":
             raise SystemExit(study_main(Config, run, "out/my_study", __doc__))
     """
-    import argparse
-    import json
-
-    from .config_cli import add_config_args, config_kwargs
-    from .errors import OneLineParser, one_line_errors
-
     @one_line_errors(Path(sys.argv[0]).stem)
     def main(argv: list[str] | None) -> int:
         parser = OneLineParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)

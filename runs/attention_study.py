@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from nnsight_codi.studies import study_main  # noqa: E402
+
 
 @dataclass
 class Config:
@@ -122,8 +124,6 @@ def run(config: Config, out, progress: bool = True) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of the attention study; return the exit code."""
-    from nnsight_codi.studies import study_main
-
     return study_main(Config, run, "out/attention", __doc__, argv)
 
 

@@ -21,6 +21,9 @@ import numpy as np
 if __package__ in (None, ""):  # `python runs/cot_vectors_study.py`: import the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nnsight_codi.reporting import write_study  # noqa: E402
+from nnsight_codi.stats import paired_bootstrap_diff, significant  # noqa: E402
+
 
 @dataclass
 class Config:
@@ -111,8 +114,6 @@ def run(config: Config, out, progress: bool = True) -> dict:
     from nnsight_codi.cot.cot_steering import check_schedule
     from nnsight_codi.loading import load_instruct_model
     from nnsight_codi.models.fingerprint import model_weights
-    from nnsight_codi.reporting import write_study
-    from nnsight_codi.stats import paired_bootstrap_diff, significant
     from nnsight_codi.tracing.remote import check_remote, remote_value
 
     out = Path(out)
@@ -245,8 +246,6 @@ def saved_config(result: dict) -> Config:
 def write_study_report(out, result: dict, figures) -> Path:
     """`OUT/report.md` (and `results.json`) from a finished study's results, its headline as it was run."""
     from analyses import cot_vectors
-    from nnsight_codi.reporting import write_study
-
     return write_study(out, cot_vectors, result, figures=figures, headline=False)
 
 

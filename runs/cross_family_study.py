@@ -26,6 +26,9 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analyses import cross_family  # noqa: E402
+from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct  # noqa: E402
+
 
 @dataclass
 class Config:
@@ -80,7 +83,6 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
     import torch
 
     from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
-    from nnsight_codi.data.scoring import extract_gold, extract_prediction, is_correct
     from nnsight_codi.data.synthetic import parse_cot
     from nnsight_codi.interventions.patching import PatchLatent
     from nnsight_codi.interventions.steering import AddVector
@@ -152,7 +154,6 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
 
 def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     """Run every model, write results.json and report.md; return the results (with a headline)."""
-    from analyses import cross_family
     from nnsight_codi.reporting import write_results
 
     out = Path(out)

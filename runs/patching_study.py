@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from dataclasses import asdict, dataclass
@@ -20,6 +21,8 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nnsight_codi.data.scoring import extract_gold  # noqa: E402
 
 
 @dataclass
@@ -43,8 +46,6 @@ def demo_config() -> Config:
 
 
 def _saved(path: Path, config: dict) -> bool:
-    import json
-
     import xarray as xr
 
     if not (path / "zarr.json").exists():
@@ -55,8 +56,6 @@ def _saved(path: Path, config: dict) -> bool:
 
 
 def _save(ds, path: Path, config: dict) -> None:
-    import json
-
     ds.attrs["config"] = json.dumps(config, sort_keys=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -71,7 +70,6 @@ def run(config: Config, out, progress: bool = True) -> dict[str, Any]:
     from analyses import patching
     from nnsight_codi.activation_capture import CaptureConfig, run_capture
     from nnsight_codi.data.eval_datasets import load_eval_dataset, synthetic_options
-    from nnsight_codi.data.scoring import extract_gold
     from nnsight_codi.interventions.anchors import activation_patching, thought_anchors
     from nnsight_codi.interventions.corrupt import corrupt_problem
     from nnsight_codi.loading import load_codi_model

@@ -18,6 +18,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nnsight_codi.config_cli import config_from_dict
 from nnsight_codi.errors import one_line_errors  # noqa: E402
 
 
@@ -35,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     except json.JSONDecodeError as err:
         raise ValueError(f"OVERRIDES_JSON is not valid JSON: {err}") from None
 
-    from nnsight_codi.config_cli import config_from_dict
     from nnsight_codi.data.synthetic import generate_problems
     from nnsight_codi.training.report import load_trained
     from nnsight_codi.training.train_config import TrainConfig

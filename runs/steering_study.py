@@ -36,6 +36,8 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nnsight_codi.steps import parse_step, resolve_step  # noqa: E402
+
 SITE_SETS = ("matched", "seed", "last")
 
 
@@ -74,8 +76,6 @@ class Config:
         if self.pairs == "all":
             return [(a, b) for a in range(1, num_latents + 1) for b in range(1, num_latents + 1) if a != b]
         try:
-            from nnsight_codi.steps import parse_step, resolve_step
-
             return [tuple(resolve_step(parse_step(x), num_latents) for x in p.split("-"))  # type: ignore[misc]
                     for p in self.pairs.split(",")]
         except ValueError as err:

@@ -25,21 +25,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "runs"))
 
+import dataclasses
+import multiprocessing as mp
+
+from nnsight_codi.config_cli import config_from_dict
 from nnsight_codi.errors import one_line_errors  # noqa: E402
 
 
 def recipe(out: str, overrides: dict, device: str):
     """The shipped recipe's TrainConfig with `overrides` applied."""
-    import dataclasses
-
     from train_tiny import ARGS
 
     from nnsight_codi.commands.train import add_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    from nnsight_codi.config_cli import config_from_dict
-
     cfg = config_from_args(parser.parse_args(ARGS))
     if not isinstance(overrides, dict):
         raise ValueError(f"variant overrides must be a JSON object, got {overrides!r}")
@@ -101,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"variant {name!r}: {err}") from None
     Path(args.out).mkdir(parents=True, exist_ok=True)
     results = Path(args.out) / "results.jsonl"
-    import multiprocessing as mp
-
     with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(run_variant, name, ov, args.out, args.device, args.eval_size): name
                    for name, ov in variants.items()}

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..loading import load_codi_model
 from ..models.devices import DTYPES
+from ..steps import parse_step
 from ..tracing.remote import remote_value
 
 
@@ -83,8 +84,6 @@ def int_list(text: str) -> tuple[int, ...]:
 
 def step_arg(text: str):
     """Argparse type: a step as an index or a name (`"3"` → 3, `"latent3"`, `"eot"`), checked for form."""
-    from ..steps import parse_step
-
     try:
         return parse_step(text)
     except ValueError as err:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..models.hub import download_checkpoint
+from ..models.model_sources import check_model_source, with_hub_errors
+from ..models.registry import lookup
 from .common import emit_json
 from .outdir import check_out
 
@@ -33,17 +36,12 @@ def run(args: argparse.Namespace) -> int:
     """Run `nnsight-codi convert` from parsed arguments; return the exit code."""
     from ..models.checkpoint import convert_reference_checkpoint, find_checkpoint_file
     from ..models.converted import save_converted
-    from ..models.model_sources import check_model_source, with_hub_errors
-    from ..models.registry import lookup
-
     check_out(args.dst, "convert", flag="DST")
     dst = Path(args.dst)
     if dst.exists() and any(dst.iterdir()):
         raise ValueError(f"{dst} exists and is not empty; choose a new directory")
     entry = lookup(args.src)
     if entry is not None and not Path(args.src).exists():
-        from ..models.hub import download_checkpoint
-
         file = download_checkpoint(entry)
     else:
         check_model_source(args.src)

@@ -14,10 +14,13 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..data.scoring import extract_gold, extract_prediction
+from ..predictions import Prediction, write_predictions
 from .common import emit_json, remote_value, synthetic_overrides
 from .outdir import check_out
 
@@ -237,8 +240,6 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run `nnsight-codi cot-vectors eval` from parsed arguments; return the exit code."""
-    import json
-
     from ..cot.cot_accuracy import evaluate_condition
     from ..cot.cot_steering import parse_condition
     from ..loading import load_instruct_model
@@ -260,9 +261,6 @@ def run_eval(args: argparse.Namespace) -> int:
     summary = res.summary() | {"condition": condition.label(), "seconds": round(time.perf_counter() - start, 3),
                                "model": args.model, "dataset": args.dataset}
     if args.out:
-        from ..data.scoring import extract_gold, extract_prediction
-        from ..predictions import Prediction, write_predictions
-
         out = Path(args.out)
         rows = zip(res.ids, data["question"], data["answer"], res.texts, res.correct, res.reasoning)
         write_predictions(out, (Prediction(str(i), q, t, extract_prediction(t), extract_gold(a), bool(c),

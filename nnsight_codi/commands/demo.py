@@ -21,6 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..demo_index import write_index
+from ..stats import bootstrap_ci
+from ..studies import run_study, select_studies
 from .common import emit_json
 from .outdir import check_out
 
@@ -51,11 +54,8 @@ def run(args: argparse.Namespace) -> int:
     """Run `nnsight-codi demo` from parsed arguments; return the exit code (1 if a study failed)."""
     from ..activation_capture import CaptureConfig, run_capture
     from ..data.eval_datasets import load_eval_dataset, synthetic_options
-    from ..demo_index import write_index
     from ..evaluation import direct_answer_budget, evaluate
     from ..loading import load_codi_model
-    from ..studies import run_study, select_studies
-
     studies = select_studies(args.studies)  # a bad name fails before any work
     if args.examples < 0:
         raise ValueError(f"--examples must be >= 0, got {args.examples}")
@@ -142,8 +142,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _accuracy_ci(result) -> list[float]:
     """95% percentile-bootstrap CI `[low, high]` of an evaluation's accuracy (over its problems)."""
-    from ..stats import bootstrap_ci
-
     interval = bootstrap_ci([float(p.correct) for p in result.predictions])
     return [interval.low, interval.high]
 

@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any
 
+from ..errors import OneLineParser, error_line
+
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `info` subcommand to an argparse subparsers object."""
@@ -75,7 +77,6 @@ def format_summary(info: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `info` standalone: `python -m nnsight_codi.commands.info STORE` (as `nnsight-codi info STORE`)."""
-    from ..errors import OneLineParser, error_line
     from ..store.store_errors import StoreError
 
     parser = OneLineParser(prog="nnsight-codi")

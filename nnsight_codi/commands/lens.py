@@ -23,9 +23,11 @@ tuned-lens's own spellings work too: `--model.name` (= --model), `-o/--output` (
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from ..reporting import markdown_table
 from .common import add_model_args, emit_json, load_codi, synthetic_overrides
 from .outdir import check_out
 
@@ -152,8 +154,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run `nnsight-codi lens eval` from parsed arguments; return the exit code."""
-    import json
-
     from ..lens.lens_training import collect, evaluate_lens, parse_data_mode
     from ..lens.tuned import CONFIG_NAME, LEGACY_KEY, SIDECAR_NAME, TunedLens
 
@@ -174,8 +174,6 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(summary)
     else:
-        from ..reporting import markdown_table
-
         print(f"held-out KL to the final distribution (nats), {mode}, {len(data)} positions")
         print(markdown_table(rows))
     return 0

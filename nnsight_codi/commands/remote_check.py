@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..tracing.request_audit import audit_request
 from .common import add_model_args, emit_json, remote_value
 
 DEPLOYED_LEVELS = ("HOT", "WARM")
@@ -161,8 +164,6 @@ def server_checks(host: str, repo: str | None, timeout: float) -> list[Check]:
 
 def client_environment() -> dict[str, str]:
     """This client's Python, nnsight and transformers versions."""
-    import platform
-
     import nnsight
     import transformers
 
@@ -244,8 +245,6 @@ def _same(local: tuple[Any, list], remote: tuple[Any, list]) -> str | None:
 
 def probe_checks(model: Any, remote: Any, kinds: tuple[str, ...], env: dict | None) -> list[Check]:
     """Send one real one-question request of each kind to the server and compare it with a local run."""
-    import time
-
     from ..tracing.codi_model import CodiModel
     from ..tracing.remote import count_requests, ndif_error
 
@@ -297,8 +296,6 @@ def audit_checks(args: argparse.Namespace) -> tuple[list[Check], str | None]:
     from ..loading import load_model
     from ..tracing.codi_model import CodiModel
     from ..tracing.remote import count_requests
-    from ..tracing.request_audit import audit_request
-
     model = load_model(args.model, device=args.device, dtype=args.dtype, base=args.base, lora_mode=args.lora_mode,
                        ndif_repo_id=args.ndif_model)
     checks: list[Check] = []

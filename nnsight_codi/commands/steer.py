@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
+from ..data.scoring import extract_gold
+from ..predictions import Prediction, write_predictions
+from ..stats import bootstrap_ci, paired_bootstrap_diff, significant
 from ..steps import Step, parse_step
 from .common import (
     add_dataset_args,
@@ -108,14 +112,9 @@ def condition_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Run `nnsight-codi steer` from parsed arguments; return the exit code."""
-    import tempfile
-
-    from ..data.scoring import extract_gold
     from ..interventions import Condition, Resources
     from ..interventions.conditions import evaluate_conditions
     from ..interventions.steering_sweep import SweepConfig, load_dataset_for, reference_vectors
-    from ..stats import bootstrap_ci, paired_bootstrap_diff, significant
-
     check_out(args.out, "steer")
     remote = remote_value(args.remote)
     cond = condition_from_args(args)
@@ -157,8 +156,6 @@ def run(args: argparse.Namespace) -> int:
                "changed_answers": int(sum(a != b for a, b in zip(steered["texts"], base["texts"]))),
                "seconds": round(time.perf_counter() - start, 3), "model": str(args.model), "dataset": str(args.dataset)}
     if args.out:
-        from ..predictions import Prediction, write_predictions
-
         out = Path(args.out)
         write_predictions(out, (Prediction(str(ex), questions[i], steered["texts"][i], float(steered["pred"][i]),
                                            golds[i], bool(steered["correct"][i]),

@@ -13,6 +13,7 @@ difference from `none`.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .common import emit_json
 from .outdir import check_out
@@ -35,8 +36,6 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run `nnsight-codi sweep` from parsed arguments; return the exit code."""
-    from pathlib import Path
-
     from ..interventions.steering_sweep import SweepConfig, run_sweep
     from ..models.devices import resolve_device
     from ..store.sweep_store import condition_table, open_sweep

@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ..data.scoring import extract_gold, extract_prediction, is_correct
+from ..stats import bootstrap_ci
 from ..tracing.batching import batches_by_length
+from ..tracing.plain_lm import PlainLM
 from .cot_steering import Condition, check_vector, steering_for
+from .generation import generate_forked, generate_ids
 from .prompts import Instructions, chain_equations, prompt_ids, require_chat_template, writes_chain
 
 if TYPE_CHECKING:
@@ -55,8 +59,6 @@ class ConditionResult:
 
     def summary(self, seed: int = 0) -> dict[str, Any]:
         """`{name, layer, coef, accuracy, ci_low, ci_high, reasoning_rate, n, mean_length}`."""
-        from ..stats import bootstrap_ci
-
         ci = bootstrap_ci(np.asarray(self.correct, dtype=float), seed=seed)
         c = self.condition
         return {"name": c.name, "layer": c.layer, "coef": c.coef, "accuracy": self.accuracy,
@@ -66,16 +68,12 @@ class ConditionResult:
 
 def check_condition(model: TransformersModel, condition: Condition, vectors) -> None:
     """Fail before any work when the condition cannot run on this model."""
-    from ..tracing.plain_lm import PlainLM
-
     require_chat_template(model.tokenizer)
     if condition.schedule is not None:
         if vectors is None:
             raise ValueError(f"condition {condition.label()} needs a vector store")
         if condition.layer is None:
             raise ValueError(f"condition {condition.label()} needs a layer")
-        import torch
-
         lm = PlainLM.of(model)
         check_vector(torch.as_tensor(vectors), condition.layer, lm.hidden_size, lm.num_layers)
 
@@ -105,8 +103,6 @@ def evaluate_conditions(model: TransformersModel, dataset, conditions: Sequence[
     prompt forward and first token once per batch and branch from there (`generate_forked`); the
     answers are bit-identical to whole runs. Sampled or remote runs evaluate every condition whole.
     """
-    from .generation import generate_forked, generate_ids
-
     conditions = list(conditions)
     for condition in conditions:
         check_condition(model, condition, vectors)

@@ -28,7 +28,9 @@ from torch import Tensor
 from ..models.kv_cache import cache_kwargs, output_cache
 from ..tracing.batching import positions_from_mask
 from ..tracing.hooks import visit_step
+from ..tracing.loop import fork_cache
 from ..tracing.plain_lm import PlainLM
+from ..tracing.portable import portable
 from ..tracing.remote import ndif_errors, remote_kwargs
 
 if TYPE_CHECKING:
@@ -116,8 +118,6 @@ def prompt_cache(cache: Any, length: int) -> Any:
     call makes new tensors and neither the source nor a sibling branch sees its writes. Only plain
     `DynamicLayer`s are cut (a sliding-window layer may already have dropped the prompt's start).
     """
-    from ..tracing.loop import fork_cache
-
     other = fork_cache(cache)
     for layer in other.layers:
         if type(layer).__name__ != "DynamicLayer":
@@ -145,8 +145,6 @@ def _generate(lm: PlainLM, ids: Tensor, mask: Tensor, hooks: Sequence[Any], max_
         extra["return_dict_in_generate"] = True
     hooks = list(hooks)
     if remote:  # dataclass hooks (`Steering` is an `AddVector`) on plain twins, as the latent loop sends them
-        from ..tracing.portable import portable
-
         hooks = portable(hooks)
     layers = lm.num_layers  # a plain int inside the trace (a remote request ships what the body reads)
     every_step = any(list(h.sites(step_offset + 1)) for h in hooks)  # hooks that act after the first forward

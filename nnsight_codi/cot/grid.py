@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from ..store.fingerprints import diff_fingerprints, mismatch_summary
+from .cot_accuracy import check_condition, evaluate_conditions
 from .cot_steering import SCHEDULES, Condition, check_schedule
 
 if TYPE_CHECKING:
@@ -79,8 +80,6 @@ def run_grid(model: TransformersModel, dataset, vectors, path: str | Path, sched
     row waits in memory until its turn (a kill loses at most those waiting rows, which a rerun
     recomputes).
     """
-    from .cot_accuracy import check_condition, evaluate_conditions
-
     cells = grid_cells(schedules, layers, coefs)
     if not cells:
         raise ValueError("the grid is empty: give at least one schedule, layer and coefficient")

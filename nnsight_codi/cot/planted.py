@@ -32,6 +32,10 @@ from pathlib import Path
 from typing import cast
 
 import torch
+from nnsight import TransformersModel
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from .prompts import word_chat_tokenizer
 
 REPLIES = {"cot": "<< 1 + 1 = 2 >> The answer is: 2", "direct": "The answer is: 2"}
 
@@ -67,12 +71,7 @@ def train_planted_model(steps: int = 300, layer: int = 1, n_layer: int = 2, dim:
                         batch: int = 32, lr: float = 3e-3, seed: int = 0, cot_word: str = "thinking",
                         direct_word: str = "immediately", save_to: str | Path | None = None) -> PlantedModel:
     """Train the planted model (see the module doc); `save_to` also writes it as a HF directory."""
-    from nnsight import TransformersModel
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     from ..data.synthetic import template_words
-    from .prompts import word_chat_tokenizer
-
     if not 1 <= layer < n_layer:
         raise ValueError(f"layer must be in 1..{n_layer - 1} (a block must read it), got {layer}")
     tok = word_chat_tokenizer()

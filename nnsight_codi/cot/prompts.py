@@ -23,7 +23,8 @@ import re
 from dataclasses import dataclass
 
 from ..data.chains import has_annotation, has_prose_equation, prose_equations
-from ..instruct import COT_INSTRUCTION, DIRECT_INSTRUCTION  # the paper's two instructions
+from ..instruct import COT_INSTRUCTION, DIRECT_INSTRUCTION, instruct_prompt  # the paper's two instructions
+from ..tokenization import build_word_tokenizer
 
 MODES = ("cot", "direct")  # the two prompts a CoT vector contrasts
 PROMPT_MODES = (*MODES, "none")  # "none": the question alone, no instruction
@@ -53,8 +54,6 @@ def require_chat_template(tokenizer, what: str = "the CoT/direct prompts") -> No
 
 def build_prompt(tokenizer, question: str, mode: str, instructions: Instructions = Instructions()) -> str:
     """The prompt text for `question` in `mode` ("cot" | "direct" | "none"): one user turn + generation prompt."""
-    from ..instruct import instruct_prompt
-
     require_chat_template(tokenizer)
     instructions.for_mode(mode)  # validates the mode
     return instruct_prompt(tokenizer, question, mode, {"cot": instructions.cot, "direct": instructions.direct,
@@ -95,8 +94,6 @@ TEST_CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] | capitalize }} : {{ 
 def word_chat_tokenizer(max_number: int = 99):
     """A word-level tokenizer with the synthetic vocabulary, the instructions and `TEST_CHAT_TEMPLATE`."""
     from ..data.synthetic import template_words
-    from ..tokenization import build_word_tokenizer
-
     words = set(template_words()) | {"User", "Assistant", ":"}
     for text in (COT_INSTRUCTION, DIRECT_INSTRUCTION, "The answer is:"):
         words.update(re.findall(r"\w+|[^\w\s]+", text))

@@ -28,9 +28,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..loading import load_instruct_model
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from ..runspec import run_spec
+from ..store import StoreWriter, open_store
+from ..tracing.plain_lm import PlainLM
+from ..tracing.remote import check_remote
+from .generation import POSITION_SETS, generate_ids, position_means
 from .prompts import MODES, Instructions, prompt_ids, require_chat_template
+from .questions import load_questions
 
 if TYPE_CHECKING:
     from jaxtyping import Float, Int
@@ -62,8 +68,6 @@ class ExtractConfig(run_spec(model="tiny-instruct", split="train", seed=0, limit
         return Instructions(self.cot_instruction, self.direct_instruction)
 
     def fingerprint(self, model: TransformersModel) -> dict[str, Any]:
-        from ..tracing.plain_lm import PlainLM
-
         data = dataclasses.asdict(self)
         for volatile in ("device", "batch_size", "remote"):
             data.pop(volatile)
@@ -75,8 +79,6 @@ class ExtractConfig(run_spec(model="tiny-instruct", split="train", seed=0, limit
 
 def check_extract_config(config: ExtractConfig) -> None:
     """Raise `ValueError` unless `config.positions` names a known position set."""
-    from .generation import POSITION_SETS
-
     if config.positions not in POSITION_SETS:
         raise ValueError(f"positions must be one of {', '.join(POSITION_SETS)}, got {config.positions!r}")
     if config.batch_size < 1:
@@ -92,13 +94,6 @@ def extract_vectors(out: str | Path, config: ExtractConfig, model: TransformersM
     `questions` (a dataset with `id`, `question`) overrides `config.dataset`. Returns a summary:
     `path`, `examples`, `written_now`, `seconds`, `num_layers`, `hidden_size`, `vector_norms`.
     """
-    from ..loading import load_instruct_model
-    from ..store import StoreWriter
-    from ..tracing.plain_lm import PlainLM
-    from ..tracing.remote import check_remote
-    from .generation import generate_ids, position_means
-    from .questions import load_questions
-
     start = time.perf_counter()
     check_extract_config(config)
     remote = check_remote(config.remote)
@@ -166,8 +161,6 @@ def write_vector(path: str | Path) -> None:
     """Add `steering_vector` (layer × dim) = mean of `steering_diff` over the complete examples."""
     import zarr
 
-    from ..store import open_store
-
     ds = open_store(path)
     vector = ds["steering_diff"].astype("float64").mean("example").astype("float32").values
     with warnings.catch_warnings():
@@ -182,8 +175,6 @@ def write_vector(path: str | Path) -> None:
 
 def load_vectors(path: str | Path) -> Float[np.ndarray, "layer dim"]:
     """The CoT vectors `Float[ndarray, "layer dim"]` of a complete vector store."""
-    from ..store import open_store
-
     ds = open_store(path)
     if "steering_diff" not in ds:
         raise ValueError(f"{path} is not a CoT vector store (no steering_diff)")
@@ -194,8 +185,6 @@ def load_vectors(path: str | Path) -> Float[np.ndarray, "layer dim"]:
 
 def stored_ids(path: str | Path) -> dict[str, dict[str, list[list[int]]]]:
     """Per mode, per example: `{"prompt": [[ids]...], "generated": [[ids]...]}` keyed by mode."""
-    from ..store import open_store
-
     ds = open_store(path)
     out: dict[str, Any] = {}
     for s, mode in enumerate(ds["step_name"].values):
@@ -209,9 +198,6 @@ def stored_ids(path: str | Path) -> dict[str, dict[str, list[list[int]]]]:
 def recompute_vectors(path: str | Path, model: TransformersModel, positions: str | None = None, batch_size: int = 16,
                       remote: Any = None) -> Float[np.ndarray, "layer dim"]:
     """Rebuild the vectors from the stored prompt and generated ids (no sampling): `(layer, dim)`."""
-    from ..store import open_store
-    from .generation import position_means
-
     ds = open_store(path)
     where: str = positions or ds.attrs["config"]["positions"]
     ids = stored_ids(path)

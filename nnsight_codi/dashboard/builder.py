@@ -29,6 +29,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from ..store import open_store
 from ..store.positions import top_k_sources
 
 KINDS = ("prompt", "number", "bot", "latent", "eot", "eos", "")
@@ -220,8 +221,6 @@ def _script_safe(text: str) -> str:
 def write_dashboard(store: str | Path | xr.Dataset, out: str | Path, top_k: int = 8, layer: int | None = None,
                     limit: int | None = None, title: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Write `out/index.html` from a store; return `{path, bytes, examples, missing, layer}`."""
-    from ..store import open_store
-
     ds = store if isinstance(store, xr.Dataset) else open_store(store)
     if limit is not None:
         if limit < 1:

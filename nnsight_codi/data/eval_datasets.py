@@ -18,10 +18,15 @@ Example:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, load_dataset
+
+from .gsm8k import SPLITS, load_shipped
+from .network import offline_reason
+from .synthetic import SyntheticOptions, generate_problems
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 HUB_NAMES = {"gsm8k": ("openai/gsm8k", "main")}
@@ -41,8 +46,6 @@ def load_eval_dataset(spec: str | Path, split: str = "test", limit: int | None =
         raise ValueError(f"limit must be >= 1, got {limit}")
     spec = str(spec)
     if spec == "synthetic":
-        from .synthetic import generate_problems
-
         n = limit if limit is not None else size
         return generate_problems(n, seed=seed, **options)
     path = Path(spec).expanduser()
@@ -65,9 +68,6 @@ def load_eval_dataset(spec: str | Path, split: str = "test", limit: int | None =
 
 def _load_gsm8k(spec: str, split: str) -> Dataset:
     """GSM8K `split` from the Hub (`gsm8k:hub`, or `gsm8k` when the Hub is reachable) or the shipped copy."""
-    from .gsm8k import SPLITS, load_shipped
-    from .network import offline_reason
-
     if spec == "gsm8k:shipped" or (spec == "gsm8k" and split in SPLITS and offline_reason() is not None):
         return load_shipped(split)
     if spec == "gsm8k:hub" and (reason := offline_reason()) is not None:
@@ -86,8 +86,6 @@ def synthetic_options(model: object, overrides: dict[str, Any] | None = None) ->
         >>> synthetic_options(None, {"max_steps": 4, "value_range": [0, 50]})
         {'max_steps': 4, 'value_range': (0, 50)}
     """
-    from .synthetic import SyntheticOptions
-
     config = getattr(model, "codi_config", None)
     if config is not None:
         options = dict(config.extra.get("synthetic_options") or {})
@@ -105,8 +103,6 @@ def _instruct_meta(model: object) -> dict[str, Any]:
     """`instruct.json` of a plain LM loaded from a local directory (the tiny instruct LM, a
     `train_tiny_instruct` output), else `{}`.
     """
-    import json
-
     if model is None:
         return {}
     lm = getattr(model, "_module", model)

@@ -40,11 +40,14 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 import lm_eval.models  # noqa: F401  (fills lm-eval's lazy registry first: `hf` & co. stay registered)
+import nnsight
 import torch
 from lm_eval import utils as lm_utils
+from lm_eval.api.instance import Instance
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import (
@@ -57,7 +60,14 @@ from lm_eval.models.utils import (
 )
 from tqdm.auto import tqdm
 
+from ..evaluation import generate_answers
+from ..loading import load_instruct_model, load_model
+from ..tracing.batching import positions_from_mask
+from ..tracing.codi_model import CodiModel
+from ..tracing.hooks import visit_step
 from ..tracing.loop import Masking, check_masking
+from ..tracing.plain_lm import PlainLM
+from ..tracing.remote import check_remote, ndif_errors, remote_kwargs, remote_value
 
 if TYPE_CHECKING:
     from nnsight import TransformersModel
@@ -106,17 +116,11 @@ class NnsightCodiLM(TemplateLM):
                  max_length: int | None = None, add_bos_token: Any = None, prefix_token_id: int | None = None,
                  loaded: Any = None, max_batch_size: Any = None, **unknown: Any) -> None:
         if unknown:  # a misspelt model arg would otherwise run the wrong experiment silently
-            import inspect
-
             valid = sorted(p for p in inspect.signature(type(self).__init__).parameters
                            if p not in ("self", "unknown", "loaded", "max_batch_size"))
             raise ValueError(f"unknown nnsight-codi model arg(s) {sorted(unknown)}; valid: {valid}")
         super().__init__()
         from ..cot.cot_steering import parse_condition
-        from ..loading import load_instruct_model
-        from ..tracing.codi_model import CodiModel
-        from ..tracing.remote import check_remote, remote_value
-
         self._batch_size = int(batch_size) if str(batch_size).isdigit() else 16  # "auto": a fixed 16
         if self._batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -137,8 +141,6 @@ class NnsightCodiLM(TemplateLM):
         elif self.remote and self.remote != "local" and ndif_model is None and lora_mode == "merged":
             self.model = load_instruct_model(model, device, dtype, self.remote)
         else:
-            from ..loading import load_model
-
             self.model = load_model(model, device=device, dtype=dtype, base=base or None, lora_mode=lora_mode,
                                     ndif_repo_id=ndif_model or None)
         self.is_codi = isinstance(self.model, CodiModel)
@@ -247,8 +249,6 @@ class NnsightCodiLM(TemplateLM):
         if self.is_codi:
             raise NotImplementedError(CODI_LOGLIKELIHOOD)
         if self.prompt_mode != "raw":
-            from lm_eval.api.instance import Instance
-
             requests = [Instance(r.request_type, r.doc, (self._context(r.args[0]), r.args[1]),  # pyright: ignore[reportGeneralTypeIssues]  (lm-eval types args as tuple[()])
                                  r.idx)
                         for r in requests]
@@ -324,8 +324,6 @@ class NnsightCodiLM(TemplateLM):
 
     def _generate(self, contexts: list[str], max_new: int, greedy: bool, seed: int = 0) -> list[str]:
         if self.is_codi:
-            from ..evaluation import generate_answers
-
             return generate_answers(self.model, contexts, batch_size=len(contexts), num_latents=self.num_latents,
                                     max_new_tokens=max_new, masking=self.masking, remote=self.remote, progress=False)
         from ..cot.generation import generate_ids
@@ -344,13 +342,6 @@ def continuation_logprobs(model: TransformersModel, pairs, hooks_for, remote=Non
     left-padded traced forward over `(context + continuation)[:-1]`; `hooks_for(context_mask)` gives
     the step hooks (steering).
     """
-    import nnsight
-
-    from ..tracing.batching import positions_from_mask
-    from ..tracing.hooks import visit_step
-    from ..tracing.plain_lm import PlainLM
-    from ..tracing.remote import ndif_errors, remote_kwargs
-
     lm = PlainLM.of(model)
     seqs = [(list(c) + list(x))[:-1] for c, x in pairs]
     ids, mask = lm.pad(seqs)

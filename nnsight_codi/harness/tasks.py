@@ -29,6 +29,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import lm_eval.tasks
+
+from ..data.gsm8k import load_shipped, shipped_file
+from ..instruct import INSTRUCT_FILE
+from ..models.codi_config import CODI_JSON
+from ..models.model_sources import SHIPPED_INSTRUCT, TINY_MODEL_DIR
+
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 LOCAL_TASKS = ("nnsight_codi_gsm8k_local", "nnsight_codi_synthetic")
 SYNTHETIC_SIZE, SYNTHETIC_SEED = 200, 1000003  # held out: training seeds are small integers
@@ -45,8 +52,6 @@ PAPER_TASKS = {
 
 def _model_dir(spec: Any) -> Path | None:
     """The directory a model spec (or a loaded model) was loaded from, without loading it."""
-    from ..models.model_sources import SHIPPED_INSTRUCT, TINY_MODEL_DIR
-
     if spec is None or spec == "":
         return None
     if not isinstance(spec, (str, Path)):  # a loaded model (`loaded=` in tests and scripts)
@@ -64,9 +69,6 @@ def recorded_synthetic_options(spec: Any) -> dict[str, Any] | None:
     """The synthetic-problem options a model was trained on, from `codi.json` (`extra`) or
     `instruct.json` beside its weights; None when it has no record (or is a hub id).
     """
-    from ..instruct import INSTRUCT_FILE
-    from ..models.codi_config import CODI_JSON
-
     directory = _model_dir(spec)
     if directory is None:
         return None
@@ -128,8 +130,6 @@ def synthetic_dataset(**metadata: Any):
 
 def default_gsm8k_file() -> Path:
     """The GSM8K test split shipped with the package (`nnsight_codi/assets/gsm8k/test.jsonl.gz`)."""
-    from ..data.gsm8k import shipped_file
-
     return shipped_file("test")
 
 
@@ -138,8 +138,6 @@ def gsm8k_local_dataset(**metadata: Any):
     path = metadata.get("gsm8k_file")
     if not path:
         import datasets
-
-        from ..data.gsm8k import load_shipped
 
         return datasets.DatasetDict({"test": load_shipped("test")})
     return _jsonl(path)
@@ -152,9 +150,7 @@ def task_manager(metadata: Mapping[str, Any] | None = None, include_path: str | 
 
     `include_defaults=False` skips indexing lm-eval's own ~200 task folders (fast, local tasks only).
     """
-    from lm_eval.tasks import TaskManager
-
     paths: list[str | Path] = [str(TASKS_DIR)]
     if include_path:
         paths.append(str(include_path))
-    return TaskManager(include_path=paths, include_defaults=include_defaults, metadata=dict(metadata or {}))
+    return lm_eval.tasks.TaskManager(include_path=paths, include_defaults=include_defaults, metadata=dict(metadata or {}))

@@ -31,6 +31,7 @@ from ..tracing.branches import Branch, run_branches
 from ..tracing.capture_hook import Capture
 from ..tracing.loop import run_loop
 from .ablation import ForceAnswer
+from .conditions import score
 from .patching import LatentStats, PatchLatent, PatchResidual
 
 if TYPE_CHECKING:
@@ -119,8 +120,6 @@ def thought_anchors(codi: CodiModel, questions: Sequence[str], golds: Sequence[f
     (the unablated answer's log-prob), `correct [example, kind, latent]` (greedy, vs gold), `base_logprob`,
     `base_correct [example]`, `attention [example, latent]` (mean attention from later steps), `kinds`, `latents`.
     """
-    from .conditions import score
-
     k = resolve_num_latents(num_latents, codi.num_latents)
     bad = [x for x in kinds if x not in ABLATIONS]
     if bad:

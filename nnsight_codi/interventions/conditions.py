@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -33,9 +33,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.scoring import extract_prediction, is_correct
 from ..models.architecture import kv_geometry
 from ..steps import Step, parse_step, resolve_num_latents, resolve_step
-from ..tracing.loop import Masking
+from ..store.vector_store import open_vectors
+from ..tracing.batching import batches_by_length
+from ..tracing.branches import Branch, run_branches
+from ..tracing.loop import Masking, run_loop
 from .patching import PATCH_KINDS, LatentStats, PatchLatent, latent_patch_values
 from .steering import AddVector, KVSteer, check_kv_positions, check_layer, check_step
 from .steering_vectors import check_pair, load_vector_file
@@ -164,8 +168,6 @@ class Condition:
 
     def resolve(self, num_latents: int) -> Condition:
         """This condition with step names (`latent2`, `eot`, …) turned into indices for K latents."""
-        from dataclasses import replace
-
         pair = None if self.pair is None else tuple(resolve_step(x, num_latents) for x in self.pair)
         at = None if self.at is None else resolve_step(self.at, num_latents)
         return replace(self, pair=pair, at=at)
@@ -322,8 +324,6 @@ def run_condition(codi: CodiModel, prompts, cond: Condition, shape: ModelShape, 
                   example_seeds: Sequence[int], max_new_tokens: int = 256, masking: Masking = "exact",
                   remote: Any = None) -> torch.Tensor:
     """Answer ids `Long[Tensor, "batch new"]` of one batch under `cond`."""
-    from ..tracing.loop import run_loop
-
     hooks, k = build_hooks(cond, shape, res, example_seeds)
     with torch.inference_mode():
         tokens, _ = run_loop(codi, prompts, hooks, num_latents=k, max_new_tokens=max_new_tokens, masking=masking,
@@ -339,8 +339,6 @@ def run_conditions(codi: CodiModel, prompts, conditions: Sequence[Condition], sh
     at the last latent, a patch of latent k at step k, hidden steering at its step (with its extra latent).
     Equal to `run_condition` per condition, token for token; `fork=False` runs that instead.
     """
-    from ..tracing.branches import Branch, run_branches
-
     if not fork:
         return [run_condition(codi, prompts, c, shape, res, example_seeds, max_new_tokens, masking, remote)
                 for c in conditions]
@@ -356,8 +354,6 @@ def run_conditions(codi: CodiModel, prompts, conditions: Sequence[Condition], sh
 
 def score(codi: CodiModel, tokens: torch.Tensor, golds: Sequence[float]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Decoded texts, numeric predictions and correctness of one batch."""
-    from ..data.scoring import extract_prediction, is_correct
-
     texts = codi.decode(tokens)
     preds = np.array([extract_prediction(t) for t in texts], dtype=np.float64)
     correct = np.array([is_correct(p, g) for p, g in zip(preds, golds)], dtype=bool)
@@ -372,8 +368,6 @@ def evaluate_conditions(codi: CodiModel, questions: Sequence[str], golds: Sequen
 
     Batches outside, conditions inside (`run_conditions`): each batch's shared prefix is computed once.
     """
-    from ..tracing.batching import batches_by_length
-
     shape = ModelShape.of(codi, num_latents)
     validate_conditions(conditions, shape, res)
     lengths = [len(codi.prompt_ids(q)) for q in questions]
@@ -404,8 +398,6 @@ def capture_interventions(codi: CodiModel, interventions: Sequence[dict], num_la
     Conditions that change the number of latents (`extra_latent_step`) are refused: the store's steps
     would no longer be bot..eot of the model's K.
     """
-    from ..store.vector_store import open_vectors
-
     shape = ModelShape.of(codi, num_latents)
     conds: list[tuple[Condition, Resources]] = []
     for d in interventions:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,11 +36,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..activation_capture import CaptureConfig, run_capture
 from ..config_cli import config_from_dict
+from ..data.scoring import extract_gold
+from ..loading import load_codi_model
 from ..models.fingerprint import WEIGHTS_KEY, model_weights
 from ..runspec import run_spec
 from ..steps import parse_step, resolve_step
+from ..store import StoreWriter, open_store
 from ..store.sweep_store import SWEEP_STORE, SWEEP_VARIABLES
+from ..store.vector_store import open_vectors, save_vectors, vectors_from_store
 from ..tracing.loop import check_masking
 from .conditions import (
     MODES,
@@ -52,6 +58,7 @@ from .conditions import (
     validate_conditions,
 )
 from .patching import PATCH_KINDS
+from .steering_vectors import difference_lens
 
 if TYPE_CHECKING:
     from ..tracing.codi_model import CodiModel
@@ -97,8 +104,6 @@ class SweepConfig(run_spec(limit=100, batch_size=64)):
 
                 data = yaml.safe_load(text)
             elif path.suffix == ".toml":
-                import tomllib
-
                 data = tomllib.loads(text)
             else:
                 data = json.loads(text)
@@ -183,11 +188,6 @@ def load_dataset_for(codi: CodiModel | None, cfg, seed: int, limit: int | None, 
 
 def reference_vectors(codi: CodiModel, cfg, out: Path, progress: bool = True):
     """The vector set of a sweep: `cfg.vectors`, or a reference capture (hidden, latent_input, kv) → vectors."""
-    from ..activation_capture import CaptureConfig, run_capture
-    from ..store import open_store
-    from ..store.vector_store import open_vectors, save_vectors, vectors_from_store
-    from .steering_vectors import difference_lens
-
     if cfg.vectors:
         return open_vectors(cfg.vectors)
     if cfg.dataset == "synthetic" and cfg.reference_seed == cfg.seed:
@@ -207,10 +207,6 @@ def reference_vectors(codi: CodiModel, cfg, out: Path, progress: bool = True):
 def run_sweep(cfg: SweepConfig, out: str | Path, codi: CodiModel | None = None,
               progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the sweep into `out/sweep.zarr`; return a summary."""
-    from ..data.scoring import extract_gold
-    from ..loading import load_codi_model
-    from ..store import StoreWriter
-
     t0 = time.perf_counter()  # not `start`: the batch loop below reuses that name
     cfg.check()
     out = Path(out)

@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 import xarray as xr
+from safetensors.torch import load_file, save_file
 
+from ..lens.logit import logit_lens, top_tokens
 from ..store.vector_store import VECTORS_FORMAT
 
 if TYPE_CHECKING:
@@ -37,9 +40,6 @@ def check_pair(vectors: xr.Dataset, pair: tuple[int, int]) -> tuple[int, int]:
 
 def save_vector_file(path: str | Path, **tensors: Any) -> Path:
     """Write `vector=` (dim) or `keys=`, `values=` (block, head, head_dim) as safetensors."""
-    import torch
-    from safetensors.torch import save_file
-
     save_file({k: torch.as_tensor(np.asarray(v), dtype=torch.float32).contiguous() for k, v in tensors.items()},
               str(path), metadata={"format": VECTORS_FORMAT, "keys": json.dumps(sorted(tensors))})
     return Path(path)
@@ -47,8 +47,6 @@ def save_vector_file(path: str | Path, **tensors: Any) -> Path:
 
 def load_vector_file(path: str | Path) -> dict[str, Any]:
     """Read a safetensors vector file: `{"vector": Tensor}` or `{"keys": Tensor, "values": Tensor}`."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"vector file {path} not found")
@@ -69,10 +67,6 @@ def difference_lens(codi: CodiModel, vectors: xr.Dataset, k: int = 5) -> xr.Data
     Adds `lens_top_ids` (int32), `lens_top_probs` and `lens_top_tokens` (str), dims
     `(pair_a, pair_b, layer, k)`; diagonal pairs (A = A, a zero vector) get id -1 and NaN.
     """
-    import torch
-
-    from ..lens.logit import logit_lens, top_tokens
-
     vec = torch.from_numpy(np.asarray(vectors["vector"].values, dtype=np.float32))   # a, b, layer, dim
     ids, probs = top_tokens(logit_lens(codi, vec), k=k)
     ids, probs = ids.cpu().numpy().astype(np.int32), probs.cpu().numpy().astype(np.float32)

@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..store.schema import LENS_GROUPS, STATIC_REQUESTS
+from .numbers import write_tokenizer
+from .readout import lens_readouts
+from .unembed import Unembedding, vocabulary, write_static
 
 if TYPE_CHECKING:
     from nnsight import TransformersModel
@@ -115,8 +118,6 @@ class LensRequest:
         """
         if not self.any_lens:
             return data
-        from .readout import lens_readouts
-
         hidden = data["hidden"]
         if self.logit:
             out = lens_readouts(model, hidden, layers, self.k, prefix="lens")
@@ -133,16 +134,12 @@ class LensRequest:
         """The vocabulary (and, if requested, the unembedding) into the store at `path`."""
         if not self.needs_vocabulary:
             return
-        from .unembed import Unembedding, vocabulary, write_static
-
         if self.unembed:
             u = Unembedding.from_model(model)
             write_static(path, u.token_strings or [""] * u.vocab_size, u)
         else:
             write_static(path, vocabulary(model.tokenizer, _vocab(model)))
         if self.any_lens:
-            from .numbers import write_tokenizer
-
             write_tokenizer(path, getattr(model, "tokenizer", None))
 
 

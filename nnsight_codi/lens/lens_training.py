@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..data.rows import encode_example
 from ..models.fingerprint import WEIGHTS_KEY, model_weights, same_weights
 from .logit import _module, final_norm, unembedding
 from .tuned import TunedLens
@@ -106,8 +107,6 @@ def _final_normed(model: CodiModel | PreTrainedModel, h_last: Tensor) -> Tensor:
 
 def teacher_ids(codi: CodiModel, row: dict) -> list[int]:
     """The teacher sequence `[question][bot][CoT][eot][answer]` of one dataset row."""
-    from ..data.rows import encode_example
-
     cfg = codi.codi_config
     template = cfg.extra.get("answer_template", "The answer is: {answer}")
     answer = str(row.get("answer_value", row["answer"])) if "cot" in row else ""

@@ -34,7 +34,9 @@ Example:
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -168,8 +170,6 @@ def tokenizer_encoder(source: Any) -> Callable[[str], list[int]] | None:
     """An `encode(text) → ids` (no special tokens) from a `tokenizers.Tokenizer`, a transformers
     tokenizer, a `tokenizer.json` text or path, or a directory holding one; None for None.
     """
-    from pathlib import Path
-
     if source is None:
         return None
     if hasattr(source, "backend_tokenizer"):
@@ -204,8 +204,6 @@ def write_tokenizer(path, tokenizer) -> bool:
     (dim `tokenizer`, one string), so offline analyses can tell multi-token values; False (nothing
     written) for a tokenizer without a `tokenizers` backend. Idempotent.
     """
-    import warnings
-
     import xarray as xr
     import zarr
 

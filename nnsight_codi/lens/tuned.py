@@ -25,12 +25,15 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
 
+from ..models.model_sources import shipped_name
+from .logit import _module, unembedding
 from .unembed import exact_weight_hash, weight_hash
 
 if TYPE_CHECKING:
@@ -71,8 +74,6 @@ class TunedLens(nn.Module):
     @classmethod
     def for_model(cls, model: CodiModel | PreTrainedModel, **extra: Any) -> TunedLens:
         """An untrained (zero) lens for a CODI model / HF LM."""
-        from .logit import _module, unembedding
-
         lm = _module(model)
         cfg = getattr(model, "codi_config", None)
         return cls(d_model=int(lm.config.hidden_size), num_hidden_layers=int(lm.config.num_hidden_layers),
@@ -146,8 +147,6 @@ class TunedLens(nn.Module):
 
     def check_model(self, model: CodiModel | PreTrainedModel) -> None:
         """Raise `ValueError` unless this lens fits `model` (shape and unembedding hash)."""
-        from .logit import _module, unembedding
-
         lm = _module(model)
         d, layers = int(lm.config.hidden_size), int(lm.config.num_hidden_layers)
         if (d, layers) != (self.config["d_model"], self.num_layers):
@@ -166,11 +165,6 @@ def base_model_name(model: CodiModel | PreTrainedModel) -> str:
     tuned-lens) can load again — `tiny` / `tiny-instruct` for the shipped models, the hub id a
     CODI checkpoint was converted from, else the directory the model was loaded from.
     """
-    import re
-
-    from ..models.model_sources import shipped_name
-    from .logit import _module
-
     lm = _module(model)
     path = str(getattr(lm.config, "name_or_path", "") or "")
     if path and (name := shipped_name(path)):

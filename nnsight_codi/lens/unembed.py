@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -196,8 +197,6 @@ def write_static(path: str | Path, token_strings: list[str], unembedding: Unembe
 
     Idempotent: a resumed capture writes the same values again.
     """
-    import warnings
-
     import xarray as xr
     import zarr
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config_cli import config_from_dict
+from .family import known_families
 
 CODI_JSON = "codi.json"
 PRJ_FILE = "prj.safetensors"
@@ -78,8 +79,6 @@ class CodiConfig:
             raise CodiFormatError("codi config: bot_id and eot_id must differ")
         if self.latent_id is not None and (not isinstance(self.latent_id, int) or self.latent_id < 0):
             raise CodiFormatError(f"codi config: latent_id must be a non-negative int, got {self.latent_id!r}")
-        from .family import known_families
-
         if self.latent_family not in known_families():
             raise CodiFormatError(f"codi config: unknown latent_family {self.latent_family!r} "
                                   f"(known: {', '.join(known_families())})")

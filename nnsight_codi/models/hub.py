@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.network import offline_reason
 from .model_sources import ModelSourceError, one_line
 from .registry import CheckpointEntry
 
@@ -29,8 +30,6 @@ def fail_fast_offline(repo_id: str, filenames: tuple[str, ...] = ("config.json",
     """Raise a one-line `ModelSourceError` now when the Hub cannot be reached and none of `filenames` of
     `repo_id` is in the local Hugging Face cache; do nothing otherwise (online, or cached).
     """
-    from ..data.network import offline_reason
-
     reason = offline_reason()
     if reason is None:
         return

@@ -17,6 +17,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .codi_config import CodiFormatError
+
 
 def build_projection(hidden_size: int, prj_dim: int | None = None, layer_norm: bool = True,
                      dropout: float = 0.0) -> nn.Sequential:
@@ -37,8 +39,6 @@ def build_projection(hidden_size: int, prj_dim: int | None = None, layer_norm: b
 
 def projection_from_state_dict(state: dict[str, torch.Tensor]) -> nn.Sequential:
     """Build a projection whose shapes match `state` (keys without the `prj.` prefix), load it strictly."""
-    from .codi_config import CodiFormatError
-
     required = ["1.weight", "1.bias", "3.weight", "3.bias"]
     missing = [k for k in required if k not in state]
     if missing:

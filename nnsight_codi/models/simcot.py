@@ -33,11 +33,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
+from huggingface_hub import snapshot_download
+from safetensors import safe_open
 from torch import Tensor, nn
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from .checkpoint import _tied_keys, convert_reference_state, read_state_dict
 from .codi_config import CodiFormatError
+from .hub import ADVICE, _offline
 from .kv_cache import cache_kwargs, output_cache
+from .model_sources import ModelSourceError, one_line
 from .registry import CheckpointEntry
 
 if TYPE_CHECKING:
@@ -159,8 +164,6 @@ def is_release_dir(path: str | Path) -> bool:
 
 def _keys(file: Path) -> list[str]:
     if file.suffix == ".safetensors":
-        from safetensors import safe_open
-
         try:
             with safe_open(str(file), framework="pt") as handle:
                 return list(handle.keys())
@@ -340,8 +343,6 @@ def build_step_decoder(parts: dict[str, dict[str, Tensor]], base_config: Any, em
     """The `StepDecoder` of a release's `decoder` / `pj_in` / `pj_out` parts on the base architecture
     (`base_config`, vocab V); every key validated (missing, unexpected, mis-shaped: `CodiFormatError`).
     """
-    from transformers import AutoModelForCausalLM
-
     state = parts["decoder"]
     if not state:
         raise CodiFormatError(f"{where}: no 'decoder.*' keys: this checkpoint has no SIM-CoT step decoder")
@@ -413,8 +414,6 @@ def convert_release(path: str | Path, base: str | Path | None, entry: Checkpoint
     `decoder_base` is the architecture of a step decoder trained from another model (SIM-CoT's
     `decoder_path`, with `pj_in`); default: the decoder is a copy of `base`.
     """
-    from transformers import AutoConfig
-
     if base is None:
         raise CodiFormatError(f"{path}: a SIM-CoT release needs its base model (--base: hub id or local HF "
                               "directory with config and tokenizer); known releases name it")
@@ -435,11 +434,6 @@ def convert_release(path: str | Path, base: str | Path | None, entry: Checkpoint
 
 def download_release(entry: CheckpointEntry) -> Path:
     """Fetch a release's weight files (single or sharded) from the hub (needs network); its local directory."""
-    from huggingface_hub import snapshot_download
-
-    from .hub import ADVICE, _offline
-    from .model_sources import ModelSourceError, one_line
-
     try:
         return Path(snapshot_download(entry.repo_id, revision=entry.revision,
                                       allow_patterns=["*.safetensors", "*.bin", "*.index.json"]))

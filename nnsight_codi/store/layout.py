@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from nnsight_codi.store.schema import (
     KV_NAMES,
@@ -95,8 +96,6 @@ class StoreLayout:
     def template(self) -> Any:
         """The lazy `xarray.Dataset` the store is created from (dask fill arrays + coords)."""
         import dask.array as da
-        import xarray as xr
-
         data_vars = {}
         for name in self.all_variables:
             spec = VARIABLES[name]

@@ -12,6 +12,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..stats import bootstrap_ci, paired_bootstrap_diff, significant
+from .reader import open_store
 
 SWEEP_STORE = "sweep.zarr"
 SWEEP_VARIABLES = ["answer_pred", "answer_gold", "correct"]
@@ -23,10 +28,6 @@ def open_sweep(path: str | Path):
     `path` is the sweep directory or its `sweep.zarr`. Variables: `correct`, `answer_pred`,
     `answer_gold`, `complete`; coords `condition` (names), `mode`; attrs `conditions` (each one's parameters).
     """
-    import xarray as xr
-
-    from .reader import open_store
-
     path = Path(path)
     if (path / SWEEP_STORE).exists():
         path = path / SWEEP_STORE
@@ -58,10 +59,6 @@ def condition_table(ds, baseline: str = "none", seed: int = 0):
     `ds` is `open_sweep(...)` (only examples every condition finished are used). Returns a pandas
     DataFrame with one row per condition and the condition's parameters as columns.
     """
-    import pandas as pd
-
-    from ..stats import bootstrap_ci, paired_bootstrap_diff, significant
-
     correct = ds["correct"].values.astype(np.float64)                  # condition, example (NaN = not run)
     keep = ~np.isnan(correct).any(axis=0)
     correct = correct[:, keep]

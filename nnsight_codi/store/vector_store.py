@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .reader import open_store
+
 VECTORS_FORMAT = "nnsight-codi vectors"
 VECTORS_VERSION = 1
 
@@ -115,8 +117,6 @@ def open_vectors(path: str | Path) -> xr.Dataset:
         ds = xr.open_zarr(path, consolidated=False).load()
     if ds.attrs.get("format") != VECTORS_FORMAT:
         if "hidden" in ds:  # a capture store: build the vectors from it
-            from .reader import open_store
-
             return vectors_from_store(open_store(path))
         raise ValueError(f"{path} is neither a vector store nor a capture store with `hidden`")
     return ds

@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import nnsight
 import torch
 from nnsight import TransformersModel
 from torch import Tensor
@@ -153,8 +154,6 @@ class LoraAdapter:
 
 def read_base_checksums(model: Any, checks: list[BaseCheck], remote: bool | str | None = None) -> list[tuple]:
     """One small trace on `model` (a `TransformersModel`, maybe remote): `(shape, dtype, checksum)` per check."""
-    import nnsight
-
     kwargs = {"remote": remote} if remote else {}
     if remote:
         register_package()

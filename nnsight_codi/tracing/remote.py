@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
+
+import nnsight_codi
 
 
 class NdifError(ConnectionError):
@@ -58,8 +61,6 @@ def check_remote(remote: Any) -> Any:
 def register_package() -> None:
     """Ship this package's hook code by value (it is not installed on the server)."""
     import nnsight
-
-    import nnsight_codi
 
     nnsight.register(nnsight_codi)
 
@@ -196,8 +197,6 @@ def by_value(module: nn.Module, share: bool = True) -> nn.Module:
     as a *reference* to the server's model, which has no such module, and replaces its `forward` by a
     controller; the copy drops both.
     """
-    import copy
-
     # share=True keeps the very tensors (same numerics here; never `.to()` such a copy in place)
     shared = {id(t): t for t in [*module.parameters(), *module.buffers()]} if share else {}
     copied = copy.deepcopy(module, memo=shared)
@@ -249,8 +248,6 @@ def count_requests(with_zstd: bool = False, keep: bool = False):
         ...     run_loop(codi, prompts, remote="local")
         >>> log.requests, log.raw_bytes                                     # doctest: +SKIP
     """
-    from contextlib import contextmanager
-
     from nnsight.schema.request import RequestModel
 
     @contextmanager

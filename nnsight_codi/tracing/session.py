@@ -38,6 +38,7 @@ from ..steps import resolve_num_latents
 from .batching import positions_from_mask
 from .hooks import Record, StepHook, visit_step
 from .loop import LatentLoopState, Masking, fork_cache
+from .portable import portable
 from .remote import PortableProjection, by_value, register_package
 
 if TYPE_CHECKING:
@@ -246,8 +247,6 @@ def run_session_branches(model: TransformersModel, prj: nn.Module, config: CodiC
     step_fns = [step_fn] + [b.step_fn for b in branches]
     forks: list[Any] = [None] + [(b.num_latents, b.max_new_tokens) for b in branches]  # None: the trunk
     if remote:  # dataclasses and paths on plain twins: what NDIF's import whitelist accepts (tracing/portable.py)
-        from .portable import portable
-
         state, step_fns, adapter, project = portable((state, step_fns, adapter, project))
     # Attention weights need eager attention on the model that runs the calls: on NDIF the hosted one
     # (sdpa by default; `eager_attention` switches only a local copy), so the session sets it there

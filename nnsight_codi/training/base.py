@@ -7,6 +7,7 @@ tokenizer's eos.
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 from typing import cast
@@ -117,8 +118,6 @@ def hf_base(directory: str | Path, dtype: torch.dtype = torch.float32) -> tuple[
 
 
 def _accepts_replace(tok) -> bool:
-    import inspect
-
     try:
         return "replace_extra_special_tokens" in inspect.signature(tok.add_special_tokens).parameters
     except (TypeError, ValueError):

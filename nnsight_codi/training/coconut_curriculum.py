@@ -29,14 +29,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..data.rows import cot_steps
+from ..data.scoring import extract_gold, extract_prediction, is_correct
 from ..data.synthetic import make_train_test
 from ..models.codi_config import CodiConfig
 from ..models.converted import save_converted
 from ..models.family import COCONUT_TOKENS
 from ..models.kv_cache import cache_kwargs, output_cache
+from ..models.model_sources import TINY_MODEL_DIR
 from ..tracing.batching import left_pad, next_positions, positions_from_mask, right_pad
 from .base import embedding_matrix, tiny_base
 
@@ -108,10 +111,6 @@ def coconut_tokenizer_and_model(cfg: CoconutTrainConfig):
     model, tok, ids = tiny_base(999, cfg.n_layer, cfg.n_embd, cfg.n_head, seed=cfg.seed, number_init="fourier")
     state = None
     if cfg.init_from:
-        from safetensors.torch import load_file
-
-        from ..models.model_sources import TINY_MODEL_DIR
-
         directory = TINY_MODEL_DIR if cfg.init_from == "tiny" else Path(cfg.init_from)
         state = load_file(str(directory / "model.safetensors"))
     base_rows = len(tok)
@@ -216,7 +215,6 @@ def codi_config_of(tok, ids: dict[str, int], cfg: CoconutTrainConfig) -> CodiCon
 def accuracy(model, tok, config: CodiConfig, data, num_latents: int, feedback: str | None = None,
              limit: int | None = None) -> float:
     """Exact-match accuracy of the package's loop on `data` (first `limit` rows) with K = `num_latents`."""
-    from ..data.scoring import extract_gold, extract_prediction, is_correct
     from ..tracing.codi_model import CodiModel
 
     codi = CodiModel(model, tokenizer=tok, task="text-generation", codi_config=config, prj=nn.Identity())

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from ..data.rows import Encoded, prepare_cot
 from ..instruct import (
@@ -35,6 +35,7 @@ from ..instruct import (
     evaluate_instruct,
     with_instruction,
 )
+from ..models.model_sources import shipped_name
 from ..models.projection import build_projection
 from ..tokenization import build_word_tokenizer, special_ids
 from .base import build_tiny_gpt2, embedding_matrix, init_number_embeddings
@@ -141,8 +142,6 @@ def extend_word_tokenizer(tokenizer, words, directory: str | Path):
     """A copy of a word-level tokenizer with `words` missing from its vocabulary appended (new ids
     after every existing one, so all old ids keep their meaning); saved to and loaded from `directory`.
     """
-    from transformers import AutoTokenizer
-
     directory = Path(directory)
     tokenizer.save_pretrained(directory)
     path = directory / "tokenizer.json"
@@ -172,8 +171,6 @@ def warm_start_setup(cfg: InstructConfig) -> Setup:
     """The `Setup` of a continued run: the model and tokenizer of `cfg.init_from`, the vocabulary
     extended by the instruction words it lacks (embedding rows: mean word embedding + seeded noise).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if cfg.init_from is None:
         raise ValueError("warm_start_setup needs cfg.init_from")
     src = Path(cfg.init_from)
@@ -292,8 +289,6 @@ def encode_instruct_dataset(tokenizer, data, cfg: InstructConfig) -> tuple[list[
 
 def _source_name(init_from: str | None) -> str | None:
     """A shipped model's name (`tiny-instruct-v2`), else the path as given: what `instruct.json` records."""
-    from ..models.model_sources import shipped_name
-
     return None if init_from is None else shipped_name(init_from) or init_from
 
 

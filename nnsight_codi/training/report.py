@@ -36,6 +36,7 @@ from ..models.codi_config import CodiConfig
 from ..models.converted import load_projection
 from .train_config import TrainConfig
 from .train_evaluator import evaluate_student, evaluate_teacher, lens_table, lens_top_tokens
+from .trainer import load_data
 
 if TYPE_CHECKING:
     from .instruct_training import InstructConfig
@@ -64,8 +65,6 @@ def unseen_problems(cfg: TrainConfig, size: int | None = None):
 
 def heldout_sets(cfg: TrainConfig) -> dict:
     """Named held-out datasets: the run's test split (and one more unseen seed if synthetic)."""
-    from .trainer import load_data
-
     if cfg.dataset == "synthetic":
         _, test = load_data(TrainConfig(**{**cfg.to_dict(), "train_size": 0}))
         return {f"seed{cfg.test_seed}": test, f"seed{cfg.test_seed + 1}": unseen_problems(cfg)}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from ..steps import resolve_num_latents
 from .base import embedding_matrix, family_of, hf_base, tiny_base
 from .codi import codi_losses
 from .encode import collate
+from .lora_layers import apply_lora, merge_lora
 from .train_config import TrainConfig
 from .train_evaluator import evaluate_student, evaluate_teacher
 
@@ -59,8 +61,6 @@ def build_setup(cfg: TrainConfig) -> Setup:
     torch.manual_seed(cfg.seed + 1)
     prj = build_projection(hidden, cfg.prj_dim or hidden, layer_norm=cfg.prj_layer_norm)
     if cfg.lora_r > 0:
-        from .lora_layers import apply_lora
-
         apply_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, seed=cfg.seed, train_token_ids=[
             ids["pad_id"], ids["bot_id"], ids["eot_id"]])
     model.to(cfg.device)  # pyright: ignore[reportArgumentType]  (transformers wraps .to with functools.wraps)
@@ -197,8 +197,6 @@ def load_checkpoint(path: Path, setup: Setup, opt: torch.optim.Optimizer) -> tup
 def final_model_for_saving(setup: Setup) -> PreTrainedModel:
     """The LM to save: LoRA adapters merged if present."""
     if any(hasattr(m, "lora_a") for m in setup.model.modules()):
-        from .lora_layers import merge_lora
-
         return merge_lora(setup.model)
     return setup.model
 
@@ -271,7 +269,6 @@ def train(cfg: TrainConfig, resume: bool = False, data=None, stop_at: int | None
     log = (out / "log.jsonl").open("a")
     setup.model.train(); setup.prj.train()
     t0 = time.time() - elapsed0
-    import sys
     bar = tqdm(total=total, initial=step, disable=not cfg.progress, dynamic_ncols=True,
                mininterval=5 if sys.stderr.isatty() else 60)
     sums: dict[str, float] = {}

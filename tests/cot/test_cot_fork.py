@@ -130,9 +130,9 @@ def test_a_branch_never_leaks_into_a_sibling(monkeypatch):
     single = generate_ids(model, prompts, sets[0], max_new_tokens=8)[0]
     assert generate_ids(model, prompts, sets[1], max_new_tokens=8)[0] != single
     assert _branch_then_sibling(model, prompts, sets) == (True, single)
-    import nnsight_codi.tracing.loop as loop
+    import nnsight_codi.cot.generation as generation
 
-    monkeypatch.setattr(loop, "fork_cache", lambda cache: cache)  # the cache shared by reference
+    monkeypatch.setattr(generation, "fork_cache", lambda cache: cache)  # the cache shared by reference
     intact, sibling = _branch_then_sibling(model, prompts, sets)
     assert not intact and sibling != single
 
@@ -155,7 +155,7 @@ def test_prompt_cache_is_cut_and_independent():
 
 def test_sampled_grid_runs_cell_by_cell(tmp_path, monkeypatch):
     """Sampling draws from the RNG per generation: nothing is shared (no fork), and rows equal fork=False."""
-    import nnsight_codi.cot.generation as generation
+    import nnsight_codi.cot.cot_accuracy as cot_accuracy
 
     model = lib.chat_lm()
     v = _vectors(model, seed=4)
@@ -163,5 +163,5 @@ def test_sampled_grid_runs_cell_by_cell(tmp_path, monkeypatch):
     kwargs = dict(schedules=["single", "continuous"], layers=[1], coefs=[2.0], max_new_tokens=4, progress=False,
                   greedy=False, seed=5)
     whole = run_grid(model, dev, v, tmp_path / "whole.jsonl", fork=False, **kwargs)
-    monkeypatch.setattr(generation, "generate_forked", None)  # would fail if called
+    monkeypatch.setattr(cot_accuracy, "generate_forked", None)  # would fail if called
     assert run_grid(model, dev, v, tmp_path / "forked.jsonl", fork=True, **kwargs) == whole

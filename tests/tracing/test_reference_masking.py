@@ -165,16 +165,16 @@ def test_reference_mode_eval_batches_are_consecutive_rows(codi, monkeypatch):
     with pytest.raises(ValueError, match="batch_size"):
         batches_in_order(3, 0)
 
-    import nnsight_codi.tracing.loop as hooks
+    import nnsight_codi.evaluation as evaluation
 
     seen = []
-    real = hooks.run_loop
+    real = evaluation.run_loop
 
     def recording(model, prompts, *args, **kwargs):
         seen.append(prompts.input_ids.clone())
         return real(model, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(hooks, "run_loop", recording)
+    monkeypatch.setattr(evaluation, "run_loop", recording)
     questions = [QUESTIONS[i % 3] + " ." * (i % 2) for i in range(5)]
     texts = generate_answers(codi, questions, batch_size=2, max_new_tokens=3, masking="reference", progress=False)
     assert [len(batch) for batch in seen] == [2, 2, 1]
