@@ -68,7 +68,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="kv: transformer blocks 0..L-1 whose cache entries are edited (default all)")
     p.add_argument("--layers", dest="old_layers", default=None, help=argparse.SUPPRESS)  # refused: see --blocks
     p.add_argument("--positions", default="latents", help="kv: latents | last | all | latent<k> (latent k's entry alone; default latents)")
-    p.add_argument("--patch", default=None, help="patch: random | mean | zero | FILE (safetensors `vector`)")
+    p.add_argument("--patch", default=None, help="patch: random | mean | zero | FILE (safetensors `vector`) at --at; pause: every latent "
+                        "fed the family's pause input (the pause control)")
     p.add_argument("--reference-limit", type=int, default=200, help="reference problems for vectors (default 200)")
     p.add_argument("--reference-seed", type=int, default=2, help="seed of the reference problems (default 2)")
     p.add_argument("--out", default=None,
@@ -82,6 +83,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def condition_from_args(args: argparse.Namespace):
     """The `Condition` the flags describe (checks what needs no model)."""
     from ..interventions import PATCH_KINDS, Condition
+    from ..interventions.conditions import PAUSE
     from ..interventions.steering import KV_POSITIONS, latent_position
 
     if getattr(args, "old_layers", None) is not None:
@@ -99,9 +101,10 @@ def condition_from_args(args: argparse.Namespace):
         raise ValueError(f"--mode {args.mode} needs --pair A,B or --vector FILE")
     if args.mode == "patch":
         if not args.patch:
-            raise ValueError(f"--mode patch needs --patch ({', '.join(PATCH_KINDS)} or a vector file)")
-        if args.patch not in PATCH_KINDS and not Path(args.patch).is_file():
-            raise ValueError(f"--patch must be one of {', '.join(PATCH_KINDS)} or an existing file, got {args.patch!r}")
+            raise ValueError(f"--mode patch needs --patch ({', '.join(PATCH_KINDS)}, {PAUSE} or a vector file)")
+        if args.patch not in (*PATCH_KINDS, PAUSE) and not Path(args.patch).is_file():
+            raise ValueError(f"--patch must be one of {', '.join((*PATCH_KINDS, PAUSE))} or an existing file, "
+                             f"got {args.patch!r}")
         return Condition("patch", patch=args.patch, at=args.at)
     if args.mode == "hidden":
         return Condition("hidden", pair=args.pair, coef=args.coef, at=args.at, layer=args.layer,

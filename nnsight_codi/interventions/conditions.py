@@ -45,9 +45,12 @@ from .steering import AddVector, KVSteer, check_kv_positions, check_layer, check
 from .steering_vectors import check_pair, load_vector_file
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from ..tracing.codi_model import CodiModel
 
 MODES = ("none", "hidden", "kv", "patch")  # conditions of the CODI latent loop
+PAUSE = "pause"  # `patch="pause"`: every latent fed the family's pause input (the pause control), `at` unused
 SCHEDULES = ("single", "continuous")  # CoT-vector steering of a plain LM's generation
 PROMPT_MODES = ("direct", "cot")  # a plain LM's prompt, unsteered
 COT_MODES = (*PROMPT_MODES, *SCHEDULES)
@@ -91,7 +94,8 @@ class Condition:
             (`none` with it: the unsteered run with K+1 latents, the control of the hidden rows).
         blocks: KV blocks 0..L-1 to edit (default all). positions: latents | last | all | latent<k>
             (latent k's cache entry alone: the KV twin of hidden steering at `at=k`).
-        patch: random | mean | zero, or a safetensors file with `vector`.
+        patch: random | mean | zero, or a safetensors file with `vector` (latent `at` only); or `pause`: every
+            latent 1..K fed the model's pause input (its family's pause token embedding), the pause control.
         vector_file: a safetensors file with `vector` (hidden) or `keys`/`values` (kv).
     """
 
@@ -147,6 +151,8 @@ class Condition:
             extra = "" if self.positions == "latents" else f":{self.positions}"
             extra += "" if self.blocks is None else ":b" + ".".join(str(b) for b in self.blocks)
             return f"kv:{src}:k{_num(self.coef_k)},v{_num(self.coef_v)}{extra}"
+        if self.patch == PAUSE:
+            return "patch:pause"
         return f"patch:{Path(str(self.patch)).stem}{where}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -185,13 +191,14 @@ class ModelShape:
     hidden_size: int
     heads: int
     head_dim: int
+    pause: Tensor | None = None  # `Float[Tensor, "dim"]`: the model's pause input (`CodiModel.pause_vector`)
 
     @classmethod
     def of(cls, codi: CodiModel, num_latents: int | None = None) -> ModelShape:
         cfg = codi._module.config
         heads, head_dim = kv_geometry(cfg)
         return cls(codi.num_layers, resolve_num_latents(num_latents, codi.num_latents), codi.hidden_size, heads,
-                   head_dim)
+                   head_dim, codi.pause_vector())
 
 
 @dataclass
@@ -239,7 +246,9 @@ def check_condition(cond: Condition, shape: ModelShape, reference_pairs: bool = 
     elif cond.mode == "patch":
         check_step(at, k, "latent patch", low=1, high=k)
         if not cond.patch:
-            raise ValueError(f"patch mode needs --patch ({', '.join(PATCH_KINDS)} or a vector file)")
+            raise ValueError(f"patch mode needs --patch ({', '.join(PATCH_KINDS)}, {PAUSE} or a vector file)")
+        if cond.patch == PAUSE and shape.pause is None:
+            raise ValueError("the pause control needs the model's pause input (ModelShape.of(model))")
     if reference_pairs and cond.pair is not None and not cond.vector_file:
         bad = [x for x in _pair(cond.pair) if not 1 <= x <= k]
         if bad:
@@ -266,6 +275,12 @@ def build_hooks(cond: Condition, shape: ModelShape, res: Resources, example_seed
         hook.validate(shape.num_layers, shape.heads, shape.head_dim)
         return [hook], k
     # patch
+    if cond.patch == PAUSE:  # the pause control: the same K positions, a constant fed back
+        assert shape.pause is not None  # check_condition refused a shape without it
+        hooks = [PatchLatent(step, shape.pause, PAUSE) for step in range(1, k + 1)]
+        for hook in hooks:
+            hook.validate(shape.num_layers, k, shape.hidden_size)
+        return hooks, k
     if cond.patch == "zero":
         values, label = torch.zeros(len(example_seeds), shape.hidden_size), "zero"
     elif cond.patch in PATCH_KINDS:

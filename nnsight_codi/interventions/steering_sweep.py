@@ -3,7 +3,7 @@
 `SweepConfig` (a JSON/YAML/TOML file for `nnsight-codi sweep CONFIG --out DIR`) expands to
 conditions: the unsteered baseline `none`, every mode × ordered latent pair × coefficient
 (hidden: `coefs`; kv: `kv_coefs` pairs `[coef_k, coef_v]`, default `[c, c]` for each of `coefs`), the
-patch baselines (random / mean / zero at `patch_at`) and any explicit `conditions`. Steering
+patch baselines (random / mean / zero at `patch_at`; `pause`: the pause control on every latent) and any explicit `conditions`. Steering
 vectors come from `vectors` (a vector store or capture store) or from a reference capture of
 held-out problems (`reference_seed`, written to `DIR/reference.zarr`).
 
@@ -49,6 +49,7 @@ from ..store.vector_store import open_vectors, save_vectors, vectors_from_store
 from ..tracing.loop import check_masking
 from .conditions import (
     MODES,
+    PAUSE,
     Condition,
     ModelShape,
     Resources,
@@ -121,9 +122,9 @@ class SweepConfig(run_spec(limit=100, batch_size=64)):
         bad = [m for m in self.modes if m not in ("hidden", "kv")]
         if bad:
             raise ValueError(f"unknown sweep mode(s) {bad}: use hidden and/or kv (patch baselines go in `baselines`)")
-        bad = [b for b in self.baselines if b not in PATCH_KINDS]
+        bad = [b for b in self.baselines if b not in (*PATCH_KINDS, PAUSE)]
         if bad:
-            raise ValueError(f"unknown baseline(s) {bad}: use {', '.join(PATCH_KINDS)}")
+            raise ValueError(f"unknown baseline(s) {bad}: use {', '.join((*PATCH_KINDS, PAUSE))}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
