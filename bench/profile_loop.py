@@ -70,7 +70,7 @@ RULES: list[tuple[str, object]] = [
     ("host syncs (all finished?)", lambda st, leaf, f: leaf.startswith("LatentLoopState.done")),
     ("loop bookkeeping", lambda st, leaf, f: f.endswith(("tracing/loop.py", "tracing/batching.py", "codi_model.py",
                                                          "common.py"))),
-    ("capture hooks", lambda st, leaf, f: f.endswith(("tracing/capture.py", "tracing/hooks.py"))),
+    ("capture hooks", lambda st, leaf, f: f.endswith(("tracing/capture_hook.py", "tracing/hooks.py"))),
     ("nnsight interleaving", lambda st, leaf, f: "nnsight/" in f),
     ("LM: matmuls", lambda st, leaf, f: leaf.startswith(MATMUL)),
     ("LM: attention (sdpa)", lambda st, leaf, f: "attention_forward" in leaf),
