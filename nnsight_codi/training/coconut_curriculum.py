@@ -121,7 +121,7 @@ def coconut_tokenizer_and_model(cfg: CoconutTrainConfig):
     if state is not None and not coconut:
         _load(model, state, cfg.init_from)
     model.resize_token_embeddings(len(tok), mean_resizing=False)
-    if coconut:
+    if coconut and state is not None:
         _load(model, state, cfg.init_from)
         return model, tok, ids
     source = tok.convert_tokens_to_ids("<<")
