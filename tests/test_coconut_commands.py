@@ -61,6 +61,7 @@ def test_sweep_on_coconut(tmp_path, capsys):
     config = tmp_path / "sweep.json"
     config.write_text(json.dumps({"model": MODEL, "limit": 8, "max_new_tokens": 8, "reference_limit": 8,
                                   "modes": ["hidden"], "pairs": [[1, 2]], "coefs": [0.0, 8.0], "layer": 2,
+                                  "extra_latent_step": False,
                                   "baselines": ["mean"], "batch_size": 8}))
     assert main(["sweep", str(config), "--out", str(tmp_path / "sweep"), "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
