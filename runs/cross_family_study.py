@@ -57,19 +57,6 @@ class TopToken:
         sink.append(("top", step, value.logits[:, -1].argmax(-1)))
 
 
-class MeanResidual:
-    """Sums the last position's residual stream at `layer` over the latent steps 1..k (for the step means)."""
-
-    def __init__(self, layer: int, k: int) -> None:
-        self.layer, self.k = layer, k
-
-    def sites(self, step: int) -> list[str]:
-        return [f"layer{self.layer}"] if 1 <= step <= self.k else []
-
-    def visit(self, site: str, value: Any, step: int, sink: list) -> None:
-        sink.append(("residual", step, value[:, -1].float().sum(0), value.shape[0]))
-
-
 def _numbers(tokenizer, ids) -> list[int | None]:
     out = []
     for i in ids:
@@ -88,6 +75,7 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
     from nnsight_codi.interventions.steering import AddVector
     from nnsight_codi.loading import load_codi_model
     from nnsight_codi.tracing.branches import Branch, run_branches
+    from nnsight_codi.tracing.capture_hook import Capture
     from nnsight_codi.tracing.loop import run_loop
 
     model = load_codi_model(spec)
@@ -104,12 +92,16 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
     by_k: dict[str, dict[int, float]] = {"latent": {}, "pause": {}}
     for k in range(k_model + 1):
         for name, fb in (("latent", None), ("pause", pause)):
-            tokens, _ = run_loop(model, prompts, num_latents=k, max_new_tokens=config.max_new_tokens, feedback=fb)
+            # the model's own run at its K also records the logit lens by step (recording changes no token)
+            hooks = [TopToken(k_model)] if (k, fb) == (k_model, None) else []
+            tokens, records = run_loop(model, prompts, hooks, num_latents=k, max_new_tokens=config.max_new_tokens,
+                                       feedback=fb)
             by_k[name][k] = sum(score(tokens)) / len(golds)
+            if hooks:
+                unsteered, lens_records = tokens, records
     # logit lens by step (the model's own run at its K)
-    _, records = run_loop(model, prompts, [TopToken(k_model)], num_latents=k_model, max_new_tokens=config.max_new_tokens)
     lens = {}
-    for _, step, top in records:
+    for _, step, top in lens_records:
         values = _numbers(model.tokenizer, top.tolist())
         inter = [v is not None and v in chain[:-1] for v, chain in zip(values, chains)]
         final = [v is not None and v == g for v, g in zip(values, golds)]
@@ -126,9 +118,9 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
     layer = model.num_layers // 2
     reference = load_eval_dataset("synthetic", limit=config.reference_limit, seed=config.reference_seed,
                                   **synthetic_options(model, {}))
-    _, records = run_loop(model, model.encode(list(reference["question"])), [MeanResidual(layer, k_model)],
+    _, records = run_loop(model, model.encode(list(reference["question"])), [Capture(["hidden"], [layer], k_model)],
                           num_latents=k_model, max_new_tokens=1)
-    means = {step: total / n for _, step, total, n in records}
+    means = {step: hidden.float().mean(0) for _, step, hidden in records if 1 <= step <= k_model}
     generator = torch.Generator().manual_seed(config.seed)
     conditions, branches = [], []
     for k in range(1, k_model):
@@ -139,7 +131,7 @@ def study_model(spec: str, config: Config, progress: bool = True) -> dict[str, A
             for kind, v in (("mean_difference", vector), ("random", noise)):
                 conditions.append((f"latent{k}-latent{k + 1}", coef, kind, float(vector.norm())))
                 branches.append(Branch([AddVector(v, layer, [k + 1], coef)]))
-    plain = model.decode(run_loop(model, prompts, num_latents=k_model, max_new_tokens=config.max_new_tokens)[0])
+    plain = model.decode(unsteered)
     runs = run_branches(model, prompts, branches, num_latents=k_model, max_new_tokens=config.max_new_tokens)
     steering = []
     for (pair, coef, kind, norm), (tokens, _) in zip(conditions, runs):
